@@ -1,0 +1,113 @@
+//! The validated run configuration and the parsers for its value syntaxes (durations, timeouts). Plain data
+//! plus pure parsing: clap lives in `cli.rs`, and nothing here starts a process.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::bytes::Regex;
+
+use crate::fingerprint::Compare;
+
+/// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timeout {
+    Absolute(Duration),
+    /// Once a majority has finished, a replica still running after `factor` × their median wall time is
+    /// hung. The master's health check: no absolute time to guess.
+    Relative(f64),
+}
+
+/// Floor for a relative timeout, so that a command taking 1 ms does not get its slow-to-schedule third
+/// replica killed after 3 ms on a loaded machine.
+pub const RELATIVE_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The command exactly as given; `argv[0]` is resolved against PATH before any replica starts.
+    pub command: Vec<OsString>,
+    pub replicas: usize,
+    pub sequential: bool,
+    pub compare: Compare,
+    pub masks: Vec<Regex>,
+    pub timeout: Option<Timeout>,
+    pub strict: bool,
+    pub quiet: bool,
+    pub output: Option<PathBuf>,
+    pub format: Format,
+}
+
+/// `500ms`, `30s`, `1.5m`, `2h`, or a bare number of seconds. Zero and negative durations are refused:
+/// a replica cannot do anything in no time.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}': expected e.g. 500ms, 30s, 2m, 1h"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("invalid duration unit in '{text}': use ms, s, m or h")),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("invalid duration '{text}': must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration (see [`parse_duration`]) or `Nx`, a factor of the majority's median wall time (N > 1).
+pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    if let Some(factor) = text.trim().strip_suffix('x') {
+        let f: f64 = factor
+            .parse()
+            .map_err(|_| format!("invalid relative timeout '{text}': expected e.g. 3x"))?;
+        if !f.is_finite() || f <= 1.0 {
+            return Err(format!(
+                "invalid relative timeout '{text}': the factor must be greater than 1"
+            ));
+        }
+        return Ok(Timeout::Relative(f));
+    }
+    parse_duration(text).map(Timeout::Absolute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        for bad in ["", "0", "0s", "-1s", "abc", "10 parsecs", "1d", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn relative_timeouts() {
+        assert_eq!(parse_timeout("3x"), Ok(Timeout::Relative(3.0)));
+        assert_eq!(parse_timeout("2.5x"), Ok(Timeout::Relative(2.5)));
+        assert!(parse_timeout("1x").is_err());
+        assert!(parse_timeout("x").is_err());
+        assert_eq!(parse_timeout("10s"), Ok(Timeout::Absolute(Duration::from_secs(10))));
+    }
+}

@@ -1,0 +1,17 @@
+//! tmr: run a command as N replicas, majority-vote what they produce, and tell transient faults from
+//! flaky and deterministic bugs. The binary (`main.rs`) only parses, runs and exits; everything else is
+//! here so tests and benchmarks can reach the pure parts directly.
+
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod exit;
+pub mod fingerprint;
+pub mod mask;
+pub mod replay;
+pub mod replica;
+pub mod report;
+pub mod resolve;
+pub mod round;
+pub mod stats;
+pub mod vote;

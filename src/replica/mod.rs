@@ -1,0 +1,26 @@
+//! Running replicas: spawning them, feeding their stdin, capturing their output, enforcing timeouts and
+//! signals, reaping them and whatever they leave behind. All of tmr's `unsafe` and process plumbing lives
+//! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
+
+pub mod capture;
+mod reap;
+mod signals;
+pub mod spawn;
+mod stdin;
+mod supervise;
+
+pub use capture::Captured;
+pub use spawn::ChildSetup;
+pub use supervise::{Batch, BatchOpts, Harness, Job, Launcher, RunRecord};
+
+/// Make sure fds 0, 1 and 2 are open (on /dev/null if tmr was started without them), so that every pipe
+/// tmr creates gets a number above 2 and `dup2` in the child never meets its own source fd.
+pub fn ensure_standard_fds() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            let flags = if fd == 0 { nix::fcntl::OFlag::O_RDONLY } else { nix::fcntl::OFlag::O_WRONLY };
+            // The returned fd is the lowest free one, i.e. `fd` itself; it stays open for tmr's lifetime.
+            let _ = nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty());
+        }
+    }
+}

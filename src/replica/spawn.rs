@@ -1,0 +1,136 @@
+//! fork + exec of one replica. The only place that runs code in a forked child, so it follows the rules
+//! for that strictly: every allocation happens before `fork()`, the child calls only async-signal-safe
+//! libc functions and leaves with `_exit`, and an exec failure travels back over a CLOEXEC pipe.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+
+/// Extra set-up the child performs between fork and exec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildSetup {
+    /// `personality(2)` flags, e.g. ADDR_NO_RANDOMIZE for memory voting.
+    pub personality: Option<libc::c_ulong>,
+}
+
+pub enum Spawned {
+    Running(Pid),
+    /// exec failed in the child with this errno; the child has already been reaped.
+    FailedToStart(i32),
+}
+
+/// The argv/envp arrays in the exact form execve wants, built before forking.
+pub struct ExecImage<'a> {
+    path: &'a CStr,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl<'a> ExecImage<'a> {
+    pub fn new(path: &'a CStr, argv: &'a [CString], env: &'a [CString]) -> Self {
+        let ptrs = |v: &'a [CString]| -> Vec<*const libc::c_char> {
+            v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        ExecImage { path, argv: ptrs(argv), envp: ptrs(env) }
+    }
+}
+
+/// Start one replica with the given fds as its stdin, stdout and stderr, in a process group of its own.
+/// The fds must be >= 3 (tmr makes sure 0, 1 and 2 are open at start-up), so `dup2` always copies them and
+/// the CLOEXEC originals vanish at exec.
+pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<Spawned> {
+    debug_assert!(stdio.iter().all(|&fd| fd > 2));
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
+    let err_w_fd = err_w.as_raw_fd();
+
+    // Block every signal across fork, so no handler of tmr's runs in the child before exec; the child
+    // clears the mask just before exec.
+    let mut all: libc::sigset_t = unsafe_zeroed_sigset();
+    let mut old: libc::sigset_t = unsafe_zeroed_sigset();
+    // SAFETY: both sets are valid, initialised sigset_t values owned by this frame.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+    }
+    // SAFETY: tmr is single-threaded when it forks (no reader threads by design), and the child only calls
+    // async-signal-safe functions on memory prepared before the fork, then execs or `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_exec`.
+        unsafe { child_exec(image, stdio, setup, err_w_fd) }
+    }
+    // SAFETY: restores the mask saved above, in the parent.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork failed");
+    }
+    let pid = Pid::from_raw(pid);
+    // Both sides set the group, so neither a signal sent right after this nor the exec can race it.
+    let _ = nix::unistd::setpgid(pid, pid);
+    drop(err_w);
+
+    let mut buf = [0u8; 4];
+    let n = read_full(&err_r, &mut buf);
+    if n == 4 {
+        let errno = i32::from_ne_bytes(buf);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Ok(Spawned::FailedToStart(errno));
+    }
+    Ok(Spawned::Running(pid))
+}
+
+fn unsafe_zeroed_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value that sigfillset/sigemptyset overwrite.
+    unsafe { std::mem::zeroed() }
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Runs in the forked child: only async-signal-safe calls, no allocation, never returns.
+///
+/// # Safety
+/// Must be called only in a child just forked from a single-threaded parent, with `image` and the fds
+/// prepared before the fork.
+unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, err_fd: RawFd) -> ! {
+    libc::setpgid(0, 0);
+    for (target, &fd) in stdio.iter().enumerate() {
+        if libc::dup2(fd, target as RawFd) < 0 {
+            child_fail(err_fd);
+        }
+    }
+    // Rust ignores SIGPIPE and the setting survives exec: a replica must see the default, or `yes | head`
+    // behaves differently under tmr.
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if let Some(persona) = setup.personality {
+        if libc::personality(persona) < 0 {
+            child_fail(err_fd);
+        }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
+    child_fail(err_fd)
+}
+
+/// Report errno to the parent and leave without running any of Rust's exit machinery.
+unsafe fn child_fail(err_fd: RawFd) -> ! {
+    let errno = *libc::__errno_location();
+    let bytes = errno.to_ne_bytes();
+    libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+    libc::_exit(127)
+}

@@ -1,0 +1,271 @@
+//! The human summary printed on stderr after the delivered output, like time(1): one line when all
+//! replicas agree; on disagreement, per dissenter what differed, the first differing line, and a hint.
+//! Pure: report in, text out.
+
+use super::{Dissent, RunEntry, RunReport};
+use crate::fingerprint::Outcome;
+
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+pub fn render(r: &RunReport, style: &Style) -> String {
+    let mut out = String::new();
+    let n = r.replicas;
+    let ran = r.runs.len();
+    let mut line = |s: String| {
+        out.push_str("tmr: ");
+        out.push_str(&s);
+        out.push('\n');
+    };
+    if let Some(sig) = &r.interrupted_by {
+        line(format!(
+            "{} by {sig}: stopped {ran} replica(s), nothing delivered, exit {}",
+            style.paint("1;31", "interrupted"),
+            r.exit_code
+        ));
+        return out;
+    }
+    let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
+    match (winner, r.vote.unanimous) {
+        (Some(w), true) => line(format!(
+            "{} {n}/{n} agree · {} · {}",
+            style.paint("32", "unanimous"),
+            w.outcome.describe(),
+            resources(&r.runs)
+        )),
+        (Some(w), false) => {
+            let size = r.vote.majority.as_ref().map_or(0, |m| m.len());
+            line(format!(
+                "{} {size}/{n} agree · {} · delivered replica {}'s output · {}",
+                style.paint("33", "majority"),
+                w.outcome.describe(),
+                w.replica,
+                resources(&r.runs)
+            ));
+        }
+        (None, _) => line(format!(
+            "{} among {n} replicas ({} different results): nothing delivered, exit {}",
+            style.paint("1;31", "no majority"),
+            r.vote.groups.len(),
+            r.exit_code
+        )),
+    }
+    for d in &r.dissents {
+        for text in dissent_lines(r, d) {
+            line(text);
+        }
+    }
+    if let Some(hint) = hint(r) {
+        line(format!("{} {hint}", style.paint("36", "hint:")));
+    }
+    let leaked: Vec<String> = r.runs.iter().filter(|e| e.leaked).map(|e| e.replica.to_string()).collect();
+    if !leaked.is_empty() {
+        line(format!(
+            "replica {} exited but left processes holding its output open; they were killed",
+            leaked.join(", ")
+        ));
+    }
+    if r.leaked_processes > 0 {
+        line(format!("killed {} leftover process(es) the replicas left behind", r.leaked_processes));
+    }
+    if r.exit_code == crate::exit::STRICT_DISAGREEMENT && winner.is_some() {
+        line(format!("--strict: a replica disagreed, exit {}", r.exit_code));
+    }
+    out
+}
+
+fn entry(r: &RunReport, replica: usize) -> Option<&RunEntry> {
+    r.runs.iter().find(|e| e.replica == replica)
+}
+
+fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
+    let (Some(me), Some(them)) = (entry(r, d.replica), entry(r, d.against)) else { return vec![] };
+    let who = if r.vote.winner.is_some() { "majority" } else { "replica 0" };
+    let mut parts = Vec::new();
+    for f in &d.fields {
+        match *f {
+            "exit" => parts.push(format!("{} (vs {})", me.outcome.describe(), them.outcome.describe())),
+            "stdout" => parts.push(format!(
+                "stdout {} B {} (vs {} B {})",
+                me.stdout.bytes,
+                &me.stdout.blake3[..8],
+                them.stdout.bytes,
+                &them.stdout.blake3[..8]
+            )),
+            "stderr" => parts.push(format!(
+                "stderr {} B {} (vs {} B {})",
+                me.stderr.bytes,
+                &me.stderr.blake3[..8],
+                them.stderr.bytes,
+                &them.stderr.blake3[..8]
+            )),
+            _ => {}
+        }
+    }
+    let mut lines = vec![format!("  replica {}: {}", d.replica, parts.join("; "))];
+    for (stream, diff) in [("stdout", &d.stdout_diff), ("stderr", &d.stderr_diff)] {
+        if let Some(diff) = diff {
+            let show = |l: &Option<String>| l.as_ref().map_or("<end of output>".to_string(), |t| format!("{t:?}"));
+            lines.push(format!("    {stream} line {}: {who} {}", diff.line, show(&diff.majority)));
+            lines.push(format!("    {stream} line {}: replica {} {}", diff.line, d.replica, show(&diff.replica)));
+        }
+    }
+    lines
+}
+
+/// A suggestion when the replicas disagree only on output: that is usually a timestamp or duration.
+fn hint(r: &RunReport) -> Option<String> {
+    if r.dissents.is_empty() {
+        return None;
+    }
+    let output_only = r.dissents.iter().all(|d| !d.fields.contains(&"exit"));
+    if output_only {
+        Some(
+            "only the output differs: if it holds timestamps, durations, pids or addresses, blank them with \
+             --mask REGEX, or vote on the exit status alone with --compare exit"
+                .to_string(),
+        )
+    } else if r.runs.iter().any(|e| e.outcome == Outcome::TimedOut) {
+        Some("a replica timed out: a hang, or a --timeout too tight for this machine".to_string())
+    } else {
+        None
+    }
+}
+
+/// Medians across replicas of wall time, CPU time and peak memory.
+fn resources(runs: &[RunEntry]) -> String {
+    let med = |f: &dyn Fn(&RunEntry) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        crate::stats::median(&mut v).unwrap_or(0.0)
+    };
+    format!(
+        "wall {} · user {} · sys {} · max rss {} (median per replica)",
+        ms(med(&|e| e.wall_ms)),
+        ms(med(&|e| e.user_ms)),
+        ms(med(&|e| e.sys_ms)),
+        kib(med(&|e| e.max_rss_kib as f64))
+    )
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else {
+        format!("{v:.1}ms")
+    }
+}
+
+fn kib(v: f64) -> String {
+    if v >= 1024.0 {
+        format!("{:.1}MiB", v / 1024.0)
+    } else {
+        format!("{v:.0}KiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::LineDiff;
+    use crate::report::{StreamEntry, VoteEntry, SCHEMA, VERSION};
+
+    fn run(replica: usize, code: i32, out: &str) -> RunEntry {
+        RunEntry {
+            replica,
+            round: 0,
+            pid: 100 + replica as i32,
+            outcome: Outcome::Exited { code },
+            stdout: StreamEntry { bytes: out.len() as u64, blake3: format!("{:0<64}", out) },
+            stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+            wall_ms: 10.0,
+            user_ms: 5.0,
+            sys_ms: 1.0,
+            max_rss_kib: 2048,
+            leaked: false,
+        }
+    }
+
+    fn report(runs: Vec<RunEntry>, vote: VoteEntry, dissents: Vec<Dissent>, exit_code: i32) -> RunReport {
+        RunReport {
+            schema: SCHEMA,
+            version: VERSION,
+            command: vec!["x".into()],
+            replicas: runs.len(),
+            sequential: false,
+            compare: vec!["exit", "stdout"],
+            masks: vec![],
+            timeout: None,
+            runs,
+            vote,
+            dissents,
+            leaked_processes: 0,
+            interrupted_by: None,
+            exit_code,
+        }
+    }
+
+    #[test]
+    fn unanimous_is_one_line() {
+        let r = report(
+            vec![run(0, 0, "a"), run(1, 0, "a"), run(2, 0, "a")],
+            VoteEntry { unanimous: true, majority: Some(vec![0, 1, 2]), winner: Some(0), groups: vec![vec![0, 1, 2]] },
+            vec![],
+            0,
+        );
+        let text = render(&r, &Style { color: false });
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("tmr: unanimous 3/3 agree · exit 0 · wall 10.0ms"), "{text}");
+    }
+
+    #[test]
+    fn dissent_shows_what_differed_and_the_first_line() {
+        let r = report(
+            vec![run(0, 0, "ok"), run(1, 1, "corrupted"), run(2, 0, "ok")],
+            VoteEntry { unanimous: false, majority: Some(vec![0, 2]), winner: Some(0), groups: vec![vec![0, 2], vec![1]] },
+            vec![Dissent {
+                replica: 1,
+                against: 0,
+                fields: vec!["exit", "stdout"],
+                stdout_diff: Some(LineDiff { line: 1, majority: Some("ok".into()), replica: Some("corrupted".into()) }),
+                stderr_diff: None,
+            }],
+            0,
+        );
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("majority 2/3 agree · exit 0 · delivered replica 0's output"), "{text}");
+        assert!(text.contains("replica 1: exit 1 (vs exit 0); stdout 9 B"), "{text}");
+        assert!(text.contains("stdout line 1: majority \"ok\""), "{text}");
+        assert!(text.contains("stdout line 1: replica 1 \"corrupted\""), "{text}");
+        assert!(!text.contains("hint"), "exit codes differ: no mask hint\n{text}");
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn output_only_disagreement_without_majority_hints_at_masks() {
+        let r = report(
+            vec![run(0, 0, "t1"), run(1, 0, "t2"), run(2, 0, "t3")],
+            VoteEntry { unanimous: false, majority: None, winner: None, groups: vec![vec![0], vec![1], vec![2]] },
+            vec![
+                Dissent { replica: 1, against: 0, fields: vec!["stdout"], stdout_diff: None, stderr_diff: None },
+                Dissent { replica: 2, against: 0, fields: vec!["stdout"], stdout_diff: None, stderr_diff: None },
+            ],
+            120,
+        );
+        let text = render(&r, &Style { color: true });
+        assert!(text.contains("no majority"), "{text}");
+        assert!(text.contains("nothing delivered, exit 120"), "{text}");
+        assert!(text.contains("--mask"), "{text}");
+        assert!(text.contains('\x1b'));
+    }
+}

@@ -1,0 +1,95 @@
+//! The run report: one serialisable record of what ran, what each replica produced, how the vote went and
+//! which exit code tmr chose. Renderers (`human`, JSON) only read it, so they are tested on hand-made
+//! reports without running anything.
+
+pub mod human;
+
+use serde::Serialize;
+
+use crate::config::Timeout;
+use crate::diff::LineDiff;
+use crate::fingerprint::{Outcome, StreamSummary};
+
+pub const SCHEMA: &str = "tmr-report";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub schema: &'static str,
+    pub version: u32,
+    pub command: Vec<String>,
+    pub replicas: usize,
+    pub sequential: bool,
+    pub compare: Vec<&'static str>,
+    pub masks: Vec<String>,
+    pub timeout: Option<String>,
+    pub runs: Vec<RunEntry>,
+    pub vote: VoteEntry,
+    pub dissents: Vec<Dissent>,
+    /// Processes left behind by replicas (grandchildren) that tmr killed.
+    pub leaked_processes: usize,
+    pub interrupted_by: Option<String>,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEntry {
+    pub replica: usize,
+    pub round: usize,
+    pub pid: i32,
+    pub outcome: Outcome,
+    pub stdout: StreamEntry,
+    pub stderr: StreamEntry,
+    pub wall_ms: f64,
+    pub user_ms: f64,
+    pub sys_ms: f64,
+    pub max_rss_kib: u64,
+    /// Its output pipes stayed open after it exited (a grandchild held them); tmr killed its group.
+    pub leaked: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamEntry {
+    pub bytes: u64,
+    /// blake3 of the compared bytes (after masks).
+    pub blake3: String,
+}
+
+impl From<StreamSummary> for StreamEntry {
+    fn from(s: StreamSummary) -> Self {
+        StreamEntry { bytes: s.len, blake3: s.hex() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VoteEntry {
+    pub unanimous: bool,
+    /// Replicas of the strict majority, if any.
+    pub majority: Option<Vec<usize>>,
+    /// The replica whose output was delivered.
+    pub winner: Option<usize>,
+    /// Every group of agreeing replicas, largest first.
+    pub groups: Vec<Vec<usize>>,
+}
+
+/// A replica outside the majority (or, with no majority, any replica but the first), compared with
+/// `against`: the delivered replica, or replica 0 when nothing was delivered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dissent {
+    pub replica: usize,
+    pub against: usize,
+    pub fields: Vec<&'static str>,
+    pub stdout_diff: Option<LineDiff>,
+    pub stderr_diff: Option<LineDiff>,
+}
+
+pub fn timeout_text(t: &Timeout) -> String {
+    match t {
+        Timeout::Absolute(d) => format!("{}s", d.as_secs_f64()),
+        Timeout::Relative(f) => format!("{f}x"),
+    }
+}
+
+pub fn to_json(report: &RunReport) -> String {
+    serde_json::to_string_pretty(report).expect("a report always serialises") + "\n"
+}

@@ -1,0 +1,190 @@
+//! One tmr run end to end: resolve the command, run the voted round, vote, gather the evidence for any
+//! disagreement, deliver the winner's output and write the report. The seam between "run replicas"
+//! (`replica`) and "vote + report" (pure modules) runs through here as plain data.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Seek, SeekFrom, Write};
+
+use anyhow::{Context, Result};
+
+use crate::config::{Config, Format};
+use crate::diff::{first_difference, LineDiff};
+use crate::exit::{self, ExitError};
+use crate::fingerprint::{signal_name, Key};
+use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
+use crate::report::{self, human, Dissent, RunEntry, RunReport, StreamEntry, VoteEntry};
+use crate::vote::{vote, Vote};
+
+/// Run `config` and return the exit code tmr should end with.
+pub fn execute(config: &Config) -> Result<i32> {
+    // Checked before any replica starts, so a typo in -o wastes no run.
+    let mut report_file = match &config.output {
+        Some(path) => Some(File::create(path).map_err(|e| ExitError {
+            code: exit::TMR_ERROR,
+            message: format!("tmr: cannot write report file {}: {e}", path.display()),
+        })?),
+        None => None,
+    };
+    let path = crate::resolve::resolve(&config.command[0])?;
+    let launcher = Launcher::new(path.into_os_string(), &config.command)?;
+    let mut harness = Harness::new(launcher)?;
+
+    let jobs: Vec<Job> =
+        (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
+    let batch = harness.run_batch(&jobs, &batch_opts(config))?;
+    let Batch { records, swept } = batch;
+
+    let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
+    let voted = vote(&keys);
+    let exit_code = match harness.interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None => choose_exit_code(config, &records, &voted),
+    };
+
+    let mut delivered_ok = true;
+    if harness.interrupted.is_none() {
+        if let Some(w) = voted.representative() {
+            delivered_ok = crate::replay::replay(&records[w].stdout.spool, &mut std::io::stdout().lock())?;
+            crate::replay::replay(&records[w].stderr.spool, &mut std::io::stderr().lock())?;
+        }
+    }
+    let _ = delivered_ok;
+
+    let dissents = if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &records, &voted)? };
+    let report = build_report(config, &records, &voted, dissents, swept, harness.interrupted, exit_code);
+    write_report(config, &report, report_file.as_mut())?;
+    Ok(exit_code)
+}
+
+pub fn batch_opts(config: &Config) -> BatchOpts {
+    let masks_for = |compared: bool| if compared { config.masks.clone() } else { Vec::new() };
+    BatchOpts {
+        parallel: if config.sequential { 1 } else { config.replicas },
+        timeout: config.timeout,
+        stdout_masks: masks_for(config.compare.stdout),
+        stderr_masks: masks_for(config.compare.stderr),
+        setup: ChildSetup::default(),
+    }
+}
+
+fn choose_exit_code(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> i32 {
+    match voted.representative() {
+        None => exit::NO_MAJORITY,
+        Some(_) if config.strict && !voted.unanimous() => exit::STRICT_DISAGREEMENT,
+        Some(w) => records[w].outcome.exit_code(),
+    }
+}
+
+/// What each replica outside the majority did differently, compared with the delivered replica (or with
+/// replica 0 when there is no majority).
+fn dissents(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> Result<Vec<Dissent>> {
+    let reference = voted.representative().unwrap_or(0);
+    let ref_group = voted.group_of(reference);
+    let mut out = Vec::new();
+    for (i, rec) in records.iter().enumerate() {
+        if i == reference || voted.group_of(i) == ref_group {
+            continue;
+        }
+        let base = &records[reference];
+        let fields = rec.fingerprint().differing_fields(&base.fingerprint(), config.compare);
+        let stdout_diff = if fields.contains(&"stdout") {
+            line_diff(&base.stdout.spool, &rec.stdout.spool, config)?
+        } else {
+            None
+        };
+        let stderr_diff = if fields.contains(&"stderr") {
+            line_diff(&base.stderr.spool, &rec.stderr.spool, config)?
+        } else {
+            None
+        };
+        out.push(Dissent { replica: rec.job.replica, against: base.job.replica, fields, stdout_diff, stderr_diff });
+    }
+    Ok(out)
+}
+
+fn line_diff(a: &File, b: &File, config: &Config) -> Result<Option<LineDiff>> {
+    let open = |f: &File| -> Result<BufReader<File>> {
+        let mut f = f.try_clone().context("reopening an output spool")?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok(BufReader::new(f))
+    };
+    Ok(first_difference(open(a)?, open(b)?, &config.masks)?)
+}
+
+pub fn run_entry(r: &RunRecord) -> RunEntry {
+    RunEntry {
+        replica: r.job.replica,
+        round: r.job.round,
+        pid: r.pid,
+        outcome: r.outcome,
+        stdout: StreamEntry::from(r.stdout.summary),
+        stderr: StreamEntry::from(r.stderr.summary),
+        wall_ms: r.wall.as_secs_f64() * 1e3,
+        user_ms: r.user.as_secs_f64() * 1e3,
+        sys_ms: r.sys.as_secs_f64() * 1e3,
+        max_rss_kib: r.max_rss_kib,
+        leaked: r.leaked,
+    }
+}
+
+fn build_report(
+    config: &Config,
+    records: &[RunRecord],
+    voted: &Vote<Key>,
+    dissents: Vec<Dissent>,
+    swept: usize,
+    interrupted: Option<i32>,
+    exit_code: i32,
+) -> RunReport {
+    let replica_of = |i: &usize| records[*i].job.replica;
+    RunReport {
+        schema: report::SCHEMA,
+        version: report::VERSION,
+        command: config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        replicas: config.replicas,
+        sequential: config.sequential,
+        compare: config.compare.names(),
+        masks: config.masks.iter().map(|m| m.as_str().to_string()).collect(),
+        timeout: config.timeout.as_ref().map(report::timeout_text),
+        runs: records.iter().map(run_entry).collect(),
+        vote: VoteEntry {
+            unanimous: voted.unanimous(),
+            majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
+            winner: voted.representative().map(|w| records[w].job.replica),
+            groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
+        },
+        dissents,
+        leaked_processes: swept,
+        interrupted_by: interrupted.map(signal_name),
+        exit_code,
+    }
+}
+
+fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) -> Result<()> {
+    let quiet = config.quiet && report.vote.unanimous && report.interrupted_by.is_none();
+    match (file, config.format) {
+        (Some(f), Format::Json) => f.write_all(report::to_json(report).as_bytes()).context("writing the report")?,
+        (Some(f), Format::Human) => f
+            .write_all(human::render(report, &human::Style { color: false }).as_bytes())
+            .context("writing the report")?,
+        (None, Format::Json) => ignore_epipe(std::io::stderr().write_all(report::to_json(report).as_bytes()))?,
+        (None, Format::Human) if !quiet => {
+            let text = human::render(report, &human::Style { color: use_color() });
+            ignore_epipe(std::io::stderr().write_all(text.as_bytes()))?
+        }
+        (None, Format::Human) => {}
+    }
+    Ok(())
+}
+
+fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the summary"),
+        _ => Ok(()),
+    }
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set to anything non-empty (no-color.org).
+fn use_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

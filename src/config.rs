@@ -47,7 +47,9 @@ pub struct Config {
 /// a replica cannot do anything in no time.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .parse()
@@ -57,7 +59,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => 1e-3,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("invalid duration unit in '{text}': use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in '{text}': use ms, s, m or h"
+            ))
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
@@ -108,6 +114,9 @@ mod tests {
         assert_eq!(parse_timeout("2.5x"), Ok(Timeout::Relative(2.5)));
         assert!(parse_timeout("1x").is_err());
         assert!(parse_timeout("x").is_err());
-        assert_eq!(parse_timeout("10s"), Ok(Timeout::Absolute(Duration::from_secs(10))));
+        assert_eq!(
+            parse_timeout("10s"),
+            Ok(Timeout::Absolute(Duration::from_secs(10)))
+        );
     }
 }

@@ -42,7 +42,11 @@ pub fn first_difference(
         let mb = (nb > 0).then(|| mask_line(masks, strip_newline(&b)).into_owned());
         // A missing final newline is a difference too, even when the text is the same.
         if ma != mb || a.ends_with(b"\n") != b.ends_with(b"\n") {
-            return Ok(Some(LineDiff { line, majority: ma.map(|l| show(&l)), replica: mb.map(|l| show(&l)) }));
+            return Ok(Some(LineDiff {
+                line,
+                majority: ma.map(|l| show(&l)),
+                replica: mb.map(|l| show(&l)),
+            }));
         }
     }
 }
@@ -54,7 +58,16 @@ fn strip_newline(line: &[u8]) -> &[u8] {
 /// A line as text for a report: lossy UTF-8, control characters escaped, cut to a readable length.
 fn show(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
-    let escaped: String = text.chars().flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
     if escaped.chars().count() > SHOWN {
         let cut: String = escaped.chars().take(SHOWN).collect();
         format!("{cut}…")
@@ -75,13 +88,27 @@ mod tests {
     #[test]
     fn finds_the_first_differing_line() {
         let d = diff("a\nb\nc\n", "a\nB\nc\n", &[]).unwrap();
-        assert_eq!(d, LineDiff { line: 2, majority: Some("b".into()), replica: Some("B".into()) });
+        assert_eq!(
+            d,
+            LineDiff {
+                line: 2,
+                majority: Some("b".into()),
+                replica: Some("B".into())
+            }
+        );
     }
 
     #[test]
     fn a_shorter_output_differs_where_it_ends() {
         let d = diff("a\nb\n", "a\n", &[]).unwrap();
-        assert_eq!(d, LineDiff { line: 2, majority: Some("b".into()), replica: None });
+        assert_eq!(
+            d,
+            LineDiff {
+                line: 2,
+                majority: Some("b".into()),
+                replica: None
+            }
+        );
     }
 
     #[test]

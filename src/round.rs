@@ -29,12 +29,20 @@ pub fn execute(config: &Config) -> Result<i32> {
     let launcher = Launcher::new(path.into_os_string(), &config.command)?;
     let mut harness = Harness::new(launcher)?;
 
-    let jobs: Vec<Job> =
-        (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
+    let jobs: Vec<Job> = (0..config.replicas)
+        .map(|replica| Job {
+            replica,
+            replicas: config.replicas,
+            round: 0,
+        })
+        .collect();
     let batch = harness.run_batch(&jobs, &batch_opts(config))?;
-    let Batch { records, swept } = batch;
+    let Batch { mut records, swept } = batch;
 
-    let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
+    let keys: Vec<Key> = records
+        .iter()
+        .map(|r| r.fingerprint().key(config.compare))
+        .collect();
     let voted = vote(&keys);
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
@@ -44,22 +52,45 @@ pub fn execute(config: &Config) -> Result<i32> {
     let mut delivered_ok = true;
     if harness.interrupted.is_none() {
         if let Some(w) = voted.representative() {
-            delivered_ok = crate::replay::replay(&records[w].stdout.spool, &mut std::io::stdout().lock())?;
-            crate::replay::replay(&records[w].stderr.spool, &mut std::io::stderr().lock())?;
+            delivered_ok =
+                crate::replay::replay(records[w].stdout.file()?, &mut std::io::stdout().lock())?;
+            crate::replay::replay(records[w].stderr.file()?, &mut std::io::stderr().lock())?;
         }
     }
     let _ = delivered_ok;
 
-    let dissents = if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &records, &voted)? };
-    let report = build_report(config, &records, &voted, dissents, swept, harness.interrupted, exit_code);
+    let dissents = if harness.interrupted.is_some() {
+        Vec::new()
+    } else {
+        dissents(config, &mut records, &voted)?
+    };
+    let report = build_report(
+        config,
+        &records,
+        &voted,
+        dissents,
+        swept,
+        harness.interrupted,
+        exit_code,
+    );
     write_report(config, &report, report_file.as_mut())?;
     Ok(exit_code)
 }
 
 pub fn batch_opts(config: &Config) -> BatchOpts {
-    let masks_for = |compared: bool| if compared { config.masks.clone() } else { Vec::new() };
+    let masks_for = |compared: bool| {
+        if compared {
+            config.masks.clone()
+        } else {
+            Vec::new()
+        }
+    };
     BatchOpts {
-        parallel: if config.sequential { 1 } else { config.replicas },
+        parallel: if config.sequential {
+            1
+        } else {
+            config.replicas
+        },
         timeout: config.timeout,
         stdout_masks: masks_for(config.compare.stdout),
         stderr_masks: masks_for(config.compare.stderr),
@@ -77,27 +108,36 @@ fn choose_exit_code(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -
 
 /// What each replica outside the majority did differently, compared with the delivered replica (or with
 /// replica 0 when there is no majority).
-fn dissents(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> Result<Vec<Dissent>> {
+fn dissents(config: &Config, records: &mut [RunRecord], voted: &Vote<Key>) -> Result<Vec<Dissent>> {
     let reference = voted.representative().unwrap_or(0);
     let ref_group = voted.group_of(reference);
     let mut out = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
+    for i in 0..records.len() {
         if i == reference || voted.group_of(i) == ref_group {
             continue;
         }
-        let base = &records[reference];
-        let fields = rec.fingerprint().differing_fields(&base.fingerprint(), config.compare);
+        let fields = records[i]
+            .fingerprint()
+            .differing_fields(&records[reference].fingerprint(), config.compare);
         let stdout_diff = if fields.contains(&"stdout") {
-            line_diff(&base.stdout.spool, &rec.stdout.spool, config)?
+            let theirs = records[i].stdout.file()?.try_clone()?;
+            line_diff(records[reference].stdout.file()?, &theirs, config)?
         } else {
             None
         };
         let stderr_diff = if fields.contains(&"stderr") {
-            line_diff(&base.stderr.spool, &rec.stderr.spool, config)?
+            let theirs = records[i].stderr.file()?.try_clone()?;
+            line_diff(records[reference].stderr.file()?, &theirs, config)?
         } else {
             None
         };
-        out.push(Dissent { replica: rec.job.replica, against: base.job.replica, fields, stdout_diff, stderr_diff });
+        out.push(Dissent {
+            replica: records[i].job.replica,
+            against: records[reference].job.replica,
+            fields,
+            stdout_diff,
+            stderr_diff,
+        });
     }
     Ok(out)
 }
@@ -140,18 +180,32 @@ fn build_report(
     RunReport {
         schema: report::SCHEMA,
         version: report::VERSION,
-        command: config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        command: config
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         replicas: config.replicas,
         sequential: config.sequential,
         compare: config.compare.names(),
-        masks: config.masks.iter().map(|m| m.as_str().to_string()).collect(),
+        masks: config
+            .masks
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect(),
         timeout: config.timeout.as_ref().map(report::timeout_text),
         runs: records.iter().map(run_entry).collect(),
         vote: VoteEntry {
             unanimous: voted.unanimous(),
-            majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
+            majority: voted
+                .majority()
+                .map(|g| g.members.iter().map(replica_of).collect()),
             winner: voted.representative().map(|w| records[w].job.replica),
-            groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
+            groups: voted
+                .groups
+                .iter()
+                .map(|g| g.members.iter().map(replica_of).collect())
+                .collect(),
         },
         dissents,
         leaked_processes: swept,
@@ -163,11 +217,15 @@ fn build_report(
 fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) -> Result<()> {
     let quiet = config.quiet && report.vote.unanimous && report.interrupted_by.is_none();
     match (file, config.format) {
-        (Some(f), Format::Json) => f.write_all(report::to_json(report).as_bytes()).context("writing the report")?,
+        (Some(f), Format::Json) => f
+            .write_all(report::to_json(report).as_bytes())
+            .context("writing the report")?,
         (Some(f), Format::Human) => f
             .write_all(human::render(report, &human::Style { color: false }).as_bytes())
             .context("writing the report")?,
-        (None, Format::Json) => ignore_epipe(std::io::stderr().write_all(report::to_json(report).as_bytes()))?,
+        (None, Format::Json) => {
+            ignore_epipe(std::io::stderr().write_all(report::to_json(report).as_bytes()))?
+        }
         (None, Format::Human) if !quiet => {
             let text = human::render(report, &human::Style { color: use_color() });
             ignore_epipe(std::io::stderr().write_all(text.as_bytes()))?
@@ -179,7 +237,9 @@ fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) ->
 
 fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
     match r {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the summary"),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing the summary")
+        }
         _ => Ok(()),
     }
 }

@@ -24,15 +24,27 @@ pub fn vote<K: Eq + Clone>(keys: &[K]) -> Vote<K> {
     for (i, k) in keys.iter().enumerate() {
         match groups.iter_mut().find(|g| &g.key == k) {
             Some(g) => g.members.push(i),
-            None => groups.push(Group { key: k.clone(), members: vec![i] }),
+            None => groups.push(Group {
+                key: k.clone(),
+                members: vec![i],
+            }),
         }
     }
-    groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then(a.members[0].cmp(&b.members[0])));
+    groups.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.members[0].cmp(&b.members[0]))
+    });
     let winner = groups
         .first()
         .filter(|g| 2 * g.members.len() > keys.len())
         .map(|_| 0);
-    Vote { groups, winner, replicas: keys.len() }
+    Vote {
+        groups,
+        winner,
+        replicas: keys.len(),
+    }
 }
 
 impl<K> Vote<K> {

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 pub fn become_subreaper() -> Result<()> {
@@ -13,10 +13,16 @@ pub fn become_subreaper() -> Result<()> {
 /// tmr's current children, from /proc/self/task/*/children.
 fn children() -> Vec<Pid> {
     let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return pids };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .map(Pid::from_raw),
+            );
         }
     }
     pids
@@ -33,10 +39,16 @@ pub fn sweep() -> usize {
             break;
         }
         for pid in pids {
-            if kill(pid, Signal::SIGKILL).is_ok() {
-                killed += 1;
+            // An orphan that already exited is just reaped: it leaked nothing.
+            if matches!(
+                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::StillAlive)
+            ) {
+                if kill(pid, Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+                let _ = waitpid(pid, None);
             }
-            let _ = waitpid(pid, None);
         }
     }
     killed

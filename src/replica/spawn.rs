@@ -32,9 +32,16 @@ pub struct ExecImage<'a> {
 impl<'a> ExecImage<'a> {
     pub fn new(path: &'a CStr, argv: &'a [CString], env: &'a [CString]) -> Self {
         let ptrs = |v: &'a [CString]| -> Vec<*const libc::c_char> {
-            v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
         };
-        ExecImage { path, argv: ptrs(argv), envp: ptrs(env) }
+        ExecImage {
+            path,
+            argv: ptrs(argv),
+            envp: ptrs(env),
+        }
     }
 }
 
@@ -43,7 +50,8 @@ impl<'a> ExecImage<'a> {
 /// the CLOEXEC originals vanish at exec.
 pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<Spawned> {
     debug_assert!(stdio.iter().all(|&fd| fd > 2));
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
     let err_w_fd = err_w.as_raw_fd();
 
     // Block every signal across fork, so no handler of tmr's runs in the child before exec; the child
@@ -123,7 +131,11 @@ unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, er
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
+    libc::execve(
+        image.path.as_ptr(),
+        image.argv.as_ptr(),
+        image.envp.as_ptr(),
+    );
     child_fail(err_fd)
 }
 

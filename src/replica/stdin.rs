@@ -16,7 +16,9 @@ use nix::fcntl::OFlag;
 pub enum StdinSource {
     Null,
     /// tmr's stdin is a regular file: each replica opens it afresh at this offset.
-    File { offset: u64 },
+    File {
+        offset: u64,
+    },
     Broadcast(Spool),
 }
 
@@ -41,10 +43,16 @@ impl StdinSource {
         };
         if meta.st_mode & libc::S_IFMT == libc::S_IFREG {
             let offset = nix::unistd::lseek(0, 0, nix::unistd::Whence::SeekCur).unwrap_or(0);
-            return Ok(StdinSource::File { offset: offset.max(0) as u64 });
+            return Ok(StdinSource::File {
+                offset: offset.max(0) as u64,
+            });
         }
         let file = tempfile::tempfile().context("creating the stdin spool file")?;
-        Ok(StdinSource::Broadcast(Spool { file, len: 0, eof: false }))
+        Ok(StdinSource::Broadcast(Spool {
+            file,
+            len: 0,
+            eof: false,
+        }))
     }
 
     /// The stdin end to hand to one new replica, and what tmr keeps to feed it.
@@ -59,7 +67,8 @@ impl StdinSource {
                 Ok((fd, None))
             }
             StdinSource::Broadcast(_) => {
-                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating a stdin pipe")?;
+                let (r, w) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating a stdin pipe")?;
                 set_nonblocking(&w)?;
                 Ok((r, Some((w, 0))))
             }
@@ -89,7 +98,9 @@ impl Spool {
         match nix::unistd::read(0, buf) {
             Ok(0) => self.eof = true,
             Ok(n) => {
-                self.file.write_all(&buf[..n]).context("writing the stdin spool")?;
+                self.file
+                    .write_all(&buf[..n])
+                    .context("writing the stdin spool")?;
                 self.len += n as u64;
             }
             Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
@@ -112,7 +123,9 @@ impl Spool {
     pub fn push(&self, write: &OwnedFd, offset: &mut u64, buf: &mut [u8]) -> bool {
         while *offset < self.len {
             let want = ((self.len - *offset) as usize).min(buf.len());
-            let Ok(got) = self.file.read_at(&mut buf[..want], *offset) else { return false };
+            let Ok(got) = self.file.read_at(&mut buf[..want], *offset) else {
+                return false;
+            };
             if got == 0 {
                 return false;
             }
@@ -129,8 +142,12 @@ impl Spool {
 }
 
 fn open_cloexec(path: &str) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .with_context(|| format!("opening {path}"))?;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening {path}"))?;
     // SAFETY: `open` just returned this fd and nothing else owns it.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,11 +18,11 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use regex::bytes::Regex;
 
-use super::capture::{Capture, Captured};
+use super::capture::{Capture, Captured, Reference};
+use super::reap;
 use super::signals::Signals;
 use super::spawn::{spawn, ChildSetup, ExecImage, Spawned};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
-use super::reap;
 use crate::config::{Timeout, RELATIVE_TIMEOUT_FLOOR};
 use crate::fingerprint::{Fingerprint, Outcome};
 
@@ -46,19 +47,32 @@ impl Launcher {
         let c = |s: OsString| CString::new(s.into_vec()).context("an argument contains a NUL byte");
         let argv = command.iter().cloned().map(c).collect::<Result<Vec<_>>>()?;
         let base_env = std::env::vars_os()
-            .filter(|(k, _)| !matches!(k.to_str(), Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND")))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.to_str(),
+                    Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND")
+                )
+            })
             .map(|(mut k, v)| {
                 k.push("=");
                 k.push(v);
                 c(k)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Launcher { path: c(path)?, argv, base_env })
+        Ok(Launcher {
+            path: c(path)?,
+            argv,
+            base_env,
+        })
     }
 
     fn env_for(&self, job: &Job) -> Vec<CString> {
         let mut env = self.base_env.clone();
-        for (k, v) in [("TMR_REPLICA", job.replica), ("TMR_REPLICAS", job.replicas), ("TMR_ROUND", job.round)] {
+        for (k, v) in [
+            ("TMR_REPLICA", job.replica),
+            ("TMR_REPLICAS", job.replicas),
+            ("TMR_ROUND", job.round),
+        ] {
             env.push(CString::new(format!("{k}={v}")).expect("no NUL in a number"));
         }
         env
@@ -100,7 +114,11 @@ pub struct RunRecord {
 
 impl RunRecord {
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint { outcome: self.outcome, stdout: self.stdout.summary, stderr: self.stderr.summary }
+        Fingerprint {
+            outcome: self.outcome,
+            stdout: self.stdout.summary,
+            stderr: self.stderr.summary,
+        }
     }
 }
 
@@ -156,7 +174,13 @@ impl Harness {
         reap::become_subreaper()?;
         let signals = Signals::install()?;
         let stdin = StdinSource::detect()?;
-        Ok(Harness { signals, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
+        Ok(Harness {
+            signals,
+            stdin,
+            launcher,
+            buf: vec![0; READ_BUF],
+            interrupted: None,
+        })
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, and capture each one.
@@ -166,6 +190,7 @@ impl Harness {
         let mut done: Vec<Option<RunRecord>> = jobs.iter().map(|_| None).collect();
         let mut walls: Vec<f64> = Vec::new();
         let majority = jobs.len() / 2 + 1;
+        let mut refs = None;
         let result = (|| -> Result<()> {
             loop {
                 if let Some(sig) = self.signals.take_stop() {
@@ -173,7 +198,7 @@ impl Harness {
                 }
                 while self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let Some(j) = pending.pop_front() else { break };
-                    match self.launch(j, jobs[j], opts)? {
+                    match self.launch(j, jobs[j], opts, &mut refs)? {
                         Launched::Running(r) => running.push(*r),
                         Launched::Failed(rec) => done[j] = Some(*rec),
                     }
@@ -194,7 +219,10 @@ impl Harness {
         }
         let swept = reap::sweep();
         result?;
-        Ok(Batch { records: done.into_iter().flatten().collect(), swept })
+        Ok(Batch {
+            records: done.into_iter().flatten().collect(),
+            swept,
+        })
     }
 
     fn on_stop(&mut self, sig: i32, running: &mut [Running]) {
@@ -211,47 +239,71 @@ impl Harness {
         }
     }
 
-    fn launch(&mut self, slot: usize, job: Job, opts: &BatchOpts) -> Result<Launched> {
+    fn launch(
+        &mut self,
+        slot: usize,
+        job: Job,
+        opts: &BatchOpts,
+        refs: &mut Option<(Rc<Reference>, Rc<Reference>)>,
+    ) -> Result<Launched> {
         let env = self.launcher.env_for(&job);
         let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env);
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
-        let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        let stdio = [
+            stdin_child.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ];
         let started = Instant::now();
         let spawned = spawn(&image, stdio, opts.setup)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
-        let out = Capture::new(opts.stdout_masks.clone())?;
-        let err = Capture::new(opts.stderr_masks.clone())?;
+        let (out, err) = match refs {
+            Some((o, e)) => (
+                Capture::new_follower(opts.stdout_masks.clone(), Rc::clone(o))?,
+                Capture::new_follower(opts.stderr_masks.clone(), Rc::clone(e))?,
+            ),
+            None => {
+                let (out, o) = Capture::new_reference(opts.stdout_masks.clone())?;
+                let (err, e) = Capture::new_reference(opts.stderr_masks.clone())?;
+                *refs = Some((o, e));
+                (out, err)
+            }
+        };
         match spawned {
             Spawned::FailedToStart(errno) => Ok(Launched::Failed(Box::new(RunRecord {
                 job,
                 pid: 0,
                 outcome: Outcome::FailedToStart { errno },
-                stdout: out.finish(),
-                stderr: err.finish(),
+                stdout: out.finish()?,
+                stderr: err.finish()?,
                 wall: started.elapsed(),
                 user: Duration::ZERO,
                 sys: Duration::ZERO,
                 max_rss_kib: 0,
                 leaked: false,
             }))),
-            Spawned::Running(pid) => {
-                Ok(Launched::Running(Box::new(Running {
-                    slot,
-                    job,
-                    pid,
-                    started,
-                    out: Stream { fd: Some(out_r), cap: out },
-                    err: Stream { fd: Some(err_r), cap: err },
-                    feed,
-                    exited_at: None,
-                    leak_deadline: None,
-                    timed_out: false,
-                    kill_at: None,
-                })))
-            }
+            Spawned::Running(pid) => Ok(Launched::Running(Box::new(Running {
+                slot,
+                job,
+                pid,
+                started,
+                out: Stream {
+                    fd: Some(out_r),
+                    cap: out,
+                },
+                err: Stream {
+                    fd: Some(err_r),
+                    cap: err,
+                },
+                feed,
+                exited_at: None,
+                leak_deadline: None,
+                timed_out: false,
+                kill_at: None,
+            }))),
         }
     }
 
@@ -268,7 +320,13 @@ impl Harness {
         let now = Instant::now();
         let deadline = running
             .iter()
-            .flat_map(|r| [r.kill_at, r.leak_deadline, timeout_deadline(r, opts, walls, majority)])
+            .flat_map(|r| {
+                [
+                    r.kill_at,
+                    r.leak_deadline,
+                    timeout_deadline(r, opts, walls, majority),
+                ]
+            })
             .flatten()
             .min();
         let wait_ms = deadline
@@ -280,7 +338,9 @@ impl Harness {
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
             let mut slots = vec![Slot::Signal];
             if let Some(spool) = self.stdin.spool() {
-                let caught_up = running.iter().any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
+                let caught_up = running
+                    .iter()
+                    .any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
                 if !spool.eof() && caught_up {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                     slots.push(Slot::Stdin);
@@ -325,7 +385,9 @@ impl Harness {
                 Slot::Out(i) => read_stream(&mut running[i].out, &mut self.buf)?,
                 Slot::Err(i) => read_stream(&mut running[i].err, &mut self.buf)?,
                 Slot::Feed(i) => {
-                    if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut()) {
+                    if let (Some(spool), Some((fd, offset))) =
+                        (self.stdin.spool(), running[i].feed.as_mut())
+                    {
                         if !spool.push(fd, offset, &mut self.buf) {
                             running[i].feed = None;
                         }
@@ -348,7 +410,9 @@ impl Harness {
                 if r.kill_at.is_some_and(|at| now >= at) {
                     let _ = killpg(r.pid, Signal::SIGKILL);
                     r.kill_at = None;
-                } else if !r.timed_out && timeout_deadline(r, opts, walls, majority).is_some_and(|d| now >= d) {
+                } else if !r.timed_out
+                    && timeout_deadline(r, opts, walls, majority).is_some_and(|d| now >= d)
+                {
                     r.timed_out = true;
                     let _ = killpg(r.pid, Signal::SIGTERM);
                     r.kill_at = Some(now + KILL_GRACE);
@@ -374,10 +438,14 @@ impl Harness {
 
     /// A feed that delivered everything and saw EOF is closed, so the replica sees EOF too.
     fn retire_finished_feeds(&mut self, running: &mut [Running]) {
-        let Some(spool) = self.stdin.spool() else { return };
+        let Some(spool) = self.stdin.spool() else {
+            return;
+        };
         for r in running.iter_mut() {
             if let Some((fd, offset)) = r.feed.as_mut() {
-                if (spool.eof() && *offset >= spool.len()) || (*offset < spool.len() && !spool.push(fd, offset, &mut self.buf)) {
+                if (spool.eof() && *offset >= spool.len())
+                    || (*offset < spool.len() && !spool.push(fd, offset, &mut self.buf))
+                {
                     r.feed = None;
                 }
             }
@@ -407,7 +475,12 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// When the running replica `r` counts as hung, if a timeout applies to it yet.
-fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usize) -> Option<Instant> {
+fn timeout_deadline(
+    r: &Running,
+    opts: &BatchOpts,
+    walls: &[f64],
+    majority: usize,
+) -> Option<Instant> {
     if r.exited_at.is_some() || r.timed_out {
         return None;
     }
@@ -448,7 +521,10 @@ fn read_stream(s: &mut Stream, buf: &mut [u8]) -> Result<()> {
 /// has killed the group.
 fn has_exited(pid: Pid) -> bool {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive) | Err(Errno::EINTR))
+    !matches!(
+        waitid(Id::Pid(pid), flags),
+        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
+    )
 }
 
 /// Kill what is left of the replica's group, take its last buffered output, and reap it with rusage.
@@ -470,17 +546,21 @@ fn finalize(mut r: Running, buf: &mut [u8]) -> Result<RunRecord> {
     let outcome = if r.timed_out {
         Outcome::TimedOut
     } else if libc::WIFSIGNALED(status) {
-        Outcome::Signaled { signal: libc::WTERMSIG(status) }
+        Outcome::Signaled {
+            signal: libc::WTERMSIG(status),
+        }
     } else {
-        Outcome::Exited { code: libc::WEXITSTATUS(status) }
+        Outcome::Exited {
+            code: libc::WEXITSTATUS(status),
+        }
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok(RunRecord {
         job: r.job,
         pid: r.pid.as_raw(),
         outcome,
-        stdout: r.out.cap.finish(),
-        stderr: r.err.cap.finish(),
+        stdout: r.out.cap.finish()?,
+        stderr: r.err.cap.finish()?,
         wall,
         user: tv(usage.ru_utime),
         sys: tv(usage.ru_stime),

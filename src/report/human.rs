@@ -36,7 +36,10 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         ));
         return out;
     }
-    let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
+    let winner = r
+        .vote
+        .winner
+        .and_then(|w| r.runs.iter().find(|e| e.replica == w));
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
             "{} {n}/{n} agree · {} · {}",
@@ -69,7 +72,12 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     if let Some(hint) = hint(r) {
         line(format!("{} {hint}", style.paint("36", "hint:")));
     }
-    let leaked: Vec<String> = r.runs.iter().filter(|e| e.leaked).map(|e| e.replica.to_string()).collect();
+    let leaked: Vec<String> = r
+        .runs
+        .iter()
+        .filter(|e| e.leaked)
+        .map(|e| e.replica.to_string())
+        .collect();
     if !leaked.is_empty() {
         line(format!(
             "replica {} exited but left processes holding its output open; they were killed",
@@ -77,10 +85,16 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         ));
     }
     if r.leaked_processes > 0 {
-        line(format!("killed {} leftover process(es) the replicas left behind", r.leaked_processes));
+        line(format!(
+            "killed {} leftover process(es) the replicas left behind",
+            r.leaked_processes
+        ));
     }
     if r.exit_code == crate::exit::STRICT_DISAGREEMENT && winner.is_some() {
-        line(format!("--strict: a replica disagreed, exit {}", r.exit_code));
+        line(format!(
+            "--strict: a replica disagreed, exit {}",
+            r.exit_code
+        ));
     }
     out
 }
@@ -90,12 +104,22 @@ fn entry(r: &RunReport, replica: usize) -> Option<&RunEntry> {
 }
 
 fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
-    let (Some(me), Some(them)) = (entry(r, d.replica), entry(r, d.against)) else { return vec![] };
-    let who = if r.vote.winner.is_some() { "majority" } else { "replica 0" };
+    let (Some(me), Some(them)) = (entry(r, d.replica), entry(r, d.against)) else {
+        return vec![];
+    };
+    let who = if r.vote.winner.is_some() {
+        "majority"
+    } else {
+        "replica 0"
+    };
     let mut parts = Vec::new();
     for f in &d.fields {
         match *f {
-            "exit" => parts.push(format!("{} (vs {})", me.outcome.describe(), them.outcome.describe())),
+            "exit" => parts.push(format!(
+                "{} (vs {})",
+                me.outcome.describe(),
+                them.outcome.describe()
+            )),
             "stdout" => parts.push(format!(
                 "stdout {} B {} (vs {} B {})",
                 me.stdout.bytes,
@@ -116,9 +140,21 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
     let mut lines = vec![format!("  replica {}: {}", d.replica, parts.join("; "))];
     for (stream, diff) in [("stdout", &d.stdout_diff), ("stderr", &d.stderr_diff)] {
         if let Some(diff) = diff {
-            let show = |l: &Option<String>| l.as_ref().map_or("<end of output>".to_string(), |t| format!("{t:?}"));
-            lines.push(format!("    {stream} line {}: {who} {}", diff.line, show(&diff.majority)));
-            lines.push(format!("    {stream} line {}: replica {} {}", diff.line, d.replica, show(&diff.replica)));
+            let show = |l: &Option<String>| {
+                l.as_ref()
+                    .map_or("<end of output>".to_string(), |t| format!("{t:?}"))
+            };
+            lines.push(format!(
+                "    {stream} line {}: {who} {}",
+                diff.line,
+                show(&diff.majority)
+            ));
+            lines.push(format!(
+                "    {stream} line {}: replica {} {}",
+                diff.line,
+                d.replica,
+                show(&diff.replica)
+            ));
         }
     }
     lines
@@ -186,8 +222,14 @@ mod tests {
             round: 0,
             pid: 100 + replica as i32,
             outcome: Outcome::Exited { code },
-            stdout: StreamEntry { bytes: out.len() as u64, blake3: format!("{:0<64}", out) },
-            stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+            stdout: StreamEntry {
+                bytes: out.len() as u64,
+                blake3: format!("{:0<64}", out),
+            },
+            stderr: StreamEntry {
+                bytes: 0,
+                blake3: "0".repeat(64),
+            },
             wall_ms: 10.0,
             user_ms: 5.0,
             sys_ms: 1.0,
@@ -196,7 +238,12 @@ mod tests {
         }
     }
 
-    fn report(runs: Vec<RunEntry>, vote: VoteEntry, dissents: Vec<Dissent>, exit_code: i32) -> RunReport {
+    fn report(
+        runs: Vec<RunEntry>,
+        vote: VoteEntry,
+        dissents: Vec<Dissent>,
+        exit_code: i32,
+    ) -> RunReport {
         RunReport {
             schema: SCHEMA,
             version: VERSION,
@@ -219,35 +266,64 @@ mod tests {
     fn unanimous_is_one_line() {
         let r = report(
             vec![run(0, 0, "a"), run(1, 0, "a"), run(2, 0, "a")],
-            VoteEntry { unanimous: true, majority: Some(vec![0, 1, 2]), winner: Some(0), groups: vec![vec![0, 1, 2]] },
+            VoteEntry {
+                unanimous: true,
+                majority: Some(vec![0, 1, 2]),
+                winner: Some(0),
+                groups: vec![vec![0, 1, 2]],
+            },
             vec![],
             0,
         );
         let text = render(&r, &Style { color: false });
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(text.starts_with("tmr: unanimous 3/3 agree · exit 0 · wall 10.0ms"), "{text}");
+        assert!(
+            text.starts_with("tmr: unanimous 3/3 agree · exit 0 · wall 10.0ms"),
+            "{text}"
+        );
     }
 
     #[test]
     fn dissent_shows_what_differed_and_the_first_line() {
         let r = report(
             vec![run(0, 0, "ok"), run(1, 1, "corrupted"), run(2, 0, "ok")],
-            VoteEntry { unanimous: false, majority: Some(vec![0, 2]), winner: Some(0), groups: vec![vec![0, 2], vec![1]] },
+            VoteEntry {
+                unanimous: false,
+                majority: Some(vec![0, 2]),
+                winner: Some(0),
+                groups: vec![vec![0, 2], vec![1]],
+            },
             vec![Dissent {
                 replica: 1,
                 against: 0,
                 fields: vec!["exit", "stdout"],
-                stdout_diff: Some(LineDiff { line: 1, majority: Some("ok".into()), replica: Some("corrupted".into()) }),
+                stdout_diff: Some(LineDiff {
+                    line: 1,
+                    majority: Some("ok".into()),
+                    replica: Some("corrupted".into()),
+                }),
                 stderr_diff: None,
             }],
             0,
         );
         let text = render(&r, &Style { color: false });
-        assert!(text.contains("majority 2/3 agree · exit 0 · delivered replica 0's output"), "{text}");
-        assert!(text.contains("replica 1: exit 1 (vs exit 0); stdout 9 B"), "{text}");
+        assert!(
+            text.contains("majority 2/3 agree · exit 0 · delivered replica 0's output"),
+            "{text}"
+        );
+        assert!(
+            text.contains("replica 1: exit 1 (vs exit 0); stdout 9 B"),
+            "{text}"
+        );
         assert!(text.contains("stdout line 1: majority \"ok\""), "{text}");
-        assert!(text.contains("stdout line 1: replica 1 \"corrupted\""), "{text}");
-        assert!(!text.contains("hint"), "exit codes differ: no mask hint\n{text}");
+        assert!(
+            text.contains("stdout line 1: replica 1 \"corrupted\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("hint"),
+            "exit codes differ: no mask hint\n{text}"
+        );
         assert!(!text.contains('\x1b'));
     }
 
@@ -255,10 +331,27 @@ mod tests {
     fn output_only_disagreement_without_majority_hints_at_masks() {
         let r = report(
             vec![run(0, 0, "t1"), run(1, 0, "t2"), run(2, 0, "t3")],
-            VoteEntry { unanimous: false, majority: None, winner: None, groups: vec![vec![0], vec![1], vec![2]] },
+            VoteEntry {
+                unanimous: false,
+                majority: None,
+                winner: None,
+                groups: vec![vec![0], vec![1], vec![2]],
+            },
             vec![
-                Dissent { replica: 1, against: 0, fields: vec!["stdout"], stdout_diff: None, stderr_diff: None },
-                Dissent { replica: 2, against: 0, fields: vec!["stdout"], stdout_diff: None, stderr_diff: None },
+                Dissent {
+                    replica: 1,
+                    against: 0,
+                    fields: vec!["stdout"],
+                    stdout_diff: None,
+                    stderr_diff: None,
+                },
+                Dissent {
+                    replica: 2,
+                    against: 0,
+                    fields: vec!["stdout"],
+                    stdout_diff: None,
+                    stderr_diff: None,
+                },
             ],
             120,
         );

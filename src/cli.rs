@@ -44,13 +44,7 @@ struct RunArgs {
     sequential: bool,
 
     /// Which results must agree, comma-separated.
-    #[arg(
-        long,
-        value_name = "FIELDS",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "exit,stdout"
-    )]
+    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit,stdout")]
     compare: Vec<Field>,
 
     /// Regex blanked out of each compared line before voting (repeatable). Delivered output stays raw.
@@ -126,11 +120,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => exit::TMR_ERROR,
             };
-            let text = if code == 0 {
-                e.render().to_string()
-            } else {
-                one_line_error(&e)
-            };
+            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e) };
             Parsed::Exit { text, code }
         }
     }
@@ -139,11 +129,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
 /// clap's error without its usage block: one line saying what is wrong, one pointing to --help.
 fn one_line_error(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .next()
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
+    let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
     format!("tmr: {first}\ntmr: try 'tmr --help'\n")
 }
 
@@ -203,23 +189,9 @@ mod tests {
     #[test]
     fn defaults_compare_exit_and_stdout() {
         let c = parse_ok(&["tmr", "true"]);
-        assert_eq!(
-            c.compare,
-            Compare {
-                exit: true,
-                stdout: true,
-                stderr: false
-            }
-        );
+        assert_eq!(c.compare, Compare { exit: true, stdout: true, stderr: false });
         let c = parse_ok(&["tmr", "--compare", "exit,stderr", "true"]);
-        assert_eq!(
-            c.compare,
-            Compare {
-                exit: true,
-                stdout: false,
-                stderr: true
-            }
-        );
+        assert_eq!(c.compare, Compare { exit: true, stdout: false, stderr: true });
     }
 
     #[test]

@@ -47,23 +47,16 @@ pub struct Config {
 /// a replica cannot do anything in no time.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}': expected e.g. 500ms, 30s, 2m, 1h"))?;
+    let value: f64 =
+        num.parse().map_err(|_| format!("invalid duration '{text}': expected e.g. 500ms, 30s, 2m, 1h"))?;
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 1e-3,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in '{text}': use ms, s, m or h"
-            ))
-        }
+        _ => return Err(format!("invalid duration unit in '{text}': use ms, s, m or h")),
     };
     let secs = value * scale;
     if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
@@ -75,13 +68,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A duration (see [`parse_duration`]) or `Nx`, a factor of the majority's median wall time (N > 1).
 pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
     if let Some(factor) = text.trim().strip_suffix('x') {
-        let f: f64 = factor
-            .parse()
-            .map_err(|_| format!("invalid relative timeout '{text}': expected e.g. 3x"))?;
+        let f: f64 =
+            factor.parse().map_err(|_| format!("invalid relative timeout '{text}': expected e.g. 3x"))?;
         if !f.is_finite() || f <= 1.0 {
-            return Err(format!(
-                "invalid relative timeout '{text}': the factor must be greater than 1"
-            ));
+            return Err(format!("invalid relative timeout '{text}': the factor must be greater than 1"));
         }
         return Ok(Timeout::Relative(f));
     }
@@ -114,9 +104,6 @@ mod tests {
         assert_eq!(parse_timeout("2.5x"), Ok(Timeout::Relative(2.5)));
         assert!(parse_timeout("1x").is_err());
         assert!(parse_timeout("x").is_err());
-        assert_eq!(
-            parse_timeout("10s"),
-            Ok(Timeout::Absolute(Duration::from_secs(10)))
-        );
+        assert_eq!(parse_timeout("10s"), Ok(Timeout::Absolute(Duration::from_secs(10))));
     }
 }

@@ -60,13 +60,7 @@ fn show(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let escaped: String = text
         .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_debug().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
         .collect();
     if escaped.chars().count() > SHOWN {
         let cut: String = escaped.chars().take(SHOWN).collect();
@@ -88,27 +82,13 @@ mod tests {
     #[test]
     fn finds_the_first_differing_line() {
         let d = diff("a\nb\nc\n", "a\nB\nc\n", &[]).unwrap();
-        assert_eq!(
-            d,
-            LineDiff {
-                line: 2,
-                majority: Some("b".into()),
-                replica: Some("B".into())
-            }
-        );
+        assert_eq!(d, LineDiff { line: 2, majority: Some("b".into()), replica: Some("B".into()) });
     }
 
     #[test]
     fn a_shorter_output_differs_where_it_ends() {
         let d = diff("a\nb\n", "a\n", &[]).unwrap();
-        assert_eq!(
-            d,
-            LineDiff {
-                line: 2,
-                majority: Some("b".into()),
-                replica: None
-            }
-        );
+        assert_eq!(d, LineDiff { line: 2, majority: Some("b".into()), replica: None });
     }
 
     #[test]

@@ -86,11 +86,7 @@ pub struct Compare {
 
 impl Default for Compare {
     fn default() -> Self {
-        Compare {
-            exit: true,
-            stdout: true,
-            stderr: false,
-        }
+        Compare { exit: true, stdout: true, stderr: false }
     }
 }
 
@@ -158,15 +154,8 @@ mod tests {
     use super::*;
 
     fn fp(code: i32, out: u8) -> Fingerprint {
-        let s = |b| StreamSummary {
-            len: 1,
-            digest: [b; 32],
-        };
-        Fingerprint {
-            outcome: Outcome::Exited { code },
-            stdout: s(out),
-            stderr: s(0),
-        }
+        let s = |b| StreamSummary { len: 1, digest: [b; 32] };
+        Fingerprint { outcome: Outcome::Exited { code }, stdout: s(out), stderr: s(0) }
     }
 
     #[test]
@@ -174,38 +163,16 @@ mod tests {
         assert_eq!(Outcome::Exited { code: 3 }.exit_code(), 3);
         assert_eq!(Outcome::Signaled { signal: 11 }.exit_code(), 139);
         assert_eq!(Outcome::TimedOut.exit_code(), 124);
-        assert_eq!(
-            Outcome::FailedToStart {
-                errno: libc::ENOENT
-            }
-            .exit_code(),
-            127
-        );
-        assert_eq!(
-            Outcome::FailedToStart {
-                errno: libc::EACCES
-            }
-            .exit_code(),
-            126
-        );
+        assert_eq!(Outcome::FailedToStart { errno: libc::ENOENT }.exit_code(), 127);
+        assert_eq!(Outcome::FailedToStart { errno: libc::EACCES }.exit_code(), 126);
     }
 
     #[test]
     fn keys_ignore_fields_left_out_of_the_comparison() {
-        let only_exit = Compare {
-            exit: true,
-            stdout: false,
-            stderr: false,
-        };
+        let only_exit = Compare { exit: true, stdout: false, stderr: false };
         assert_eq!(fp(0, 1).key(only_exit), fp(0, 2).key(only_exit));
-        assert_ne!(
-            fp(0, 1).key(Compare::default()),
-            fp(0, 2).key(Compare::default())
-        );
-        assert_eq!(
-            fp(0, 1).differing_fields(&fp(1, 2), Compare::default()),
-            vec!["exit", "stdout"]
-        );
+        assert_ne!(fp(0, 1).key(Compare::default()), fp(0, 2).key(Compare::default()));
+        assert_eq!(fp(0, 1).differing_fields(&fp(1, 2), Compare::default()), vec!["exit", "stdout"]);
     }
 
     #[test]

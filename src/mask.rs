@@ -32,11 +32,7 @@ pub struct MaskedHasher {
 
 impl MaskedHasher {
     pub fn new(masks: Vec<Regex>) -> Self {
-        MaskedHasher {
-            masks,
-            carry: Vec::new(),
-            hasher: blake3::Hasher::new(),
-        }
+        MaskedHasher { masks, carry: Vec::new(), hasher: blake3::Hasher::new() }
     }
 
     pub fn update(&mut self, mut chunk: &[u8]) {
@@ -98,23 +94,14 @@ mod tests {
 
     #[test]
     fn without_masks_the_digest_is_plain_blake3() {
-        assert_eq!(
-            digest(&[], &[b"hello ", b"world\n"]),
-            *blake3::hash(b"hello world\n").as_bytes()
-        );
+        assert_eq!(digest(&[], &[b"hello ", b"world\n"]), *blake3::hash(b"hello world\n").as_bytes());
     }
 
     #[test]
     fn masked_durations_compare_equal() {
         let m = [r"[0-9.]+ ?m?s"];
-        assert_eq!(
-            digest(&m, &[b"took 1.23s\nok\n"]),
-            digest(&m, &[b"took 9.9 ms\nok\n"])
-        );
-        assert_ne!(
-            digest(&m, &[b"took 1.23s\nok\n"]),
-            digest(&m, &[b"took 1.23s\nfail\n"])
-        );
+        assert_eq!(digest(&m, &[b"took 1.23s\nok\n"]), digest(&m, &[b"took 9.9 ms\nok\n"]));
+        assert_ne!(digest(&m, &[b"took 1.23s\nok\n"]), digest(&m, &[b"took 1.23s\nfail\n"]));
     }
 
     #[test]

@@ -10,9 +10,7 @@ use anyhow::{Context, Result};
 /// Copy `spool` from its start to `out`. Returns false when the reader went away (EPIPE).
 pub fn replay(spool: &File, out: &mut impl Write) -> Result<bool> {
     let mut spool = spool;
-    spool
-        .seek(SeekFrom::Start(0))
-        .context("rewinding an output spool")?;
+    spool.seek(SeekFrom::Start(0)).context("rewinding an output spool")?;
     match std::io::copy(&mut spool, out).and_then(|_| out.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),

@@ -29,50 +29,33 @@ pub fn execute(config: &Config) -> Result<i32> {
     let launcher = Launcher::new(path.into_os_string(), &config.command)?;
     let mut harness = Harness::new(launcher)?;
 
-    let jobs: Vec<Job> = (0..config.replicas)
-        .map(|replica| Job {
-            replica,
-            replicas: config.replicas,
-            round: 0,
-        })
-        .collect();
+    let jobs: Vec<Job> =
+        (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
     let batch = harness.run_batch(&jobs, &batch_opts(config))?;
     let Batch { mut records, swept } = batch;
 
-    let keys: Vec<Key> = records
-        .iter()
-        .map(|r| r.fingerprint().key(config.compare))
-        .collect();
+    let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
         None => choose_exit_code(config, &records, &voted),
     };
 
-    let mut delivered_ok = true;
     if harness.interrupted.is_none() {
         if let Some(w) = voted.representative() {
-            delivered_ok =
-                crate::replay::replay(records[w].stdout.file()?, &mut std::io::stdout().lock())?;
-            crate::replay::replay(records[w].stderr.file()?, &mut std::io::stderr().lock())?;
+            let rec = &mut records[w];
+            if rec.stdout.summary.len > 0 {
+                crate::replay::replay(rec.stdout.file()?, &mut std::io::stdout().lock())?;
+            }
+            if rec.stderr.summary.len > 0 {
+                crate::replay::replay(rec.stderr.file()?, &mut std::io::stderr().lock())?;
+            }
         }
     }
-    let _ = delivered_ok;
 
-    let dissents = if harness.interrupted.is_some() {
-        Vec::new()
-    } else {
-        dissents(config, &mut records, &voted)?
-    };
-    let report = build_report(
-        config,
-        &records,
-        &voted,
-        dissents,
-        swept,
-        harness.interrupted,
-        exit_code,
-    );
+    let dissents =
+        if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &mut records, &voted)? };
+    let report = build_report(config, &records, &voted, dissents, swept, harness.interrupted, exit_code);
     write_report(config, &report, report_file.as_mut())?;
     Ok(exit_code)
 }
@@ -86,11 +69,7 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         }
     };
     BatchOpts {
-        parallel: if config.sequential {
-            1
-        } else {
-            config.replicas
-        },
+        parallel: if config.sequential { 1 } else { config.replicas },
         timeout: config.timeout,
         stdout_masks: masks_for(config.compare.stdout),
         stderr_masks: masks_for(config.compare.stderr),
@@ -116,9 +95,8 @@ fn dissents(config: &Config, records: &mut [RunRecord], voted: &Vote<Key>) -> Re
         if i == reference || voted.group_of(i) == ref_group {
             continue;
         }
-        let fields = records[i]
-            .fingerprint()
-            .differing_fields(&records[reference].fingerprint(), config.compare);
+        let fields =
+            records[i].fingerprint().differing_fields(&records[reference].fingerprint(), config.compare);
         let stdout_diff = if fields.contains(&"stdout") {
             let theirs = records[i].stdout.file()?.try_clone()?;
             line_diff(records[reference].stdout.file()?, &theirs, config)?
@@ -180,32 +158,18 @@ fn build_report(
     RunReport {
         schema: report::SCHEMA,
         version: report::VERSION,
-        command: config
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
         replicas: config.replicas,
         sequential: config.sequential,
         compare: config.compare.names(),
-        masks: config
-            .masks
-            .iter()
-            .map(|m| m.as_str().to_string())
-            .collect(),
+        masks: config.masks.iter().map(|m| m.as_str().to_string()).collect(),
         timeout: config.timeout.as_ref().map(report::timeout_text),
         runs: records.iter().map(run_entry).collect(),
         vote: VoteEntry {
             unanimous: voted.unanimous(),
-            majority: voted
-                .majority()
-                .map(|g| g.members.iter().map(replica_of).collect()),
+            majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
             winner: voted.representative().map(|w| records[w].job.replica),
-            groups: voted
-                .groups
-                .iter()
-                .map(|g| g.members.iter().map(replica_of).collect())
-                .collect(),
+            groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
         },
         dissents,
         leaked_processes: swept,
@@ -217,9 +181,9 @@ fn build_report(
 fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) -> Result<()> {
     let quiet = config.quiet && report.vote.unanimous && report.interrupted_by.is_none();
     match (file, config.format) {
-        (Some(f), Format::Json) => f
-            .write_all(report::to_json(report).as_bytes())
-            .context("writing the report")?,
+        (Some(f), Format::Json) => {
+            f.write_all(report::to_json(report).as_bytes()).context("writing the report")?
+        }
         (Some(f), Format::Human) => f
             .write_all(human::render(report, &human::Style { color: false }).as_bytes())
             .context("writing the report")?,
@@ -237,9 +201,7 @@ fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) ->
 
 fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
     match r {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(e).context("writing the summary")
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the summary"),
         _ => Ok(()),
     }
 }

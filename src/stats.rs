@@ -166,16 +166,8 @@ pub fn wilson(k: u64, n: u64, confidence: f64) -> Interval {
     let half = z / denom * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
     // Mathematically lo ≤ p ≤ hi and both lie in [0, 1]; the min/max and
     // clamps only absorb rounding so the guarantees hold bit for bit.
-    let lo = if k == 0 {
-        0.0
-    } else {
-        (centre - half).clamp(0.0, 1.0).min(p)
-    };
-    let hi = if k == n {
-        1.0
-    } else {
-        (centre + half).clamp(0.0, 1.0).max(p)
-    };
+    let lo = if k == 0 { 0.0 } else { (centre - half).clamp(0.0, 1.0).min(p) };
+    let hi = if k == n { 1.0 } else { (centre + half).clamp(0.0, 1.0).max(p) };
     Interval { lo, hi }
 }
 
@@ -411,10 +403,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn close(actual: f64, expected: f64, tol: f64) {
-        assert!(
-            (actual - expected).abs() <= tol,
-            "expected {expected} ± {tol}, got {actual}"
-        );
+        assert!((actual - expected).abs() <= tol, "expected {expected} ± {tol}, got {actual}");
     }
 
     /// Reference erf by its Maclaurin series, test-only: fine to about 1e-13
@@ -444,16 +433,8 @@ mod tests {
         // Far tails, at confidences exact in binary so the tail is exact:
         // 1 − 2⁻³⁰ → tail 2⁻³¹, Φ⁻¹(1 − 2⁻³¹) = 6.120756;
         // 1 − 2⁻⁴⁹ → tail 2⁻⁵⁰, Φ⁻¹(1 − 2⁻⁵⁰) = 7.956038.
-        close(
-            z_for_confidence(1.0 - 0.5f64.powi(30)),
-            6.120_756_285_971_94,
-            1e-9,
-        );
-        close(
-            z_for_confidence(1.0 - 0.5f64.powi(49)),
-            7.956_038_125_481_531,
-            1e-9,
-        );
+        close(z_for_confidence(1.0 - 0.5f64.powi(30)), 6.120_756_285_971_94, 1e-9);
+        close(z_for_confidence(1.0 - 0.5f64.powi(49)), 7.956_038_125_481_531, 1e-9);
     }
 
     #[test]

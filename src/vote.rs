@@ -24,27 +24,12 @@ pub fn vote<K: Eq + Clone>(keys: &[K]) -> Vote<K> {
     for (i, k) in keys.iter().enumerate() {
         match groups.iter_mut().find(|g| &g.key == k) {
             Some(g) => g.members.push(i),
-            None => groups.push(Group {
-                key: k.clone(),
-                members: vec![i],
-            }),
+            None => groups.push(Group { key: k.clone(), members: vec![i] }),
         }
     }
-    groups.sort_by(|a, b| {
-        b.members
-            .len()
-            .cmp(&a.members.len())
-            .then(a.members[0].cmp(&b.members[0]))
-    });
-    let winner = groups
-        .first()
-        .filter(|g| 2 * g.members.len() > keys.len())
-        .map(|_| 0);
-    Vote {
-        groups,
-        winner,
-        replicas: keys.len(),
-    }
+    groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then(a.members[0].cmp(&b.members[0])));
+    let winner = groups.first().filter(|g| 2 * g.members.len() > keys.len()).map(|_| 0);
+    Vote { groups, winner, replicas: keys.len() }
 }
 
 impl<K> Vote<K> {
@@ -77,10 +62,7 @@ impl<K> Vote<K> {
 
     /// The group a replica belongs to.
     pub fn group_of(&self, replica: usize) -> usize {
-        self.groups
-            .iter()
-            .position(|g| g.members.contains(&replica))
-            .expect("every replica is in a group")
+        self.groups.iter().position(|g| g.members.contains(&replica)).expect("every replica is in a group")
     }
 }
 

@@ -8,7 +8,7 @@
 //! for ext4 and tmpfs alike), so three agreeing replicas cost one copy instead of three. The full stream
 //! is rebuilt only when it is needed: replaying a follower that won, or diffing a dissenter.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -22,24 +22,29 @@ use crate::mask::MaskedHasher;
 
 /// The reference stream as followers see it: its spool and how much of it exists so far.
 pub struct Reference {
-    file: File,
+    /// Created on the first byte: most streams of most commands (stderr, `true`) stay empty.
+    file: OnceCell<File>,
     len: Cell<u64>,
     scratch: RefCell<Vec<u8>>,
 }
 
 impl Reference {
     fn matches(&self, offset: u64, chunk: &[u8]) -> Result<bool> {
+        let Some(file) = self.file.get() else { return Ok(chunk.is_empty()) };
         let mut scratch = self.scratch.borrow_mut();
         scratch.resize(chunk.len(), 0);
-        self.file
-            .read_exact_at(&mut scratch, offset)
-            .context("reading the reference spool")?;
+        file.read_exact_at(&mut scratch, offset).context("reading the reference spool")?;
         Ok(scratch[..] == *chunk)
+    }
+
+    fn shared_file(&self) -> Result<Option<File>> {
+        self.file.get().map(|f| f.try_clone().context("sharing the reference spool")).transpose()
     }
 }
 
 pub struct Capture {
-    spool: File,
+    /// A follower's own spool, created when it first has to store something.
+    spool: Option<File>,
     hasher: MaskedHasher,
     len: u64,
     role: Role,
@@ -60,40 +65,26 @@ enum Role {
 #[derive(Debug)]
 pub struct Captured {
     pub summary: StreamSummary,
-    spool: File,
+    spool: Option<File>,
     /// For a follower: the reference spool and the ranges not stored in `spool`'s own file.
     delta: Option<(File, Vec<(u64, u64)>)>,
 }
 
 impl Capture {
     /// The stream every other stream of the same kind in the batch is compared with.
-    pub fn new_reference(masks: Vec<Regex>) -> Result<(Self, Rc<Reference>)> {
-        let spool = new_spool()?;
+    pub fn new_reference(masks: Vec<Regex>) -> (Self, Rc<Reference>) {
         let reference = Rc::new(Reference {
-            file: spool.try_clone().context("sharing the reference spool")?,
+            file: OnceCell::new(),
             len: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
         });
-        let cap = Capture {
-            spool,
-            hasher: MaskedHasher::new(masks),
-            len: 0,
-            role: Role::Reference(Rc::clone(&reference)),
-        };
-        Ok((cap, reference))
+        let role = Role::Reference(Rc::clone(&reference));
+        (Capture { spool: None, hasher: MaskedHasher::new(masks), len: 0, role }, reference)
     }
 
-    pub fn new_follower(masks: Vec<Regex>, reference: Rc<Reference>) -> Result<Self> {
-        Ok(Capture {
-            spool: new_spool()?,
-            hasher: MaskedHasher::new(masks),
-            len: 0,
-            role: Role::Follower {
-                reference,
-                stored: Vec::new(),
-                diverged: false,
-            },
-        })
+    pub fn new_follower(masks: Vec<Regex>, reference: Rc<Reference>) -> Self {
+        let role = Role::Follower { reference, stored: Vec::new(), diverged: false };
+        Capture { spool: None, hasher: MaskedHasher::new(masks), len: 0, role }
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
@@ -101,22 +92,23 @@ impl Capture {
         let offset = self.len;
         match &mut self.role {
             Role::Reference(r) => {
-                self.spool.write_all(chunk).context(SPOOL_ERROR)?;
+                if r.file.get().is_none() {
+                    let _ = r.file.set(new_spool()?);
+                }
+                let mut file = r.file.get().expect("just set");
+                file.write_all(chunk).context(SPOOL_ERROR)?;
                 r.len.set(offset + chunk.len() as u64);
             }
-            Role::Follower {
-                reference,
-                stored,
-                diverged,
-            } => {
+            Role::Follower { reference, stored, diverged } => {
                 let end = offset + chunk.len() as u64;
-                let same =
-                    !*diverged && end <= reference.len.get() && reference.matches(offset, chunk)?;
+                let same = !*diverged && end <= reference.len.get() && reference.matches(offset, chunk)?;
                 if !same {
                     *diverged |= end <= reference.len.get();
-                    self.spool
-                        .write_all_at(chunk, offset)
-                        .context(SPOOL_ERROR)?;
+                    if self.spool.is_none() {
+                        self.spool = Some(new_spool()?);
+                    }
+                    let spool = self.spool.as_ref().expect("just set");
+                    spool.write_all_at(chunk, offset).context(SPOOL_ERROR)?;
                     match stored.last_mut() {
                         Some((_, e)) if *e == offset => *e = end,
                         _ => stored.push((offset, end)),
@@ -137,34 +129,18 @@ impl Capture {
     }
 
     pub fn finish(self) -> Result<Captured> {
-        let summary = StreamSummary {
-            len: self.len,
-            digest: self.hasher.finalize(),
-        };
-        let delta = match self.role {
-            Role::Reference(_) => None,
-            Role::Follower {
-                reference, stored, ..
-            } => {
+        let summary = StreamSummary { len: self.len, digest: self.hasher.finalize() };
+        let (spool, delta) = match self.role {
+            Role::Reference(r) => (r.shared_file()?, None),
+            Role::Follower { reference, stored, .. } => {
                 let gaps = gaps(&stored, self.len);
-                if gaps.is_empty() {
-                    None
-                } else {
-                    Some((
-                        reference
-                            .file
-                            .try_clone()
-                            .context("sharing the reference spool")?,
-                        gaps,
-                    ))
+                match reference.shared_file()? {
+                    Some(f) if !gaps.is_empty() => (self.spool, Some((f, gaps))),
+                    _ => (self.spool, None),
                 }
             }
         };
-        Ok(Captured {
-            summary,
-            spool: self.spool,
-            delta,
-        })
+        Ok(Captured { summary, spool, delta })
     }
 }
 
@@ -193,23 +169,23 @@ fn gaps(stored: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
 impl Captured {
     /// The complete stream as a file, rebuilding a follower's unstored ranges from the reference first.
     pub fn file(&mut self) -> Result<&File> {
+        if self.spool.is_none() {
+            self.spool = Some(new_spool()?);
+        }
+        let spool = self.spool.as_ref().expect("just set");
         if let Some((reference, gaps)) = self.delta.take() {
             let mut buf = vec![0u8; 1 << 20];
             for (start, end) in gaps {
                 let mut at = start;
                 while at < end {
                     let n = ((end - at) as usize).min(buf.len());
-                    reference
-                        .read_exact_at(&mut buf[..n], at)
-                        .context("reading the reference spool")?;
-                    self.spool
-                        .write_all_at(&buf[..n], at)
-                        .context(SPOOL_ERROR)?;
+                    reference.read_exact_at(&mut buf[..n], at).context("reading the reference spool")?;
+                    spool.write_all_at(&buf[..n], at).context(SPOOL_ERROR)?;
                     at += n as u64;
                 }
             }
         }
-        Ok(&self.spool)
+        Ok(spool)
     }
 }
 
@@ -228,13 +204,9 @@ mod tests {
 
     /// Interleave reference and follower chunks in the given order and check that the follower's
     /// rebuilt stream is exactly what it produced.
-    fn check(
-        reference: &[&[u8]],
-        follower: &[&[u8]],
-        follower_first: bool,
-    ) -> (Vec<u8>, Vec<u8>, usize) {
-        let (mut r, shared) = Capture::new_reference(vec![]).unwrap();
-        let mut f = Capture::new_follower(vec![], shared).unwrap();
+    fn check(reference: &[&[u8]], follower: &[&[u8]], follower_first: bool) -> (Vec<u8>, Vec<u8>, usize) {
+        let (mut r, shared) = Capture::new_reference(vec![]);
+        let mut f = Capture::new_follower(vec![], shared);
         let n = reference.len().max(follower.len());
         for i in 0..n {
             if follower_first {
@@ -276,11 +248,7 @@ mod tests {
 
     #[test]
     fn a_diverging_follower_keeps_its_own_bytes() {
-        let (r, f, _) = check(
-            &[b"aaaa", b"bbbb", b"cccc"],
-            &[b"aaaa", b"bXbb", b"cccc", b"dd"],
-            false,
-        );
+        let (r, f, _) = check(&[b"aaaa", b"bbbb", b"cccc"], &[b"aaaa", b"bXbb", b"cccc", b"dd"], false);
         assert_eq!(r, b"aaaabbbbcccc");
         assert_eq!(f, b"aaaabXbbccccdd");
     }

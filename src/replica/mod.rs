@@ -18,11 +18,7 @@ pub use supervise::{Batch, BatchOpts, Harness, Job, Launcher, RunRecord};
 pub fn ensure_standard_fds() {
     for fd in 0..3 {
         if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
-            let flags = if fd == 0 {
-                nix::fcntl::OFlag::O_RDONLY
-            } else {
-                nix::fcntl::OFlag::O_WRONLY
-            };
+            let flags = if fd == 0 { nix::fcntl::OFlag::O_RDONLY } else { nix::fcntl::OFlag::O_WRONLY };
             // The returned fd is the lowest free one, i.e. `fd` itself; it stays open for tmr's lifetime.
             let _ = nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty());
         }

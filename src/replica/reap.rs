@@ -18,11 +18,7 @@ fn children() -> Vec<Pid> {
     };
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .map(Pid::from_raw),
-            );
+            pids.extend(text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
         }
     }
     pids
@@ -40,10 +36,7 @@ pub fn sweep() -> usize {
         }
         for pid in pids {
             // An orphan that already exited is just reaped: it leaked nothing.
-            if matches!(
-                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
-                Ok(WaitStatus::StillAlive)
-            ) {
+            if matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
                 if kill(pid, Signal::SIGKILL).is_ok() {
                     killed += 1;
                 }

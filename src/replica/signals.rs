@@ -32,10 +32,7 @@ impl Signals {
             signal_hook::low_level::pipe::register(sig, write.try_clone()?)
                 .with_context(|| format!("installing the wake-up for signal {sig}"))?;
         }
-        Ok(Signals {
-            wake: read,
-            pending,
-        })
+        Ok(Signals { wake: read, pending })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {

@@ -16,10 +16,32 @@ pub struct ChildSetup {
     pub personality: Option<libc::c_ulong>,
 }
 
-pub enum Spawned {
-    Running(Pid),
-    /// exec failed in the child with this errno; the child has already been reaped.
-    FailedToStart(i32),
+/// A forked replica. Whether its exec succeeded arrives later on `exec_report` (see [`exec_result`]):
+/// waiting for it here would serialise the replicas' start-up.
+pub struct Spawned {
+    pub pid: Pid,
+    pub exec_report: OwnedFd,
+}
+
+pub enum ExecResult {
+    Pending,
+    Started,
+    /// exec failed in the child with this errno; the child `_exit`s with 127.
+    Failed(i32),
+}
+
+/// Read the exec report without blocking: EOF means the CLOEXEC write end vanished at a successful exec.
+pub fn exec_result(fd: &OwnedFd) -> ExecResult {
+    let mut buf = [0u8; 4];
+    loop {
+        return match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(4) => ExecResult::Failed(i32::from_ne_bytes(buf)),
+            Ok(_) => ExecResult::Started,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => ExecResult::Pending,
+            Err(_) => ExecResult::Started,
+        };
+    }
 }
 
 /// The argv/envp arrays in the exact form execve wants, built before forking.
@@ -32,16 +54,9 @@ pub struct ExecImage<'a> {
 impl<'a> ExecImage<'a> {
     pub fn new(path: &'a CStr, argv: &'a [CString], env: &'a [CString]) -> Self {
         let ptrs = |v: &'a [CString]| -> Vec<*const libc::c_char> {
-            v.iter()
-                .map(|s| s.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect()
+            v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
         };
-        ExecImage {
-            path,
-            argv: ptrs(argv),
-            envp: ptrs(env),
-        }
+        ExecImage { path, argv: ptrs(argv), envp: ptrs(env) }
     }
 }
 
@@ -50,8 +65,7 @@ impl<'a> ExecImage<'a> {
 /// the CLOEXEC originals vanish at exec.
 pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<Spawned> {
     debug_assert!(stdio.iter().all(|&fd| fd > 2));
-    let (err_r, err_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
     let err_w_fd = err_w.as_raw_fd();
 
     // Block every signal across fork, so no handler of tmr's runs in the child before exec; the child
@@ -79,33 +93,13 @@ pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<
     // Both sides set the group, so neither a signal sent right after this nor the exec can race it.
     let _ = nix::unistd::setpgid(pid, pid);
     drop(err_w);
-
-    let mut buf = [0u8; 4];
-    let n = read_full(&err_r, &mut buf);
-    if n == 4 {
-        let errno = i32::from_ne_bytes(buf);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        return Ok(Spawned::FailedToStart(errno));
-    }
-    Ok(Spawned::Running(pid))
+    super::stdin::set_nonblocking(&err_r)?;
+    Ok(Spawned { pid, exec_report: err_r })
 }
 
 fn unsafe_zeroed_sigset() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value that sigfillset/sigemptyset overwrite.
     unsafe { std::mem::zeroed() }
-}
-
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    got
 }
 
 /// Runs in the forked child: only async-signal-safe calls, no allocation, never returns.
@@ -131,11 +125,7 @@ unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, er
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::execve(
-        image.path.as_ptr(),
-        image.argv.as_ptr(),
-        image.envp.as_ptr(),
-    );
+    libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
     child_fail(err_fd)
 }
 

@@ -23,7 +23,8 @@ pub enum StdinSource {
 }
 
 pub struct Spool {
-    file: File,
+    /// Created on the first byte of input.
+    file: Option<File>,
     len: u64,
     eof: bool,
 }
@@ -41,18 +42,15 @@ impl StdinSource {
             Ok(m) => m,
             Err(_) => return Ok(StdinSource::Null),
         };
+        // /dev/null (char device 1:3): nothing to broadcast, and no spool or pipes to set up.
+        if meta.st_mode & libc::S_IFMT == libc::S_IFCHR && meta.st_rdev == libc::makedev(1, 3) {
+            return Ok(StdinSource::Null);
+        }
         if meta.st_mode & libc::S_IFMT == libc::S_IFREG {
             let offset = nix::unistd::lseek(0, 0, nix::unistd::Whence::SeekCur).unwrap_or(0);
-            return Ok(StdinSource::File {
-                offset: offset.max(0) as u64,
-            });
+            return Ok(StdinSource::File { offset: offset.max(0) as u64 });
         }
-        let file = tempfile::tempfile().context("creating the stdin spool file")?;
-        Ok(StdinSource::Broadcast(Spool {
-            file,
-            len: 0,
-            eof: false,
-        }))
+        Ok(StdinSource::Broadcast(Spool { file: None, len: 0, eof: false }))
     }
 
     /// The stdin end to hand to one new replica, and what tmr keeps to feed it.
@@ -67,8 +65,7 @@ impl StdinSource {
                 Ok((fd, None))
             }
             StdinSource::Broadcast(_) => {
-                let (r, w) =
-                    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating a stdin pipe")?;
+                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating a stdin pipe")?;
                 set_nonblocking(&w)?;
                 Ok((r, Some((w, 0))))
             }
@@ -98,9 +95,11 @@ impl Spool {
         match nix::unistd::read(0, buf) {
             Ok(0) => self.eof = true,
             Ok(n) => {
-                self.file
-                    .write_all(&buf[..n])
-                    .context("writing the stdin spool")?;
+                if self.file.is_none() {
+                    self.file = Some(tempfile::tempfile().context("creating the stdin spool file")?);
+                }
+                let mut file = self.file.as_ref().expect("just set");
+                file.write_all(&buf[..n]).context("writing the stdin spool")?;
                 self.len += n as u64;
             }
             Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
@@ -123,7 +122,8 @@ impl Spool {
     pub fn push(&self, write: &OwnedFd, offset: &mut u64, buf: &mut [u8]) -> bool {
         while *offset < self.len {
             let want = ((self.len - *offset) as usize).min(buf.len());
-            let Ok(got) = self.file.read_at(&mut buf[..want], *offset) else {
+            let Some(file) = &self.file else { return false };
+            let Ok(got) = file.read_at(&mut buf[..want], *offset) else {
                 return false;
             };
             if got == 0 {
@@ -142,12 +142,8 @@ impl Spool {
 }
 
 fn open_cloexec(path: &str) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(|| format!("opening {path}"))?;
+    let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .with_context(|| format!("opening {path}"))?;
     // SAFETY: `open` just returned this fd and nothing else owns it.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

@@ -21,7 +21,7 @@ use regex::bytes::Regex;
 use super::capture::{Capture, Captured, Reference};
 use super::reap;
 use super::signals::Signals;
-use super::spawn::{spawn, ChildSetup, ExecImage, Spawned};
+use super::spawn::{exec_result, spawn, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
 use crate::config::{Timeout, RELATIVE_TIMEOUT_FLOOR};
 use crate::fingerprint::{Fingerprint, Outcome};
@@ -31,7 +31,7 @@ use crate::fingerprint::{Fingerprint, Outcome};
 pub const LEAK_WINDOW: Duration = Duration::from_millis(500);
 /// Between SIGTERM (timeout) or a forwarded stop signal and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
-const READ_BUF: usize = 1 << 20;
+const READ_BUF: usize = 1 << 16;
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// The command, resolved and converted for execve once, before any replica starts.
@@ -47,32 +47,20 @@ impl Launcher {
         let c = |s: OsString| CString::new(s.into_vec()).context("an argument contains a NUL byte");
         let argv = command.iter().cloned().map(c).collect::<Result<Vec<_>>>()?;
         let base_env = std::env::vars_os()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.to_str(),
-                    Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND")
-                )
-            })
+            .filter(|(k, _)| !matches!(k.to_str(), Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND")))
             .map(|(mut k, v)| {
                 k.push("=");
                 k.push(v);
                 c(k)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Launcher {
-            path: c(path)?,
-            argv,
-            base_env,
-        })
+        Ok(Launcher { path: c(path)?, argv, base_env })
     }
 
     fn env_for(&self, job: &Job) -> Vec<CString> {
         let mut env = self.base_env.clone();
-        for (k, v) in [
-            ("TMR_REPLICA", job.replica),
-            ("TMR_REPLICAS", job.replicas),
-            ("TMR_ROUND", job.round),
-        ] {
+        for (k, v) in [("TMR_REPLICA", job.replica), ("TMR_REPLICAS", job.replicas), ("TMR_ROUND", job.round)]
+        {
             env.push(CString::new(format!("{k}={v}")).expect("no NUL in a number"));
         }
         env
@@ -114,11 +102,7 @@ pub struct RunRecord {
 
 impl RunRecord {
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint {
-            outcome: self.outcome,
-            stdout: self.stdout.summary,
-            stderr: self.stderr.summary,
-        }
+        Fingerprint { outcome: self.outcome, stdout: self.stdout.summary, stderr: self.stderr.summary }
     }
 }
 
@@ -153,6 +137,9 @@ struct Running {
     out: Stream,
     err: Stream,
     feed: Option<Feed>,
+    /// The exec-error pipe until it reports; then the errno if exec failed.
+    exec_report: Option<OwnedFd>,
+    exec_errno: Option<i32>,
     exited_at: Option<Instant>,
     leak_deadline: Option<Instant>,
     timed_out: bool,
@@ -166,6 +153,7 @@ enum Slot {
     Out(usize),
     Err(usize),
     Feed(usize),
+    Exec(usize),
 }
 
 impl Harness {
@@ -174,13 +162,7 @@ impl Harness {
         reap::become_subreaper()?;
         let signals = Signals::install()?;
         let stdin = StdinSource::detect()?;
-        Ok(Harness {
-            signals,
-            stdin,
-            launcher,
-            buf: vec![0; READ_BUF],
-            interrupted: None,
-        })
+        Ok(Harness { signals, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, and capture each one.
@@ -198,10 +180,7 @@ impl Harness {
                 }
                 while self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let Some(j) = pending.pop_front() else { break };
-                    match self.launch(j, jobs[j], opts, &mut refs)? {
-                        Launched::Running(r) => running.push(*r),
-                        Launched::Failed(rec) => done[j] = Some(*rec),
-                    }
+                    running.push(self.launch(j, jobs[j], opts, &mut refs)?);
                 }
                 if running.is_empty() {
                     return Ok(());
@@ -219,10 +198,7 @@ impl Harness {
         }
         let swept = reap::sweep();
         result?;
-        Ok(Batch {
-            records: done.into_iter().flatten().collect(),
-            swept,
-        })
+        Ok(Batch { records: done.into_iter().flatten().collect(), swept })
     }
 
     fn on_stop(&mut self, sig: i32, running: &mut [Running]) {
@@ -245,66 +221,44 @@ impl Harness {
         job: Job,
         opts: &BatchOpts,
         refs: &mut Option<(Rc<Reference>, Rc<Reference>)>,
-    ) -> Result<Launched> {
+    ) -> Result<Running> {
         let env = self.launcher.env_for(&job);
         let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env);
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
-        let stdio = [
-            stdin_child.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-        ];
+        let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         let started = Instant::now();
         let spawned = spawn(&image, stdio, opts.setup)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
         let (out, err) = match refs {
             Some((o, e)) => (
-                Capture::new_follower(opts.stdout_masks.clone(), Rc::clone(o))?,
-                Capture::new_follower(opts.stderr_masks.clone(), Rc::clone(e))?,
+                Capture::new_follower(opts.stdout_masks.clone(), Rc::clone(o)),
+                Capture::new_follower(opts.stderr_masks.clone(), Rc::clone(e)),
             ),
             None => {
-                let (out, o) = Capture::new_reference(opts.stdout_masks.clone())?;
-                let (err, e) = Capture::new_reference(opts.stderr_masks.clone())?;
+                let (out, o) = Capture::new_reference(opts.stdout_masks.clone());
+                let (err, e) = Capture::new_reference(opts.stderr_masks.clone());
                 *refs = Some((o, e));
                 (out, err)
             }
         };
-        match spawned {
-            Spawned::FailedToStart(errno) => Ok(Launched::Failed(Box::new(RunRecord {
-                job,
-                pid: 0,
-                outcome: Outcome::FailedToStart { errno },
-                stdout: out.finish()?,
-                stderr: err.finish()?,
-                wall: started.elapsed(),
-                user: Duration::ZERO,
-                sys: Duration::ZERO,
-                max_rss_kib: 0,
-                leaked: false,
-            }))),
-            Spawned::Running(pid) => Ok(Launched::Running(Box::new(Running {
-                slot,
-                job,
-                pid,
-                started,
-                out: Stream {
-                    fd: Some(out_r),
-                    cap: out,
-                },
-                err: Stream {
-                    fd: Some(err_r),
-                    cap: err,
-                },
-                feed,
-                exited_at: None,
-                leak_deadline: None,
-                timed_out: false,
-                kill_at: None,
-            }))),
-        }
+        Ok(Running {
+            slot,
+            job,
+            pid: spawned.pid,
+            started,
+            out: Stream { fd: Some(out_r), cap: out },
+            err: Stream { fd: Some(err_r), cap: err },
+            feed,
+            exec_report: Some(spawned.exec_report),
+            exec_errno: None,
+            exited_at: None,
+            leak_deadline: None,
+            timed_out: false,
+            kill_at: None,
+        })
     }
 
     /// One turn of the loop: wait for something to happen (or a deadline), then act on it.
@@ -320,13 +274,7 @@ impl Harness {
         let now = Instant::now();
         let deadline = running
             .iter()
-            .flat_map(|r| {
-                [
-                    r.kill_at,
-                    r.leak_deadline,
-                    timeout_deadline(r, opts, walls, majority),
-                ]
-            })
+            .flat_map(|r| [r.kill_at, r.leak_deadline, timeout_deadline(r, opts, walls, majority)])
             .flatten()
             .min();
         let wait_ms = deadline
@@ -338,9 +286,7 @@ impl Harness {
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
             let mut slots = vec![Slot::Signal];
             if let Some(spool) = self.stdin.spool() {
-                let caught_up = running
-                    .iter()
-                    .any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
+                let caught_up = running.iter().any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
                 if !spool.eof() && caught_up {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                     slots.push(Slot::Stdin);
@@ -355,6 +301,10 @@ impl Harness {
                 if let Some(fd) = &r.err.fd {
                     fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                     slots.push(Slot::Err(i));
+                }
+                if let Some(fd) = &r.exec_report {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                    slots.push(Slot::Exec(i));
                 }
                 if let Some((fd, offset)) = &r.feed {
                     if *offset < spool_len {
@@ -384,9 +334,9 @@ impl Harness {
                 }
                 Slot::Out(i) => read_stream(&mut running[i].out, &mut self.buf)?,
                 Slot::Err(i) => read_stream(&mut running[i].err, &mut self.buf)?,
+                Slot::Exec(i) => check_exec(&mut running[i]),
                 Slot::Feed(i) => {
-                    if let (Some(spool), Some((fd, offset))) =
-                        (self.stdin.spool(), running[i].feed.as_mut())
+                    if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut())
                     {
                         if !spool.push(fd, offset, &mut self.buf) {
                             running[i].feed = None;
@@ -410,8 +360,7 @@ impl Harness {
                 if r.kill_at.is_some_and(|at| now >= at) {
                     let _ = killpg(r.pid, Signal::SIGKILL);
                     r.kill_at = None;
-                } else if !r.timed_out
-                    && timeout_deadline(r, opts, walls, majority).is_some_and(|d| now >= d)
+                } else if !r.timed_out && timeout_deadline(r, opts, walls, majority).is_some_and(|d| now >= d)
                 {
                     r.timed_out = true;
                     let _ = killpg(r.pid, Signal::SIGTERM);
@@ -461,11 +410,6 @@ impl Harness {
     }
 }
 
-enum Launched {
-    Running(Box<Running>),
-    Failed(Box<RunRecord>),
-}
-
 fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating an output pipe")?;
     // A bigger pipe means fewer wake-ups: measured 1.13 -> 3.44 GB/s here. Refusal (pipe-max-size) is fine.
@@ -475,12 +419,7 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// When the running replica `r` counts as hung, if a timeout applies to it yet.
-fn timeout_deadline(
-    r: &Running,
-    opts: &BatchOpts,
-    walls: &[f64],
-    majority: usize,
-) -> Option<Instant> {
+fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usize) -> Option<Instant> {
     if r.exited_at.is_some() || r.timed_out {
         return None;
     }
@@ -498,61 +437,70 @@ fn timeout_deadline(
     }
 }
 
+/// Read what a ready pipe holds, in cache-sized pieces, up to one pipe's worth per wake-up so that one
+/// flooding replica cannot starve the others (or the signal pipe) of turns.
 fn read_stream(s: &mut Stream, buf: &mut [u8]) -> Result<()> {
-    let Some(fd) = &s.fd else { return Ok(()) };
-    loop {
+    let mut budget = PIPE_SIZE as usize;
+    while let Some(fd) = &s.fd {
         match nix::unistd::read(fd.as_raw_fd(), buf) {
-            Ok(0) => {
-                s.fd = None;
-                return Ok(());
+            Ok(0) => s.fd = None,
+            Ok(n) => {
+                s.cap.push(&buf[..n])?;
+                budget = budget.saturating_sub(n);
+                if n < buf.len() || budget == 0 {
+                    return Ok(());
+                }
             }
-            Ok(n) => return s.cap.push(&buf[..n]),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => return Ok(()),
-            Err(_) => {
-                s.fd = None;
-                return Ok(());
-            }
+            Err(_) => s.fd = None,
         }
     }
+    Ok(())
 }
 
 /// Has `pid` exited? Leaves it a zombie (WNOWAIT), so its process-group id cannot be reused before tmr
 /// has killed the group.
 fn has_exited(pid: Pid) -> bool {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(
-        waitid(Id::Pid(pid), flags),
-        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
-    )
+    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive) | Err(Errno::EINTR))
+}
+
+fn check_exec(r: &mut Running) {
+    if let Some(fd) = &r.exec_report {
+        match exec_result(fd) {
+            ExecResult::Pending => {}
+            ExecResult::Started => r.exec_report = None,
+            ExecResult::Failed(errno) => {
+                r.exec_errno = Some(errno);
+                r.exec_report = None;
+            }
+        }
+    }
 }
 
 /// Kill what is left of the replica's group, take its last buffered output, and reap it with rusage.
 fn finalize(mut r: Running, buf: &mut [u8]) -> Result<RunRecord> {
+    // The child wrote its exec errno before exiting, so it is there to read now.
+    check_exec(&mut r);
     let leaked = r.out.fd.is_some() || r.err.fd.is_some();
     let _ = killpg(r.pid, Signal::SIGKILL);
     for s in [&mut r.out, &mut r.err] {
-        // Whatever is already in the pipe was written by the replica's tree: keep it.
-        while s.fd.is_some() {
-            let before = s.cap.len();
-            read_stream(s, buf)?;
-            if s.fd.is_some() && s.cap.len() == before {
-                s.fd = None;
-            }
-        }
+        // Whatever is already in the pipe was written by the replica's tree: keep it. One pipe's worth,
+        // no more: a leaked writer in another session could otherwise keep tmr here forever.
+        read_stream(s, buf)?;
+        s.fd = None;
     }
     let (status, usage) = wait4(r.pid)?;
     let wall = r.exited_at.unwrap_or_else(Instant::now) - r.started;
-    let outcome = if r.timed_out {
+    let outcome = if let Some(errno) = r.exec_errno {
+        Outcome::FailedToStart { errno }
+    } else if r.timed_out {
         Outcome::TimedOut
     } else if libc::WIFSIGNALED(status) {
-        Outcome::Signaled {
-            signal: libc::WTERMSIG(status),
-        }
+        Outcome::Signaled { signal: libc::WTERMSIG(status) }
     } else {
-        Outcome::Exited {
-            code: libc::WEXITSTATUS(status),
-        }
+        Outcome::Exited { code: libc::WEXITSTATUS(status) }
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok(RunRecord {

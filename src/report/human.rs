@@ -36,10 +36,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         ));
         return out;
     }
-    let winner = r
-        .vote
-        .winner
-        .and_then(|w| r.runs.iter().find(|e| e.replica == w));
+    let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
             "{} {n}/{n} agree · {} · {}",
@@ -72,12 +69,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     if let Some(hint) = hint(r) {
         line(format!("{} {hint}", style.paint("36", "hint:")));
     }
-    let leaked: Vec<String> = r
-        .runs
-        .iter()
-        .filter(|e| e.leaked)
-        .map(|e| e.replica.to_string())
-        .collect();
+    let leaked: Vec<String> = r.runs.iter().filter(|e| e.leaked).map(|e| e.replica.to_string()).collect();
     if !leaked.is_empty() {
         line(format!(
             "replica {} exited but left processes holding its output open; they were killed",
@@ -85,16 +77,10 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         ));
     }
     if r.leaked_processes > 0 {
-        line(format!(
-            "killed {} leftover process(es) the replicas left behind",
-            r.leaked_processes
-        ));
+        line(format!("killed {} leftover process(es) the replicas left behind", r.leaked_processes));
     }
     if r.exit_code == crate::exit::STRICT_DISAGREEMENT && winner.is_some() {
-        line(format!(
-            "--strict: a replica disagreed, exit {}",
-            r.exit_code
-        ));
+        line(format!("--strict: a replica disagreed, exit {}", r.exit_code));
     }
     out
 }
@@ -107,19 +93,11 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
     let (Some(me), Some(them)) = (entry(r, d.replica), entry(r, d.against)) else {
         return vec![];
     };
-    let who = if r.vote.winner.is_some() {
-        "majority"
-    } else {
-        "replica 0"
-    };
+    let who = if r.vote.winner.is_some() { "majority" } else { "replica 0" };
     let mut parts = Vec::new();
     for f in &d.fields {
         match *f {
-            "exit" => parts.push(format!(
-                "{} (vs {})",
-                me.outcome.describe(),
-                them.outcome.describe()
-            )),
+            "exit" => parts.push(format!("{} (vs {})", me.outcome.describe(), them.outcome.describe())),
             "stdout" => parts.push(format!(
                 "stdout {} B {} (vs {} B {})",
                 me.stdout.bytes,
@@ -140,15 +118,9 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
     let mut lines = vec![format!("  replica {}: {}", d.replica, parts.join("; "))];
     for (stream, diff) in [("stdout", &d.stdout_diff), ("stderr", &d.stderr_diff)] {
         if let Some(diff) = diff {
-            let show = |l: &Option<String>| {
-                l.as_ref()
-                    .map_or("<end of output>".to_string(), |t| format!("{t:?}"))
-            };
-            lines.push(format!(
-                "    {stream} line {}: {who} {}",
-                diff.line,
-                show(&diff.majority)
-            ));
+            let show =
+                |l: &Option<String>| l.as_ref().map_or("<end of output>".to_string(), |t| format!("{t:?}"));
+            lines.push(format!("    {stream} line {}: {who} {}", diff.line, show(&diff.majority)));
             lines.push(format!(
                 "    {stream} line {}: replica {} {}",
                 diff.line,
@@ -222,14 +194,8 @@ mod tests {
             round: 0,
             pid: 100 + replica as i32,
             outcome: Outcome::Exited { code },
-            stdout: StreamEntry {
-                bytes: out.len() as u64,
-                blake3: format!("{:0<64}", out),
-            },
-            stderr: StreamEntry {
-                bytes: 0,
-                blake3: "0".repeat(64),
-            },
+            stdout: StreamEntry { bytes: out.len() as u64, blake3: format!("{:0<64}", out) },
+            stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
             wall_ms: 10.0,
             user_ms: 5.0,
             sys_ms: 1.0,
@@ -238,12 +204,7 @@ mod tests {
         }
     }
 
-    fn report(
-        runs: Vec<RunEntry>,
-        vote: VoteEntry,
-        dissents: Vec<Dissent>,
-        exit_code: i32,
-    ) -> RunReport {
+    fn report(runs: Vec<RunEntry>, vote: VoteEntry, dissents: Vec<Dissent>, exit_code: i32) -> RunReport {
         RunReport {
             schema: SCHEMA,
             version: VERSION,
@@ -277,10 +238,7 @@ mod tests {
         );
         let text = render(&r, &Style { color: false });
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(
-            text.starts_with("tmr: unanimous 3/3 agree · exit 0 · wall 10.0ms"),
-            "{text}"
-        );
+        assert!(text.starts_with("tmr: unanimous 3/3 agree · exit 0 · wall 10.0ms"), "{text}");
     }
 
     #[test]
@@ -307,23 +265,11 @@ mod tests {
             0,
         );
         let text = render(&r, &Style { color: false });
-        assert!(
-            text.contains("majority 2/3 agree · exit 0 · delivered replica 0's output"),
-            "{text}"
-        );
-        assert!(
-            text.contains("replica 1: exit 1 (vs exit 0); stdout 9 B"),
-            "{text}"
-        );
+        assert!(text.contains("majority 2/3 agree · exit 0 · delivered replica 0's output"), "{text}");
+        assert!(text.contains("replica 1: exit 1 (vs exit 0); stdout 9 B"), "{text}");
         assert!(text.contains("stdout line 1: majority \"ok\""), "{text}");
-        assert!(
-            text.contains("stdout line 1: replica 1 \"corrupted\""),
-            "{text}"
-        );
-        assert!(
-            !text.contains("hint"),
-            "exit codes differ: no mask hint\n{text}"
-        );
+        assert!(text.contains("stdout line 1: replica 1 \"corrupted\""), "{text}");
+        assert!(!text.contains("hint"), "exit codes differ: no mask hint\n{text}");
         assert!(!text.contains('\x1b'));
     }
 

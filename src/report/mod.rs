@@ -57,10 +57,7 @@ pub struct StreamEntry {
 
 impl From<StreamSummary> for StreamEntry {
     fn from(s: StreamSummary) -> Self {
-        StreamEntry {
-            bytes: s.len,
-            blake3: s.hex(),
-        }
+        StreamEntry { bytes: s.len, blake3: s.hex() }
     }
 }
 

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use regex::bytes::Regex;
 
-use crate::config::{parse_timeout, Config, Format, Timeout};
+use crate::classify::Class;
+use crate::config::{
+    parse_classes, parse_duration, parse_timeout, ClassifyConfig, Config, Format, HuntConfig, RerunMode,
+    Timeout,
+};
 use crate::exit;
 use crate::fingerprint::Compare;
 
@@ -21,7 +25,15 @@ EXAMPLES
   tmr --mask '[0-9.]+ ?m?s' -- cargo bench  blank out durations before comparing
   tmr --format json -o report.json -- ./job machine-readable report
 
-Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round).
+  tmr --fail-on transient,nondeterministic -- ./test.sh   fail CI on any flake
+  tmr --junit junit.xml --github -- cargo test --compare exit   reports for CI dashboards
+  tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh  hunt a flaky test (see tmr hunt --help)
+
+Disagreements are settled by reruns (--reruns): the class (unanimous, transient, nondeterministic,
+deterministic, no-majority) is reported with its evidence; tmr still exits with the voted outcome
+unless --fail-on names the class.
+Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round;
+reruns count up from 1 and run as replica 0 of 1 unless --rerun-mode parallel).
 stdin is read once and given to every replica; a terminal is not shared (replicas read /dev/null).
 ";
 
@@ -72,6 +84,36 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "human")]
     format: FormatArg,
 
+    /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns).
+    /// Default: enough to bound a flake's rate below --min-flake-rate (29 at the defaults).
+    #[arg(long, value_name = "R", help_heading = "Classification")]
+    reruns: Option<usize>,
+
+    /// Confidence of the reported intervals and bounds.
+    #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = parse_confidence, help_heading = "Classification")]
+    confidence: f64,
+
+    /// The smallest flake rate the default rerun budget must not mistake for a one-off fault.
+    #[arg(long, value_name = "P", default_value_t = 0.1, value_parser = parse_rate, help_heading = "Classification")]
+    min_flake_rate: f64,
+
+    /// Reruns one at a time (no contention) or as rounds of N parallel replicas.
+    #[arg(long, value_enum, default_value = "sequential", help_heading = "Classification")]
+    rerun_mode: RerunModeArg,
+
+    /// Exit 122 when the run is classified as one of these (comma-separated): transient,
+    /// nondeterministic, deterministic, no-majority, unanimous.
+    #[arg(long, value_name = "CLASSES", value_parser = parse_class, value_delimiter = ',', help_heading = "Classification")]
+    fail_on: Vec<Class>,
+
+    /// Write a JUnit XML report (one test case; flaky runs as flakyFailure) to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Classification")]
+    junit: Option<PathBuf>,
+
+    /// Append a Markdown summary to $GITHUB_STEP_SUMMARY (default when GITHUB_ACTIONS=true).
+    #[arg(long, help_heading = "Classification")]
+    github: bool,
+
     /// The command to run, and its arguments (passed through untouched).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<OsString>,
@@ -82,6 +124,12 @@ enum Field {
     Exit,
     Stdout,
     Stderr,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RerunModeArg {
+    Sequential,
+    Parallel,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,6 +146,26 @@ fn parse_replicas(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+fn parse_class(s: &str) -> Result<Class, String> {
+    parse_classes(s).map(|v| v[0])
+}
+
+fn parse_confidence(s: &str) -> Result<f64, String> {
+    let c: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(0.5..1.0).contains(&c) {
+        return Err(format!("must be at least 0.5 and below 1, got {c}"));
+    }
+    Ok(c)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(p > 0.0 && p < 1.0) {
+        return Err(format!("must be between 0 and 1 (exclusive), got {p}"));
+    }
+    Ok(p)
+}
+
 fn parse_mask(s: &str) -> Result<Regex, String> {
     Regex::new(s).map_err(|e| format!("invalid regex: {e}"))
 }
@@ -105,6 +173,7 @@ fn parse_mask(s: &str) -> Result<Regex, String> {
 /// What the caller should do after parsing.
 pub enum Parsed {
     Run(Config),
+    Hunt(HuntConfig),
     /// `--help`, `--version` or an error: print `text` to stdout (code 0) or stderr, and exit with `code`.
     Exit {
         text: String,
@@ -112,9 +181,17 @@ pub enum Parsed {
     },
 }
 
+/// `tmr hunt …` is hunt mode; anything else is a command to run (`tmr -- hunt` runs a program named hunt).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
-    match RunArgs::try_parse_from(args) {
-        Ok(a) => Parsed::Run(a.into_config()),
+    let args: Vec<OsString> = args.into_iter().collect();
+    let parsed = if args.get(1).is_some_and(|a| a == "hunt") {
+        let rest = std::iter::once(OsString::from("tmr hunt")).chain(args[2..].iter().cloned());
+        HuntArgs::try_parse_from(rest).map(|a| Parsed::Hunt(a.into_config()))
+    } else {
+        RunArgs::try_parse_from(args).map(|a| Parsed::Run(a.into_config()))
+    };
+    match parsed {
+        Ok(p) => p,
         Err(e) => {
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
@@ -135,11 +212,7 @@ fn one_line_error(e: &clap::Error) -> String {
 
 impl RunArgs {
     fn into_config(self) -> Config {
-        let compare = Compare {
-            exit: self.compare.contains(&Field::Exit),
-            stdout: self.compare.contains(&Field::Stdout),
-            stderr: self.compare.contains(&Field::Stderr),
-        };
+        let compare = compare_of(&self.compare);
         Config {
             command: self.command,
             replicas: self.replicas,
@@ -150,10 +223,127 @@ impl RunArgs {
             strict: self.strict,
             quiet: self.quiet,
             output: self.output,
-            format: match self.format {
-                FormatArg::Human => Format::Human,
-                FormatArg::Json => Format::Json,
+            format: format(self.format),
+            classify: ClassifyConfig {
+                reruns: self.reruns.unwrap_or_else(|| {
+                    crate::stats::runs_to_bound(self.min_flake_rate, self.confidence) as usize
+                }),
+                confidence: self.confidence,
+                min_flake_rate: self.min_flake_rate,
+                rerun_mode: match self.rerun_mode {
+                    RerunModeArg::Sequential => RerunMode::Sequential,
+                    RerunModeArg::Parallel => RerunMode::Parallel,
+                },
+                fail_on: self.fail_on,
+                junit: self.junit,
+                github: self.github || std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             },
+        }
+    }
+}
+
+fn format(f: FormatArg) -> Format {
+    match f {
+        FormatArg::Human => Format::Human,
+        FormatArg::Json => Format::Json,
+    }
+}
+
+fn compare_of(fields: &[Field]) -> Compare {
+    Compare {
+        exit: fields.contains(&Field::Exit),
+        stdout: fields.contains(&Field::Stdout),
+        stderr: fields.contains(&Field::Stderr),
+    }
+}
+
+const HUNT_EXAMPLES: &str = "\
+EXAMPLES
+  tmr hunt --runs 500 --jobs 4 -- cargo test -q my_flaky_test
+  tmr hunt --until-fail --duration 10m --keep failures/ -- ./integration.sh
+  tmr hunt --runs 1000 --compare exit,stdout --mask 'took [0-9.]+s' -- ./job
+
+A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output
+differs from the first run's). Exit status: 0 when every run passed, 1 when any failed, 125 on
+tmr's own errors, 130/143/129 when stopped by a signal.
+";
+
+/// `tmr hunt`: run a command many times, one execution each, and measure how often it fails.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tmr hunt",
+    about = "Hunt a flaky command: run it many times, count distinct outcomes, estimate its failure rate.",
+    after_help = HUNT_EXAMPLES,
+    override_usage = "tmr hunt [OPTIONS] [--] COMMAND [ARGS]...",
+)]
+struct HuntArgs {
+    /// Number of runs.
+    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+
+    /// Runs at a time (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: Option<u64>,
+
+    /// Stop after the first failing run.
+    #[arg(long)]
+    until_fail: bool,
+
+    /// Start no new run after this long (500ms, 30s, 10m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<std::time::Duration>,
+
+    /// Keep failing runs' stdout and stderr in DIR, with an index.tsv.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+
+    /// Which results define an outcome, comma-separated; outputs are compared with the first run's.
+    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit")]
+    compare: Vec<Field>,
+
+    /// Regex blanked out of each compared line (repeatable).
+    #[arg(long = "mask", value_name = "REGEX", value_parser = parse_mask)]
+    masks: Vec<Regex>,
+
+    /// Per-run limit: a duration or Nx (a multiple of the median run's wall time).
+    #[arg(long, value_name = "DURATION|Nx", value_parser = parse_timeout)]
+    timeout: Option<Timeout>,
+
+    /// Confidence of the failure-rate interval.
+    #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = parse_confidence)]
+    confidence: f64,
+
+    /// Write the report to FILE instead of stderr.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: FormatArg,
+
+    /// The command to run, and its arguments (passed through untouched).
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+impl HuntArgs {
+    fn into_config(self) -> HuntConfig {
+        HuntConfig {
+            command: self.command,
+            runs: self.runs as usize,
+            jobs: self
+                .jobs
+                .map(|j| j as usize)
+                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            until_fail: self.until_fail,
+            duration: self.duration,
+            keep: self.keep,
+            compare: compare_of(&self.compare),
+            masks: self.masks,
+            timeout: self.timeout,
+            confidence: self.confidence,
+            output: self.output,
+            format: format(self.format),
         }
     }
 }
@@ -165,13 +355,14 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Config {
         match parse(args.iter().map(OsString::from)) {
             Parsed::Run(c) => c,
+            Parsed::Hunt(_) => panic!("unexpected hunt mode"),
             Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
         }
     }
 
     fn parse_err(args: &[&str]) -> (String, i32) {
         match parse(args.iter().map(OsString::from)) {
-            Parsed::Run(_) => panic!("expected an error for {args:?}"),
+            Parsed::Run(_) | Parsed::Hunt(_) => panic!("expected an error for {args:?}"),
             Parsed::Exit { text, code } => (text, code),
         }
     }
@@ -208,6 +399,31 @@ mod tests {
             assert!(text.starts_with("tmr: "), "{text}");
             assert_eq!(text.lines().count(), 2, "{text}");
         }
+    }
+
+    #[test]
+    fn classification_defaults_bound_flakes_at_ten_percent() {
+        let c = parse_ok(&["tmr", "true"]);
+        assert_eq!(c.classify.reruns, 29);
+        assert_eq!(c.classify.rerun_mode, RerunMode::Sequential);
+        let c = parse_ok(&["tmr", "--reruns", "0", "--fail-on", "transient,nondeterministic", "true"]);
+        assert_eq!(c.classify.reruns, 0);
+        assert_eq!(c.classify.fail_on, vec![Class::Transient, Class::Nondeterministic]);
+        assert_eq!(parse_err(&["tmr", "--fail-on", "flaky", "true"]).1, 125);
+        assert_eq!(parse_err(&["tmr", "--confidence", "1.5", "true"]).1, 125);
+    }
+
+    #[test]
+    fn hunt_is_a_subcommand_unless_after_double_dash() {
+        match parse(["tmr", "hunt", "--runs", "7", "-j", "2", "--", "sh", "-c", "x"].map(OsString::from)) {
+            Parsed::Hunt(h) => {
+                assert_eq!((h.runs, h.jobs), (7, 2));
+                assert_eq!(h.command, ["sh", "-c", "x"]);
+            }
+            _ => panic!("expected hunt mode"),
+        }
+        assert_eq!(parse_ok(&["tmr", "--", "hunt"]).command, ["hunt"]);
+        assert_eq!(parse_err(&["tmr", "hunt", "--runs", "0", "true"]).1, 125);
     }
 
     #[test]

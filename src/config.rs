@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use regex::bytes::Regex;
 
+use crate::classify::Class;
 use crate::fingerprint::Compare;
 
 /// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
@@ -41,6 +42,58 @@ pub struct Config {
     pub quiet: bool,
     pub output: Option<PathBuf>,
     pub format: Format,
+    pub classify: ClassifyConfig,
+}
+
+/// `tmr hunt`: K single executions, J at a time.
+#[derive(Debug, Clone)]
+pub struct HuntConfig {
+    pub command: Vec<OsString>,
+    pub runs: usize,
+    pub jobs: usize,
+    pub until_fail: bool,
+    pub duration: Option<Duration>,
+    pub keep: Option<PathBuf>,
+    pub compare: Compare,
+    pub masks: Vec<Regex>,
+    pub timeout: Option<Timeout>,
+    pub confidence: f64,
+    pub output: Option<PathBuf>,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunMode {
+    /// One execution at a time: no contention.
+    Sequential,
+    /// Rounds of N replicas in parallel, like the voted round.
+    Parallel,
+}
+
+/// How disagreements are settled by reruns and turned into exit codes and CI reports.
+#[derive(Debug, Clone)]
+pub struct ClassifyConfig {
+    /// Most reruns to spend; by default enough to bound a flake's rate below `min_flake_rate`.
+    pub reruns: usize,
+    pub confidence: f64,
+    pub min_flake_rate: f64,
+    pub rerun_mode: RerunMode,
+    pub fail_on: Vec<Class>,
+    pub junit: Option<PathBuf>,
+    /// Append a Markdown summary to $GITHUB_STEP_SUMMARY.
+    pub github: bool,
+}
+
+/// `a,b,c` class names for `--fail-on`.
+pub fn parse_classes(text: &str) -> Result<Vec<Class>, String> {
+    text.split(',')
+        .map(|t| {
+            Class::parse(t.trim()).ok_or_else(|| {
+                let names: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown class '{t}': expected one of {}", names.join(", "))
+            })
+        })
+        .collect()
 }
 
 /// `500ms`, `30s`, `1.5m`, `2h`, or a bare number of seconds. Zero and negative durations are refused:

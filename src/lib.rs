@@ -2,15 +2,18 @@
 //! flaky and deterministic bugs. The binary (`main.rs`) only parses, runs and exits; everything else is
 //! here so tests and benchmarks can reach the pure parts directly.
 
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod exit;
 pub mod fingerprint;
+pub mod hunt;
 pub mod mask;
 pub mod replay;
 pub mod replica;
 pub mod report;
+pub mod rerun;
 pub mod resolve;
 pub mod round;
 pub mod stats;

@@ -14,19 +14,25 @@ fn main() {
             eprint!("{text}");
             code
         }
-        Parsed::Run(config) => match tmr::round::execute(&config) {
-            Ok(code) => code,
-            Err(e) => match e.downcast_ref::<ExitError>() {
-                Some(ee) => {
-                    eprintln!("{}", ee.message);
-                    ee.code
-                }
-                None => {
-                    eprintln!("tmr: error: {e:#}");
-                    TMR_ERROR
-                }
-            },
-        },
+        Parsed::Hunt(config) => finish(tmr::hunt::execute(&config)),
+        Parsed::Run(config) => finish(tmr::round::execute(&config)),
     };
     std::process::exit(code);
+}
+
+/// The exit code for a finished run, or a one-line message and the code for an error.
+fn finish(result: anyhow::Result<i32>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<ExitError>() {
+            Some(ee) => {
+                eprintln!("{}", ee.message);
+                ee.code
+            }
+            None => {
+                eprintln!("tmr: error: {e:#}");
+                TMR_ERROR
+            }
+        },
+    }
 }

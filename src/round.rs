@@ -17,30 +17,21 @@ use crate::vote::{vote, Vote};
 
 /// Run `config` and return the exit code tmr should end with.
 pub fn execute(config: &Config) -> Result<i32> {
-    // Checked before any replica starts, so a typo in -o wastes no run.
-    let mut report_file = match &config.output {
-        Some(path) => Some(File::create(path).map_err(|e| ExitError {
-            code: exit::TMR_ERROR,
-            message: format!("tmr: cannot write report file {}: {e}", path.display()),
-        })?),
-        None => None,
-    };
+    // Checked before any replica starts, so a typo in a report path wastes no run.
+    let mut report_file = config.output.as_deref().map(create_report_file).transpose()?;
+    let mut junit_file = config.classify.junit.as_deref().map(create_report_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
     let launcher = Launcher::new(path.into_os_string(), &config.command)?;
     let mut harness = Harness::new(launcher)?;
 
     let jobs: Vec<Job> =
         (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
-    let batch = harness.run_batch(&jobs, &batch_opts(config))?;
-    let Batch { mut records, swept } = batch;
+    let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
 
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
-    let exit_code = match harness.interrupted {
-        Some(sig) => exit::for_signal(sig),
-        None => choose_exit_code(config, &records, &voted),
-    };
 
+    // Deliver the voted output first: reruns may take a while, and the answer is already known.
     if harness.interrupted.is_none() {
         if let Some(w) = voted.representative() {
             let rec = &mut records[w];
@@ -52,12 +43,56 @@ pub fn execute(config: &Config) -> Result<i32> {
             }
         }
     }
-
     let dissents =
         if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &mut records, &voted)? };
-    let report = build_report(config, &records, &voted, dissents, swept, harness.interrupted, exit_code);
+    let reruns = crate::rerun::settle(config, &mut harness, &records, batch_opts(config))?;
+    swept += reruns.swept;
+    let classification = reruns.report(config);
+
+    let exit_code = match harness.interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if config.classify.fail_on.contains(&classification.class) => exit::FAILING_CLASS,
+        None => choose_exit_code(config, &records, &voted),
+    };
+    let report = build_report(
+        config,
+        &records,
+        &voted,
+        dissents,
+        swept,
+        harness.interrupted,
+        classification,
+        exit_code,
+    );
     write_report(config, &report, report_file.as_mut())?;
+    if let Some(f) = junit_file.as_mut() {
+        f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
+    }
+    if config.classify.github {
+        append_github_summary(&report)?;
+    }
     Ok(exit_code)
+}
+
+fn create_report_file(path: &std::path::Path) -> Result<File> {
+    File::create(path).map_err(|e| {
+        ExitError { code: exit::TMR_ERROR, message: format!("tmr: cannot write {}: {e}", path.display()) }
+            .into()
+    })
+}
+
+/// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY.
+fn append_github_summary(report: &RunReport) -> Result<()> {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+        eprintln!("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", path.to_string_lossy()))?;
+    f.write_all(report::github::render(report).as_bytes()).context("writing the GitHub job summary")
 }
 
 pub fn batch_opts(config: &Config) -> BatchOpts {
@@ -145,6 +180,7 @@ pub fn run_entry(r: &RunRecord) -> RunEntry {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_report(
     config: &Config,
     records: &[RunRecord],
@@ -152,6 +188,7 @@ fn build_report(
     dissents: Vec<Dissent>,
     swept: usize,
     interrupted: Option<i32>,
+    classification: report::ClassReport,
     exit_code: i32,
 ) -> RunReport {
     let replica_of = |i: &usize| records[*i].job.replica;
@@ -174,6 +211,7 @@ fn build_report(
         dissents,
         leaked_processes: swept,
         interrupted_by: interrupted.map(signal_name),
+        classification,
         exit_code,
     }
 }

@@ -132,7 +132,7 @@ fn polynomial(coefficients: &[f64], x: f64) -> f64 {
 
 /// A closed range `[lo, hi]` of plausible values for a rate, with
 /// `0 ≤ lo ≤ hi ≤ 1`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Interval {
     pub lo: f64,
     pub hi: f64,

@@ -11,7 +11,7 @@ mod supervise;
 
 pub use capture::Captured;
 pub use spawn::ChildSetup;
-pub use supervise::{Batch, BatchOpts, Harness, Job, Launcher, RunRecord};
+pub use supervise::{Batch, BatchOpts, Control, Harness, Job, Launcher, RunRecord};
 
 /// Make sure fds 0, 1 and 2 are open (on /dev/null if tmr was started without them), so that every pipe
 /// tmr creates gets a number above 2 and `dup2` in the child never meets its own source fd.

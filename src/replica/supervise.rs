@@ -113,6 +113,14 @@ pub struct Batch {
     pub swept: usize,
 }
 
+/// What a batch's consumer wants after each finished execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Start no further jobs; the ones running finish normally.
+    Stop,
+}
+
 /// State that lives across batches: signal handling, the stdin spool, the prepared command.
 pub struct Harness {
     signals: Signals,
@@ -129,8 +137,6 @@ struct Stream {
 }
 
 struct Running {
-    /// Index of the job in the batch.
-    slot: usize,
     job: Job,
     pid: Pid,
     started: Instant,
@@ -165,27 +171,47 @@ impl Harness {
         Ok(Harness { signals, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
     }
 
-    /// Run `jobs`, at most `opts.parallel` at a time, and capture each one.
+    /// Run `jobs`, at most `opts.parallel` at a time, and keep every record, in job order.
     pub fn run_batch(&mut self, jobs: &[Job], opts: &BatchOpts) -> Result<Batch> {
+        let mut records = Vec::new();
+        let swept = self.run_jobs(jobs, opts, &mut |rec| {
+            records.push(rec);
+            Ok(Control::Continue)
+        })?;
+        records.sort_by_key(|r| (r.job.round, r.job.replica));
+        Ok(Batch { records, swept })
+    }
+
+    /// Run `jobs`, at most `opts.parallel` at a time, handing each finished execution to `sink` as it
+    /// completes (so thousands of runs never pile up open spool files). Returns the number of leftover
+    /// processes killed afterwards.
+    pub fn run_jobs(
+        &mut self,
+        jobs: &[Job],
+        opts: &BatchOpts,
+        sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
+    ) -> Result<usize> {
         let mut pending: VecDeque<usize> = (0..jobs.len()).collect();
         let mut running: Vec<Running> = Vec::new();
-        let mut done: Vec<Option<RunRecord>> = jobs.iter().map(|_| None).collect();
         let mut walls: Vec<f64> = Vec::new();
-        let majority = jobs.len() / 2 + 1;
+        let majority = opts.parallel.clamp(1, jobs.len().max(1)) / 2 + 1;
         let mut refs = None;
+        let mut stop = false;
         let result = (|| -> Result<()> {
             loop {
                 if let Some(sig) = self.signals.take_stop() {
                     self.on_stop(sig, &mut running);
                 }
-                while self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
+                while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let Some(j) = pending.pop_front() else { break };
-                    running.push(self.launch(j, jobs[j], opts, &mut refs)?);
+                    running.push(self.launch(jobs[j], opts, &mut refs)?);
                 }
                 if running.is_empty() {
                     return Ok(());
                 }
-                self.step(&mut running, &mut done, &mut walls, opts, majority)?;
+                for rec in self.step(&mut running, &mut walls, opts, majority)? {
+                    stop |= sink(rec)? == Control::Stop;
+                }
             }
         })();
         if result.is_err() {
@@ -198,7 +224,7 @@ impl Harness {
         }
         let swept = reap::sweep();
         result?;
-        Ok(Batch { records: done.into_iter().flatten().collect(), swept })
+        Ok(swept)
     }
 
     fn on_stop(&mut self, sig: i32, running: &mut [Running]) {
@@ -217,7 +243,6 @@ impl Harness {
 
     fn launch(
         &mut self,
-        slot: usize,
         job: Job,
         opts: &BatchOpts,
         refs: &mut Option<(Rc<Reference>, Rc<Reference>)>,
@@ -245,7 +270,6 @@ impl Harness {
             }
         };
         Ok(Running {
-            slot,
             job,
             pid: spawned.pid,
             started,
@@ -265,11 +289,10 @@ impl Harness {
     fn step(
         &mut self,
         running: &mut Vec<Running>,
-        done: &mut [Option<RunRecord>],
         walls: &mut Vec<f64>,
         opts: &BatchOpts,
         majority: usize,
-    ) -> Result<()> {
+    ) -> Result<Vec<RunRecord>> {
         self.retire_finished_feeds(running);
         let now = Instant::now();
         let deadline = running
@@ -368,6 +391,7 @@ impl Harness {
                 }
             }
         }
+        let mut finished = Vec::new();
         let mut i = running.len();
         while i > 0 {
             i -= 1;
@@ -375,14 +399,12 @@ impl Harness {
             let streams_closed = r.out.fd.is_none() && r.err.fd.is_none();
             let leak_over = r.leak_deadline.is_some_and(|d| now >= d);
             if r.exited_at.is_some() && (streams_closed || leak_over) {
-                let r = running.swap_remove(i);
-                let slot = r.slot;
-                let rec = finalize(r, &mut self.buf)?;
+                let rec = finalize(running.swap_remove(i), &mut self.buf)?;
                 walls.push(rec.wall.as_secs_f64());
-                done[slot] = Some(rec);
+                finished.push(rec);
             }
         }
-        Ok(())
+        Ok(finished)
     }
 
     /// A feed that delivered everything and saw EOF is closed, so the replica sees EOF too.

@@ -2,7 +2,8 @@
 //! replicas agree; on disagreement, per dissenter what differed, the first differing line, and a hint.
 //! Pure: report in, text out.
 
-use super::{Dissent, RunEntry, RunReport};
+use super::{ClassReport, Dissent, RunEntry, RunReport};
+use crate::classify::Class;
 use crate::fingerprint::Outcome;
 
 pub struct Style {
@@ -37,9 +38,16 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         return out;
     }
     let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
+    let class = r.classification.class;
+    let label = match class {
+        Class::Unanimous | Class::NoMajority => String::new(),
+        Class::Transient => format!("{} · ", style.paint("33", "transient")),
+        Class::Nondeterministic => format!("{} · ", style.paint("1;33", "nondeterministic")),
+        Class::Deterministic => format!("{} · ", style.paint("1;31", "deterministic")),
+    };
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
-            "{} {n}/{n} agree · {} · {}",
+            "{label}{} {n}/{n} agree · {} · {}",
             style.paint("32", "unanimous"),
             w.outcome.describe(),
             resources(&r.runs)
@@ -47,7 +55,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         (Some(w), false) => {
             let size = r.vote.majority.as_ref().map_or(0, |m| m.len());
             line(format!(
-                "{} {size}/{n} agree · {} · delivered replica {}'s output · {}",
+                "{label}{} {size}/{n} agree · {} · delivered replica {}'s output · {}",
                 style.paint("33", "majority"),
                 w.outcome.describe(),
                 w.replica,
@@ -55,16 +63,19 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             ));
         }
         (None, _) => line(format!(
-            "{} among {n} replicas ({} different results): nothing delivered, exit {}",
+            "{} among {n} replicas ({} different results): nothing delivered · {}",
             style.paint("1;31", "no majority"),
             r.vote.groups.len(),
-            r.exit_code
+            resources(&r.runs)
         )),
     }
     for d in &r.dissents {
         for text in dissent_lines(r, d) {
             line(text);
         }
+    }
+    for text in evidence(r, &r.classification) {
+        line(text);
     }
     if let Some(hint) = hint(r) {
         line(format!("{} {hint}", style.paint("36", "hint:")));
@@ -79,10 +90,113 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     if r.leaked_processes > 0 {
         line(format!("killed {} leftover process(es) the replicas left behind", r.leaked_processes));
     }
-    if r.exit_code == crate::exit::STRICT_DISAGREEMENT && winner.is_some() {
-        line(format!("--strict: a replica disagreed, exit {}", r.exit_code));
+    match r.exit_code {
+        crate::exit::STRICT_DISAGREEMENT => {
+            line(format!("--strict: a replica disagreed, exit {}", r.exit_code))
+        }
+        crate::exit::FAILING_CLASS => line(format!("--fail-on {}: exit {}", class.name(), r.exit_code)),
+        crate::exit::NO_MAJORITY => line(format!("no majority: exit {}", r.exit_code)),
+        _ => {}
     }
     out
+}
+
+fn pct(p: f64) -> String {
+    format!("{:.1}%", p * 100.0)
+}
+
+/// What the reruns showed, in words a user can act on.
+fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
+    let conf = pct(c.confidence);
+    let mode = if c.rerun_mode == "parallel" {
+        format!("reruns in parallel rounds of {}", r.replicas)
+    } else {
+        "sequential reruns".to_string()
+    };
+    let spent = if c.settled_early {
+        format!("settled after {} of at most {} reruns", c.reruns, c.budget)
+    } else {
+        format!("{} reruns", c.reruns)
+    };
+    let mut out = Vec::new();
+    let disagreement = !r.vote.unanimous || c.class == Class::Deterministic;
+    if c.reruns == 0 {
+        if disagreement || r.vote.winner.is_none() {
+            out.push("  not rerun (--reruns 0): the class is unconfirmed".to_string());
+        }
+        return out;
+    }
+    match c.class {
+        Class::Unanimous => {}
+        Class::Transient => {
+            let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
+            let mut s = format!(
+                "  the odd outcome never came back in {} {mode}: a one-off fault, masked by the vote; \
+                 if it is a flake, its rate is below {bound} ({conf} confidence)",
+                c.reruns
+            );
+            if c.rerun_mode == "sequential" {
+                s.push_str(&format!(
+                    "; it was seen only with {} replicas in parallel (try --rerun-mode parallel for \
+                     contention-only flakes)",
+                    r.replicas
+                ));
+            }
+            out.push(s);
+        }
+        Class::Deterministic => {
+            let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
+            out.push(format!(
+                "  failed the same way in all {} {mode}: a deterministic bug; if it ever passes, \
+                 it does so in under {bound} of runs ({conf} confidence)",
+                c.reruns
+            ));
+        }
+        Class::Nondeterministic => {
+            out.push(format!("  the outcome changes from run to run: flaky ({spent}, {mode}):"));
+            out.extend(outcome_lines(r, c));
+        }
+        Class::NoMajority => {
+            if c.unstable {
+                out.push(format!(
+                    "  every run differed from every other in {} {mode} too: the output is unstable",
+                    c.reruns
+                ));
+            } else if let Some(o) = c.emerged.and_then(|i| c.outcomes.get(i)) {
+                out.push(format!(
+                    "  a majority emerged in the reruns ({spent}): {} in {}/{} reruns",
+                    o.describe(),
+                    o.reruns,
+                    c.reruns
+                ));
+            } else {
+                out.push(format!("  no outcome dominates ({spent}, {mode}):"));
+                out.extend(outcome_lines(r, c));
+            }
+        }
+    }
+    out
+}
+
+fn outcome_lines(r: &RunReport, c: &ClassReport) -> Vec<String> {
+    c.outcomes
+        .iter()
+        .map(|o| {
+            let rate = match (o.rate, o.interval) {
+                (Some(p), Some(i)) => format!(" = {} [{}, {}]", pct(p), pct(i.lo), pct(i.hi)),
+                _ => String::new(),
+            };
+            format!(
+                "    {}: voted round {}/{}, reruns {}/{}{rate}{}",
+                o.describe(),
+                o.initial,
+                r.replicas,
+                o.reruns,
+                c.reruns,
+                if o.majority { " (voted)" } else { "" }
+            )
+        })
+        .collect()
 }
 
 fn entry(r: &RunReport, replica: usize) -> Option<&RunEntry> {
@@ -219,6 +333,19 @@ mod tests {
             dissents,
             leaked_processes: 0,
             interrupted_by: None,
+            classification: ClassReport {
+                class: Class::Unanimous,
+                reruns: 0,
+                budget: 0,
+                confidence: 0.95,
+                rerun_mode: "sequential",
+                settled_early: false,
+                odd_rate_bound: None,
+                unstable: false,
+                emerged: None,
+                outcomes: vec![],
+                rerun_runs: vec![],
+            },
             exit_code,
         }
     }
@@ -303,7 +430,8 @@ mod tests {
         );
         let text = render(&r, &Style { color: true });
         assert!(text.contains("no majority"), "{text}");
-        assert!(text.contains("nothing delivered, exit 120"), "{text}");
+        assert!(text.contains("nothing delivered"), "{text}");
+        assert!(text.contains("no majority: exit 120"), "{text}");
         assert!(text.contains("--mask"), "{text}");
         assert!(text.contains('\x1b'));
     }

@@ -2,16 +2,21 @@
 //! which exit code tmr chose. Renderers (`human`, JSON) only read it, so they are tested on hand-made
 //! reports without running anything.
 
+pub mod github;
 pub mod human;
+pub mod junit;
 
 use serde::Serialize;
 
+use crate::classify::Class;
 use crate::config::Timeout;
 use crate::diff::LineDiff;
 use crate::fingerprint::{Outcome, StreamSummary};
+use crate::stats::Interval;
 
 pub const SCHEMA: &str = "tmr-report";
-pub const VERSION: u32 = 1;
+/// 2: added `classification`.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -29,7 +34,49 @@ pub struct RunReport {
     /// Processes left behind by replicas (grandchildren) that tmr killed.
     pub leaked_processes: usize,
     pub interrupted_by: Option<String>,
+    pub classification: ClassReport,
     pub exit_code: i32,
+}
+
+/// The class of the run and the rerun evidence behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassReport {
+    pub class: Class,
+    pub reruns: usize,
+    pub budget: usize,
+    pub confidence: f64,
+    pub rerun_mode: &'static str,
+    /// Reruns stopped before the budget because the class was settled.
+    pub settled_early: bool,
+    /// No odd outcome came back: its rate is below this bound at `confidence` (rule of three).
+    pub odd_rate_bound: Option<f64>,
+    /// No majority, and every run differed from every other.
+    pub unstable: bool,
+    /// No majority in the voted round, but this outcome (index into `outcomes`) won the reruns.
+    pub emerged: Option<usize>,
+    /// Every distinct outcome: the voted one first.
+    pub outcomes: Vec<OutcomeEntry>,
+    pub rerun_runs: Vec<RunEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeEntry {
+    pub outcome: Outcome,
+    pub stdout: StreamEntry,
+    pub stderr: StreamEntry,
+    /// Replicas of the voted round with this outcome.
+    pub initial: usize,
+    /// Reruns with this outcome, their share and its Wilson interval.
+    pub reruns: usize,
+    pub rate: Option<f64>,
+    pub interval: Option<Interval>,
+    pub majority: bool,
+}
+
+impl OutcomeEntry {
+    pub fn describe(&self) -> String {
+        format!("{}, stdout {} B {}", self.outcome.describe(), self.stdout.bytes, &self.stdout.blake3[..8])
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,361 @@
+//! `tmr hunt`: the job of go's `stress` or `nextest --stress-count` — run a command K times, J at a time,
+//! tally the distinct outcomes, estimate the failure rate with its Wilson interval, keep the failing runs'
+//! output, and say what N-way voting would make of that rate.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::{Format, HuntConfig};
+use crate::exit::{self, ExitError};
+use crate::fingerprint::{signal_name, Fingerprint, Key};
+use crate::replica::{BatchOpts, ChildSetup, Control, Harness, Job, Launcher, RunRecord};
+use crate::report::StreamEntry;
+use crate::stats::{majority_failure_probability, rule_of_three, wilson, Interval};
+
+/// Exit code of a hunt that saw at least one failing run.
+pub const FOUND_FAILURES: i32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HuntReport {
+    pub schema: &'static str,
+    pub version: u32,
+    pub command: Vec<String>,
+    pub runs_planned: usize,
+    pub runs: usize,
+    pub jobs: usize,
+    /// Why the hunt ended: completed, until-fail, duration, or the signal that stopped it.
+    pub stopped: String,
+    pub wall_s: f64,
+    pub failures: usize,
+    pub failure_rate: f64,
+    pub confidence: f64,
+    pub interval: Interval,
+    /// With no failure: the rule-of-three upper bound on the failure rate.
+    pub upper_bound_if_none: Option<f64>,
+    pub outcomes: Vec<HuntOutcome>,
+    /// What a strict-majority vote of N replicas would make of this failure rate (independent failures).
+    pub voting: Vec<VotingEstimate>,
+    pub kept: Option<String>,
+    pub leaked_processes: usize,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HuntOutcome {
+    pub outcome: crate::fingerprint::Outcome,
+    pub stdout: StreamEntry,
+    pub stderr: StreamEntry,
+    pub count: usize,
+    pub rate: f64,
+    pub failing: bool,
+    pub first_run: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VotingEstimate {
+    pub replicas: u64,
+    pub failure_probability: f64,
+    /// The same at the upper end of the failure rate's interval.
+    pub at_upper_bound: f64,
+}
+
+struct Tally {
+    outcomes: Vec<(Key, Fingerprint, usize, usize, bool)>,
+    /// The first passing run's key: with outputs compared, a run that differs from it fails.
+    reference: Option<Key>,
+    runs: usize,
+    failures: usize,
+}
+
+pub fn execute(cfg: &HuntConfig) -> Result<i32> {
+    let mut report_file = match &cfg.output {
+        Some(p) => Some(File::create(p).map_err(|e| ExitError {
+            code: exit::TMR_ERROR,
+            message: format!("tmr: cannot write {}: {e}", p.display()),
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &cfg.keep {
+        prepare_keep_dir(dir)?;
+    }
+    let path = crate::resolve::resolve(&cfg.command[0])?;
+    let mut harness = Harness::new(Launcher::new(path.into_os_string(), &cfg.command)?)?;
+    let jobs: Vec<Job> = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i }).collect();
+    let masks = |on: bool| if on { cfg.masks.clone() } else { Vec::new() };
+    let opts = BatchOpts {
+        parallel: cfg.jobs,
+        timeout: cfg.timeout,
+        stdout_masks: masks(cfg.compare.stdout),
+        stderr_masks: masks(cfg.compare.stderr),
+        setup: ChildSetup::default(),
+    };
+    let progress = progress_bar(cfg.runs as u64);
+    let started = Instant::now();
+    let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
+    let mut stopped = "completed".to_string();
+    let mut index = None;
+    let swept = harness.run_jobs(&jobs, &opts, &mut |mut rec| {
+        let failing = tally.add(&rec, cfg);
+        if failing {
+            if let Some(dir) = &cfg.keep {
+                keep_run(dir, &mut rec, &mut index)?;
+            }
+        }
+        progress.inc(1);
+        progress.set_message(format!(
+            "{} failing ({:.1}%)",
+            tally.failures,
+            100.0 * tally.failures as f64 / tally.runs as f64
+        ));
+        if failing && cfg.until_fail {
+            stopped = "until-fail".into();
+            return Ok(Control::Stop);
+        }
+        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+            stopped = "duration".into();
+            return Ok(Control::Stop);
+        }
+        Ok(Control::Continue)
+    })?;
+    progress.finish_and_clear();
+    if let Some(sig) = harness.interrupted {
+        stopped = signal_name(sig);
+    }
+    let exit_code = match harness.interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if tally.failures > 0 => FOUND_FAILURES,
+        None => 0,
+    };
+    let report = tally.report(cfg, stopped, started.elapsed(), swept, exit_code);
+    let text = match cfg.format {
+        Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
+        Format::Human => render(&report),
+    };
+    match report_file.as_mut() {
+        Some(f) => f.write_all(text.as_bytes()).context("writing the hunt report")?,
+        None => {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+    }
+    Ok(exit_code)
+}
+
+impl Tally {
+    /// Count one run; returns whether it failed.
+    fn add(&mut self, rec: &RunRecord, cfg: &HuntConfig) -> bool {
+        let fp = rec.fingerprint();
+        let key = fp.key(cfg.compare);
+        let passed = rec.outcome.is_success();
+        if passed && self.reference.is_none() {
+            self.reference = Some(key);
+        }
+        let compares_output = cfg.compare.stdout || cfg.compare.stderr;
+        let failing = !passed || (compares_output && self.reference.is_some_and(|r| r != key));
+        self.runs += 1;
+        self.failures += failing as usize;
+        match self.outcomes.iter_mut().find(|o| o.0 == key) {
+            Some(o) => o.2 += 1,
+            None => self.outcomes.push((key, fp, 1, rec.job.round, failing)),
+        }
+        failing
+    }
+
+    fn report(
+        &self,
+        cfg: &HuntConfig,
+        stopped: String,
+        wall: Duration,
+        swept: usize,
+        exit_code: i32,
+    ) -> HuntReport {
+        let (k, n) = (self.failures as u64, self.runs as u64);
+        let p = if n > 0 { k as f64 / n as f64 } else { 0.0 };
+        let interval = wilson(k, n, cfg.confidence);
+        let mut outcomes: Vec<HuntOutcome> = self
+            .outcomes
+            .iter()
+            .map(|(_, fp, count, first, failing)| HuntOutcome {
+                outcome: fp.outcome,
+                stdout: fp.stdout.into(),
+                stderr: fp.stderr.into(),
+                count: *count,
+                rate: *count as f64 / n.max(1) as f64,
+                failing: *failing,
+                first_run: *first,
+            })
+            .collect();
+        outcomes.sort_by(|a, b| b.count.cmp(&a.count).then(a.first_run.cmp(&b.first_run)));
+        HuntReport {
+            schema: "tmr-hunt-report",
+            version: 1,
+            command: cfg.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            runs_planned: cfg.runs,
+            runs: self.runs,
+            jobs: cfg.jobs,
+            stopped,
+            wall_s: wall.as_secs_f64(),
+            failures: self.failures,
+            failure_rate: p,
+            confidence: cfg.confidence,
+            interval,
+            upper_bound_if_none: (k == 0 && n > 0).then(|| rule_of_three(n, cfg.confidence)),
+            outcomes,
+            voting: [3, 5]
+                .into_iter()
+                .map(|replicas| VotingEstimate {
+                    replicas,
+                    failure_probability: majority_failure_probability(replicas, p),
+                    at_upper_bound: majority_failure_probability(replicas, interval.hi),
+                })
+                .collect(),
+            kept: cfg.keep.as_ref().map(|d| d.display().to_string()),
+            leaked_processes: swept,
+            exit_code,
+        }
+    }
+}
+
+fn pct(p: f64) -> String {
+    if p > 0.0 && p < 0.001 {
+        format!("{:.2e}", p)
+    } else {
+        format!("{:.2}%", p * 100.0)
+    }
+}
+
+pub fn render(r: &HuntReport) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str("tmr hunt: ");
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let why = match r.stopped.as_str() {
+        "completed" => String::new(),
+        "until-fail" => " (stopped at the first failure)".into(),
+        "duration" => " (stopped: --duration reached)".into(),
+        sig => format!(" (interrupted by {sig})"),
+    };
+    line(format!(
+        "{} of {} runs of `{}` ({} at a time) in {:.1}s{why}",
+        r.runs,
+        r.runs_planned,
+        r.command.join(" "),
+        r.jobs,
+        r.wall_s
+    ));
+    line("distinct outcomes:".into());
+    for o in &r.outcomes {
+        line(format!(
+            "  {:>6}  {:>7}  {}, stdout {} B {}{}",
+            o.count,
+            pct(o.rate),
+            o.outcome.describe(),
+            o.stdout.bytes,
+            &o.stdout.blake3[..8],
+            if o.failing { format!("  FAIL, first at run {}", o.first_run) } else { String::new() }
+        ));
+    }
+    let conf = format!("{:.0}%", r.confidence * 100.0);
+    match r.upper_bound_if_none {
+        Some(b) => line(format!(
+            "no failure in {} runs: the failure rate is below {} ({conf} confidence)",
+            r.runs,
+            pct(b)
+        )),
+        None => line(format!(
+            "failure rate {} ({}/{}), {conf} interval [{}, {}]",
+            pct(r.failure_rate),
+            r.failures,
+            r.runs,
+            pct(r.interval.lo),
+            pct(r.interval.hi)
+        )),
+    }
+    if r.failures > 0 {
+        let v: Vec<String> = r
+            .voting
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}-way {} (at most {})",
+                    e.replicas,
+                    pct(e.failure_probability),
+                    pct(e.at_upper_bound)
+                )
+            })
+            .collect();
+        line(format!(
+            "with majority voting (tmr -n N), independent failures at this rate become: {} \
+             [3-way: P = 3p² − 2p³]",
+            v.join(", ")
+        ));
+    }
+    if let Some(dir) = &r.kept {
+        if r.failures > 0 {
+            line(format!("kept the failing runs' output in {dir}/ (index.tsv)"));
+        }
+    }
+    if r.leaked_processes > 0 {
+        line(format!("killed {} leftover process(es) the runs left behind", r.leaked_processes));
+    }
+    out
+}
+
+/// Live progress on a terminal only: nothing is drawn into a pipe or a CI log.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn prepare_keep_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| File::create(dir.join("index.tsv")))
+        .and_then(|mut f| f.write_all(b"run\toutcome\texit_code\twall_ms\tstdout_bytes\tstdout_blake3\n"))
+        .map_err(|e| {
+            ExitError {
+                code: exit::TMR_ERROR,
+                message: format!("tmr: cannot use --keep {}: {e}", dir.display()),
+            }
+            .into()
+        })
+}
+
+fn keep_run(dir: &Path, rec: &mut RunRecord, index: &mut Option<File>) -> Result<()> {
+    let run = rec.job.round;
+    for (name, cap) in [("stdout", &mut rec.stdout), ("stderr", &mut rec.stderr)] {
+        let path: PathBuf = dir.join(format!("run-{run}.{name}"));
+        let mut out = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        if cap.summary.len > 0 {
+            crate::replay::replay(cap.file()?, &mut out)?;
+        }
+    }
+    if index.is_none() {
+        *index = Some(std::fs::OpenOptions::new().append(true).open(dir.join("index.tsv"))?);
+    }
+    let f = index.as_mut().expect("just set");
+    writeln!(
+        f,
+        "{run}\t{}\t{}\t{:.1}\t{}\t{}",
+        rec.outcome.describe(),
+        rec.outcome.exit_code(),
+        rec.wall.as_secs_f64() * 1e3,
+        rec.stdout.summary.len,
+        rec.stdout.summary.hex()
+    )
+    .context("writing index.tsv")
+}

@@ -1,0 +1,57 @@
+//! The GitHub Actions job summary: a short Markdown block appended to $GITHUB_STEP_SUMMARY, so a flaky
+//! or masked result shows on the run's page without digging through logs.
+
+use super::RunReport;
+use crate::classify::Class;
+
+pub fn render(r: &RunReport) -> String {
+    let c = &r.classification;
+    let icon = match c.class {
+        Class::Unanimous if r.exit_code == 0 => "✅",
+        Class::Transient => "⚠️",
+        Class::Nondeterministic => "🎲",
+        _ => "❌",
+    };
+    let mut md = format!(
+        "### {icon} tmr: `{}`\n\n**{}** · exit {} · {} replicas",
+        r.command.join(" ").replace('`', "'"),
+        c.class.name(),
+        r.exit_code,
+        r.replicas
+    );
+    if c.reruns > 0 {
+        md.push_str(&format!(" · {} {} reruns", c.reruns, c.rerun_mode));
+    }
+    md.push_str("\n\n");
+    if !c.outcomes.is_empty() && (c.reruns > 0 || c.outcomes.len() > 1) {
+        md.push_str("| outcome | voted round | reruns | rate (95% CI) |\n|---|---|---|---|\n");
+        for o in &c.outcomes {
+            let rate = match (o.rate, o.interval) {
+                (Some(p), Some(i)) => {
+                    format!("{:.1}% [{:.1}%, {:.1}%]", p * 100.0, i.lo * 100.0, i.hi * 100.0)
+                }
+                _ => "–".into(),
+            };
+            md.push_str(&format!(
+                "| {}{} | {}/{} | {}/{} | {rate} |\n",
+                o.describe(),
+                if o.majority { " (voted)" } else { "" },
+                o.initial,
+                r.replicas,
+                o.reruns,
+                c.reruns
+            ));
+        }
+        md.push('\n');
+    }
+    if let Some(b) = c.odd_rate_bound {
+        md.push_str(&format!(
+            "The odd outcome did not come back in {} reruns: if it is a flake, its rate is below {:.1}% \
+             ({:.0}% confidence).\n\n",
+            c.reruns,
+            b * 100.0,
+            c.confidence * 100.0
+        ));
+    }
+    md
+}

@@ -1,0 +1,48 @@
+//! JUnit XML for CI dashboards (GitLab, Jenkins, Trunk, BuildPulse): one test case for the command.
+//! A run whose outcome changed between executions carries `flakyFailure` records (when the delivered
+//! outcome passed) or `rerunFailure` records (when it failed), so flakiness is never hidden.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+
+use super::{human, RunEntry, RunReport};
+use crate::classify::Class;
+
+pub fn render(r: &RunReport) -> String {
+    let name = r.command.join(" ");
+    let failed = |e: &RunEntry| !e.outcome.is_success();
+    let failing_runs: Vec<&RunEntry> =
+        r.runs.iter().chain(&r.classification.rerun_runs).filter(|e| failed(e)).collect();
+    let class = r.classification.class;
+    let mut status = if r.exit_code == 0 {
+        TestCaseStatus::success()
+    } else {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(format!("{}: exit {}", class.name(), r.exit_code)).set_type(class.name());
+        s
+    };
+    // A unanimous failure is the test case's own failure, not a rerun of it.
+    let counted_as_reruns = !(class == Class::Unanimous || class == Class::Deterministic && r.exit_code != 0);
+    if counted_as_reruns || r.exit_code == 0 {
+        for e in failing_runs {
+            let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+            rerun
+                .set_message(format!("round {} replica {}: {}", e.round, e.replica, e.outcome.describe()))
+                .set_type(class.name())
+                .set_time(std::time::Duration::from_secs_f64(e.wall_ms / 1e3));
+            status.add_rerun(rerun);
+        }
+    }
+    let mut case = TestCase::new(name, status);
+    case.set_classname("tmr");
+    let wall: f64 = r.runs.iter().map(|e| e.wall_ms).fold(0.0, f64::max);
+    case.set_time(std::time::Duration::from_secs_f64(wall / 1e3));
+    case.add_property(("tmr.class", class.name()));
+    case.add_property(("tmr.replicas", r.replicas.to_string().as_str()));
+    case.add_property(("tmr.reruns", r.classification.reruns.to_string().as_str()));
+    case.set_system_out(human::render(r, &human::Style { color: false }));
+    let mut suite = TestSuite::new("tmr");
+    suite.add_test_case(case);
+    let mut report = Report::new("tmr");
+    report.add_test_suite(suite);
+    report.to_string().expect("a JUnit report always serialises")
+}

@@ -14,6 +14,7 @@ use crate::config::{
 };
 use crate::exit;
 use crate::fingerprint::Compare;
+use crate::replica::monitor::Det;
 
 const EXAMPLES: &str = "\
 EXAMPLES
@@ -55,8 +56,8 @@ struct RunArgs {
     #[arg(long)]
     sequential: bool,
 
-    /// Which results must agree, comma-separated.
-    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit,stdout")]
+    /// Which results must agree, comma-separated [default: exit,stdout; with --mem: exit,stdout,mem].
+    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',')]
     compare: Vec<Field>,
 
     /// Regex blanked out of each compared line before voting (repeatable). Delivered output stays raw.
@@ -83,6 +84,15 @@ struct RunArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     format: FormatArg,
+
+    /// Also vote on each replica's writable memory at exit, page by page (runs replicas under ptrace).
+    #[arg(long, help_heading = "Memory voting")]
+    mem: bool,
+
+    /// Determinization steps for --mem, comma-separated: aslr, at-random, rseq, getrandom, tid, stack,
+    /// tsc (rdtsc trapping, off by default), all, none.
+    #[arg(long, value_name = "STEPS", default_value = "all", value_parser = parse_det, help_heading = "Memory voting")]
+    mem_det: Det,
 
     /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns).
     /// Default: enough to bound a flake's rate below --min-flake-rate (29 at the defaults).
@@ -124,6 +134,7 @@ enum Field {
     Exit,
     Stdout,
     Stderr,
+    Mem,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -144,6 +155,10 @@ fn parse_replicas(s: &str) -> Result<usize, String> {
         return Err(format!("must be between 1 and 256, got {n}"));
     }
     Ok(n)
+}
+
+fn parse_det(s: &str) -> Result<Det, String> {
+    Det::parse(s)
 }
 
 fn parse_class(s: &str) -> Result<Class, String> {
@@ -212,7 +227,16 @@ fn one_line_error(e: &clap::Error) -> String {
 
 impl RunArgs {
     fn into_config(self) -> Config {
-        let compare = compare_of(&self.compare);
+        // --mem votes memory unless --compare says otherwise; --compare mem needs --mem's monitor.
+        let mut compare = if self.compare.is_empty() {
+            compare_of(&[Field::Exit, Field::Stdout])
+        } else {
+            compare_of(&self.compare)
+        };
+        if self.mem && self.compare.is_empty() {
+            compare.mem = true;
+        }
+        let mem = (self.mem || compare.mem).then_some(self.mem_det);
         Config {
             command: self.command,
             replicas: self.replicas,
@@ -224,6 +248,7 @@ impl RunArgs {
             quiet: self.quiet,
             output: self.output,
             format: format(self.format),
+            mem,
             classify: ClassifyConfig {
                 reruns: self.reruns.unwrap_or_else(|| {
                     crate::stats::runs_to_bound(self.min_flake_rate, self.confidence) as usize
@@ -254,6 +279,7 @@ fn compare_of(fields: &[Field]) -> Compare {
         exit: fields.contains(&Field::Exit),
         stdout: fields.contains(&Field::Stdout),
         stderr: fields.contains(&Field::Stderr),
+        mem: fields.contains(&Field::Mem),
     }
 }
 
@@ -380,9 +406,14 @@ mod tests {
     #[test]
     fn defaults_compare_exit_and_stdout() {
         let c = parse_ok(&["tmr", "true"]);
-        assert_eq!(c.compare, Compare { exit: true, stdout: true, stderr: false });
+        assert_eq!(c.compare, Compare { exit: true, stdout: true, stderr: false, mem: false });
         let c = parse_ok(&["tmr", "--compare", "exit,stderr", "true"]);
-        assert_eq!(c.compare, Compare { exit: true, stdout: false, stderr: true });
+        assert_eq!(c.compare, Compare { exit: true, stdout: false, stderr: true, mem: false });
+        let c = parse_ok(&["tmr", "--mem", "true"]);
+        assert_eq!(c.compare, Compare { exit: true, stdout: true, stderr: false, mem: true });
+        assert_eq!(c.mem, Some(Det::default()));
+        let c = parse_ok(&["tmr", "--mem", "--compare", "exit", "true"]);
+        assert!(!c.compare.mem && c.mem.is_some());
     }
 
     #[test]

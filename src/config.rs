@@ -9,6 +9,7 @@ use regex::bytes::Regex;
 
 use crate::classify::Class;
 use crate::fingerprint::Compare;
+use crate::replica::monitor::Det;
 
 /// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +43,8 @@ pub struct Config {
     pub quiet: bool,
     pub output: Option<PathBuf>,
     pub format: Format,
+    /// Memory voting (`--mem`) and its determinization steps.
+    pub mem: Option<Det>,
     pub classify: ClassifyConfig,
 }
 

@@ -82,11 +82,13 @@ pub struct Compare {
     pub exit: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// Memory pages (`--mem`), voted page by page.
+    pub mem: bool,
 }
 
 impl Default for Compare {
     fn default() -> Self {
-        Compare { exit: true, stdout: true, stderr: false }
+        Compare { exit: true, stdout: true, stderr: false, mem: false }
     }
 }
 
@@ -102,6 +104,9 @@ impl Compare {
         if self.stderr {
             v.push("stderr");
         }
+        if self.mem {
+            v.push("mem");
+        }
         v
     }
 }
@@ -111,6 +116,9 @@ pub struct Fingerprint {
     pub outcome: Outcome,
     pub stdout: StreamSummary,
     pub stderr: StreamSummary,
+    /// Digest of this replica's divergent memory pages (equal for all replicas that agree with the
+    /// page-majority), when memory is voted.
+    pub mem: Option<[u8; 32]>,
 }
 
 /// The compared fields of a fingerprint; fields left out by `--compare` are `None`, so two keys are equal
@@ -120,6 +128,7 @@ pub struct Key {
     outcome: Option<Outcome>,
     stdout: Option<[u8; 32]>,
     stderr: Option<[u8; 32]>,
+    mem: Option<[u8; 32]>,
 }
 
 impl Fingerprint {
@@ -130,6 +139,7 @@ impl Fingerprint {
             outcome: compare.exit.then_some(self.outcome),
             stdout: compare.stdout.then_some(self.stdout.digest),
             stderr: compare.stderr.then_some(self.stderr.digest),
+            mem: if compare.mem { self.mem } else { None },
         }
     }
 
@@ -145,6 +155,9 @@ impl Fingerprint {
         if compare.stderr && self.stderr.digest != other.stderr.digest {
             v.push("stderr");
         }
+        if compare.mem && self.mem != other.mem {
+            v.push("mem");
+        }
         v
     }
 }
@@ -155,7 +168,7 @@ mod tests {
 
     fn fp(code: i32, out: u8) -> Fingerprint {
         let s = |b| StreamSummary { len: 1, digest: [b; 32] };
-        Fingerprint { outcome: Outcome::Exited { code }, stdout: s(out), stderr: s(0) }
+        Fingerprint { outcome: Outcome::Exited { code }, stdout: s(out), stderr: s(0), mem: None }
     }
 
     #[test]
@@ -169,7 +182,7 @@ mod tests {
 
     #[test]
     fn keys_ignore_fields_left_out_of_the_comparison() {
-        let only_exit = Compare { exit: true, stdout: false, stderr: false };
+        let only_exit = Compare { exit: true, stdout: false, stderr: false, mem: false };
         assert_eq!(fp(0, 1).key(only_exit), fp(0, 2).key(only_exit));
         assert_ne!(fp(0, 1).key(Compare::default()), fp(0, 2).key(Compare::default()));
         assert_eq!(fp(0, 1).differing_fields(&fp(1, 2), Compare::default()), vec!["exit", "stdout"]);

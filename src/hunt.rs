@@ -94,6 +94,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         stdout_masks: masks(cfg.compare.stdout),
         stderr_masks: masks(cfg.compare.stderr),
         setup: ChildSetup::default(),
+        mem: false,
     };
     let progress = progress_bar(cfg.runs as u64);
     let started = Instant::now();

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod fingerprint;
 pub mod hunt;
 pub mod mask;
+pub mod memvote;
 pub mod replay;
 pub mod replica;
 pub mod report;

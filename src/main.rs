@@ -4,7 +4,12 @@ use tmr::cli::{parse, Parsed};
 use tmr::exit::{ExitError, TMR_ERROR};
 
 fn main() {
-    let code = match parse(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // tmr re-executes itself as the per-replica memory monitor (`--mem`).
+    if args.get(1).is_some_and(|a| a == tmr::replica::monitor::ARG) {
+        std::process::exit(tmr::replica::monitor::main(&args[2..]));
+    }
+    let code = match parse(args) {
         Parsed::Exit { text, code: 0 } => {
             use std::io::Write;
             let _ = std::io::stdout().write_all(text.as_bytes());

@@ -21,11 +21,13 @@ pub struct Reruns {
 pub fn settle(
     config: &Config,
     harness: &mut Harness,
+    initial_keys: &[Key],
     initial: &[RunRecord],
     opts: BatchOpts,
+    key_of: &dyn Fn(&RunRecord) -> Key,
 ) -> Result<Reruns> {
     let c = &config.classify;
-    let keys: Vec<Key> = initial.iter().map(|r| r.fingerprint().key(config.compare)).collect();
+    let keys = initial_keys.to_vec();
     let mut samples: Vec<(Key, Fingerprint)> = Vec::new();
     for (k, r) in keys.iter().zip(initial) {
         if !samples.iter().any(|(s, _)| s == k) {
@@ -53,7 +55,7 @@ pub fn settle(
         let opts = BatchOpts { parallel, ..opts };
         swept = harness.run_jobs(&jobs, &opts, &mut |rec| {
             let fp = rec.fingerprint();
-            let key = fp.key(config.compare);
+            let key = key_of(&rec);
             if !samples.iter().any(|(s, _)| *s == key) {
                 samples.push((key, fp));
             }

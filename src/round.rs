@@ -11,7 +11,10 @@ use crate::config::{Config, Format};
 use crate::diff::{first_difference, LineDiff};
 use crate::exit::{self, ExitError};
 use crate::fingerprint::{signal_name, Key};
+use crate::memvote::{key_against, vote_pages, MemSnapshot};
+use crate::replica::monitor::{self, Det};
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
+use crate::report::MemReport;
 use crate::report::{self, human, Dissent, RunEntry, RunReport, StreamEntry, VoteEntry};
 use crate::vote::{vote, Vote};
 
@@ -21,13 +24,25 @@ pub fn execute(config: &Config) -> Result<i32> {
     let mut report_file = config.output.as_deref().map(create_report_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(create_report_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
-    let launcher = Launcher::new(path.into_os_string(), &config.command)?;
+    let launcher = match config.mem {
+        Some(det) => monitor_launcher(path.into_os_string(), config, det)?,
+        None => Launcher::new(path.into_os_string(), &config.command)?,
+    };
     let mut harness = Harness::new(launcher)?;
 
     let jobs: Vec<Job> =
         (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
     let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
 
+    let mem_verdict = config.mem.map(|_| {
+        let snaps: Vec<Option<&MemSnapshot>> = records.iter().map(usable_snapshot).collect();
+        vote_pages(&snaps)
+    });
+    if let Some(v) = &mem_verdict {
+        for (r, key) in records.iter_mut().zip(&v.keys) {
+            r.mem_key = Some(*key);
+        }
+    }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
 
@@ -45,7 +60,25 @@ pub fn execute(config: &Config) -> Result<i32> {
     }
     let dissents =
         if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &mut records, &voted)? };
-    let reruns = crate::rerun::settle(config, &mut harness, &records, batch_opts(config))?;
+    // A rerun has no siblings to vote pages with: its memory is compared with the voted replica's.
+    let reference = voted.representative().unwrap_or(0);
+    let reference_snap = records.get(reference).and_then(usable_snapshot).cloned();
+    let noise = mem_verdict.as_ref().map(|v| v.noise.clone()).unwrap_or_default();
+    let rerun_key = |rec: &RunRecord| -> Key {
+        let mut fp = rec.fingerprint();
+        if let (Some(reference), Some(snap)) = (&reference_snap, usable_snapshot(rec)) {
+            fp.mem = Some(key_against(reference, snap, &noise));
+        } else if config.mem.is_some() {
+            fp.mem = Some(key_against(&MemSnapshot::default(), &MemSnapshot::default(), &[]));
+        }
+        fp.key(config.compare)
+    };
+    let reruns = crate::rerun::settle(config, &mut harness, &keys, &records, batch_opts(config), &rerun_key)?;
+    let memory = mem_verdict.as_ref().map(|v| {
+        let snaps: Vec<(usize, Option<&MemSnapshot>)> =
+            records.iter().map(|r| (r.job.replica, r.mem.as_ref())).collect();
+        MemReport::new(config.mem.map(|d| d.to_list()).unwrap_or_default(), v, &snaps)
+    });
     swept += reruns.swept;
     let classification = reruns.report(config);
 
@@ -54,7 +87,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         None if config.classify.fail_on.contains(&classification.class) => exit::FAILING_CLASS,
         None => choose_exit_code(config, &records, &voted),
     };
-    let report = build_report(
+    let mut report = build_report(
         config,
         &records,
         &voted,
@@ -64,6 +97,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         classification,
         exit_code,
     );
+    report.memory = memory;
     write_report(config, &report, report_file.as_mut())?;
     if let Some(f) = junit_file.as_mut() {
         f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
@@ -72,6 +106,29 @@ pub fn execute(config: &Config) -> Result<i32> {
         append_github_summary(&report)?;
     }
     Ok(exit_code)
+}
+
+/// A snapshot that can take part in a vote (the monitor wrote one and captured memory).
+fn usable_snapshot(r: &RunRecord) -> Option<&MemSnapshot> {
+    r.mem.as_ref().filter(|s| s.unavailable.is_none())
+}
+
+/// Replicas run under tmr's own monitor (`tmr __tmr-monitor`), which traces the real command.
+fn monitor_launcher(path: std::ffi::OsString, config: &Config, det: Det) -> Result<Launcher> {
+    let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
+    let mut argv: Vec<std::ffi::OsString> =
+        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into(), "--".into(), path];
+    argv.extend(config.command.iter().cloned());
+    let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
+    if det.rseq {
+        // The kernel writes the current CPU into glibc's rseq area: it would fake 2-of-3 majorities.
+        let tunables = match std::env::var("GLIBC_TUNABLES") {
+            Ok(v) if !v.is_empty() => format!("{v}:glibc.pthread.rseq=0"),
+            _ => "glibc.pthread.rseq=0".to_string(),
+        };
+        launcher.set_env("GLIBC_TUNABLES", &tunables)?;
+    }
+    Ok(launcher)
 }
 
 fn create_report_file(path: &std::path::Path) -> Result<File> {
@@ -109,6 +166,7 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         stdout_masks: masks_for(config.compare.stdout),
         stderr_masks: masks_for(config.compare.stderr),
         setup: ChildSetup::default(),
+        mem: config.mem.is_some(),
     }
 }
 
@@ -212,6 +270,7 @@ fn build_report(
         leaked_processes: swept,
         interrupted_by: interrupted.map(signal_name),
         classification,
+        memory: None,
         exit_code,
     }
 }

@@ -3,6 +3,8 @@
 //! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
 
 pub mod capture;
+pub mod memsnap;
+pub mod monitor;
 mod reap;
 mod signals;
 pub mod spawn;

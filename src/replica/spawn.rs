@@ -12,8 +12,10 @@ use nix::unistd::Pid;
 /// Extra set-up the child performs between fork and exec.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildSetup {
-    /// `personality(2)` flags, e.g. ADDR_NO_RANDOMIZE for memory voting.
+    /// `personality(2)` flags.
     pub personality: Option<libc::c_ulong>,
+    /// An fd to hand the child as fd 3 (the memory monitor's snapshot channel).
+    pub fd3: Option<RawFd>,
 }
 
 /// A forked replica. Whether its exec succeeded arrives later on `exec_report` (see [`exec_result`]):
@@ -117,6 +119,11 @@ unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, er
     // Rust ignores SIGPIPE and the setting survives exec: a replica must see the default, or `yes | head`
     // behaves differently under tmr.
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if let Some(fd) = setup.fd3 {
+        if libc::dup2(fd, 3) < 0 {
+            child_fail(err_fd);
+        }
+    }
     if let Some(persona) = setup.personality {
         if libc::personality(persona) < 0 {
             child_fail(err_fd);

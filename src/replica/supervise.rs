@@ -25,6 +25,7 @@ use super::spawn::{exec_result, spawn, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
 use crate::config::{Timeout, RELATIVE_TIMEOUT_FLOOR};
 use crate::fingerprint::{Fingerprint, Outcome};
+use crate::memvote::MemSnapshot;
 
 /// After a replica exits, how long its pipes may stay open (held by a grandchild) before tmr kills its
 /// process group and stops reading: the leak window.
@@ -57,6 +58,14 @@ impl Launcher {
         Ok(Launcher { path: c(path)?, argv, base_env })
     }
 
+    /// Set (or replace) one variable of every replica's environment.
+    pub fn set_env(&mut self, key: &str, value: &str) -> Result<()> {
+        let prefix = format!("{key}=");
+        self.base_env.retain(|e| !e.as_bytes().starts_with(prefix.as_bytes()));
+        self.base_env.push(CString::new(format!("{key}={value}")).context("NUL in an environment value")?);
+        Ok(())
+    }
+
     fn env_for(&self, job: &Job) -> Vec<CString> {
         let mut env = self.base_env.clone();
         for (k, v) in [("TMR_REPLICA", job.replica), ("TMR_REPLICAS", job.replicas), ("TMR_ROUND", job.round)]
@@ -82,6 +91,8 @@ pub struct BatchOpts {
     pub stdout_masks: Vec<Regex>,
     pub stderr_masks: Vec<Regex>,
     pub setup: ChildSetup,
+    /// The command runs under the memory monitor: give each job a snapshot file as fd 3.
+    pub mem: bool,
 }
 
 /// Everything known about one finished execution.
@@ -98,11 +109,20 @@ pub struct RunRecord {
     pub max_rss_kib: u64,
     /// Its output pipes were still held open after it exited (a leaked grandchild); its group was killed.
     pub leaked: bool,
+    /// The memory monitor's snapshot (`--mem`); `None` without `--mem` or when the monitor wrote none.
+    pub mem: Option<MemSnapshot>,
+    /// This replica's memory key from the page vote, set by the caller after voting.
+    pub mem_key: Option<[u8; 32]>,
 }
 
 impl RunRecord {
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint { outcome: self.outcome, stdout: self.stdout.summary, stderr: self.stderr.summary }
+        Fingerprint {
+            outcome: self.outcome,
+            stdout: self.stdout.summary,
+            stderr: self.stderr.summary,
+            mem: self.mem_key,
+        }
     }
 }
 
@@ -146,6 +166,7 @@ struct Running {
     /// The exec-error pipe until it reports; then the errno if exec failed.
     exec_report: Option<OwnedFd>,
     exec_errno: Option<i32>,
+    mem_file: Option<std::fs::File>,
     exited_at: Option<Instant>,
     leak_deadline: Option<Instant>,
     timed_out: bool,
@@ -253,8 +274,11 @@ impl Harness {
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        let mem_file =
+            if opts.mem { Some(tempfile::tempfile().context("creating a snapshot file")?) } else { None };
+        let setup = ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), ..opts.setup };
         let started = Instant::now();
-        let spawned = spawn(&image, stdio, opts.setup)?;
+        let spawned = spawn(&image, stdio, setup)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
         let (out, err) = match refs {
@@ -277,6 +301,7 @@ impl Harness {
             err: Stream { fd: Some(err_r), cap: err },
             feed,
             exec_report: Some(spawned.exec_report),
+            mem_file,
             exec_errno: None,
             exited_at: None,
             leak_deadline: None,
@@ -536,7 +561,19 @@ fn finalize(mut r: Running, buf: &mut [u8]) -> Result<RunRecord> {
         sys: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
         leaked,
+        mem: r.mem_file.and_then(read_snapshot),
+        mem_key: None,
     })
+}
+
+/// The monitor's JSON snapshot; a monitor that died mid-write leaves an unparsable file, which reads as
+/// "no snapshot" rather than an error of tmr's.
+fn read_snapshot(mut f: std::fs::File) -> Option<MemSnapshot> {
+    use std::io::{Read, Seek};
+    f.rewind().ok()?;
+    let mut text = Vec::new();
+    f.read_to_end(&mut text).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 /// Reap `pid` and get its own resource usage. nix does not wrap wait4; getrusage(RUSAGE_CHILDREN) would

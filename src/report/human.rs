@@ -74,6 +74,11 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             line(text);
         }
     }
+    if let Some(m) = &r.memory {
+        for text in memory_lines(m) {
+            line(text);
+        }
+    }
     for text in evidence(r, &r.classification) {
         line(text);
     }
@@ -98,6 +103,42 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         crate::exit::NO_MAJORITY => line(format!("no majority: exit {}", r.exit_code)),
         _ => {}
     }
+    out
+}
+
+/// Divergences listed one per line, at most this many.
+const DIVERGENCES_SHOWN: usize = 10;
+
+fn memory_lines(m: &super::MemReport) -> Vec<String> {
+    let cost = m.replicas.iter().map(|r| r.cost_ms).fold(0.0, f64::max);
+    let mut out = vec![format!(
+        "memory: {} pages compared · {} divergent · {} noise · {:.1} ms to read and hash (slowest replica)",
+        m.pages_compared,
+        m.divergent.len(),
+        m.noise_pages,
+        cost
+    )];
+    for d in m.divergent.iter().take(DIVERGENCES_SHOWN) {
+        out.push(format!(
+            "  replica {}: {} [{:#x}-{:#x}] page {} at {:#x} differs from the majority",
+            d.replica, d.region, d.region_start, d.region_end, d.page, d.addr
+        ));
+    }
+    if m.divergent.len() > DIVERGENCES_SHOWN {
+        out.push(format!(
+            "  … {} more divergent pages (see --format json)",
+            m.divergent.len() - DIVERGENCES_SHOWN
+        ));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    for r in &m.replicas {
+        for n in r.notes.iter().chain(&r.unavailable) {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+    }
+    out.extend(notes.into_iter().map(|n| format!("  memory: {n}")));
     out
 }
 
@@ -226,6 +267,13 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
                 them.stderr.bytes,
                 &them.stderr.blake3[..8]
             )),
+            "mem" => {
+                let pages = r
+                    .memory
+                    .as_ref()
+                    .map_or(0, |m| m.divergent.iter().filter(|p| p.replica == d.replica).count());
+                parts.push(format!("memory: {pages} page(s) differ from the majority"));
+            }
             _ => {}
         }
     }
@@ -251,7 +299,7 @@ fn hint(r: &RunReport) -> Option<String> {
     if r.dissents.is_empty() {
         return None;
     }
-    let output_only = r.dissents.iter().all(|d| !d.fields.contains(&"exit"));
+    let output_only = r.dissents.iter().all(|d| !d.fields.contains(&"exit") && !d.fields.contains(&"mem"));
     if output_only {
         Some(
             "only the output differs: if it holds timestamps, durations, pids or addresses, blank them with \
@@ -346,6 +394,7 @@ mod tests {
                 outcomes: vec![],
                 rerun_runs: vec![],
             },
+            memory: None,
             exit_code,
         }
     }

@@ -12,6 +12,7 @@ use crate::classify::Class;
 use crate::config::Timeout;
 use crate::diff::LineDiff;
 use crate::fingerprint::{Outcome, StreamSummary};
+use crate::memvote::{MemSnapshot, MemVerdict, NoisePage, PageDivergence};
 use crate::stats::Interval;
 
 pub const SCHEMA: &str = "tmr-report";
@@ -35,7 +36,46 @@ pub struct RunReport {
     pub leaked_processes: usize,
     pub interrupted_by: Option<String>,
     pub classification: ClassReport,
+    /// Memory voting (`--mem`), when on.
+    pub memory: Option<MemReport>,
     pub exit_code: i32,
+}
+
+/// How many noise pages are listed in the report (all are counted).
+pub const NOISE_LISTED: usize = 200;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemReport {
+    pub determinization: String,
+    pub pages_compared: usize,
+    /// Pages where a strict majority agreed and these replicas differed.
+    pub divergent: Vec<PageDivergence>,
+    /// Pages with no majority: blind spots of the memory vote.
+    pub noise_pages: usize,
+    pub noise: Vec<NoisePage>,
+    pub replicas: Vec<MemReplicaEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemReplicaEntry {
+    pub replica: usize,
+    pub regions: Vec<RegionEntry>,
+    pub threads: usize,
+    pub notes: Vec<String>,
+    pub unavailable: Option<String>,
+    pub bytes: u64,
+    /// Time the monitor spent reading and hashing this replica's memory.
+    pub cost_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionEntry {
+    pub name: String,
+    pub start: String,
+    pub end: String,
+    pub pages: usize,
+    /// blake3 over the region's page digests.
+    pub blake3: String,
 }
 
 /// The class of the run and the rerun evidence behind it.
@@ -128,6 +168,57 @@ pub struct Dissent {
     pub fields: Vec<&'static str>,
     pub stdout_diff: Option<LineDiff>,
     pub stderr_diff: Option<LineDiff>,
+}
+
+impl MemReport {
+    pub fn new(
+        determinization: String,
+        verdict: &MemVerdict,
+        snaps: &[(usize, Option<&MemSnapshot>)],
+    ) -> Self {
+        let replicas = snaps
+            .iter()
+            .map(|(replica, snap)| {
+                let snap = snap.cloned().unwrap_or_else(|| MemSnapshot {
+                    unavailable: Some("the monitor wrote no snapshot".into()),
+                    ..Default::default()
+                });
+                MemReplicaEntry {
+                    replica: *replica,
+                    regions: snap
+                        .regions
+                        .iter()
+                        .map(|r| {
+                            let mut h = blake3::Hasher::new();
+                            for p in &r.pages {
+                                h.update(p.as_bytes());
+                            }
+                            RegionEntry {
+                                name: r.name.clone(),
+                                start: format!("{:#x}", r.start),
+                                end: format!("{:#x}", r.end),
+                                pages: r.pages.len(),
+                                blake3: h.finalize().to_hex().to_string(),
+                            }
+                        })
+                        .collect(),
+                    threads: snap.threads,
+                    notes: snap.notes,
+                    unavailable: snap.unavailable,
+                    bytes: snap.bytes,
+                    cost_ms: snap.cost_ms,
+                }
+            })
+            .collect();
+        MemReport {
+            determinization,
+            pages_compared: verdict.pages_compared,
+            divergent: verdict.divergent.clone(),
+            noise_pages: verdict.noise.len(),
+            noise: verdict.noise.iter().take(NOISE_LISTED).cloned().collect(),
+            replicas,
+        }
+    }
 }
 
 pub fn timeout_text(t: &Timeout) -> String {

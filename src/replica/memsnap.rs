@@ -1,0 +1,202 @@
+//! Reading a stopped tracee's writable memory and hashing it page by page. Runs inside the per-replica
+//! monitor process (never in tmr itself), so a crash while reading one replica cannot take tmr down, and
+//! all replicas are hashed in parallel on all cores.
+
+use std::io::IoSliceMut;
+
+use anyhow::{Context, Result};
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::unistd::Pid;
+
+use crate::memvote::{Region, PAGE};
+
+/// A writable private mapping from /proc/PID/maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub name: String,
+}
+
+/// Writable private mappings, named by path, `[heap]`, `[stack]`, or `[anon]`.
+pub fn writable_mappings(maps: &str) -> Vec<Mapping> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let range = f.next()?;
+            let perms = f.next()?;
+            let (_offset, _dev, _inode) = (f.next()?, f.next()?, f.next()?);
+            let name = f.collect::<Vec<_>>().join(" ");
+            let p = perms.as_bytes();
+            if p.len() < 4 || p[1] != b'w' || p[3] != b'p' || name == "[vsyscall]" {
+                return None;
+            }
+            let (s, e) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(s, 16).ok()?,
+                end: u64::from_str_radix(e, 16).ok()?,
+                name: if name.is_empty() { "[anon]".into() } else { name },
+            })
+        })
+        .collect()
+}
+
+/// What to blank before hashing: bytes below the stack pointer (dead stack) and the thread id in the
+/// thread control block (differs per replica unless it runs in its own PID namespace).
+pub struct Masks {
+    pub rsp: Option<u64>,
+    /// The replica's pid and its TCB address: without a PID namespace, the pid is blanked in the TCB's
+    /// pages, the heap and the stack (where libraries keep copies of it).
+    pub tid: Option<(u32, u64)>,
+    /// `TMR_REPLICA=<i>` in the environment block on the stack: it differs by design.
+    pub replica_env: Option<Vec<u8>>,
+}
+
+pub struct Hashed {
+    pub regions: Vec<Region>,
+    pub bytes: u64,
+}
+
+pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading /proc/PID/maps")?;
+    let mut regions = Vec::new();
+    let mut bytes = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    for m in writable_mappings(&maps) {
+        let mut start = m.start;
+        if m.name == "[stack]" {
+            if let Some(rsp) = masks.rsp.filter(|&r| r >= m.start && r < m.end) {
+                start = rsp & !(PAGE - 1);
+            }
+        }
+        let mut pages = Vec::with_capacity(((m.end - start) / PAGE) as usize);
+        let mut at = start;
+        while at < m.end {
+            let len = ((m.end - at) as usize).min(buf.len());
+            let chunk = &mut buf[..len];
+            let got = read_remote(pid, at, chunk);
+            for (i, page) in chunk.chunks_mut(PAGE as usize).enumerate() {
+                let addr = at + i as u64 * PAGE;
+                if (i + 1) * PAGE as usize > got {
+                    pages.push(String::new());
+                    continue;
+                }
+                if let Some(rsp) = masks.rsp {
+                    if m.name == "[stack]" && addr <= rsp && rsp < addr + PAGE {
+                        page[..(rsp - addr) as usize].fill(0);
+                    }
+                }
+                if let Some((tid, fs_base)) = masks.tid {
+                    let near_tcb = addr + PAGE > fs_base.saturating_sub(PAGE) && addr < fs_base + PAGE;
+                    if near_tcb || m.name == "[heap]" || m.name == "[stack]" {
+                        mask_u32(page, tid);
+                    }
+                }
+                if let Some(pattern) = masks.replica_env.as_deref().filter(|_| m.name == "[stack]") {
+                    mask_env_value(page, pattern);
+                }
+                pages.push(digest(page));
+                bytes += PAGE;
+            }
+            at += len as u64;
+        }
+        regions.push(Region { name: m.name, start, end: m.end, pages });
+    }
+    Ok(Hashed { regions, bytes })
+}
+
+/// Read as much of [addr, addr+len) as possible; returns the length of the readable prefix.
+fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> usize {
+    let len = buf.len();
+    let remote = [RemoteIoVec { base: addr as usize, len }];
+    match process_vm_readv(pid, &mut [IoSliceMut::new(buf)], &remote) {
+        Ok(n) if n == len => n,
+        // A partial or failed read: retry page by page so one bad page does not hide the rest.
+        _ => {
+            let mut ok = 0;
+            for (i, page) in buf.chunks_mut(PAGE as usize).enumerate() {
+                let remote = [RemoteIoVec { base: addr as usize + i * PAGE as usize, len: page.len() }];
+                match process_vm_readv(pid, &mut [IoSliceMut::new(page)], &remote) {
+                    Ok(n) if n == page.len() => ok += n,
+                    _ => break,
+                }
+            }
+            ok
+        }
+    }
+}
+
+/// Blank the value part of `NAME=value` wherever it occurs in the page.
+fn mask_env_value(page: &mut [u8], pattern: &[u8]) {
+    let Some(eq) = pattern.iter().position(|&b| b == b'=') else { return };
+    let mut i = 0;
+    while i + pattern.len() <= page.len() {
+        if &page[i..i + pattern.len()] == pattern {
+            page[i + eq + 1..i + pattern.len()].fill(0);
+            i += pattern.len();
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn mask_u32(page: &mut [u8], value: u32) {
+    let v = value.to_le_bytes();
+    for word in page.chunks_exact_mut(4) {
+        if word == v {
+            word.fill(0);
+        }
+    }
+}
+
+/// 128 bits of blake3 per page: collisions are not a practical concern for voting, and it halves the
+/// snapshot that travels to tmr.
+pub fn digest(page: &[u8]) -> String {
+    blake3::hash(page).as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_writable_private_mappings_are_voted() {
+        let maps = "\
+55d0a000-55d0b000 r--p 00000000 08:01 123 /usr/bin/prog
+55d0c000-55d0d000 rw-p 00002000 08:01 123 /usr/bin/prog
+55d0e000-55d2f000 rw-p 00000000 00:00 0 [heap]
+7f00000000-7f00001000 rw-s 00000000 00:05 9 /dev/shm/x
+7f00002000-7f00003000 rw-p 00000000 00:00 0
+7ffc0000-7ffc2000 rw-p 00000000 00:00 0 [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
+        let m = writable_mappings(maps);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["/usr/bin/prog", "[heap]", "[anon]", "[stack]"]);
+        assert_eq!((m[1].start, m[1].end), (0x55d0e000, 0x55d2f000));
+    }
+
+    #[test]
+    fn tid_masking_blanks_only_aligned_words_equal_to_the_tid() {
+        let mut page = vec![0u8; 16];
+        page[4..8].copy_from_slice(&1234u32.to_le_bytes());
+        page[9..13].copy_from_slice(&1234u32.to_le_bytes());
+        mask_u32(&mut page, 1234);
+        assert_eq!(&page[4..8], &[0, 0, 0, 0]);
+        assert_eq!(&page[9..13], &1234u32.to_le_bytes());
+    }
+
+    #[test]
+    fn replica_index_in_the_environment_is_blanked() {
+        let mut page = b"PATH=/bin\0TMR_REPLICA=12\0X=1".to_vec();
+        mask_env_value(&mut page, b"TMR_REPLICA=12");
+        assert_eq!(&page[..], b"PATH=/bin\0TMR_REPLICA=\0\0\0X=1");
+    }
+
+    #[test]
+    fn our_own_memory_can_be_hashed() {
+        let h =
+            hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: None }).unwrap();
+        assert!(h.regions.iter().any(|r| r.name == "[heap]" || r.name == "[anon]"));
+        assert!(h.bytes > 0);
+    }
+}

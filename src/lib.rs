@@ -9,6 +9,7 @@ pub mod diff;
 pub mod exit;
 pub mod fingerprint;
 pub mod hunt;
+pub mod inject;
 pub mod mask;
 pub mod memvote;
 pub mod replay;

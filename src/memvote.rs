@@ -23,6 +23,11 @@ pub struct MemSnapshot {
     /// Bytes read and hashed, and the time it took inside the monitor.
     pub bytes: u64,
     pub cost_ms: f64,
+    /// The fault injected into this replica (`--inject`), or why it could not be.
+    #[serde(default)]
+    pub injected: Option<crate::inject::Injected>,
+    #[serde(default)]
+    pub inject_error: Option<String>,
 }
 
 /// One writable private mapping; `pages[i]` is the digest of the page at `start + i * PAGE`

@@ -17,8 +17,11 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::memsnap::{hash_memory, Masks};
-use crate::memvote::MemSnapshot;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::memsnap::{hash_memory, writable_mappings, Masks};
+use crate::inject::{choose_flip, Candidate, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS};
+use crate::memvote::{MemSnapshot, PAGE};
 
 pub const ARG: &str = "__tmr-monitor";
 /// The fd on which the monitor writes its snapshot.
@@ -137,6 +140,12 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
     argv_ptrs.push(std::ptr::null());
     // Each replica as pid 1 of its own PID namespace: every thread id in the TCB, heap and stack is the
     // same. Where the kernel refuses, the pid is masked instead.
+    let inject = take_inject_spec();
+    if let Some(spec) = &inject {
+        if let crate::inject::When::After(d) = spec.when {
+            arm_alarm(d)?;
+        }
+    }
     let own_pid_ns = det.tid && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok();
     let filter = getrandom_filter();
     let prog =
@@ -194,8 +203,19 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
         snap,
         saw_exit_stop: false,
         saw_glibc: false,
+        inject,
+        stop_requested: false,
+        started: Instant::now(),
     };
     let status = tracer.trace()?;
+    if let Some(spec) = &tracer.inject {
+        tracer.snap.inject_error.get_or_insert_with(|| match spec.when {
+            crate::inject::When::After(d) => {
+                format!("the replica ended before the injection time ({:.1} ms)", d.as_secs_f64() * 1e3)
+            }
+            crate::inject::When::Exit => "the replica was killed before its exit stop".into(),
+        });
+    }
     let mut snap = tracer.snap;
     if !tracer.saw_exit_stop && snap.unavailable.is_none() {
         snap.unavailable =
@@ -226,6 +246,11 @@ struct Tracer {
     snap: MemSnapshot,
     saw_exit_stop: bool,
     saw_glibc: bool,
+    /// A fault still to inject into this replica.
+    inject: Option<InjectSpec>,
+    /// tmr sent the replica SIGSTOP for a timed injection and waits for that stop.
+    stop_requested: bool,
+    started: Instant,
 }
 
 impl Tracer {
@@ -233,7 +258,12 @@ impl Tracer {
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EINTR) => {
+                    if ALARM.swap(false, Ordering::SeqCst) && self.inject.is_some() && !self.stop_requested {
+                        self.stop_requested = nix::sys::signal::kill(self.pid, Signal::SIGSTOP).is_ok();
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e).context("waitpid"),
             };
             match status {
@@ -255,6 +285,13 @@ impl Tracer {
                     let deliver = match sig {
                         // New threads start with a SIGSTOP of their own: not the program's signal.
                         Signal::SIGSTOP if tid != self.pid => None,
+                        Signal::SIGSTOP if self.stop_requested => {
+                            self.stop_requested = false;
+                            if let Some(spec) = self.inject.take() {
+                                self.inject_now(&spec);
+                            }
+                            None
+                        }
                         Signal::SIGSEGV if self.det.tsc && self.emulate_rdtsc(tid) => None,
                         Signal::SIGTRAP => None,
                         s => Some(s),
@@ -307,6 +344,9 @@ impl Tracer {
             self.saw_glibc = maps.contains("libc.so") || maps.contains("libc-");
         }
         let regs = ptrace::getregs(self.pid).ok();
+        if let Some(spec) = self.inject.take_if(|s| s.when == crate::inject::When::Exit) {
+            self.inject_now(&spec);
+        }
         let masks = Masks {
             rsp: regs.filter(|_| self.det.stack).map(|r| r.rsp),
             tid: regs
@@ -322,6 +362,75 @@ impl Tracer {
             Err(e) => self.snap.unavailable = Some(format!("reading memory failed: {e:#}")),
         }
         self.snap.cost_ms = started.elapsed().as_secs_f64() * 1e3;
+    }
+
+    /// Flip the chosen bits now (the replica is in a ptrace stop). Every open choice is drawn from the
+    /// spec's seed, and every value drawn is recorded so the trial can be replayed.
+    fn inject_now(&mut self, spec: &InjectSpec) {
+        let mut rng = Rng::new(spec.seed ^ 0x746d_7220_666c_6970);
+        let at_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let replica = spec.replica.unwrap_or(0);
+        let result = match &spec.target {
+            Target::Flip { region, bits, page, offset, bit } => {
+                let rsp = ptrace::getregs(self.pid).map(|r| r.rsp).unwrap_or(0);
+                let candidates: Vec<Candidate> = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
+                    .map(|m| writable_mappings(&m))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| {
+                        let start = if m.name == "[stack]" && rsp > m.start && rsp < m.end {
+                            rsp & !(PAGE - 1)
+                        } else {
+                            m.start
+                        };
+                        (m.name, start, m.end)
+                    })
+                    .collect();
+                choose_flip(&mut rng, &candidates, *region, *bits, *page, *offset, *bit).and_then(
+                    |(ri, pi, flips)| {
+                        let (name, start, _) = &candidates[ri];
+                        let page_addr = start + pi * PAGE;
+                        let (mut before, mut after, mut bits_out) = (Vec::new(), Vec::new(), Vec::new());
+                        for (off, b) in &flips {
+                            let addr = page_addr + off;
+                            let mut byte = [0u8];
+                            read_remote_exact(self.pid, addr, &mut byte).map_err(|e| e.to_string())?;
+                            let flipped = [byte[0] ^ (1 << b)];
+                            write_remote(self.pid, addr, &flipped).map_err(|e| e.to_string())?;
+                            before.push(byte[0]);
+                            after.push(flipped[0]);
+                            bits_out.push(*b);
+                        }
+                        Ok(InjectedWhat::Memory {
+                            region: name.clone(),
+                            region_start: *start,
+                            page: pi,
+                            addr: page_addr + flips[0].0,
+                            bits: bits_out,
+                            before,
+                            after,
+                        })
+                    },
+                )
+            }
+            Target::Reg { reg, bit } => (|| {
+                let mut regs = ptrace::getregs(self.pid).map_err(|e| e.to_string())?;
+                let name = reg
+                    .clone()
+                    .unwrap_or_else(|| REGISTERS[rng.below(REGISTERS.len() as u64) as usize].to_string());
+                let bit = bit.unwrap_or_else(|| rng.below(64) as u8);
+                let slot = register(&mut regs, &name).ok_or_else(|| format!("unknown register {name}"))?;
+                let before = *slot;
+                *slot ^= 1 << bit;
+                let after = *slot;
+                ptrace::setregs(self.pid, regs).map_err(|e| e.to_string())?;
+                Ok(InjectedWhat::Register { reg: name, bit, before, after })
+            })(),
+        };
+        match result {
+            Ok(what) => self.snap.injected = Some(Injected { replica, at_ms, seed: spec.seed, what }),
+            Err(e) => self.snap.inject_error = Some(e),
+        }
     }
 
     /// With PR_SET_TSC(SIGSEGV), rdtsc/rdtscp fault: answer them from a counter every replica shares.
@@ -343,6 +452,74 @@ impl Tracer {
         regs.rip += len;
         ptrace::setregs(tid, regs).is_ok()
     }
+}
+
+fn read_remote_exact(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
+    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: buf.len() }];
+    let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(buf)], &remote)?;
+    if n != buf.len() {
+        bail!("short read from the replica");
+    }
+    Ok(())
+}
+
+fn register<'a>(regs: &'a mut libc::user_regs_struct, name: &str) -> Option<&'a mut u64> {
+    Some(match name {
+        "rax" => &mut regs.rax,
+        "rbx" => &mut regs.rbx,
+        "rcx" => &mut regs.rcx,
+        "rdx" => &mut regs.rdx,
+        "rsi" => &mut regs.rsi,
+        "rdi" => &mut regs.rdi,
+        "rbp" => &mut regs.rbp,
+        "rsp" => &mut regs.rsp,
+        "rip" => &mut regs.rip,
+        "r8" => &mut regs.r8,
+        "r9" => &mut regs.r9,
+        "r10" => &mut regs.r10,
+        "r11" => &mut regs.r11,
+        "r12" => &mut regs.r12,
+        "r13" => &mut regs.r13,
+        "r14" => &mut regs.r14,
+        "r15" => &mut regs.r15,
+        _ => return None,
+    })
+}
+
+/// Set by SIGALRM: the time of a timed injection has come.
+static ALARM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    ALARM.store(true, Ordering::SeqCst);
+}
+
+/// SIGALRM after `d`, without SA_RESTART, so the tracer's waitpid returns EINTR at that moment.
+fn arm_alarm(d: std::time::Duration) -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::Handler(on_alarm), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGALRM, &action) }.context("installing the SIGALRM handler")?;
+    let micros = d.as_micros().max(1);
+    let it = libc::itimerval {
+        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        it_value: libc::timeval { tv_sec: (micros / 1_000_000) as i64, tv_usec: (micros % 1_000_000) as i64 },
+    };
+    // SAFETY: a valid itimerval on the stack; no old value requested.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) } != 0 {
+        bail!("setitimer: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The injection meant for this replica in the voted round, from TMR_INJECT, which is removed from the
+/// environment either way so the command never sees it.
+fn take_inject_spec() -> Option<InjectSpec> {
+    let text = std::env::var("TMR_INJECT").ok()?;
+    std::env::remove_var("TMR_INJECT");
+    let spec = InjectSpec::parse(&text).ok()?;
+    let me: usize = std::env::var("TMR_REPLICA").ok()?.parse().ok()?;
+    let round: usize = std::env::var("TMR_ROUND").ok()?.parse().ok()?;
+    (spec.replica == Some(me) && round == 0).then_some(spec)
 }
 
 pub fn write_remote(pid: Pid, addr: u64, bytes: &[u8]) -> Result<()> {

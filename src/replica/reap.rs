@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 pub fn become_subreaper() -> Result<()> {
@@ -24,25 +24,40 @@ fn children() -> Vec<Pid> {
     pids
 }
 
+/// Is `pid` still running (not a zombie waiting to be reaped)?
+fn alive(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next() != Some('Z')))
+        .unwrap_or(false)
+}
+
+/// Live children of tmr that are not replicas: processes a replica left behind (re-parented to tmr, the
+/// subreaper). Recorded when a replica is finalized, before its group is killed, so the count does not
+/// depend on how fast a SIGKILL lands.
+pub fn leftovers(replicas: &[Pid], seen: &mut std::collections::HashSet<i32>) {
+    for pid in children() {
+        if !replicas.contains(&pid) && alive(pid) {
+            seen.insert(pid.as_raw());
+        }
+    }
+}
+
 /// Kill and reap every remaining child (leaked grandchildren re-parented to tmr). Call only when no replica
-/// is running. Returns how many processes were killed. Bounded: each pass reaps what it killed, and a
-/// killed process's own orphans show up in the next pass.
-pub fn sweep() -> usize {
-    let mut killed = 0;
+/// is running. Live ones are added to `seen`. Bounded: each pass reaps what it killed, and a killed
+/// process's own orphans show up in the next pass.
+pub fn sweep(seen: &mut std::collections::HashSet<i32>) {
     for _ in 0..64 {
         let pids = children();
         if pids.is_empty() {
             break;
         }
         for pid in pids {
-            // An orphan that already exited is just reaped: it leaked nothing.
-            if matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
-                if kill(pid, Signal::SIGKILL).is_ok() {
-                    killed += 1;
-                }
-                let _ = waitpid(pid, None);
+            if alive(pid) {
+                seen.insert(pid.as_raw());
+                let _ = kill(pid, Signal::SIGKILL);
             }
+            let _ = waitpid(pid, None);
         }
     }
-    killed
 }

@@ -218,6 +218,7 @@ impl Harness {
         let majority = opts.parallel.clamp(1, jobs.len().max(1)) / 2 + 1;
         let mut refs = None;
         let mut stop = false;
+        let mut leftovers = std::collections::HashSet::new();
         let result = (|| -> Result<()> {
             loop {
                 if let Some(sig) = self.signals.take_stop() {
@@ -230,7 +231,7 @@ impl Harness {
                 if running.is_empty() {
                     return Ok(());
                 }
-                for rec in self.step(&mut running, &mut walls, opts, majority)? {
+                for rec in self.step(&mut running, &mut walls, opts, majority, &mut leftovers)? {
                     stop |= sink(rec)? == Control::Stop;
                 }
             }
@@ -243,7 +244,8 @@ impl Harness {
                 let _ = nix::sys::wait::waitpid(r.pid, None);
             }
         }
-        let swept = reap::sweep();
+        reap::sweep(&mut leftovers);
+        let swept = leftovers.len();
         result?;
         Ok(swept)
     }
@@ -317,6 +319,7 @@ impl Harness {
         walls: &mut Vec<f64>,
         opts: &BatchOpts,
         majority: usize,
+        leftovers: &mut std::collections::HashSet<i32>,
     ) -> Result<Vec<RunRecord>> {
         self.retire_finished_feeds(running);
         let now = Instant::now();
@@ -424,6 +427,9 @@ impl Harness {
             let streams_closed = r.out.fd.is_none() && r.err.fd.is_none();
             let leak_over = r.leak_deadline.is_some_and(|d| now >= d);
             if r.exited_at.is_some() && (streams_closed || leak_over) {
+                // What the replica left running must be seen before its group is killed.
+                let pids: Vec<Pid> = running.iter().map(|r| r.pid).collect();
+                reap::leftovers(&pids, leftovers);
                 let rec = finalize(running.swap_remove(i), &mut self.buf)?;
                 walls.push(rec.wall.as_secs_f64());
                 finished.push(rec);

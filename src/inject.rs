@@ -208,8 +208,15 @@ pub enum InjectedWhat {
 /// A memory region the fault may land in: name, start and end (already restricted to the live stack).
 pub type Candidate = (String, u64, u64);
 
-/// Choose the page, byte offsets and bits of a memory flip. Returns (region index, page index, flips of
-/// (offset within page, bit)), or an error naming what is missing.
+/// Where a memory flip lands: a candidate region, a page in it, and (offset within page, bit) pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlipChoice {
+    pub region: usize,
+    pub page: u64,
+    pub flips: Vec<(u64, u8)>,
+}
+
+/// Choose the page, byte offsets and bits of a memory flip, or say what is missing.
 pub fn choose_flip(
     rng: &mut Rng,
     candidates: &[Candidate],
@@ -218,7 +225,7 @@ pub fn choose_flip(
     page: Option<u64>,
     offset: Option<u64>,
     bit: Option<u8>,
-) -> Result<(usize, u64, Vec<(u64, u8)>), String> {
+) -> Result<FlipChoice, String> {
     let eligible: Vec<usize> = (0..candidates.len()).filter(|&i| region.matches(&candidates[i].0)).collect();
     let total: u64 = eligible.iter().map(|&i| (candidates[i].2 - candidates[i].1) / PAGE).sum();
     if total == 0 {
@@ -257,7 +264,7 @@ pub fn choose_flip(
             break;
         }
     }
-    Ok((ri, pi, flips))
+    Ok(FlipChoice { region: ri, page: pi, flips })
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ use nix::unistd::Pid;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::memsnap::{hash_memory, writable_mappings, Masks};
-use crate::inject::{choose_flip, Candidate, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS};
+use crate::inject::{
+    choose_flip, Candidate, FlipChoice, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS,
+};
 use crate::memvote::{MemSnapshot, PAGE};
 
 pub const ARG: &str = "__tmr-monitor";

@@ -199,7 +199,8 @@ pub enum Parsed {
 /// `tmr hunt …` is hunt mode; anything else is a command to run (`tmr -- hunt` runs a program named hunt).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
     let args: Vec<OsString> = args.into_iter().collect();
-    let parsed = if args.get(1).is_some_and(|a| a == "hunt") {
+    let hunt = args.get(1).is_some_and(|a| a == "hunt");
+    let parsed = if hunt {
         let rest = std::iter::once(OsString::from("tmr hunt")).chain(args[2..].iter().cloned());
         HuntArgs::try_parse_from(rest).map(|a| Parsed::Hunt(a.into_config()))
     } else {
@@ -212,17 +213,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => exit::TMR_ERROR,
             };
-            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e) };
+            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e, hunt) };
             Parsed::Exit { text, code }
         }
     }
 }
 
 /// clap's error without its usage block: one line saying what is wrong, one pointing to --help.
-fn one_line_error(e: &clap::Error) -> String {
+fn one_line_error(e: &clap::Error, hunt: bool) -> String {
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-    format!("tmr: {first}\ntmr: try 'tmr --help'\n")
+    let help = if hunt { "tmr hunt --help" } else { "tmr --help" };
+    format!("tmr: {first}\ntmr: try '{help}'\n")
 }
 
 impl RunArgs {

@@ -161,7 +161,11 @@ impl Tally {
         self.runs += 1;
         self.failures += failing as usize;
         match self.outcomes.iter_mut().find(|o| o.0 == key) {
-            Some(o) => o.2 += 1,
+            Some(o) => {
+                o.2 += 1;
+                // Runs finish out of order with -j > 1: keep the lowest run index.
+                o.3 = o.3.min(rec.job.round);
+            }
             None => self.outcomes.push((key, fp, 1, rec.job.round, failing)),
         }
         failing

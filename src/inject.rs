@@ -308,10 +308,9 @@ mod tests {
         let a = choose_flip(&mut Rng::new(7), &cands, RegionClass::Any, 2, None, None, None).unwrap();
         let b = choose_flip(&mut Rng::new(7), &cands, RegionClass::Any, 2, None, None, None).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.2.len(), 2);
-        let (ri, _, _) =
-            choose_flip(&mut Rng::new(3), &cands, RegionClass::Heap, 1, None, None, None).unwrap();
-        assert_eq!(cands[ri].0, "[heap]");
+        assert_eq!(a.flips.len(), 2);
+        let c = choose_flip(&mut Rng::new(3), &cands, RegionClass::Heap, 1, None, None, None).unwrap();
+        assert_eq!(cands[c.region].0, "[heap]");
         assert!(choose_flip(&mut Rng::new(1), &cands, RegionClass::Anon, 1, None, None, None).is_err());
     }
 

@@ -44,25 +44,36 @@ pub fn settle(
         // Reruns start after the voted round consumed stdin: they need all of it, from the spool.
         harness.finish_stdin()?;
         let n = config.replicas;
-        let (jobs, parallel): (Vec<Job>, usize) = match c.rerun_mode {
-            RerunMode::Sequential => {
-                ((0..c.reruns).map(|i| Job { replica: 0, replicas: 1, round: i + 1 }).collect(), 1)
-            }
-            RerunMode::Parallel => {
-                ((0..c.reruns).map(|i| Job { replica: i % n, replicas: n, round: i / n + 1 }).collect(), n)
-            }
+        // Sequential: one batch, one job at a time. Parallel: whole rounds of N, each waiting for the last,
+        // so every rerun runs beside exactly the siblings of its own round.
+        let (round_size, parallel) = match c.rerun_mode {
+            RerunMode::Sequential => (c.reruns, 1),
+            RerunMode::Parallel => (n, n),
         };
         let opts = BatchOpts { parallel, ..opts };
-        swept = harness.run_jobs(&jobs, &opts, &mut |rec| {
-            let fp = rec.fingerprint();
-            let key = key_of(&rec);
-            if !samples.iter().any(|(s, _)| *s == key) {
-                samples.push((key, fp));
-            }
-            classifier.record(key);
-            runs.push(crate::round::run_entry(&rec));
-            Ok(if classifier.wants_rerun() { Control::Continue } else { Control::Stop })
-        })?;
+        let mut done = 0;
+        let mut round = 1;
+        while done < c.reruns && classifier.wants_rerun() && harness.interrupted.is_none() {
+            let size = round_size.min(c.reruns - done);
+            let jobs: Vec<Job> = match c.rerun_mode {
+                RerunMode::Sequential => {
+                    (0..size).map(|i| Job { replica: 0, replicas: 1, round: round + i }).collect()
+                }
+                RerunMode::Parallel => (0..size).map(|i| Job { replica: i, replicas: n, round }).collect(),
+            };
+            swept += harness.run_jobs(&jobs, &opts, &mut |rec| {
+                let fp = rec.fingerprint();
+                let key = key_of(&rec);
+                if !samples.iter().any(|(s, _)| *s == key) {
+                    samples.push((key, fp));
+                }
+                classifier.record(key);
+                runs.push(crate::round::run_entry(&rec));
+                Ok(if classifier.wants_rerun() { Control::Continue } else { Control::Stop })
+            })?;
+            done += size;
+            round += if c.rerun_mode == RerunMode::Parallel { 1 } else { size };
+        }
     }
     Ok(Reruns { verdict: classifier.verdict(), runs, samples, swept })
 }

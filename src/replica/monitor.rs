@@ -389,7 +389,7 @@ impl Tracer {
                     })
                     .collect();
                 choose_flip(&mut rng, &candidates, *region, *bits, *page, *offset, *bit).and_then(
-                    |(ri, pi, flips)| {
+                    |FlipChoice { region: ri, page: pi, flips }| {
                         let (name, start, _) = &candidates[ri];
                         let page_addr = start + pi * PAGE;
                         let (mut before, mut after, mut bits_out) = (Vec::new(), Vec::new(), Vec::new());

@@ -176,7 +176,7 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
                  if it is a flake, its rate is below {bound} ({conf} confidence)",
                 c.reruns
             );
-            if c.rerun_mode == "sequential" {
+            if c.rerun_mode == "sequential" && !r.sequential {
                 s.push_str(&format!(
                     "; it was seen only with {} replicas in parallel (try --rerun-mode parallel for \
                      contention-only flakes)",

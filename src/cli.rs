@@ -14,6 +14,7 @@ use crate::config::{
 };
 use crate::exit;
 use crate::fingerprint::Compare;
+use crate::inject::{InjectSpec, Rng};
 use crate::replica::monitor::Det;
 
 const EXAMPLES: &str = "\
@@ -94,6 +95,12 @@ struct RunArgs {
     #[arg(long, value_name = "STEPS", default_value = "all", value_parser = parse_det, help_heading = "Memory voting")]
     mem_det: Det,
 
+    /// Inject a fault into one replica of the voted round, e.g. flip:replica=1,after=50ms,region=heap
+    /// or reg:reg=rip,after=20ms (keys: replica, after=DUR|exit, region=heap|stack|data|anon|any, bits,
+    /// page, offset, bit, reg, seed; open choices are drawn from the seed). Runs replicas under the monitor.
+    #[arg(long, value_name = "SPEC", value_parser = parse_inject, help_heading = "Fault injection")]
+    inject: Option<InjectSpec>,
+
     /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns).
     /// Default: enough to bound a flake's rate below --min-flake-rate (29 at the defaults).
     #[arg(long, value_name = "R", help_heading = "Classification")]
@@ -157,6 +164,10 @@ fn parse_replicas(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+fn parse_inject(s: &str) -> Result<InjectSpec, String> {
+    InjectSpec::parse(s)
+}
+
 fn parse_det(s: &str) -> Result<Det, String> {
     Det::parse(s)
 }
@@ -207,6 +218,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         RunArgs::try_parse_from(args).map(|a| Parsed::Run(a.into_config()))
     };
     match parsed {
+        Ok(Parsed::Run(c)) if c.inject.as_ref().and_then(|s| s.replica).is_some_and(|r| r >= c.replicas) => {
+            Parsed::Exit {
+                text: format!(
+                    "tmr: --inject names replica {} but there are only {} (0..{})\n",
+                    c.inject.as_ref().and_then(|s| s.replica).unwrap_or(0),
+                    c.replicas,
+                    c.replicas - 1
+                ),
+                code: exit::TMR_ERROR,
+            }
+        }
         Ok(p) => p,
         Err(e) => {
             let code = match e.kind() {
@@ -238,7 +260,11 @@ impl RunArgs {
         if self.mem && self.compare.is_empty() {
             compare.mem = true;
         }
-        let mem = (self.mem || compare.mem).then_some(self.mem_det);
+        let mem = (self.mem || compare.mem || self.inject.is_some()).then_some(self.mem_det);
+        let inject = self.inject.map(|mut spec| {
+            spec.replica.get_or_insert_with(|| Rng::new(spec.seed).below(self.replicas as u64) as usize);
+            spec
+        });
         Config {
             command: self.command,
             replicas: self.replicas,
@@ -251,6 +277,7 @@ impl RunArgs {
             output: self.output,
             format: format(self.format),
             mem,
+            inject,
             classify: ClassifyConfig {
                 reruns: self.reruns.unwrap_or_else(|| {
                     crate::stats::runs_to_bound(self.min_flake_rate, self.confidence) as usize

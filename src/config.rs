@@ -45,6 +45,8 @@ pub struct Config {
     pub format: Format,
     /// Memory voting (`--mem`) and its determinization steps.
     pub mem: Option<Det>,
+    /// A fault to inject into one replica of the voted round (`--inject`), its replica already chosen.
+    pub inject: Option<crate::inject::InjectSpec>,
     pub classify: ClassifyConfig,
 }
 

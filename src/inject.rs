@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::parse_duration;
 use crate::memvote::PAGE;
 
+/// The environment variable that carries a spec from tmr to the monitors (removed before the command runs).
+pub const ENV: &str = "TMR_INJECT";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegionClass {

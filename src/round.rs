@@ -14,8 +14,8 @@ use crate::fingerprint::{signal_name, Key};
 use crate::memvote::{key_against, vote_pages, MemSnapshot};
 use crate::replica::monitor::{self, Det};
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
-use crate::report::MemReport;
 use crate::report::{self, human, Dissent, RunEntry, RunReport, StreamEntry, VoteEntry};
+use crate::report::{InjectionReport, MemReport};
 use crate::vote::{vote, Vote};
 
 /// Run `config` and return the exit code tmr should end with.
@@ -24,10 +24,13 @@ pub fn execute(config: &Config) -> Result<i32> {
     let mut report_file = config.output.as_deref().map(create_report_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(create_report_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
-    let launcher = match config.mem {
-        Some(det) => monitor_launcher(path.into_os_string(), config, det)?,
+    let mut launcher = match config.mem {
+        Some(det) => monitor_launcher(path.into_os_string(), &config.command, det)?,
         None => Launcher::new(path.into_os_string(), &config.command)?,
     };
+    if let Some(spec) = &config.inject {
+        launcher.set_env(crate::inject::ENV, &spec.to_text())?;
+    }
     let mut harness = Harness::new(launcher)?;
 
     let jobs: Vec<Job> =
@@ -98,6 +101,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         exit_code,
     );
     report.memory = memory;
+    report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
     write_report(config, &report, report_file.as_mut())?;
     if let Some(f) = junit_file.as_mut() {
         f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
@@ -105,7 +109,34 @@ pub fn execute(config: &Config) -> Result<i32> {
     if config.classify.github {
         append_github_summary(&report)?;
     }
+    if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()) {
+        return Err(
+            ExitError { code: exit::TMR_ERROR, message: format!("tmr: --inject failed: {err}") }.into()
+        );
+    }
     Ok(exit_code)
+}
+
+/// What was injected where, and whether the vote outvoted the faulty replica.
+fn injection_report(
+    spec: &crate::inject::InjectSpec,
+    records: &[RunRecord],
+    voted: &Vote<Key>,
+) -> InjectionReport {
+    let replica = spec.replica.unwrap_or(0);
+    let rec = records.iter().find(|r| r.job.replica == replica);
+    let snap = rec.and_then(|r| r.mem.as_ref());
+    let agreed = voted.majority().is_some_and(|g| g.members.contains(&replica));
+    InjectionReport {
+        spec: spec.to_text(),
+        replica,
+        injected: snap.and_then(|s| s.injected.clone()),
+        error: match snap {
+            Some(s) => s.inject_error.clone(),
+            None => Some("the replica's monitor reported nothing".into()),
+        },
+        faulty_replica_agreed: agreed,
+    }
 }
 
 /// A snapshot that can take part in a vote (the monitor wrote one and captured memory).
@@ -114,11 +145,15 @@ fn usable_snapshot(r: &RunRecord) -> Option<&MemSnapshot> {
 }
 
 /// Replicas run under tmr's own monitor (`tmr __tmr-monitor`), which traces the real command.
-fn monitor_launcher(path: std::ffi::OsString, config: &Config, det: Det) -> Result<Launcher> {
+pub fn monitor_launcher(
+    path: std::ffi::OsString,
+    command: &[std::ffi::OsString],
+    det: Det,
+) -> Result<Launcher> {
     let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
     let mut argv: Vec<std::ffi::OsString> =
         vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into(), "--".into(), path];
-    argv.extend(config.command.iter().cloned());
+    argv.extend(command.iter().cloned());
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
     if det.rseq {
         // The kernel writes the current CPU into glibc's rseq area: it would fake 2-of-3 majorities.
@@ -271,6 +306,7 @@ fn build_report(
         interrupted_by: interrupted.map(signal_name),
         classification,
         memory: None,
+        injection: None,
         exit_code,
     }
 }

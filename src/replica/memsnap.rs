@@ -48,8 +48,9 @@ pub struct Masks {
     /// The replica's pid and its TCB address: without a PID namespace, the pid is blanked in the TCB's
     /// pages, the heap and the stack (where libraries keep copies of it).
     pub tid: Option<(u32, u64)>,
-    /// `TMR_REPLICA=<i>` in the environment block on the stack: it differs by design.
-    pub replica_env: Option<Vec<u8>>,
+    /// `TMR_REPLICA=<i>` and friends in the environment block on the stack: they differ by design
+    /// between replicas and rounds.
+    pub replica_env: Vec<Vec<u8>>,
 }
 
 pub struct Hashed {
@@ -92,8 +93,10 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
                         mask_u32(page, tid);
                     }
                 }
-                if let Some(pattern) = masks.replica_env.as_deref().filter(|_| m.name == "[stack]") {
-                    mask_env_value(page, pattern);
+                if m.name == "[stack]" {
+                    for pattern in &masks.replica_env {
+                        mask_env_value(page, pattern);
+                    }
                 }
                 pages.push(digest(page));
                 bytes += PAGE;
@@ -195,7 +198,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
     #[test]
     fn our_own_memory_can_be_hashed() {
         let h =
-            hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: None }).unwrap();
+            hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: vec![] }).unwrap();
         assert!(h.regions.iter().any(|r| r.name == "[heap]" || r.name == "[anon]"));
         assert!(h.bytes > 0);
     }

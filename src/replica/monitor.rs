@@ -208,6 +208,8 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
         inject,
         stop_requested: false,
         started: Instant::now(),
+        last_fault: None,
+        forced: None,
     };
     let status = tracer.trace()?;
     if let Some(spec) = &tracer.inject {
@@ -253,6 +255,14 @@ struct Tracer {
     /// tmr sent the replica SIGSTOP for a timed injection and waits for that stop.
     stop_requested: bool,
     started: Instant,
+    /// The last fault delivered (thread, rip) and how often in a row.
+    last_fault: Option<(Pid, u64, u32)>,
+    /// A fault that looped and was turned into the replica's death.
+    forced: Option<Signal>,
+}
+
+fn is_fault(s: Signal) -> bool {
+    matches!(s, Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE)
 }
 
 impl Tracer {
@@ -269,6 +279,9 @@ impl Tracer {
                 Err(e) => return Err(e).context("waitpid"),
             };
             match status {
+                WaitStatus::Signaled(p, _, core) if p == self.pid && self.forced.is_some() => {
+                    return Ok(WaitStatus::Signaled(p, self.forced.expect("checked"), core));
+                }
                 WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
                     return Ok(status)
                 }
@@ -298,6 +311,15 @@ impl Tracer {
                         Signal::SIGTRAP => None,
                         s => Some(s),
                     };
+                    if let Some(s) = deliver.filter(|s| is_fault(*s)) {
+                        if self.fault_loop(tid, s) {
+                            // The kernel keeps re-raising the fault without ever running the program (an
+                            // unusable instruction pointer): end it the way the fault would have.
+                            self.forced = Some(s);
+                            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+                            continue;
+                        }
+                    }
                     let _ = ptrace::cont(tid, deliver);
                 }
                 _ => {}
@@ -354,7 +376,10 @@ impl Tracer {
             tid: regs
                 .filter(|_| self.det.tid && !self.own_pid_ns)
                 .map(|r| (self.pid.as_raw() as u32, r.fs_base)),
-            replica_env: std::env::var("TMR_REPLICA").ok().map(|v| format!("TMR_REPLICA={v}").into_bytes()),
+            replica_env: ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND"]
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}").into_bytes()))
+                .collect(),
         };
         match hash_memory(self.pid, &masks) {
             Ok(h) => {
@@ -433,6 +458,17 @@ impl Tracer {
             Ok(what) => self.snap.injected = Some(Injected { replica, at_ms, seed: spec.seed, what }),
             Err(e) => self.snap.inject_error = Some(e),
         }
+    }
+
+    /// True when the same fault keeps arriving at the same instruction without the program running.
+    fn fault_loop(&mut self, tid: Pid, _sig: Signal) -> bool {
+        let rip = ptrace::getregs(tid).map(|r| r.rip).unwrap_or(0);
+        let count = match self.last_fault {
+            Some((t, r, n)) if t == tid && r == rip => n + 1,
+            _ => 1,
+        };
+        self.last_fault = Some((tid, rip, count));
+        count > 16
     }
 
     /// With PR_SET_TSC(SIGSEGV), rdtsc/rdtscp fault: answer them from a counter every replica shares.
@@ -516,8 +552,8 @@ fn arm_alarm(d: std::time::Duration) -> Result<()> {
 /// The injection meant for this replica in the voted round, from TMR_INJECT, which is removed from the
 /// environment either way so the command never sees it.
 fn take_inject_spec() -> Option<InjectSpec> {
-    let text = std::env::var("TMR_INJECT").ok()?;
-    std::env::remove_var("TMR_INJECT");
+    let text = std::env::var(crate::inject::ENV).ok()?;
+    std::env::remove_var(crate::inject::ENV);
     let spec = InjectSpec::parse(&text).ok()?;
     let me: usize = std::env::var("TMR_REPLICA").ok()?.parse().ok()?;
     let round: usize = std::env::var("TMR_ROUND").ok()?.parse().ok()?;

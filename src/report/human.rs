@@ -74,6 +74,9 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             line(text);
         }
     }
+    if let Some(i) = &r.injection {
+        line(injection_line(i));
+    }
     if let Some(m) = &r.memory {
         for text in memory_lines(m) {
             line(text);
@@ -104,6 +107,34 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         _ => {}
     }
     out
+}
+
+fn injection_line(i: &super::InjectionReport) -> String {
+    use crate::inject::InjectedWhat;
+    let Some(inj) = &i.injected else {
+        return format!(
+            "injected nothing into replica {}: {}",
+            i.replica,
+            i.error.as_deref().unwrap_or("unknown")
+        );
+    };
+    let what = match &inj.what {
+        InjectedWhat::Memory { region, page, addr, bits, before, after, .. } => {
+            format!("{region} page {page} at {addr:#x}, bit(s) {bits:?}: {:02x?} -> {:02x?}", before, after)
+        }
+        InjectedWhat::Register { reg, bit, before, after } => {
+            format!("register {reg} bit {bit}: {before:#x} -> {after:#x}")
+        }
+    };
+    let effect = if i.faulty_replica_agreed {
+        "the faulty replica still agreed with the majority (the fault did not reach what is compared)"
+    } else {
+        "the vote outvoted the faulty replica"
+    };
+    format!(
+        "injected into replica {} at {:.1} ms: {what}; {effect} (replay: --inject {})",
+        i.replica, inj.at_ms, i.spec
+    )
 }
 
 /// Divergences listed one per line, at most this many.
@@ -395,6 +426,7 @@ mod tests {
                 rerun_runs: vec![],
             },
             memory: None,
+            injection: None,
             exit_code,
         }
     }

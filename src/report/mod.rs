@@ -38,7 +38,20 @@ pub struct RunReport {
     pub classification: ClassReport,
     /// Memory voting (`--mem`), when on.
     pub memory: Option<MemReport>,
+    /// The fault injected with `--inject`.
+    pub injection: Option<InjectionReport>,
     pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InjectionReport {
+    /// The spec with every choice tmr made explicit: pass it to --inject to replay the trial.
+    pub spec: String,
+    pub replica: usize,
+    pub injected: Option<crate::inject::Injected>,
+    pub error: Option<String>,
+    /// The faulty replica ended up in the majority: the fault did not change what is compared.
+    pub faulty_replica_agreed: bool,
 }
 
 /// How many noise pages are listed in the report (all are counted).

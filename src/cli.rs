@@ -9,8 +9,8 @@ use regex::bytes::Regex;
 
 use crate::classify::Class;
 use crate::config::{
-    parse_classes, parse_duration, parse_timeout, ClassifyConfig, Config, Format, HuntConfig, RerunMode,
-    Timeout,
+    parse_classes, parse_duration, parse_timeout, CampaignConfig, ClassifyConfig, Config, Format, HuntConfig,
+    RerunMode, Timeout,
 };
 use crate::exit;
 use crate::fingerprint::Compare;
@@ -200,6 +200,7 @@ fn parse_mask(s: &str) -> Result<Regex, String> {
 pub enum Parsed {
     Run(Config),
     Hunt(HuntConfig),
+    Campaign(CampaignConfig),
     /// `--help`, `--version` or an error: print `text` to stdout (code 0) or stderr, and exit with `code`.
     Exit {
         text: String,
@@ -211,7 +212,11 @@ pub enum Parsed {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
     let args: Vec<OsString> = args.into_iter().collect();
     let hunt = args.get(1).is_some_and(|a| a == "hunt");
-    let parsed = if hunt {
+    let campaign = args.get(1).is_some_and(|a| a == "campaign");
+    let parsed = if campaign {
+        let rest = std::iter::once(OsString::from("tmr campaign")).chain(args[2..].iter().cloned());
+        CampaignArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Campaign)
+    } else if hunt {
         let rest = std::iter::once(OsString::from("tmr hunt")).chain(args[2..].iter().cloned());
         HuntArgs::try_parse_from(rest).map(|a| Parsed::Hunt(a.into_config()))
     } else {
@@ -235,18 +240,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => exit::TMR_ERROR,
             };
-            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e, hunt) };
+            let name = if hunt {
+                "tmr hunt"
+            } else if campaign {
+                "tmr campaign"
+            } else {
+                "tmr"
+            };
+            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e, name) };
             Parsed::Exit { text, code }
         }
     }
 }
 
 /// clap's error without its usage block: one line saying what is wrong, one pointing to --help.
-fn one_line_error(e: &clap::Error, hunt: bool) -> String {
+fn one_line_error(e: &clap::Error, name: &str) -> String {
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-    let help = if hunt { "tmr hunt --help" } else { "tmr --help" };
-    format!("tmr: {first}\ntmr: try '{help}'\n")
+    format!("tmr: {first}\ntmr: try '{name} --help'\n")
 }
 
 impl RunArgs {
@@ -309,6 +320,102 @@ fn compare_of(fields: &[Field]) -> Compare {
         stdout: fields.contains(&Field::Stdout),
         stderr: fields.contains(&Field::Stderr),
         mem: fields.contains(&Field::Mem),
+    }
+}
+
+const CAMPAIGN_EXAMPLES: &str = "\
+EXAMPLES
+  tmr campaign --trials 1000 --seed 7 -- ./solver x.dat
+  tmr campaign --trials 200 --inject flip:region=heap,bits=2 -- sort big.txt
+  tmr campaign --trials 100 --inject reg:reg=any -- python3 job.py
+
+Each trial runs N replicas with one fault in one replica (replica, time, page, bit drawn from the seed;
+the time uniformly over the golden run's wall time unless the spec has after=). Categories: masked,
+detected-corrected, crash, hang (all corrected by the vote), escaped (the voted result differs from the
+golden run), not-injected (the replica ended before the fault's time). Replay a trial with
+`tmr --inject <spec from the JSON trial log> -- CMD`. Exit status: 0 when nothing escaped, 1 otherwise.
+";
+
+/// `tmr campaign`: measure, fault by fault, that the vote masks injected bit flips.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tmr campaign",
+    about = "Fault-injection campaign: a golden run, then K voted rounds with one bit flip each, tallied.",
+    after_help = CAMPAIGN_EXAMPLES,
+    override_usage = "tmr campaign [OPTIONS] [--] COMMAND [ARGS]...",
+)]
+struct CampaignArgs {
+    /// Number of trials (voted rounds with one fault each).
+    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    trials: u64,
+
+    /// Seed of every random choice; the same seed replays the same campaign.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+
+    /// Replicas per trial.
+    #[arg(short = 'n', long = "replicas", value_name = "N", default_value_t = 3, value_parser = parse_replicas)]
+    replicas: usize,
+
+    /// Fault template (see tmr --help, --inject); default: one random bit anywhere in writable memory.
+    #[arg(long, value_name = "SPEC", default_value = "flip:region=any,bits=1", value_parser = parse_inject_text)]
+    inject: String,
+
+    /// A replica running longer than this is hung [default: 10x the golden run, at least 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<std::time::Duration>,
+
+    /// Also vote on memory: a faulty replica whose memory diverged counts as detected, not masked.
+    #[arg(long)]
+    mem: bool,
+
+    /// Determinization steps of the monitor (see tmr --help, --mem-det).
+    #[arg(long, value_name = "STEPS", default_value = "all", value_parser = parse_det)]
+    mem_det: Det,
+
+    /// Write the report to FILE instead of stderr.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: FormatArg,
+
+    /// The command to run, and its arguments (passed through untouched).
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+fn parse_inject_text(s: &str) -> Result<String, String> {
+    InjectSpec::parse(s).map(|_| s.to_string())
+}
+
+impl CampaignArgs {
+    fn into_config(self) -> Result<CampaignConfig, clap::Error> {
+        let inject = InjectSpec::parse(&self.inject).expect("validated by clap");
+        if inject.replica.is_some_and(|r| r >= self.replicas) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "--inject names replica {} but there are only {}\n",
+                    inject.replica.unwrap_or(0),
+                    self.replicas
+                ),
+            ));
+        }
+        Ok(CampaignConfig {
+            command: self.command,
+            trials: self.trials as usize,
+            seed: self.seed,
+            replicas: self.replicas,
+            inject,
+            inject_has_time: self.inject.contains("after="),
+            timeout: self.timeout,
+            mem: self.mem,
+            det: self.mem_det,
+            output: self.output,
+            format: format(self.format),
+        })
     }
 }
 

@@ -50,6 +50,25 @@ pub struct Config {
     pub classify: ClassifyConfig,
 }
 
+/// `tmr campaign`: a golden run, then K TMR rounds with one injected fault each.
+#[derive(Debug, Clone)]
+pub struct CampaignConfig {
+    pub command: Vec<OsString>,
+    pub trials: usize,
+    pub seed: u64,
+    pub replicas: usize,
+    /// The fault template; open choices are drawn per trial.
+    pub inject: crate::inject::InjectSpec,
+    /// The template fixed the fault time (`after=`); otherwise it is drawn over the golden run's time.
+    pub inject_has_time: bool,
+    pub timeout: Option<Duration>,
+    /// Count a faulty replica whose memory diverged as detected, not masked.
+    pub mem: bool,
+    pub det: Det,
+    pub output: Option<PathBuf>,
+    pub format: Format,
+}
+
 /// `tmr hunt`: K single executions, J at a time.
 #[derive(Debug, Clone)]
 pub struct HuntConfig {

@@ -2,6 +2,7 @@
 //! flaky and deterministic bugs. The binary (`main.rs`) only parses, runs and exits; everything else is
 //! here so tests and benchmarks can reach the pure parts directly.
 
+pub mod campaign;
 pub mod classify;
 pub mod cli;
 pub mod config;

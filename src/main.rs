@@ -20,6 +20,7 @@ fn main() {
             code
         }
         Parsed::Hunt(config) => finish(tmr::hunt::execute(&config)),
+        Parsed::Campaign(config) => finish(tmr::campaign::execute(&config)),
         Parsed::Run(config) => finish(tmr::round::execute(&config)),
     };
     std::process::exit(code);

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::memsnap::{hash_memory, writable_mappings, Masks};
 use crate::inject::{
@@ -163,6 +163,7 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
         // SAFETY: freshly forked child of a single-threaded process; see `child`.
         unsafe { child(&path, &argv_ptrs, &prog, det) }
     }
+    TRACEE.store(pid, Ordering::SeqCst);
     let pid = Pid::from_raw(pid);
     let mut snap = MemSnapshot { threads: 1, ..Default::default() };
     let stopped = waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED))?;
@@ -268,14 +269,16 @@ fn is_fault(s: Signal) -> bool {
 impl Tracer {
     fn trace(&mut self) -> Result<WaitStatus> {
         loop {
+            // The SIGALRM handler already sent the SIGSTOP; from here on, its stop is the injection point.
+            if ALARM.swap(false, Ordering::SeqCst) && self.inject.is_some() {
+                self.stop_requested = true;
+                if !STOP_SENT.load(Ordering::SeqCst) {
+                    let _ = nix::sys::signal::kill(self.pid, Signal::SIGSTOP);
+                }
+            }
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
-                Err(nix::errno::Errno::EINTR) => {
-                    if ALARM.swap(false, Ordering::SeqCst) && self.inject.is_some() && !self.stop_requested {
-                        self.stop_requested = nix::sys::signal::kill(self.pid, Signal::SIGSTOP).is_ok();
-                    }
-                    continue;
-                }
+                Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("waitpid"),
             };
             match status {
@@ -526,8 +529,19 @@ fn register<'a>(regs: &'a mut libc::user_regs_struct, name: &str) -> Option<&'a 
 
 /// Set by SIGALRM: the time of a timed injection has come.
 static ALARM: AtomicBool = AtomicBool::new(false);
+/// The traced replica, for the SIGALRM handler (0 until it is forked).
+static TRACEE: AtomicI32 = AtomicI32::new(0);
+/// The handler sent the replica its SIGSTOP.
+static STOP_SENT: AtomicBool = AtomicBool::new(false);
 
+/// Stops the replica right away: the tracer may be blocked in waitpid on a replica that computes without
+/// a single system call, so it could not do this itself in time.
 extern "C" fn on_alarm(_: libc::c_int) {
+    let pid = TRACEE.load(Ordering::SeqCst);
+    // SAFETY: kill(2) is async-signal-safe.
+    if pid > 0 && unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+        STOP_SENT.store(true, Ordering::SeqCst);
+    }
     ALARM.store(true, Ordering::SeqCst);
 }
 

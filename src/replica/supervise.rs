@@ -454,6 +454,11 @@ impl Harness {
         }
     }
 
+    /// Set (or replace) one variable of every replica started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) -> Result<()> {
+        self.launcher.set_env(key, value)
+    }
+
     /// Read the rest of tmr's stdin into the spool, so a later round sees all of it.
     pub fn finish_stdin(&mut self) -> Result<()> {
         if let Some(spool) = self.stdin.spool() {

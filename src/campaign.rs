@@ -1,0 +1,413 @@
+//! `tmr campaign`: the fault-tolerance experiment of the literature. One golden run, then K TMR rounds,
+//! each with one fault injected into one replica; every trial is classified as masked (the faulty
+//! replica's result equals golden), detected-corrected (it differed, the vote delivered golden), crash or
+//! hang of the faulty replica (corrected), or escaped (the voted result is not golden: with one fault in
+//! three replicas this must never happen). Every trial's seed and drawn values are recorded for replay.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::{CampaignConfig, Format, Timeout};
+use crate::exit::{self, ExitError};
+use crate::fingerprint::{signal_name, Compare, Key, Outcome};
+use crate::inject::{InjectSpec, Injected, Rng, When};
+use crate::memvote::{vote_pages, MemSnapshot};
+use crate::replica::{BatchOpts, ChildSetup, Harness, Job, RunRecord};
+use crate::stats::{wilson, Interval};
+use crate::vote::vote;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Masked,
+    DetectedCorrected,
+    Crash,
+    Hang,
+    Escaped,
+    /// The replica ended before the fault's time, or the target did not exist: no fault, no data.
+    NotInjected,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Masked,
+        Category::DetectedCorrected,
+        Category::Crash,
+        Category::Hang,
+        Category::Escaped,
+        Category::NotInjected,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Masked => "masked",
+            Category::DetectedCorrected => "detected-corrected",
+            Category::Crash => "crash",
+            Category::Hang => "hang",
+            Category::Escaped => "escaped",
+            Category::NotInjected => "not-injected",
+        }
+    }
+}
+
+/// What one trial produced, reduced to what its category depends on.
+pub struct TrialFacts<K> {
+    pub injected: bool,
+    pub golden: K,
+    pub faulty: K,
+    pub faulty_outcome: Outcome,
+    /// The faulty replica's memory differed from the page-majority (with `--mem`).
+    pub faulty_memory_diverged: bool,
+    /// The voted result, None without a majority.
+    pub voted: Option<K>,
+}
+
+/// The standard categories. Escape is checked first: a wrong delivered result is what TMR must prevent,
+/// whatever happened to the faulty replica.
+pub fn categorize<K: PartialEq>(t: &TrialFacts<K>) -> Category {
+    if !t.injected {
+        return Category::NotInjected;
+    }
+    if t.voted.as_ref() != Some(&t.golden) {
+        return Category::Escaped;
+    }
+    match t.faulty_outcome {
+        Outcome::TimedOut => Category::Hang,
+        Outcome::Signaled { .. } => Category::Crash,
+        _ if t.faulty == t.golden && !t.faulty_memory_diverged => Category::Masked,
+        _ => Category::DetectedCorrected,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialEntry {
+    pub trial: usize,
+    pub category: Category,
+    /// Pass to `tmr --inject` (with the same command) to replay this trial.
+    pub spec: String,
+    pub replica: usize,
+    pub injected: Option<Injected>,
+    pub error: Option<String>,
+    pub faulty_outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryCount {
+    pub category: Category,
+    pub count: usize,
+    /// Share of injected trials, with its Wilson interval (not-injected trials: share of all trials).
+    pub rate: f64,
+    pub interval: Interval,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignReport {
+    pub schema: &'static str,
+    pub version: u32,
+    pub command: Vec<String>,
+    pub replicas: usize,
+    pub seed: u64,
+    pub trials_planned: usize,
+    pub trials: usize,
+    pub injected: usize,
+    pub golden: GoldenEntry,
+    pub table: Vec<CategoryCount>,
+    /// Share of injected faults that changed the faulty replica's own result (crash, hang or wrong
+    /// output): what an unprotected, single-replica run would have suffered.
+    pub unprotected_failure_rate: f64,
+    pub unprotected_interval: Interval,
+    /// Of those, wrong output with a normal exit: silent data corruption in an unprotected run.
+    pub unprotected_sdc_rate: f64,
+    pub escaped: usize,
+    pub trial_log: Vec<TrialEntry>,
+    pub stopped: String,
+    pub wall_s: f64,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldenEntry {
+    pub outcome: Outcome,
+    pub stdout_bytes: u64,
+    pub stdout_blake3: String,
+    pub wall_ms: f64,
+}
+
+pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
+    let mut report_file = match &cfg.output {
+        Some(p) => Some(File::create(p).map_err(|e| ExitError {
+            code: exit::TMR_ERROR,
+            message: format!("tmr: cannot write {}: {e}", p.display()),
+        })?),
+        None => None,
+    };
+    let path = crate::resolve::resolve(&cfg.command[0])?;
+    let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
+    let mut harness = Harness::new(launcher)?;
+    let compare = Compare { exit: true, stdout: true, stderr: false, mem: cfg.mem };
+    let started = Instant::now();
+
+    // The golden run: one execution, no fault, under the same monitor as the trials.
+    let golden_opts = BatchOpts {
+        parallel: 1,
+        timeout: cfg.timeout.map(Timeout::Absolute),
+        stdout_masks: vec![],
+        stderr_masks: vec![],
+        setup: ChildSetup::default(),
+        mem: true,
+    };
+    let golden_batch = harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts)?;
+    let golden = golden_batch.records.into_iter().next().context("the golden run did not finish")?;
+    if harness.interrupted.is_some() {
+        return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+    }
+    let golden_fp = golden.fingerprint();
+    let golden_key = Compare { mem: false, ..compare };
+    let golden_entry = GoldenEntry {
+        outcome: golden.outcome,
+        stdout_bytes: golden.stdout.summary.len,
+        stdout_blake3: golden.stdout.summary.hex(),
+        wall_ms: golden.wall.as_secs_f64() * 1e3,
+    };
+    // A replica is hung when it runs 10x longer than the golden run (at least 2 s), unless told otherwise.
+    let hang_limit = cfg.timeout.unwrap_or_else(|| (golden.wall * 10).max(Duration::from_secs(2)));
+    let opts =
+        BatchOpts { parallel: cfg.replicas, timeout: Some(Timeout::Absolute(hang_limit)), ..golden_opts };
+
+    let progress = progress_bar(cfg.trials as u64);
+    let mut log = Vec::new();
+    let mut stopped = "completed".to_string();
+    for trial in 0..cfg.trials {
+        let spec = trial_spec(cfg, trial, golden.wall);
+        let replica = spec.replica.unwrap_or(0);
+        harness.set_env(crate::inject::ENV, &spec.to_text())?;
+        let jobs: Vec<Job> =
+            (0..cfg.replicas).map(|r| Job { replica: r, replicas: cfg.replicas, round: 0 }).collect();
+        let mut records = harness.run_batch(&jobs, &opts)?.records;
+        if harness.interrupted.is_some() || records.len() < cfg.replicas {
+            stopped = signal_name(harness.interrupted.unwrap_or(libc::SIGINT));
+            break;
+        }
+        let snaps: Vec<Option<&MemSnapshot>> =
+            records.iter().map(|r| r.mem.as_ref().filter(|s| s.unavailable.is_none())).collect();
+        let pages = vote_pages(&snaps);
+        let diverged = pages.divergent.iter().any(|d| d.replica == replica);
+        for (r, k) in records.iter_mut().zip(&pages.keys) {
+            r.mem_key = Some(*k);
+        }
+        let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(golden_key)).collect();
+        let voted = vote(&keys);
+        let faulty: &RunRecord = &records[replica];
+        let snap = faulty.mem.as_ref();
+        let injected = snap.and_then(|s| s.injected.clone());
+        let facts = TrialFacts {
+            injected: injected.is_some(),
+            golden: golden_fp.key(golden_key),
+            faulty: keys[replica],
+            faulty_outcome: faulty.outcome,
+            faulty_memory_diverged: cfg.mem && diverged,
+            voted: voted.majority().map(|g| g.key),
+        };
+        let category = categorize(&facts);
+        log.push(TrialEntry {
+            trial,
+            category,
+            spec: spec.to_text(),
+            replica,
+            injected,
+            error: snap.map_or(Some("the monitor reported nothing".into()), |s| s.inject_error.clone()),
+            faulty_outcome: faulty.outcome,
+        });
+        progress.inc(1);
+        let escaped = log.iter().filter(|t| t.category == Category::Escaped).count();
+        progress.set_message(format!("{escaped} escaped"));
+    }
+    progress.finish_and_clear();
+    let escaped = log.iter().filter(|t| t.category == Category::Escaped).count();
+    let exit_code = match harness.interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if escaped > 0 => 1,
+        None => 0,
+    };
+    let report = build(cfg, golden_entry, log, stopped, started.elapsed(), exit_code);
+    let text = match cfg.format {
+        Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
+        Format::Human => render(&report),
+    };
+    match report_file.as_mut() {
+        Some(f) => f.write_all(text.as_bytes()).context("writing the campaign report")?,
+        None => {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+    }
+    Ok(exit_code)
+}
+
+/// Trial `t`'s spec: the template with its open choices drawn from the campaign seed. A fault time not
+/// given is drawn uniformly over the golden run's wall time, so faults land while the program computes.
+fn trial_spec(cfg: &CampaignConfig, t: usize, golden_wall: Duration) -> InjectSpec {
+    let mut rng = Rng::new(cfg.seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut spec = cfg.inject.clone();
+    spec.seed = rng.next_u64();
+    spec.replica = Some(spec.replica.unwrap_or_else(|| rng.below(cfg.replicas as u64) as usize));
+    if !cfg.inject_has_time {
+        let micros = (golden_wall.as_micros() as u64).max(1);
+        spec.when = When::After(Duration::from_micros(rng.below(micros)));
+    }
+    spec
+}
+
+fn build(
+    cfg: &CampaignConfig,
+    golden: GoldenEntry,
+    log: Vec<TrialEntry>,
+    stopped: String,
+    wall: Duration,
+    exit_code: i32,
+) -> CampaignReport {
+    let n = log.len() as u64;
+    let injected = log.iter().filter(|t| t.category != Category::NotInjected).count() as u64;
+    let count = |c: Category| log.iter().filter(|t| t.category == c).count();
+    let table = Category::ALL
+        .iter()
+        .map(|&c| {
+            let k = count(c) as u64;
+            let base = if c == Category::NotInjected { n } else { injected };
+            CategoryCount {
+                category: c,
+                count: k as usize,
+                rate: if base > 0 { k as f64 / base as f64 } else { 0.0 },
+                interval: wilson(k, base, 0.95),
+            }
+        })
+        .collect();
+    let unprotected = (count(Category::DetectedCorrected)
+        + count(Category::Crash)
+        + count(Category::Hang)
+        + count(Category::Escaped)) as u64;
+    let sdc = log
+        .iter()
+        .filter(|t| t.category == Category::DetectedCorrected && t.faulty_outcome == golden.outcome)
+        .count() as f64;
+    CampaignReport {
+        schema: "tmr-campaign-report",
+        version: 1,
+        command: cfg.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        replicas: cfg.replicas,
+        seed: cfg.seed,
+        trials_planned: cfg.trials,
+        trials: log.len(),
+        injected: injected as usize,
+        golden,
+        table,
+        unprotected_failure_rate: if injected > 0 { unprotected as f64 / injected as f64 } else { 0.0 },
+        unprotected_interval: wilson(unprotected, injected, 0.95),
+        unprotected_sdc_rate: if injected > 0 { sdc / injected as f64 } else { 0.0 },
+        escaped: count(Category::Escaped),
+        trial_log: log,
+        stopped,
+        wall_s: wall.as_secs_f64(),
+        exit_code,
+    }
+}
+
+pub fn render(r: &CampaignReport) -> String {
+    let pct = |p: f64| format!("{:.1}%", p * 100.0);
+    let mut out = format!(
+        "tmr campaign: {} trials of `{}` with {} replicas, one fault each (seed {}), in {:.1}s{}\n",
+        r.trials,
+        r.command.join(" "),
+        r.replicas,
+        r.seed,
+        r.wall_s,
+        if r.stopped == "completed" { String::new() } else { format!(" (stopped: {})", r.stopped) }
+    );
+    out.push_str(&format!(
+        "golden run: {}, stdout {} B {}, {:.1} ms\n\n",
+        r.golden.outcome.describe(),
+        r.golden.stdout_bytes,
+        &r.golden.stdout_blake3[..8],
+        r.golden.wall_ms
+    ));
+    out.push_str(&format!("  {:<20} {:>7} {:>8}   95% interval\n", "outcome", "trials", "share"));
+    for c in &r.table {
+        out.push_str(&format!(
+            "  {:<20} {:>7} {:>8}   [{}, {}]\n",
+            c.category.name(),
+            c.count,
+            pct(c.rate),
+            pct(c.interval.lo),
+            pct(c.interval.hi)
+        ));
+    }
+    out.push_str(&format!(
+        "\nwithout TMR, {} of the {} injected faults ({} [{}, {}]) would have crashed, hung or corrupted a \
+         single run; {} would have been silent data corruption.\n",
+        (r.unprotected_failure_rate * r.injected as f64).round(),
+        r.injected,
+        pct(r.unprotected_failure_rate),
+        pct(r.unprotected_interval.lo),
+        pct(r.unprotected_interval.hi),
+        pct(r.unprotected_sdc_rate)
+    ));
+    out.push_str(&if r.escaped == 0 {
+        format!("with {}-way voting, none escaped: every fault was masked or corrected.\n", r.replicas)
+    } else {
+        format!(
+            "{} fault(s) ESCAPED the vote: the delivered result differed from golden (see --format json).\n",
+            r.escaped
+        )
+    });
+    out
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(faulty: char, outcome: Outcome, voted: Option<char>) -> TrialFacts<char> {
+        TrialFacts {
+            injected: true,
+            golden: 'g',
+            faulty,
+            faulty_outcome: outcome,
+            faulty_memory_diverged: false,
+            voted,
+        }
+    }
+
+    const OK: Outcome = Outcome::Exited { code: 0 };
+
+    #[test]
+    fn the_standard_categories() {
+        assert_eq!(categorize(&facts('g', OK, Some('g'))), Category::Masked);
+        assert_eq!(categorize(&facts('x', OK, Some('g'))), Category::DetectedCorrected);
+        assert_eq!(categorize(&facts('x', Outcome::Signaled { signal: 11 }, Some('g'))), Category::Crash);
+        assert_eq!(categorize(&facts('x', Outcome::TimedOut, Some('g'))), Category::Hang);
+        assert_eq!(categorize(&facts('x', OK, Some('x'))), Category::Escaped);
+        assert_eq!(categorize(&facts('x', OK, None)), Category::Escaped);
+        let mut f = facts('g', OK, Some('g'));
+        f.faulty_memory_diverged = true;
+        assert_eq!(categorize(&f), Category::DetectedCorrected);
+        f.injected = false;
+        assert_eq!(categorize(&f), Category::NotInjected);
+    }
+}

@@ -517,14 +517,16 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Config {
         match parse(args.iter().map(OsString::from)) {
             Parsed::Run(c) => c,
-            Parsed::Hunt(_) => panic!("unexpected hunt mode"),
+            Parsed::Hunt(_) | Parsed::Campaign(_) => panic!("unexpected subcommand"),
             Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
         }
     }
 
     fn parse_err(args: &[&str]) -> (String, i32) {
         match parse(args.iter().map(OsString::from)) {
-            Parsed::Run(_) | Parsed::Hunt(_) => panic!("expected an error for {args:?}"),
+            Parsed::Run(_) | Parsed::Hunt(_) | Parsed::Campaign(_) => {
+                panic!("expected an error for {args:?}")
+            }
             Parsed::Exit { text, code } => (text, code),
         }
     }
@@ -591,6 +593,24 @@ mod tests {
         }
         assert_eq!(parse_ok(&["tmr", "--", "hunt"]).command, ["hunt"]);
         assert_eq!(parse_err(&["tmr", "hunt", "--runs", "0", "true"]).1, 125);
+    }
+
+    #[test]
+    fn inject_and_campaign_validate_replicas_before_running() {
+        assert_eq!(parse_err(&["tmr", "--inject", "flip:replica=3", "true"]).1, 125);
+        assert_eq!(parse_err(&["tmr", "--inject", "flip:region=moon", "true"]).1, 125);
+        let c = parse_ok(&["tmr", "--inject", "flip:seed=5", "true"]);
+        assert!(c.inject.as_ref().and_then(|s| s.replica).is_some_and(|r| r < 3));
+        assert!(c.mem.is_some() && !c.compare.mem, "injection needs the monitor, not memory voting");
+        match parse(
+            ["tmr", "campaign", "--trials", "5", "--inject", "flip:after=1ms", "true"].map(OsString::from),
+        ) {
+            Parsed::Campaign(c) => assert!(c.inject_has_time && c.trials == 5),
+            _ => panic!("expected campaign mode"),
+        }
+        let (text, code) = parse_err(&["tmr", "campaign", "--inject", "flip:replica=5", "true"]);
+        assert_eq!(code, 125);
+        assert!(text.contains("tmr campaign --help"), "{text}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{Region, PAGE};
+use crate::memvote::{Region, DIGEST_HEX, PAGE, UNREADABLE};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,8 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading /proc/PID/maps")?;
     let mut regions = Vec::new();
     let mut bytes = 0;
-    let mut buf = vec![0u8; 1 << 20];
+    // Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
+    let mut buf = vec![0u8; 1 << 16];
     for m in writable_mappings(&maps) {
         let mut start = m.start;
         if m.name == "[stack]" {
@@ -70,7 +71,7 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
                 start = rsp & !(PAGE - 1);
             }
         }
-        let mut pages = Vec::with_capacity(((m.end - start) / PAGE) as usize);
+        let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
         let mut at = start;
         while at < m.end {
             let len = ((m.end - at) as usize).min(buf.len());
@@ -79,7 +80,7 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             for (i, page) in chunk.chunks_mut(PAGE as usize).enumerate() {
                 let addr = at + i as u64 * PAGE;
                 if (i + 1) * PAGE as usize > got {
-                    pages.push(String::new());
+                    digests.push_str(UNREADABLE);
                     continue;
                 }
                 if let Some(rsp) = masks.rsp {
@@ -98,12 +99,12 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
                         mask_env_value(page, pattern);
                     }
                 }
-                pages.push(digest(page));
+                push_digest(&mut digests, page);
                 bytes += PAGE;
             }
             at += len as u64;
         }
-        regions.push(Region { name: m.name, start, end: m.end, pages });
+        regions.push(Region { name: m.name, start, end: m.end, digests });
     }
     Ok(Hashed { regions, bytes })
 }
@@ -152,10 +153,17 @@ fn mask_u32(page: &mut [u8], value: u32) {
     }
 }
 
-/// 128 bits of blake3 per page: collisions are not a practical concern for voting, and it halves the
-/// snapshot that travels to tmr.
-pub fn digest(page: &[u8]) -> String {
-    blake3::hash(page).as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+/// 128 bits of blake3 per page, as hex: collisions are not a practical concern for voting, and it halves
+/// the snapshot that travels to tmr. Encoded by table: this runs once per page of a 100 MiB heap.
+fn push_digest(out: &mut String, page: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = blake3::hash(page);
+    let mut text = [0u8; DIGEST_HEX];
+    for (i, b) in hash.as_bytes()[..DIGEST_HEX / 2].iter().enumerate() {
+        text[2 * i] = HEX[(b >> 4) as usize];
+        text[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out.push_str(std::str::from_utf8(&text).expect("hex is ASCII"));
 }
 
 #[cfg(test)]

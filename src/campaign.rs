@@ -4,16 +4,13 @@
 //! hang of the faulty replica (corrected), or escaped (the voted result is not golden: with one fault in
 //! three replicas this must never happen). Every trial's seed and drawn values are recorded for replay.
 
-use std::fs::File;
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::{CampaignConfig, Format, Timeout};
-use crate::exit::{self, ExitError};
+use crate::exit;
 use crate::fingerprint::{signal_name, Compare, Key, Outcome};
 use crate::inject::{InjectSpec, Injected, Rng, When};
 use crate::memvote::{vote_pages, MemSnapshot};
@@ -139,13 +136,7 @@ pub struct GoldenEntry {
 }
 
 pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
-    let mut report_file = match &cfg.output {
-        Some(p) => Some(File::create(p).map_err(|e| ExitError {
-            code: exit::TMR_ERROR,
-            message: format!("tmr: cannot write {}: {e}", p.display()),
-        })?),
-        None => None,
-    };
+    let mut report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     let path = crate::resolve::resolve(&cfg.command[0])?;
     let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
     let mut harness = Harness::new(launcher)?;
@@ -179,7 +170,10 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let opts =
         BatchOpts { parallel: cfg.replicas, timeout: Some(Timeout::Absolute(hang_limit)), ..golden_opts };
 
-    let progress = progress_bar(cfg.trials as u64);
+    let progress = crate::report::progress_bar(
+        cfg.trials as u64,
+        "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
+    );
     let mut log = Vec::new();
     let mut stopped = "completed".to_string();
     for trial in 0..cfg.trials {
@@ -239,12 +233,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
     };
-    match report_file.as_mut() {
-        Some(f) => f.write_all(text.as_bytes()).context("writing the campaign report")?,
-        None => {
-            let _ = std::io::stderr().write_all(text.as_bytes());
-        }
-    }
+    crate::report::emit(report_file.as_mut(), &text)?;
     Ok(exit_code)
 }
 
@@ -364,19 +353,6 @@ pub fn render(r: &CampaignReport) -> String {
         )
     });
     out
-}
-
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}")
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 #[cfg(test)]

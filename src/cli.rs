@@ -28,7 +28,7 @@ EXAMPLES
   tmr --format json -o report.json -- ./job machine-readable report
 
   tmr --fail-on transient,nondeterministic -- ./test.sh   fail CI on any flake
-  tmr --junit junit.xml --github -- cargo test --compare exit   reports for CI dashboards
+  tmr --compare exit --junit junit.xml --github -- cargo test   reports for CI dashboards
   tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh  hunt a flaky test (see tmr hunt --help)
 
 Disagreements are settled by reruns (--reruns): the class (unanimous, transient, nondeterministic,

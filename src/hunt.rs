@@ -3,12 +3,11 @@
 //! output, and say what N-way voting would make of that rate.
 
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::{Format, HuntConfig};
@@ -74,13 +73,7 @@ struct Tally {
 }
 
 pub fn execute(cfg: &HuntConfig) -> Result<i32> {
-    let mut report_file = match &cfg.output {
-        Some(p) => Some(File::create(p).map_err(|e| ExitError {
-            code: exit::TMR_ERROR,
-            message: format!("tmr: cannot write {}: {e}", p.display()),
-        })?),
-        None => None,
-    };
+    let mut report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     if let Some(dir) = &cfg.keep {
         prepare_keep_dir(dir)?;
     }
@@ -96,7 +89,10 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         setup: ChildSetup::default(),
         mem: false,
     };
-    let progress = progress_bar(cfg.runs as u64);
+    let progress = crate::report::progress_bar(
+        cfg.runs as u64,
+        "tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}",
+    );
     let started = Instant::now();
     let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
     let mut stopped = "completed".to_string();
@@ -138,12 +134,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
     };
-    match report_file.as_mut() {
-        Some(f) => f.write_all(text.as_bytes()).context("writing the hunt report")?,
-        None => {
-            let _ = std::io::stderr().write_all(text.as_bytes());
-        }
-    }
+    crate::report::emit(report_file.as_mut(), &text)?;
     Ok(exit_code)
 }
 
@@ -314,18 +305,6 @@ pub fn render(r: &HuntReport) -> String {
 }
 
 /// Live progress on a terminal only: nothing is drawn into a pipe or a CI log.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}")
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
 
 fn prepare_keep_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)

@@ -30,14 +30,29 @@ pub struct MemSnapshot {
     pub inject_error: Option<String>,
 }
 
-/// One writable private mapping; `pages[i]` is the digest of the page at `start + i * PAGE`
-/// (hex of a 128-bit blake3 prefix; empty when the page could not be read).
+/// One writable private mapping. `digests` holds one 32-hex-digit digest (a 128-bit blake3 prefix) per
+/// page, concatenated: one string per region instead of one per page keeps a 100 MiB snapshot cheap to
+/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Region {
     pub name: String,
     pub start: u64,
     pub end: u64,
-    pub pages: Vec<String>,
+    pub digests: String,
+}
+
+/// Hex digits per page digest.
+pub const DIGEST_HEX: usize = 32;
+pub const UNREADABLE: &str = "--------------------------------";
+
+impl Region {
+    pub fn pages(&self) -> impl Iterator<Item = &str> {
+        self.digests.as_bytes().chunks(DIGEST_HEX).map(|c| std::str::from_utf8(c).unwrap_or(UNREADABLE))
+    }
+
+    pub fn page_count(&self) -> usize {
+        self.digests.len() / DIGEST_HEX
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,10 +97,10 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     for (i, snap) in snaps.iter().enumerate() {
         let Some(snap) = snap else { continue };
         for r in &snap.regions {
-            for (p, digest) in r.pages.iter().enumerate() {
+            for (p, digest) in r.pages().enumerate() {
                 let addr = r.start + p as u64 * PAGE;
                 let slot = pages.entry(addr).or_insert_with(|| vec![None; n]);
-                slot[i] = Some((digest.as_str(), r.name.as_str(), r.start, r.end));
+                slot[i] = Some((digest, r.name.as_str(), r.start, r.end));
             }
         }
     }
@@ -136,9 +151,7 @@ pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoiseP
     let index = |s: &MemSnapshot| -> BTreeMap<u64, String> {
         s.regions
             .iter()
-            .flat_map(|r| {
-                r.pages.iter().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d.clone()))
-            })
+            .flat_map(|r| r.pages().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d.to_string())))
             .collect()
     };
     let (a, b) = (index(reference), index(other));
@@ -164,7 +177,7 @@ mod tests {
             name: name.into(),
             start,
             end: start + pages.len() as u64 * PAGE,
-            pages: pages.iter().map(|s| s.to_string()).collect(),
+            digests: pages.iter().map(|s| format!("{s:>32}")).collect(),
         };
         MemSnapshot {
             regions: vec![region("[heap]", 0x1000_0000, heap), region("[stack]", 0x7fff_0000, stack)],

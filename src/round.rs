@@ -21,8 +21,8 @@ use crate::vote::{vote, Vote};
 /// Run `config` and return the exit code tmr should end with.
 pub fn execute(config: &Config) -> Result<i32> {
     // Checked before any replica starts, so a typo in a report path wastes no run.
-    let mut report_file = config.output.as_deref().map(create_report_file).transpose()?;
-    let mut junit_file = config.classify.junit.as_deref().map(create_report_file).transpose()?;
+    let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
+    let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
     let mut launcher = match config.mem {
         Some(det) => monitor_launcher(path.into_os_string(), &config.command, det)?,
@@ -164,13 +164,6 @@ pub fn monitor_launcher(
         launcher.set_env("GLIBC_TUNABLES", &tunables)?;
     }
     Ok(launcher)
-}
-
-fn create_report_file(path: &std::path::Path) -> Result<File> {
-    File::create(path).map_err(|e| {
-        ExitError { code: exit::TMR_ERROR, message: format!("tmr: cannot write {}: {e}", path.display()) }
-            .into()
-    })
 }
 
 /// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY.

@@ -203,14 +203,12 @@ impl MemReport {
                         .iter()
                         .map(|r| {
                             let mut h = blake3::Hasher::new();
-                            for p in &r.pages {
-                                h.update(p.as_bytes());
-                            }
+                            h.update(r.digests.as_bytes());
                             RegionEntry {
                                 name: r.name.clone(),
                                 start: format!("{:#x}", r.start),
                                 end: format!("{:#x}", r.end),
-                                pages: r.pages.len(),
+                                pages: r.page_count(),
                                 blake3: h.finalize().to_hex().to_string(),
                             }
                         })
@@ -239,6 +237,43 @@ pub fn timeout_text(t: &Timeout) -> String {
         Timeout::Absolute(d) => format!("{}s", d.as_secs_f64()),
         Timeout::Relative(f) => format!("{f}x"),
     }
+}
+
+/// Open a report file before anything runs, so a typo in its path wastes no run (exit 125).
+pub fn create_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|e| {
+        crate::exit::ExitError {
+            code: crate::exit::TMR_ERROR,
+            message: format!("tmr: cannot write {}: {e}", path.display()),
+        }
+        .into()
+    })
+}
+
+/// Write a finished report to its file, or to stderr (where a closed stderr is not an error).
+pub fn emit(file: Option<&mut std::fs::File>, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    match file {
+        Some(f) => f.write_all(text.as_bytes()).context("writing the report"),
+        None => {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            Ok(())
+        }
+    }
+}
+
+/// A live progress line on a terminal only: nothing is drawn into a pipe or a CI log.
+pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 pub fn to_json(report: &RunReport) -> String {

@@ -304,8 +304,6 @@ pub fn render(r: &HuntReport) -> String {
     out
 }
 
-/// Live progress on a terminal only: nothing is drawn into a pipe or a CI log.
-
 fn prepare_keep_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .and_then(|_| File::create(dir.join("index.tsv")))

@@ -91,8 +91,9 @@ struct RunArgs {
     mem: bool,
 
     /// Determinization steps for --mem, comma-separated: aslr, at-random, rseq, getrandom, tid, stack,
-    /// tsc (rdtsc trapping, off by default), all, none.
-    #[arg(long, value_name = "STEPS", default_value = "all", value_parser = parse_det, help_heading = "Memory voting")]
+    /// tsc (rdtsc trapping: it nearly stops the replicas' clocks, so only on request), all (every
+    /// step including tsc), none. Default: every step but tsc.
+    #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det, help_heading = "Memory voting")]
     mem_det: Det,
 
     /// Inject a fault into one replica of the voted round, e.g. flip:replica=1,after=50ms,region=heap
@@ -167,6 +168,9 @@ fn parse_replicas(s: &str) -> Result<usize, String> {
 fn parse_inject(s: &str) -> Result<InjectSpec, String> {
     InjectSpec::parse(s)
 }
+
+/// Every determinization step but rdtsc trapping, which would nearly stop the replicas' clocks.
+const DEFAULT_DET: &str = "aslr,at-random,rseq,getrandom,tid,stack";
 
 fn parse_det(s: &str) -> Result<Det, String> {
     Det::parse(s)
@@ -370,7 +374,7 @@ struct CampaignArgs {
     mem: bool,
 
     /// Determinization steps of the monitor (see tmr --help, --mem-det).
-    #[arg(long, value_name = "STEPS", default_value = "all", value_parser = parse_det)]
+    #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det)]
     mem_det: Det,
 
     /// Write the report to FILE instead of stderr.

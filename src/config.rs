@@ -131,6 +131,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 1e-3,
+        "us" => 1e-6,
         "m" => 60.0,
         "h" => 3600.0,
         _ => return Err(format!("invalid duration unit in '{text}': use ms, s, m or h")),

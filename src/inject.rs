@@ -132,7 +132,7 @@ impl InjectSpec {
         }
         parts.push(match self.when {
             When::Exit => "after=exit".into(),
-            When::After(d) => format!("after={}ms", d.as_secs_f64() * 1e3),
+            When::After(d) => format!("after={}us", d.as_micros()),
         });
         parts.push(format!("seed={}", self.seed));
         let kind = match &self.target {

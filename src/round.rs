@@ -102,6 +102,9 @@ pub fn execute(config: &Config) -> Result<i32> {
     );
     report.memory = memory;
     report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
+    if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
+        report.exit_code = exit::TMR_ERROR;
+    }
     write_report(config, &report, report_file.as_mut())?;
     if let Some(f) = junit_file.as_mut() {
         f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
@@ -155,6 +158,7 @@ pub fn monitor_launcher(
         vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into(), "--".into(), path];
     argv.extend(command.iter().cloned());
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
+    launcher.pad_env = true;
     if det.rseq {
         // The kernel writes the current CPU into glibc's rseq area: it would fake 2-of-3 majorities.
         let tunables = match std::env::var("GLIBC_TUNABLES") {

@@ -42,11 +42,12 @@ pub fn writable_mappings(maps: &str) -> Vec<Mapping> {
 }
 
 /// What to blank before hashing: bytes below the stack pointer (dead stack) and the thread id in the
-/// thread control block (differs per replica unless it runs in its own PID namespace).
+/// thread control block (it differs per replica).
 pub struct Masks {
     pub rsp: Option<u64>,
-    /// The replica's pid and its TCB address: without a PID namespace, the pid is blanked in the TCB's
-    /// pages, the heap and the stack (where libraries keep copies of it).
+    /// The replica's pid and its TCB address: the pid is blanked in the TCB's pages, the heap and the
+    /// stack (where libraries keep copies of it). A PID namespace would make it equal instead, but the
+    /// replica would then be pid 1 and ignore the signals it sends itself (abort, kill $$).
     pub tid: Option<(u32, u64)>,
     /// `TMR_REPLICA=<i>` and friends in the environment block on the stack: they differ by design
     /// between replicas and rounds.
@@ -72,6 +73,22 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             }
         }
         let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
+        if m.name == "[stack]" {
+            // The live stack is small: read it whole, so masks see strings that straddle pages.
+            let mut stack = vec![0u8; (m.end - start) as usize];
+            let got = read_remote(pid, start, &mut stack);
+            stack.truncate(got - got % PAGE as usize);
+            mask_stack(&mut stack, start, masks);
+            for page in stack.chunks(PAGE as usize) {
+                push_digest(&mut digests, page);
+                bytes += PAGE;
+            }
+            for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
+                digests.push_str(UNREADABLE);
+            }
+            regions.push(Region { name: m.name, start, end: m.end, digests });
+            continue;
+        }
         let mut at = start;
         while at < m.end {
             let len = ((m.end - at) as usize).min(buf.len());
@@ -83,20 +100,10 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
                     digests.push_str(UNREADABLE);
                     continue;
                 }
-                if let Some(rsp) = masks.rsp {
-                    if m.name == "[stack]" && addr <= rsp && rsp < addr + PAGE {
-                        page[..(rsp - addr) as usize].fill(0);
-                    }
-                }
                 if let Some((tid, fs_base)) = masks.tid {
                     let near_tcb = addr + PAGE > fs_base.saturating_sub(PAGE) && addr < fs_base + PAGE;
-                    if near_tcb || m.name == "[heap]" || m.name == "[stack]" {
+                    if near_tcb || m.name == "[heap]" {
                         mask_u32(page, tid);
-                    }
-                }
-                if m.name == "[stack]" {
-                    for pattern in &masks.replica_env {
-                        mask_env_value(page, pattern);
                     }
                 }
                 push_digest(&mut digests, page);
@@ -130,18 +137,51 @@ fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> usize {
     }
 }
 
-/// Blank the value part of `NAME=value` wherever it occurs in the page.
-fn mask_env_value(page: &mut [u8], pattern: &[u8]) {
-    let Some(eq) = pattern.iter().position(|&b| b == b'=') else { return };
+/// The stack's masks, over the whole live stack at once (`base` is its first address): dead bytes below
+/// the stack pointer, the pid, the TMR_* environment strings, and the envp pointers into those strings
+/// (their block has a fixed start and length, but where each string starts inside it depends on the
+/// lengths of the numbers).
+fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
+    if let Some(rsp) = masks.rsp.filter(|&r| r >= base && r < base + stack.len() as u64) {
+        stack[..(rsp - base) as usize].fill(0);
+    }
+    if let Some((tid, _)) = masks.tid {
+        mask_u32(stack, tid);
+    }
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for pattern in &masks.replica_env {
+        for at in mask_env_value(stack, pattern) {
+            lo = lo.min(base + at as u64);
+            hi = hi.max(base + (at + pattern.len()) as u64 + 1);
+        }
+    }
+    if lo < hi {
+        for word in stack.chunks_exact_mut(8) {
+            let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            if v >= lo && v < hi {
+                word.fill(0);
+            }
+        }
+    }
+}
+
+/// Blank `NAME=value` wherever it occurs in the page. The whole string, not just the value: the TMR_*
+/// variables sit together and, padded by TMR_PAD, always fill the same bytes, so blanking them all (their
+/// NUL separators are zero already) leaves identical bytes whatever the numbers' lengths.
+/// Returns the offsets where it was found.
+fn mask_env_value(page: &mut [u8], pattern: &[u8]) -> Vec<usize> {
+    let mut found = Vec::new();
     let mut i = 0;
     while i + pattern.len() <= page.len() {
         if &page[i..i + pattern.len()] == pattern {
-            page[i + eq + 1..i + pattern.len()].fill(0);
+            page[i..i + pattern.len()].fill(0);
+            found.push(i);
             i += pattern.len();
         } else {
             i += 1;
         }
     }
+    found
 }
 
 fn mask_u32(page: &mut [u8], value: u32) {
@@ -200,7 +240,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
     fn replica_index_in_the_environment_is_blanked() {
         let mut page = b"PATH=/bin\0TMR_REPLICA=12\0X=1".to_vec();
         mask_env_value(&mut page, b"TMR_REPLICA=12");
-        assert_eq!(&page[..], b"PATH=/bin\0TMR_REPLICA=\0\0\0X=1");
+        assert_eq!(&page[..], b"PATH=/bin\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0X=1");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Det {
 
 impl Default for Det {
     fn default() -> Self {
-        Det { aslr: true, at_random: true, rseq: true, getrandom: true, tid: true, stack: true, tsc: true }
+        Det { aslr: true, at_random: true, rseq: true, getrandom: true, tid: true, stack: true, tsc: false }
     }
 }
 
@@ -65,7 +65,7 @@ impl Det {
         };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
             match item {
-                "all" => d = Det::default(),
+                "all" => d = Det { tsc: true, ..Det::default() },
                 "aslr" => d.aslr = true,
                 "at-random" => d.at_random = true,
                 "rseq" => d.rseq = true,
@@ -140,15 +140,21 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
     let argv: Vec<CString> = command[1..].iter().map(c).collect::<Result<_>>()?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
-    // Each replica as pid 1 of its own PID namespace: every thread id in the TCB, heap and stack is the
-    // same. Where the kernel refuses, the pid is masked instead.
     let inject = take_inject_spec();
     if let Some(spec) = &inject {
         if let crate::inject::When::After(d) = spec.when {
             arm_alarm(d)?;
         }
     }
-    let own_pid_ns = det.tid && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok();
+    trace_child(&path, &argv_ptrs, det, inject)
+}
+
+fn trace_child(
+    path: &CString,
+    argv_ptrs: &[*const libc::c_char],
+    det: Det,
+    inject: Option<InjectSpec>,
+) -> Result<(WaitStatus, MemSnapshot)> {
     let filter = getrandom_filter();
     let prog =
         libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
@@ -161,7 +167,7 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
     }
     if pid == 0 {
         // SAFETY: freshly forked child of a single-threaded process; see `child`.
-        unsafe { child(&path, &argv_ptrs, &prog, det) }
+        unsafe { child(path, argv_ptrs, &prog, det) }
     }
     TRACEE.store(pid, Ordering::SeqCst);
     let pid = Pid::from_raw(pid);
@@ -193,14 +199,9 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
         }
     }
     ptrace::cont(pid, None)?;
-    if det.tid && !own_pid_ns {
-        snap.notes
-            .push("no PID namespace allowed: the replica's pid is masked in the TCB, heap and stack".into());
-    }
     let mut tracer = Tracer {
         pid,
         det,
-        own_pid_ns,
         getrandom_calls: 0,
         tsc: 0,
         snap,
@@ -245,7 +246,6 @@ fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
 struct Tracer {
     pid: Pid,
     det: Det,
-    own_pid_ns: bool,
     getrandom_calls: u64,
     tsc: u64,
     snap: MemSnapshot,
@@ -376,10 +376,8 @@ impl Tracer {
         }
         let masks = Masks {
             rsp: regs.filter(|_| self.det.stack).map(|r| r.rsp),
-            tid: regs
-                .filter(|_| self.det.tid && !self.own_pid_ns)
-                .map(|r| (self.pid.as_raw() as u32, r.fs_base)),
-            replica_env: ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND"]
+            tid: regs.filter(|_| self.det.tid).map(|r| (self.pid.as_raw() as u32, r.fs_base)),
+            replica_env: ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD"]
                 .iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}").into_bytes()))
                 .collect(),
@@ -653,7 +651,7 @@ mod tests {
 
     #[test]
     fn determinization_lists_round_trip() {
-        assert_eq!(Det::parse("all").unwrap(), Det::default());
+        assert_eq!(Det::parse("all").unwrap(), Det { tsc: true, ..Det::default() });
         assert_eq!(Det::parse(&Det::default().to_list()).unwrap(), Det::default());
         assert_eq!(Det::parse("none").unwrap().to_list(), "none");
         let d = Det::parse("aslr,tsc").unwrap();

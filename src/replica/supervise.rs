@@ -41,21 +41,29 @@ pub struct Launcher {
     pub argv: Vec<CString>,
     /// tmr's environment without TMR_REPLICA/TMR_REPLICAS/TMR_ROUND, which each replica gets afresh.
     pub base_env: Vec<CString>,
+    /// Append TMR_PAD so the TMR_* variables always take the same number of bytes (memory voting:
+    /// `TMR_ROUND=10` must not shift every later byte of the stack against `TMR_ROUND=9`).
+    pub pad_env: bool,
 }
+
+/// Digits of TMR_REPLICA, TMR_REPLICAS and TMR_ROUND plus TMR_PAD's value, whatever the numbers.
+const PADDED_DIGITS: usize = 48;
 
 impl Launcher {
     pub fn new(path: OsString, command: &[OsString]) -> Result<Self> {
         let c = |s: OsString| CString::new(s.into_vec()).context("an argument contains a NUL byte");
         let argv = command.iter().cloned().map(c).collect::<Result<Vec<_>>>()?;
         let base_env = std::env::vars_os()
-            .filter(|(k, _)| !matches!(k.to_str(), Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND")))
+            .filter(|(k, _)| {
+                !matches!(k.to_str(), Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND" | "TMR_PAD"))
+            })
             .map(|(mut k, v)| {
                 k.push("=");
                 k.push(v);
                 c(k)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Launcher { path: c(path)?, argv, base_env })
+        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false })
     }
 
     /// Set (or replace) one variable of every replica's environment.
@@ -71,6 +79,12 @@ impl Launcher {
         for (k, v) in [("TMR_REPLICA", job.replica), ("TMR_REPLICAS", job.replicas), ("TMR_ROUND", job.round)]
         {
             env.push(CString::new(format!("{k}={v}")).expect("no NUL in a number"));
+        }
+        if self.pad_env {
+            let digits: usize =
+                [job.replica, job.replicas, job.round].iter().map(|n| n.to_string().len()).sum();
+            let pad = "x".repeat(PADDED_DIGITS.saturating_sub(digits));
+            env.push(CString::new(format!("TMR_PAD={pad}")).expect("no NUL in padding"));
         }
         env
     }

@@ -751,6 +751,7 @@ fn the_help_describes_the_default_determinization() {
     let help = text(&tmr().timeout(LIMIT).arg("--help").output().unwrap().stdout).replace('\n', " ");
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     let ran = tmr_json(argv!["--mem", "--reruns", "0", "--", "true"]);
+    assert_eq!(ran.mem()["determinization"], DEFAULT_STEPS, "every step but tsc by default");
     let tsc_on = ran.mem()["determinization"].as_str().unwrap().split(',').any(|s| s == "tsc");
     let says_off = help.contains("tsc (rdtsc trapping, off by default)");
     assert!(!(tsc_on && says_off), "help: tsc off by default; report: {}", ran.mem()["determinization"]);

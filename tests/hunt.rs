@@ -374,3 +374,36 @@ esac"#,
     assert_eq!(failing[0]["outcome"]["code"], 1, "{r}");
     assert_eq!(u64_of(&failing[0]["first_run"]), 0, "{r}");
 }
+
+/// On a terminal the hunt shows a live progress line. `script` gives tmr a pseudo-terminal; the runs
+/// wait on a file handshake, so the bar is certainly drawn before they finish.
+#[test]
+fn a_terminal_gets_a_live_progress_line() {
+    let Ok(script) = which("script") else {
+        println!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let tmr_bin = assert_cmd::cargo::cargo_bin("tmr");
+    // The first run creates the file after a few hundred polls; the progress bar ticks every 200 ms.
+    let inner = format!(
+        "{} hunt --runs 3 -j 1 -- sh -c 'i=0; while [ $i -lt 300 ] && [ ! -e {go} ]; do i=$((i+1)); sleep 0.01; done; touch {go}'",
+        tmr_bin.display(),
+        go = go.display()
+    );
+    let out = std::process::Command::new(script)
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("tmr hunt: 3 of 3 runs"), "{shown}");
+    assert!(shown.contains("runs ·"), "a progress line was drawn on the terminal: {shown:?}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+        .ok_or(())
+}

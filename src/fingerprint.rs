@@ -69,11 +69,6 @@ impl StreamSummary {
     pub fn hex(&self) -> String {
         self.digest.iter().map(|b| format!("{b:02x}")).collect()
     }
-
-    /// The first 8 hex digits: enough to tell outputs apart in a summary line.
-    pub fn short(&self) -> String {
-        self.hex()[..8].to_string()
-    }
 }
 
 /// Which fields take part in the vote (`--compare`).

@@ -12,7 +12,6 @@
 mod common;
 
 use std::ffi::OsString;
-use std::fs;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,12 +29,7 @@ macro_rules! argv {
 }
 
 /// One finished tmr run with its JSON report.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    report: Value,
-}
+type Ran = JsonRun;
 
 impl Ran {
     fn class(&self) -> &str {
@@ -50,57 +44,12 @@ impl Ran {
     }
 }
 
-/// `tmr [campaign] --format json -o FILE ARGS...`, bounded, with an empty stdin; returns the report, which
-/// states tmr's exit code.
-fn tmr_json(campaign: bool, args: Vec<OsString>) -> Ran {
-    let ran = tmr_json_unchecked(campaign, args);
-    assert_eq!(ran.report["exit_code"].as_i64(), Some(ran.code as i64), "the report states tmr's exit code");
-    ran
-}
-
-/// [`tmr_json`] without checking the report's `exit_code` (see the failed-injection bug below).
-fn tmr_json_unchecked(campaign: bool, args: Vec<OsString>) -> Ran {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let file = dir.path().join("report.json");
-    let mut cmd = tmr();
-    if campaign {
-        cmd.arg("campaign");
-    }
-    let out = cmd
-        .timeout(LIMIT)
-        .arg("--format")
-        .arg("json")
-        .arg("-o")
-        .arg(&file)
-        .args(&args)
-        .write_stdin(Vec::new())
-        .output()
-        .expect("running tmr");
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    let code = out.status.code().unwrap_or_else(|| panic!("tmr was killed ({}): {stderr}", out.status));
-    let json = fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("no report from tmr {args:?} (exit {code}): {e}\nstderr:\n{stderr}"));
-    let report: Value = serde_json::from_str(&json).expect("the report is JSON");
-    let schema = if campaign { "tmr-campaign-report" } else { "tmr-report" };
-    assert_eq!(report["schema"], schema, "{report}");
-    Ran { code, stdout, stderr, report }
-}
-
 fn run_json(args: Vec<OsString>) -> Ran {
-    tmr_json(false, args)
+    tmr_json_report(None, &[], &args, "tmr-report")
 }
 
 fn campaign_json(args: Vec<OsString>) -> Ran {
-    tmr_json(true, args)
-}
-
-/// tmr's options, `--`, then the command.
-fn with(opts: &[&str], command: Vec<OsString>) -> Vec<OsString> {
-    let mut v: Vec<OsString> = opts.iter().map(OsString::from).collect();
-    v.push("--".into());
-    v.extend(command);
-    v
+    tmr_json_report(Some("campaign"), &[], &args, "tmr-campaign-report")
 }
 
 /// Is ptrace usable here? Asked once per test binary: a `--mem` run of `true` whose replicas report
@@ -396,7 +345,7 @@ fn a_bad_spec_is_refused_before_anything_runs() {
 
 /// `tmr --inject SPEC -- COMMAND` where the fault cannot be injected: exit 125 with the reason.
 fn assert_injection_fails(spec: &str, command: Vec<OsString>, reason: &str) {
-    let ran = tmr_json_unchecked(false, with(&["--inject", spec, "--reruns", "0"], command));
+    let ran = run_json(with(&["--inject", spec, "--reruns", "0"], command));
     assert_eq!(ran.code, 125, "{spec}: {}", ran.stderr);
     let line = format!("tmr: --inject failed: {reason}");
     assert!(ran.stderr.contains(&line), "{spec}: expected {line:?} in:\n{}", ran.stderr);
@@ -431,7 +380,7 @@ fn a_failed_injection_still_delivers_the_output() {
     let marker = dir.path().join("ran");
     let touch = format!("touch '{}'; echo done", marker.display());
     let spec = "flip:replica=0,region=heap,page=999999";
-    let ran = tmr_json_unchecked(false, argv!["--inject", spec, "--reruns", "0", "--", "sh", "-c", touch]);
+    let ran = run_json(argv!["--inject", spec, "--reruns", "0", "--", "sh", "-c", touch]);
     assert_eq!(ran.code, 125);
     assert_eq!(ran.stdout, "done\n");
     assert!(marker.exists());
@@ -441,10 +390,7 @@ fn a_failed_injection_still_delivers_the_output() {
 fn a_failed_injection_report_states_exit_125() {
     require_ptrace!();
     let spec = "flip:replica=1,region=heap,page=999999";
-    let ran = tmr_json_unchecked(
-        false,
-        argv!["--inject", spec, "--reruns", "0", "--", fixture("heapstate"), "--mb", "1"],
-    );
+    let ran = run_json(argv!["--inject", spec, "--reruns", "0", "--", fixture("heapstate"), "--mb", "1"]);
     assert_eq!(ran.code, 125);
     assert_eq!(ran.report["exit_code"], 125, "the report states the exit code tmr ended with");
 }

@@ -38,12 +38,7 @@ macro_rules! argv {
 }
 
 /// One finished tmr run with its JSON report.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    report: Value,
-}
+type Ran = JsonRun;
 
 impl Ran {
     fn mem(&self) -> &Value {
@@ -115,41 +110,11 @@ impl Ran {
 
 /// `tmr --format json -o FILE ARGS...`, bounded, with an empty stdin; returns the parsed report.
 fn tmr_json(args: Vec<OsString>) -> Ran {
-    tmr_json_env(&[], args)
+    tmr_json_report(None, &[], &args, "tmr-report")
 }
 
-/// [`tmr_json`] with extra environment variables.
 fn tmr_json_env(env: &[(&str, &str)], args: Vec<OsString>) -> Ran {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let file = dir.path().join("report.json");
-    let out = tmr()
-        .envs(env.iter().copied())
-        .timeout(LIMIT)
-        .arg("--format")
-        .arg("json")
-        .arg("-o")
-        .arg(&file)
-        .args(&args)
-        .write_stdin(Vec::new())
-        .output()
-        .expect("running tmr");
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    let code = out.status.code().unwrap_or_else(|| panic!("tmr was killed ({}): {stderr}", out.status));
-    let json = fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("no report from tmr {args:?} (exit {code}): {e}\nstderr:\n{stderr}"));
-    let report: Value = serde_json::from_str(&json).expect("the report is JSON");
-    assert_eq!(report["schema"], "tmr-report", "{report}");
-    assert_eq!(report["exit_code"].as_i64(), Some(code as i64), "the report states tmr's exit code");
-    Ran { code, stdout, stderr, report }
-}
-
-/// tmr's options, `--`, then the command.
-fn with(opts: &[&str], command: Vec<OsString>) -> Vec<OsString> {
-    let mut v: Vec<OsString> = opts.iter().map(OsString::from).collect();
-    v.push("--".into());
-    v.extend(command);
-    v
+    tmr_json_report(None, env, &args, "tmr-report")
 }
 
 /// Is ptrace usable here? Asked once per test binary: a `--mem` run of `true` whose replicas report

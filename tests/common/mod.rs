@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -325,4 +326,56 @@ pub fn open_pty() -> (File, File) {
             .unwrap_or_else(|e| panic!("opening {name}: {e}"));
         (master, slave)
     }
+}
+
+/// What `tmr … --format json -o FILE` did: its exit code, outputs, and the parsed report.
+pub struct JsonRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: serde_json::Value,
+}
+
+/// `tmr [SUBCOMMAND] --format json -o FILE ARGS...` with extra environment variables, bounded at two
+/// minutes, with an empty stdin. Checks the report's schema and that it states tmr's own exit code.
+pub fn tmr_json_report(
+    subcommand: Option<&str>,
+    env: &[(&str, &str)],
+    args: &[OsString],
+    schema: &str,
+) -> JsonRun {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("report.json");
+    let mut cmd = tmr();
+    if let Some(sub) = subcommand {
+        cmd.arg(sub);
+    }
+    let out = cmd
+        .envs(env.iter().copied())
+        .timeout(Duration::from_secs(120))
+        .arg("--format")
+        .arg("json")
+        .arg("-o")
+        .arg(&file)
+        .args(args)
+        .write_stdin(Vec::new())
+        .output()
+        .expect("running tmr");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    let code = out.status.code().unwrap_or_else(|| panic!("tmr was killed ({}): {stderr}", out.status));
+    let json = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("no report from tmr {args:?} (exit {code}): {e}\nstderr:\n{stderr}"));
+    let report: serde_json::Value = serde_json::from_str(&json).expect("the report is JSON");
+    assert_eq!(report["schema"], schema, "{report}");
+    assert_eq!(report["exit_code"].as_i64(), Some(code as i64), "the report states tmr's exit code");
+    JsonRun { code, stdout, stderr, report }
+}
+
+/// tmr's options, `--`, then the command.
+pub fn with(opts: &[&str], command: Vec<OsString>) -> Vec<OsString> {
+    let mut v: Vec<OsString> = opts.iter().map(OsString::from).collect();
+    v.push("--".into());
+    v.extend(command);
+    v
 }

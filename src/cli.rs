@@ -353,7 +353,9 @@ struct CampaignArgs {
     #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     trials: u64,
 
-    /// Seed of every random choice; the same seed replays the same campaign.
+    /// Seed of every random choice: the same seed draws the same replicas, pages and bits; fault times
+    /// are drawn as fractions of the golden run's measured wall time, so they vary with it (each trial's
+    /// exact spec is in the JSON trial log for replay).
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
 
@@ -430,7 +432,7 @@ EXAMPLES
   tmr hunt --runs 1000 --compare exit,stdout --mask 'took [0-9.]+s' -- ./job
 
 A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output
-differs from the first run's). Exit status: 0 when every run passed, 1 when any failed, 125 on
+differs from the first passing run's). Exit status: 0 when every run passed, 1 when any failed, 125 on
 tmr's own errors, 130/143/129 when stopped by a signal.
 ";
 

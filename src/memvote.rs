@@ -28,6 +28,23 @@ pub struct MemSnapshot {
     pub injected: Option<crate::inject::Injected>,
     #[serde(default)]
     pub inject_error: Option<String>,
+    /// The pid whose copies are blanked (the `tid` step), and the pages that hold it, whole.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub pid_pages: Vec<PidPage>,
+}
+
+/// A page in which the replica found its own pid (an aligned 32-bit word equal to it), shipped whole
+/// rather than blanked in the monitor. A word equal to the pid is not always a copy of it: a malloc chunk
+/// size or a counter can equal a low pid in one replica only, and blanking it there alone would make that
+/// replica's page differ. Only the voter, which sees every replica, can tell a pid slot (the word holds
+/// each replica's own pid, in a majority of them) from a coincidence, so the bytes travel to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PidPage {
+    pub addr: u64,
+    /// The page's bytes, as hex.
+    pub bytes: String,
 }
 
 /// One writable private mapping. `digests` holds one 32-hex-digit digest (a 128-bit blake3 prefix) per
@@ -88,17 +105,83 @@ pub struct MemVerdict {
 /// One replica's view of one page: digest, region name, region start and end.
 type PageSeen<'a> = (&'a str, &'a str, u64, u64);
 
+/// 128 bits of blake3 per page, as hex: collisions are not a practical concern for voting, and it halves
+/// the snapshot that travels to tmr. Encoded by table: this runs once per page of a 100 MiB heap.
+pub fn push_digest(out: &mut String, page: &[u8]) {
+    let hash = blake3::hash(page);
+    out.push_str(&to_hex(&hash.as_bytes()[..DIGEST_HEX / 2]));
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let text: Vec<u8> = bytes.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect();
+    String::from_utf8(text).expect("hex is ASCII")
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    let t = text.as_bytes();
+    (t.len() % 2 == 0).then_some(())?;
+    t.chunks(2).map(|p| Some((digit(p[0])? * 16 + digit(p[1])?) as u8)).collect()
+}
+
+/// Offsets of the aligned 32-bit words equal to `pid`.
+pub fn pid_words(page: &[u8], pid: u32) -> Vec<usize> {
+    let v = pid.to_le_bytes();
+    page.chunks_exact(4).enumerate().filter(|(_, w)| *w == v).map(|(i, _)| 4 * i).collect()
+}
+
+/// Digests of the pages that hold a replica's pid, with only its *pid slots* blanked: the words where a
+/// strict majority of the voters hold their own pid. A word that equals the pid in one replica only is a
+/// coincidence and keeps its bytes, so it compares equal with the same bytes in the others. A replica
+/// that lacks the pid in a slot keeps what it has there instead, which is a real difference (a flipped
+/// pid is found). Returns, per replica, page address -> digest, overriding its region digest.
+fn pid_digests(snaps: &[Option<&MemSnapshot>]) -> Vec<BTreeMap<u64, String>> {
+    let voters = snaps.iter().flatten().count();
+    /// Replica, page bytes, offsets of its pid words.
+    type Holder = (usize, Vec<u8>, Vec<usize>);
+    let mut pages: BTreeMap<u64, Vec<Holder>> = BTreeMap::new();
+    for (i, snap) in snaps.iter().enumerate() {
+        let Some(snap) = snap else { continue };
+        let Some(pid) = snap.pid else { continue };
+        for p in &snap.pid_pages {
+            if let Some(bytes) = from_hex(&p.bytes).filter(|b| b.len() == PAGE as usize) {
+                let words = pid_words(&bytes, pid);
+                pages.entry(p.addr).or_default().push((i, bytes, words));
+            }
+        }
+    }
+    let mut out = vec![BTreeMap::new(); snaps.len()];
+    for (addr, seen) in pages {
+        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for w in seen.iter().flat_map(|s| &s.2) {
+            *counts.entry(*w).or_default() += 1;
+        }
+        for (i, mut bytes, words) in seen {
+            for w in words.into_iter().filter(|w| counts[w] * 2 > voters) {
+                bytes[w..w + 4].fill(0);
+            }
+            let mut digest = String::with_capacity(DIGEST_HEX);
+            push_digest(&mut digest, &bytes);
+            out[i].insert(addr, digest);
+        }
+    }
+    out
+}
+
 /// Vote page by page across replicas. `None` snapshots (memory voting unavailable for that replica)
 /// take no part; a page missing from a replica counts as a different value.
 pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     // addr -> per-replica (digest, region name, region bounds)
     let mut pages: BTreeMap<u64, Vec<Option<PageSeen>>> = BTreeMap::new();
     let n = snaps.len();
+    let pid_digests = pid_digests(snaps);
     for (i, snap) in snaps.iter().enumerate() {
         let Some(snap) = snap else { continue };
         for r in &snap.regions {
             for (p, digest) in r.pages().enumerate() {
                 let addr = r.start + p as u64 * PAGE;
+                let digest = pid_digests[i].get(&addr).map_or(digest, |d| d.as_str());
                 let slot = pages.entry(addr).or_insert_with(|| vec![None; n]);
                 slot[i] = Some((digest, r.name.as_str(), r.start, r.end));
             }
@@ -147,14 +230,17 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
 
 /// A single replica's memory key against a reference snapshot (the voted replica's), for reruns that
 /// have no siblings to vote with: consistent with [`vote_pages`]' keys, and blind to known noise pages.
+/// Pid slots are the words where both hold their own pid.
 pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoisePage]) -> [u8; 32] {
-    let index = |s: &MemSnapshot| -> BTreeMap<u64, String> {
+    let pid_digests = pid_digests(&[Some(reference), Some(other)]);
+    let index = |s: &MemSnapshot, pid_digests: &BTreeMap<u64, String>| -> BTreeMap<u64, String> {
         s.regions
             .iter()
             .flat_map(|r| r.pages().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d.to_string())))
+            .map(|(addr, d)| (addr, pid_digests.get(&addr).cloned().unwrap_or(d)))
             .collect()
     };
-    let (a, b) = (index(reference), index(other));
+    let (a, b) = (index(reference, &pid_digests[0]), index(other, &pid_digests[1]));
     let noisy: std::collections::HashSet<u64> = noise.iter().map(|n| n.addr).collect();
     let mut h = blake3::Hasher::new();
     let addrs: std::collections::BTreeSet<u64> = a.keys().chain(b.keys()).copied().collect();
@@ -253,5 +339,83 @@ mod tests {
         // Two voters disagreeing on the heap page: no strict majority of 2 -> noise.
         assert_eq!(v.noise.len(), 1);
         assert_eq!(v.divergent.len(), 0);
+    }
+
+    /// A one-page heap snapshot of replica `pid` from real bytes, shipped whole when it holds the pid,
+    /// as the monitor does.
+    fn heap_of(pid: u32, words: &[(usize, u32)]) -> MemSnapshot {
+        let mut page = vec![7u8; PAGE as usize];
+        for &(at, v) in words {
+            page[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut digests = String::new();
+        push_digest(&mut digests, &page);
+        let holds = !pid_words(&page, pid).is_empty();
+        MemSnapshot {
+            regions: vec![Region { name: "[heap]".into(), start: 0x1000, end: 0x2000, digests }],
+            pid: Some(pid),
+            pid_pages: if holds { vec![PidPage { addr: 0x1000, bytes: to_hex(&page) }] } else { vec![] },
+            ..Default::default()
+        }
+    }
+
+    fn verdict(snaps: &[MemSnapshot]) -> MemVerdict {
+        vote_pages(&snaps.iter().map(Some).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn each_replica_keeping_its_own_pid_in_the_same_word_agrees() {
+        let v = verdict(&[heap_of(500, &[(8, 500)]), heap_of(501, &[(8, 501)]), heap_of(502, &[(8, 502)])]);
+        assert_eq!((v.divergent.len(), v.noise.len()), (0, 0), "{v:?}");
+    }
+
+    #[test]
+    fn data_that_happens_to_equal_one_replicas_pid_is_not_blanked_there_alone() {
+        // A chunk size of 501 in every replica; replica 1's pid is 501.
+        let v =
+            verdict(&[heap_of(500, &[(16, 501)]), heap_of(501, &[(16, 501)]), heap_of(502, &[(16, 501)])]);
+        assert_eq!((v.divergent.len(), v.noise.len()), (0, 0), "{v:?}");
+        // The same, in a page that also holds a real pid copy: only the shared slot is blanked.
+        let v = verdict(&[
+            heap_of(500, &[(8, 500), (16, 501)]),
+            heap_of(501, &[(8, 501), (16, 501)]),
+            heap_of(502, &[(8, 502), (16, 501)]),
+        ]);
+        assert_eq!((v.divergent.len(), v.noise.len()), (0, 0), "{v:?}");
+    }
+
+    #[test]
+    fn a_flipped_pid_word_is_still_a_divergence() {
+        let v =
+            verdict(&[heap_of(500, &[(8, 500)]), heap_of(501, &[(8, 501 ^ 4)]), heap_of(502, &[(8, 502)])]);
+        assert_eq!(v.divergent.iter().map(|d| d.replica).collect::<Vec<_>>(), [1]);
+        // A flip elsewhere in a page that holds the pid, too.
+        let v = verdict(&[
+            heap_of(500, &[(8, 500)]),
+            heap_of(501, &[(8, 501), (100, 9)]),
+            heap_of(502, &[(8, 502)]),
+        ]);
+        assert_eq!(v.divergent.iter().map(|d| d.replica).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_rerun_key_blanks_the_pid_slots_it_shares_with_the_reference() {
+        let (a, b, c) = (
+            heap_of(500, &[(8, 500), (16, 501)]),
+            heap_of(501, &[(8, 501), (16, 501)]),
+            heap_of(502, &[(8, 502), (16, 501)]),
+        );
+        let v = verdict(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(key_against(&a, &b, &v.noise), v.keys[0]);
+        assert_eq!(key_against(&a, &c, &v.noise), v.keys[0]);
+        assert_ne!(key_against(&a, &heap_of(503, &[(8, 503), (16, 502)]), &v.noise), v.keys[0]);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
     }
 }

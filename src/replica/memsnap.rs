@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{Region, DIGEST_HEX, PAGE, UNREADABLE};
+use crate::memvote::{pid_words, push_digest, to_hex, PidPage, Region, DIGEST_HEX, PAGE, UNREADABLE};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +45,10 @@ pub fn writable_mappings(maps: &str) -> Vec<Mapping> {
 /// thread control block (it differs per replica).
 pub struct Masks {
     pub rsp: Option<u64>,
-    /// The replica's pid and its TCB address: the pid is blanked in the TCB's pages, the heap and the
-    /// stack (where libraries keep copies of it). A PID namespace would make it equal instead, but the
-    /// replica would then be pid 1 and ignore the signals it sends itself (abort, kill $$).
+    /// The replica's pid and its TCB address: pages of the TCB, the heap and the stack (where libraries
+    /// keep copies of it) that hold the pid are shipped whole, for the voter to blank the pid slots
+    /// ([`crate::memvote::PidPage`]). A PID namespace would make it equal instead, but the replica would
+    /// then be pid 1 and ignore the signals it sends itself (abort, kill $$).
     pub tid: Option<(u32, u64)>,
     /// `TMR_REPLICA=<i>` and friends in the environment block on the stack: they differ by design
     /// between replicas and rounds.
@@ -57,12 +58,32 @@ pub struct Masks {
 pub struct Hashed {
     pub regions: Vec<Region>,
     pub bytes: u64,
+    pub pid_pages: Vec<PidPage>,
+    /// Pages holding the pid beyond [`MAX_PID_PAGES`]: compared as they are.
+    pub pid_pages_dropped: usize,
+}
+
+/// A program keeps its pid in a handful of pages (TCB, a few heap and stack words); past this many, the
+/// matches are data that happens to equal it, and shipping them would bloat the snapshot.
+pub const MAX_PID_PAGES: usize = 64;
+
+/// Hash one page into `digests`; keep it whole if it holds the pid and is a place where copies live.
+fn hash_page(out: &mut Hashed, digests: &mut String, addr: u64, page: &[u8], pid: Option<u32>) {
+    push_digest(digests, page);
+    out.bytes += PAGE;
+    if pid.is_some_and(|p| !pid_words(page, p).is_empty()) {
+        if out.pid_pages.len() < MAX_PID_PAGES {
+            out.pid_pages.push(PidPage { addr, bytes: to_hex(page) });
+        } else {
+            out.pid_pages_dropped += 1;
+        }
+    }
 }
 
 pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading /proc/PID/maps")?;
-    let mut regions = Vec::new();
-    let mut bytes = 0;
+    let mut out = Hashed { regions: Vec::new(), bytes: 0, pid_pages: Vec::new(), pid_pages_dropped: 0 };
+    let own_pid = masks.tid.map(|t| t.0);
     // Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
     let mut buf = vec![0u8; 1 << 16];
     for m in writable_mappings(&maps) {
@@ -79,14 +100,13 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             let got = read_remote(pid, start, &mut stack);
             stack.truncate(got - got % PAGE as usize);
             mask_stack(&mut stack, start, masks);
-            for page in stack.chunks(PAGE as usize) {
-                push_digest(&mut digests, page);
-                bytes += PAGE;
+            for (i, page) in stack.chunks(PAGE as usize).enumerate() {
+                hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
             }
             for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
                 digests.push_str(UNREADABLE);
             }
-            regions.push(Region { name: m.name, start, end: m.end, digests });
+            out.regions.push(Region { name: m.name, start, end: m.end, digests });
             continue;
         }
         let mut at = start;
@@ -94,26 +114,22 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             let len = ((m.end - at) as usize).min(buf.len());
             let chunk = &mut buf[..len];
             let got = read_remote(pid, at, chunk);
-            for (i, page) in chunk.chunks_mut(PAGE as usize).enumerate() {
+            for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
                 let addr = at + i as u64 * PAGE;
                 if (i + 1) * PAGE as usize > got {
                     digests.push_str(UNREADABLE);
                     continue;
                 }
-                if let Some((tid, fs_base)) = masks.tid {
-                    let near_tcb = addr + PAGE > fs_base.saturating_sub(PAGE) && addr < fs_base + PAGE;
-                    if near_tcb || m.name == "[heap]" {
-                        mask_u32(page, tid);
-                    }
-                }
-                push_digest(&mut digests, page);
-                bytes += PAGE;
+                let near_tcb =
+                    |fs_base: u64| addr + PAGE > fs_base.saturating_sub(PAGE) && addr < fs_base + PAGE;
+                let copies_here = masks.tid.is_some_and(|(_, fs)| near_tcb(fs)) || m.name == "[heap]";
+                hash_page(&mut out, &mut digests, addr, page, own_pid.filter(|_| copies_here));
             }
             at += len as u64;
         }
-        regions.push(Region { name: m.name, start, end: m.end, digests });
+        out.regions.push(Region { name: m.name, start, end: m.end, digests });
     }
-    Ok(Hashed { regions, bytes })
+    Ok(out)
 }
 
 /// Read as much of [addr, addr+len) as possible; returns the length of the readable prefix.
@@ -138,15 +154,12 @@ fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> usize {
 }
 
 /// The stack's masks, over the whole live stack at once (`base` is its first address): dead bytes below
-/// the stack pointer, the pid, the TMR_* environment strings, and the envp pointers into those strings
+/// the stack pointer, the TMR_* environment strings, and the envp pointers into those strings
 /// (their block has a fixed start and length, but where each string starts inside it depends on the
 /// lengths of the numbers).
 fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
     if let Some(rsp) = masks.rsp.filter(|&r| r >= base && r < base + stack.len() as u64) {
         stack[..(rsp - base) as usize].fill(0);
-    }
-    if let Some((tid, _)) = masks.tid {
-        mask_u32(stack, tid);
     }
     let (mut lo, mut hi) = (u64::MAX, 0);
     for pattern in &masks.replica_env {
@@ -184,28 +197,6 @@ fn mask_env_value(page: &mut [u8], pattern: &[u8]) -> Vec<usize> {
     found
 }
 
-fn mask_u32(page: &mut [u8], value: u32) {
-    let v = value.to_le_bytes();
-    for word in page.chunks_exact_mut(4) {
-        if word == v {
-            word.fill(0);
-        }
-    }
-}
-
-/// 128 bits of blake3 per page, as hex: collisions are not a practical concern for voting, and it halves
-/// the snapshot that travels to tmr. Encoded by table: this runs once per page of a 100 MiB heap.
-fn push_digest(out: &mut String, page: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hash = blake3::hash(page);
-    let mut text = [0u8; DIGEST_HEX];
-    for (i, b) in hash.as_bytes()[..DIGEST_HEX / 2].iter().enumerate() {
-        text[2 * i] = HEX[(b >> 4) as usize];
-        text[2 * i + 1] = HEX[(b & 15) as usize];
-    }
-    out.push_str(std::str::from_utf8(&text).expect("hex is ASCII"));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,16 +215,6 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["/usr/bin/prog", "[heap]", "[anon]", "[stack]"]);
         assert_eq!((m[1].start, m[1].end), (0x55d0e000, 0x55d2f000));
-    }
-
-    #[test]
-    fn tid_masking_blanks_only_aligned_words_equal_to_the_tid() {
-        let mut page = vec![0u8; 16];
-        page[4..8].copy_from_slice(&1234u32.to_le_bytes());
-        page[9..13].copy_from_slice(&1234u32.to_le_bytes());
-        mask_u32(&mut page, 1234);
-        assert_eq!(&page[4..8], &[0, 0, 0, 0]);
-        assert_eq!(&page[9..13], &1234u32.to_le_bytes());
     }
 
     #[test]

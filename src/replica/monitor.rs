@@ -386,6 +386,16 @@ impl Tracer {
             Ok(h) => {
                 self.snap.regions = h.regions;
                 self.snap.bytes = h.bytes;
+                self.snap.pid = masks.tid.map(|t| t.0);
+                self.snap.pid_pages = h.pid_pages;
+                if h.pid_pages_dropped > 0 {
+                    self.snap.notes.push(format!(
+                        "the pid appeared in {} more pages than the {} shipped for pid blanking; those are \
+                         compared as they are",
+                        h.pid_pages_dropped,
+                        super::memsnap::MAX_PID_PAGES
+                    ));
+                }
             }
             Err(e) => self.snap.unavailable = Some(format!("reading memory failed: {e:#}")),
         }

@@ -24,6 +24,7 @@ pub fn mask_line<'a>(masks: &[Regex], line: &'a [u8]) -> std::borrow::Cow<'a, [u
 
 /// Streams bytes into a blake3 digest, masking line by line when masks are given. Chunk boundaries never
 /// change the digest: a line split across two reads is reassembled first.
+#[derive(Clone)]
 pub struct MaskedHasher {
     masks: Vec<Regex>,
     carry: Vec<u8>,

@@ -382,6 +382,26 @@ fn flood_of_one_gib_is_delivered_completely() {
     assert!(err.contains("unanimous 3/3"), "{err}");
 }
 
+/// Followers are paced behind the first replica's output only while it is producing: here it prints one
+/// byte and then waits until the other two have written 4 MiB each (four pipe-fulls) and exited. Holding
+/// them back would deadlock; the --timeout only bounds a regression.
+#[test]
+fn a_follower_is_never_held_back_by_an_idle_first_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"printf x
+if [ "$TMR_REPLICA" = 0 ]; then
+  while [ ! -e "$D/1" ] || [ ! -e "$D/2" ]; do sleep 0.01; done
+  head -c 4194304 /dev/zero
+else
+  head -c 4194304 /dev/zero; touch "$D/$TMR_REPLICA"
+fi"#;
+    let out =
+        run(tmr_std().args(["--timeout", "60s", "--", "sh", "-c", script]).env("D", dir.path()), Input::Null);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), 1 + (4 << 20));
+    assert!(text(&out.stderr).contains("unanimous 3/3"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn flood_output_is_replayed_byte_exact() {
     let flood = fixture("flood");

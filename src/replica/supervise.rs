@@ -187,7 +187,7 @@ struct Running {
     kill_at: Option<Instant>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Slot {
     Signal,
     Stdin,
@@ -195,6 +195,17 @@ enum Slot {
     Err(usize),
     Feed(usize),
     Exec(usize),
+}
+
+impl Slot {
+    /// The same kind of slot for another replica.
+    fn with_index(self, i: usize) -> Slot {
+        match self {
+            Slot::Out(_) => Slot::Out(i),
+            Slot::Err(_) => Slot::Err(i),
+            other => other,
+        }
+    }
 }
 
 impl Harness {
@@ -389,7 +400,22 @@ impl Harness {
                 .collect::<Vec<_>>()
         };
 
-        for slot in ready {
+        // The reference's streams first, and followers paced behind it while it is producing: a follower
+        // that reads ahead of the reference must store what it read, and with replicas flooding output
+        // in parallel that would be every byte (capture's dedup saves a spool copy per follower). A
+        // follower is never held back while the reference is idle, so no replica waits on another's pace
+        // for longer than one poll round.
+        let reference = running.iter().position(|r| r.out.cap.is_reference());
+        let mut ready = ready;
+        ready.sort_by_key(|s| !matches!(s, Slot::Out(i) | Slot::Err(i) if Some(*i) == reference));
+        let producing = |slot: Slot| reference.is_some_and(|ri| ready.contains(&slot.with_index(ri)));
+        let limit = |cap: &Capture, slot: Slot| -> usize {
+            match cap.compare_room() {
+                Some(room) if producing(slot) => room.min(PIPE_SIZE as u64) as usize,
+                _ => PIPE_SIZE as usize,
+            }
+        };
+        for &slot in &ready {
             match slot {
                 Slot::Signal => self.signals.drain(),
                 Slot::Stdin => {
@@ -397,8 +423,14 @@ impl Harness {
                         spool.pull(&mut self.buf)?;
                     }
                 }
-                Slot::Out(i) => read_stream(&mut running[i].out, &mut self.buf)?,
-                Slot::Err(i) => read_stream(&mut running[i].err, &mut self.buf)?,
+                Slot::Out(i) => {
+                    let n = limit(&running[i].out.cap, slot);
+                    read_stream(&mut running[i].out, &mut self.buf, n)?
+                }
+                Slot::Err(i) => {
+                    let n = limit(&running[i].err.cap, slot);
+                    read_stream(&mut running[i].err, &mut self.buf, n)?
+                }
                 Slot::Exec(i) => check_exec(&mut running[i]),
                 Slot::Feed(i) => {
                     if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut())
@@ -511,15 +543,16 @@ fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usiz
 
 /// Read what a ready pipe holds, in cache-sized pieces, up to one pipe's worth per wake-up so that one
 /// flooding replica cannot starve the others (or the signal pipe) of turns.
-fn read_stream(s: &mut Stream, buf: &mut [u8]) -> Result<()> {
-    let mut budget = PIPE_SIZE as usize;
-    while let Some(fd) = &s.fd {
-        match nix::unistd::read(fd.as_raw_fd(), buf) {
+/// Read what the pipe holds, at most `budget` bytes (a pipe-full, or a follower's compare room).
+fn read_stream(s: &mut Stream, buf: &mut [u8], mut budget: usize) -> Result<()> {
+    while let Some(fd) = s.fd.as_ref().filter(|_| budget > 0) {
+        let want = budget.min(buf.len());
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]) {
             Ok(0) => s.fd = None,
             Ok(n) => {
                 s.cap.push(&buf[..n])?;
-                budget = budget.saturating_sub(n);
-                if n < buf.len() || budget == 0 {
+                budget -= n;
+                if n < want || budget == 0 {
                     return Ok(());
                 }
             }
@@ -560,7 +593,7 @@ fn finalize(mut r: Running, buf: &mut [u8]) -> Result<RunRecord> {
     for s in [&mut r.out, &mut r.err] {
         // Whatever is already in the pipe was written by the replica's tree: keep it. One pipe's worth,
         // no more: a leaked writer in another session could otherwise keep tmr here forever.
-        read_stream(s, buf)?;
+        read_stream(s, buf, PIPE_SIZE as usize)?;
         s.fd = None;
     }
     let (status, usage) = wait4(r.pid)?;

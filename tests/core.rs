@@ -667,6 +667,21 @@ fn file_without_execute_permission_exits_126() {
     assert!(!marker.exists());
 }
 
+/// Passes every check before the replicas start and fails in execve itself: the errno travels back from
+/// each child over its exec-error pipe.
+#[test]
+fn an_executable_the_kernel_cannot_load_exits_126_with_the_exec_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad");
+    fs::write(&bad, b"\x7fELF not really").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tmr().args(["--reruns", "0"]).arg(&bad).output().unwrap();
+    out.clone().assert().code(126).stdout("");
+    let err = text(&out.stderr);
+    assert!(err.contains("unanimous 3/3") && err.contains("exec failed: Exec format error"), "{err}");
+}
+
 #[test]
 fn directory_as_command_exits_126() {
     let dir = tempfile::tempdir().unwrap();

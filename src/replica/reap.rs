@@ -10,18 +10,12 @@ pub fn become_subreaper() -> Result<()> {
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")
 }
 
-/// tmr's current children, from /proc/self/task/*/children.
+/// tmr's current children, from /proc/self/task/TID/children. tmr is single-threaded by design (it
+/// forks), so its one task is the process itself: no directory listing per call.
 fn children() -> Vec<Pid> {
-    let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return pids;
-    };
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
-        }
-    }
-    pids
+    std::fs::read_to_string(format!("/proc/self/task/{}/children", std::process::id()))
+        .map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw).collect())
+        .unwrap_or_default()
 }
 
 /// Is `pid` still running (not a zombie waiting to be reaped)?

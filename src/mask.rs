@@ -36,6 +36,12 @@ impl MaskedHasher {
         MaskedHasher { masks, carry: Vec::new(), hasher: blake3::Hasher::new() }
     }
 
+    /// Back to the empty stream, masks kept.
+    pub fn reset(&mut self) {
+        self.carry.clear();
+        self.hasher.reset();
+    }
+
     pub fn update(&mut self, mut chunk: &[u8]) {
         if self.masks.is_empty() {
             self.hasher.update(chunk);

@@ -84,22 +84,20 @@ impl Reference {
         Ok(scratch[..] == *chunk)
     }
 
-    /// Feed the reference's bytes [0, len) to `hasher`: a follower that repeated them without hashing
-    /// has to catch up once it stops repeating them.
-    fn hash_prefix(&self, len: u64, hasher: &mut MaskedHasher) -> Result<()> {
-        if len == 0 {
-            return Ok(());
+    /// A digest state for the reference's first `len` bytes (the bytes a follower repeated without
+    /// hashing): its own state if it stands there, else re-hashed from the spool (only when a follower
+    /// differs, or ends, behind the reference).
+    fn hasher_at(&self, len: u64) -> Result<MaskedHasher> {
+        let mut h = self.hasher.borrow().clone();
+        if len == self.len.get() {
+            return Ok(h);
         }
-        let file = self.file.get().context("the reference spool is missing")?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut at = 0;
-        while at < len {
-            let n = ((len - at) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], at).context("reading the reference spool")?;
-            hasher.update(&buf[..n]);
-            at += n as u64;
+        h.reset();
+        if len > 0 {
+            let file = self.file.get().context("the reference spool is missing")?;
+            hash_range(file, 0, len, &mut h)?;
         }
-        Ok(())
+        Ok(h)
     }
 
     /// The digest of the reference's first `len` bytes, if its state at that length is at hand.
@@ -114,26 +112,36 @@ impl Reference {
 }
 
 pub struct Capture {
-    /// A follower's own spool, created when it first has to store something.
-    spool: Option<File>,
-    /// A follower's digest state; the reference's lives in [`Reference`].
-    hasher: MaskedHasher,
     len: u64,
     role: Role,
 }
 
 enum Role {
     Reference(Rc<Reference>),
-    Follower {
-        reference: Rc<Reference>,
-        /// Sorted, non-overlapping, coalesced byte ranges stored in `spool` at their own offsets.
-        stored: Vec<(u64, u64)>,
-        /// Once a byte differed from the reference, everything after it is stored.
-        diverged: bool,
-        /// While every byte so far repeated the reference, hashing waits: `Some(n)` means bytes [0, n)
-        /// equal the reference's and are not in `hasher` yet.
-        unhashed: Option<u64>,
-    },
+    Follower(Box<Follower>),
+}
+
+struct Follower {
+    reference: Rc<Reference>,
+    /// Its own spool, created when it first has to store something.
+    spool: Option<File>,
+    /// Sorted, non-overlapping, coalesced byte ranges stored in `spool` at their own offsets.
+    stored: Vec<(u64, u64)>,
+    state: State,
+}
+
+/// Where a follower stands against the reference. Hashing is deferred while it only repeats the
+/// reference: in a flood, hashing two followers' identical bytes was a third of tmr's time.
+enum State {
+    /// Every byte so far equals the reference's bytes at the same offsets, and none was hashed: the
+    /// reference's digest state at the same length stands for them.
+    Repeating,
+    /// Bytes [from, len) were read before the reference wrote them (it was not producing and the follower
+    /// is never held back then): stored, not compared yet, not hashed; `at` is the reference's digest
+    /// state at `from`. Settled when the reference catches up.
+    Ahead { from: u64, at: MaskedHasher },
+    /// It differed from the reference: every byte from there on is hashed here and stored.
+    Diverged(MaskedHasher),
 }
 
 /// A finished stream: its summary, and where its bytes are.
@@ -153,16 +161,17 @@ impl Capture {
             len: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
             recent: RefCell::new(Window { ring: Vec::new() }),
-            hasher: RefCell::new(MaskedHasher::new(masks.clone())),
+            hasher: RefCell::new(MaskedHasher::new(masks)),
             digest: Cell::new(None),
         });
         let role = Role::Reference(Rc::clone(&reference));
-        (Capture { spool: None, hasher: MaskedHasher::new(masks), len: 0, role }, reference)
+        (Capture { len: 0, role }, reference)
     }
 
-    pub fn new_follower(masks: Vec<Regex>, reference: Rc<Reference>) -> Self {
-        let role = Role::Follower { reference, stored: Vec::new(), diverged: false, unhashed: Some(0) };
-        Capture { spool: None, hasher: MaskedHasher::new(masks), len: 0, role }
+    /// Its masks are the reference's (one `BatchOpts` sets both).
+    pub fn new_follower(reference: Rc<Reference>) -> Self {
+        let f = Follower { reference, spool: None, stored: Vec::new(), state: State::Repeating };
+        Capture { len: 0, role: Role::Follower(Box::new(f)) }
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
@@ -178,30 +187,7 @@ impl Capture {
                 r.recent.borrow_mut().push(offset, chunk);
                 r.len.set(offset + chunk.len() as u64);
             }
-            Role::Follower { reference, stored, diverged, unhashed } => {
-                let end = offset + chunk.len() as u64;
-                let same = !*diverged && end <= reference.len.get() && reference.matches(offset, chunk)?;
-                if same && *unhashed == Some(offset) {
-                    *unhashed = Some(end);
-                } else {
-                    if let Some(n) = unhashed.take() {
-                        reference.hash_prefix(n, &mut self.hasher)?;
-                    }
-                    self.hasher.update(chunk);
-                }
-                if !same {
-                    *diverged |= end <= reference.len.get();
-                    if self.spool.is_none() {
-                        self.spool = Some(new_spool()?);
-                    }
-                    let spool = self.spool.as_ref().expect("just set");
-                    spool.write_all_at(chunk, offset).context(SPOOL_ERROR)?;
-                    match stored.last_mut() {
-                        Some((_, e)) if *e == offset => *e = end,
-                        _ => stored.push((offset, end)),
-                    }
-                }
-            }
+            Role::Follower(f) => f.push(offset, chunk)?,
         }
         self.len += chunk.len() as u64;
         Ok(())
@@ -219,8 +205,8 @@ impl Capture {
     /// compared yet. Reading more than that would store bytes the reference is about to write anyway.
     pub fn compare_room(&self) -> Option<u64> {
         match &self.role {
-            Role::Follower { reference, diverged: false, .. } => {
-                Some(reference.len.get().saturating_sub(self.len))
+            Role::Follower(f) if !matches!(f.state, State::Diverged(_)) => {
+                Some(f.reference.len.get().saturating_sub(self.len))
             }
             _ => None,
         }
@@ -231,32 +217,132 @@ impl Capture {
     }
 
     pub fn finish(self) -> Result<Captured> {
-        let Capture { spool, mut hasher, len, role } = self;
-        let (digest, spool, delta) = match role {
+        let len = self.len;
+        match self.role {
             Role::Reference(r) => {
                 let digest = r.hasher.borrow().clone().finalize();
                 r.digest.set(Some(digest));
-                (digest, r.shared_file()?, None)
+                Ok(Captured { summary: StreamSummary { len, digest }, spool: r.shared_file()?, delta: None })
             }
-            Role::Follower { reference, stored, unhashed, .. } => {
-                let digest = match unhashed.map(|n| (n, reference.digest_at(n))) {
-                    Some((_, Some(d))) => d,
-                    Some((n, None)) => {
-                        // A strict prefix of the reference (which has moved on): hash it from the spool.
-                        reference.hash_prefix(n, &mut hasher)?;
-                        hasher.finalize()
-                    }
-                    None => hasher.finalize(),
-                };
-                let gaps = gaps(&stored, len);
-                match reference.shared_file()? {
-                    Some(f) if !gaps.is_empty() => (digest, spool, Some((f, gaps))),
-                    _ => (digest, spool, None),
-                }
-            }
-        };
-        Ok(Captured { summary: StreamSummary { len, digest }, spool, delta })
+            Role::Follower(f) => f.finish(len),
+        }
     }
+}
+
+impl Follower {
+    fn push(&mut self, offset: u64, chunk: &[u8]) -> Result<()> {
+        let end = offset + chunk.len() as u64;
+        self.settle(offset)?;
+        let rl = self.reference.len.get();
+        match &mut self.state {
+            State::Repeating => {
+                // The part the reference has already written is compared now; the rest is ahead of it.
+                let split = (rl.clamp(offset, end) - offset) as usize;
+                if !self.reference.matches(offset, &chunk[..split])? {
+                    let mut h = self.reference.hasher_at(offset)?;
+                    h.update(chunk);
+                    self.state = State::Diverged(h);
+                    return self.store(offset, chunk);
+                }
+                if split < chunk.len() {
+                    // The reference stands exactly at offset + split: its digest state is that of the
+                    // follower's bytes so far.
+                    let at = self.reference.hasher.borrow().clone();
+                    self.state = State::Ahead { from: offset + split as u64, at };
+                    return self.store(offset + split as u64, &chunk[split..]);
+                }
+                Ok(())
+            }
+            State::Ahead { .. } => self.store(offset, chunk),
+            State::Diverged(h) => {
+                h.update(chunk);
+                self.store(offset, chunk)
+            }
+        }
+    }
+
+    /// Once the reference has written everything an `Ahead` follower read first, compare: equal bytes
+    /// make it `Repeating` again (their stored copy is dropped), a difference makes it `Diverged`.
+    fn settle(&mut self, len: u64) -> Result<()> {
+        let State::Ahead { from, .. } = self.state else { return Ok(()) };
+        if self.reference.len.get() < len {
+            return Ok(());
+        }
+        let spool = self.spool.as_ref().context("a follower's ahead bytes are not stored")?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut at = from;
+        let mut same = true;
+        while same && at < len {
+            let n = ((len - at) as usize).min(buf.len());
+            spool.read_exact_at(&mut buf[..n], at).context("reading a follower's spool")?;
+            same = self.reference.matches(at, &buf[..n])?;
+            at += n as u64;
+        }
+        let State::Ahead { at: mut h, .. } = std::mem::replace(&mut self.state, State::Repeating) else {
+            unreachable!("checked above")
+        };
+        if same {
+            // Only the ahead bytes are stored while repeating: the rebuild takes them from the reference.
+            self.stored.clear();
+        } else {
+            hash_range(spool, from, len, &mut h)?;
+            self.state = State::Diverged(h);
+        }
+        Ok(())
+    }
+
+    fn store(&mut self, offset: u64, chunk: &[u8]) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if self.spool.is_none() {
+            self.spool = Some(new_spool()?);
+        }
+        let spool = self.spool.as_ref().expect("just set");
+        spool.write_all_at(chunk, offset).context(SPOOL_ERROR)?;
+        let end = offset + chunk.len() as u64;
+        match self.stored.last_mut() {
+            Some((_, e)) if *e == offset => *e = end,
+            _ => self.stored.push((offset, end)),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, len: u64) -> Result<Captured> {
+        self.settle(len)?;
+        let digest = match std::mem::replace(&mut self.state, State::Repeating) {
+            State::Repeating => match self.reference.digest_at(len) {
+                Some(d) => d,
+                // A strict prefix of the reference, which has moved on: hash it from the spool.
+                None => self.reference.hasher_at(len)?.finalize(),
+            },
+            State::Ahead { from, mut at } => {
+                let spool = self.spool.as_ref().context("a follower's ahead bytes are not stored")?;
+                hash_range(spool, from, len, &mut at)?;
+                at.finalize()
+            }
+            State::Diverged(h) => h.finalize(),
+        };
+        let gaps = gaps(&self.stored, len);
+        let delta = match self.reference.shared_file()? {
+            Some(f) if !gaps.is_empty() => Some((f, gaps)),
+            _ => None,
+        };
+        Ok(Captured { summary: StreamSummary { len, digest }, spool: self.spool, delta })
+    }
+}
+
+/// Feed `file`'s bytes [from, to) to `hasher`.
+fn hash_range(file: &File, from: u64, to: u64, hasher: &mut MaskedHasher) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at).context("reading an output spool")?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
 }
 
 const SPOOL_ERROR: &str = "writing an output spool file (is $TMPDIR full?)";
@@ -332,7 +418,7 @@ mod tests {
     ) -> (Vec<u8>, Vec<u8>, usize) {
         let masks: Vec<Regex> = masks.iter().map(|m| Regex::new(m).unwrap()).collect();
         let (mut r, shared) = Capture::new_reference(masks.clone());
-        let mut f = Capture::new_follower(masks.clone(), shared);
+        let mut f = Capture::new_follower(shared);
         let n = reference.len().max(follower.len());
         for i in 0..n {
             if follower_first {
@@ -350,7 +436,7 @@ mod tests {
             }
         }
         let stored = match &f.role {
-            Role::Follower { stored, .. } => stored.iter().map(|(s, e)| (e - s) as usize).sum(),
+            Role::Follower(f) => f.stored.iter().map(|(s, e)| (e - s) as usize).sum(),
             _ => 0,
         };
         // Either may finish first.
@@ -381,10 +467,21 @@ mod tests {
     }
 
     #[test]
-    fn a_follower_ahead_of_the_reference_stores_and_rebuilds() {
+    fn a_follower_ahead_of_the_reference_stores_until_the_reference_catches_up() {
+        // Each chunk is read before the reference writes it: stored, then dropped once the reference has
+        // written the same bytes; only the last one is still held when the pushes end.
         let (_, f, stored) = check(&[b"abc", b"def"], &[b"abc", b"def"], true);
         assert_eq!(f, b"abcdef");
-        assert_eq!(stored, 6);
+        assert_eq!(stored, 3);
+    }
+
+    #[test]
+    fn a_follower_ahead_that_turns_out_different_keeps_its_bytes() {
+        let (r, f, _) = check(&[b"abc", b"dEf", b"ghi"], &[b"abc", b"def", b"ghi"], true);
+        assert_eq!((r.as_slice(), f.as_slice()), (&b"abcdEfghi"[..], &b"abcdefghi"[..]));
+        // Ahead and still unsettled when it finishes: the reference stopped short.
+        let (_, f, _) = check(&[b"ab"], &[b"abc", b"def"], true);
+        assert_eq!(f, b"abcdef");
     }
 
     #[test]
@@ -432,6 +529,48 @@ mod tests {
         assert_eq!(w.matches(at as u64, &big[at..at + 10], len), Some(true));
     }
 
+    /// Push the chunks in the order `schedule` says (true: the reference's next chunk), finish in the
+    /// given order, and check both streams' bytes and digests.
+    fn run_schedule(
+        rc: &[&[u8]],
+        fc: &[&[u8]],
+        schedule: &[bool],
+        follower_finishes_first: bool,
+        masks: &[&str],
+    ) {
+        let masks: Vec<Regex> = masks.iter().map(|m| Regex::new(m).unwrap()).collect();
+        let (mut r, shared) = Capture::new_reference(masks.clone());
+        let mut f = Capture::new_follower(shared);
+        let (mut ri, mut fi) = (0, 0);
+        for &take_ref in schedule.iter().chain(std::iter::repeat_n(&true, rc.len() + fc.len())) {
+            if (take_ref && ri < rc.len()) || fi >= fc.len() {
+                if ri < rc.len() {
+                    r.push(rc[ri]).unwrap();
+                    ri += 1;
+                }
+            } else {
+                f.push(fc[fi]).unwrap();
+                fi += 1;
+            }
+        }
+        let (mut rcap, mut fcap) = if follower_finishes_first {
+            let fcap = f.finish().unwrap();
+            (r.finish().unwrap(), fcap)
+        } else {
+            (r.finish().unwrap(), f.finish().unwrap())
+        };
+        let (rb, fb) = (contents(&mut rcap), contents(&mut fcap));
+        assert_eq!(rb, rc.concat());
+        assert_eq!(fb, fc.concat());
+        let digest = |bytes: &[u8]| {
+            let mut h = MaskedHasher::new(masks.clone());
+            h.update(bytes);
+            h.finalize()
+        };
+        assert_eq!(rcap.summary.digest, digest(&rb));
+        assert_eq!(fcap.summary.digest, digest(&fb));
+    }
+
     proptest::proptest! {
         /// Any interleaving, chunking and divergence: both streams rebuild byte-exact, with their own digests.
         #[test]
@@ -452,6 +591,33 @@ mod tests {
             let (r, f, _) = check(&rc, &fc, follower_first);
             proptest::prop_assert_eq!(r, base);
             proptest::prop_assert_eq!(f, other);
+        }
+
+        /// Any schedule: the follower runs ahead, falls behind, catches up, differs; masks or not.
+        #[test]
+        fn any_schedule_rebuilds_and_digests_exactly(
+            base in proptest::collection::vec(proptest::sample::select(b"ab1\n".to_vec()), 0..120),
+            flip in proptest::option::of(0usize..120),
+            cut in (1usize..9, 1usize..9),
+            schedule in proptest::collection::vec(proptest::bool::ANY, 0..60),
+            follower_finishes_first: bool,
+            masked: bool,
+            length in -5i32..5,
+        ) {
+            let mut other = base.clone();
+            if let Some(i) = flip.filter(|&i| i < other.len()) {
+                other[i] = if other[i] == b'a' { b'b' } else { b'a' };
+            }
+            // Shorter or longer than the reference.
+            if length < 0 {
+                other.truncate(other.len().saturating_sub(length.unsigned_abs() as usize));
+            } else {
+                other.extend(std::iter::repeat_n(b'1', length as usize));
+            }
+            let rc: Vec<&[u8]> = base.chunks(cut.0).collect();
+            let fc: Vec<&[u8]> = other.chunks(cut.1).collect();
+            let masks: &[&str] = if masked { &["1+"] } else { &[] };
+            run_schedule(&rc, &fc, &schedule, follower_finishes_first, masks);
         }
     }
 

@@ -309,10 +309,7 @@ impl Harness {
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
         let (out, err) = match refs {
-            Some((o, e)) => (
-                Capture::new_follower(opts.stdout_masks.clone(), Rc::clone(o)),
-                Capture::new_follower(opts.stderr_masks.clone(), Rc::clone(e)),
-            ),
+            Some((o, e)) => (Capture::new_follower(Rc::clone(o)), Capture::new_follower(Rc::clone(e))),
             None => {
                 let (out, o) = Capture::new_reference(opts.stdout_masks.clone());
                 let (err, e) = Capture::new_reference(opts.stderr_masks.clone());

@@ -409,53 +409,16 @@ mod tests {
         check_masked(reference, follower, follower_first, &[])
     }
 
-    /// Also checks that both digests are those of the streams' own bytes, whatever the follower skipped.
+    /// Chunk i of each in turn (the follower's first when `follower_first`), either finishing first.
     fn check_masked(
         reference: &[&[u8]],
         follower: &[&[u8]],
         follower_first: bool,
         masks: &[&str],
     ) -> (Vec<u8>, Vec<u8>, usize) {
-        let masks: Vec<Regex> = masks.iter().map(|m| Regex::new(m).unwrap()).collect();
-        let (mut r, shared) = Capture::new_reference(masks.clone());
-        let mut f = Capture::new_follower(shared);
-        let n = reference.len().max(follower.len());
-        for i in 0..n {
-            if follower_first {
-                if let Some(c) = follower.get(i) {
-                    f.push(c).unwrap()
-                }
-            }
-            if let Some(c) = reference.get(i) {
-                r.push(c).unwrap()
-            }
-            if !follower_first {
-                if let Some(c) = follower.get(i) {
-                    f.push(c).unwrap()
-                }
-            }
-        }
-        let stored = match &f.role {
-            Role::Follower(f) => f.stored.iter().map(|(s, e)| (e - s) as usize).sum(),
-            _ => 0,
-        };
-        // Either may finish first.
-        let (mut rc, mut fc) = if follower_first {
-            let fc = f.finish().unwrap();
-            (r.finish().unwrap(), fc)
-        } else {
-            (r.finish().unwrap(), f.finish().unwrap())
-        };
-        let (rb, fb) = (contents(&mut rc), contents(&mut fc));
-        let digest = |bytes: &[u8]| {
-            let mut h = MaskedHasher::new(masks.clone());
-            h.update(bytes);
-            h.finalize()
-        };
-        assert_eq!(rc.summary.digest, digest(&rb), "reference digest");
-        assert_eq!(fc.summary.digest, digest(&fb), "follower digest");
-        assert_eq!((rc.summary.len, fc.summary.len), (rb.len() as u64, fb.len() as u64));
-        (rb, fb, stored)
+        let turns = 2 * reference.len().max(follower.len());
+        let schedule: Vec<bool> = (0..turns).map(|t| (t % 2 == 0) != follower_first).collect();
+        run_schedule(reference, follower, &schedule, follower_first, masks)
     }
 
     #[test]
@@ -529,15 +492,17 @@ mod tests {
         assert_eq!(w.matches(at as u64, &big[at..at + 10], len), Some(true));
     }
 
-    /// Push the chunks in the order `schedule` says (true: the reference's next chunk), finish in the
-    /// given order, and check both streams' bytes and digests.
+    /// Push the chunks in the order `schedule` says (true: the reference's next chunk; when one side has
+    /// none left, the other's), finish in the given order, and check that both streams rebuild to their
+    /// own bytes with the digests of those bytes, whatever the follower skipped. Returns both streams
+    /// and what the follower held in its own spool before finishing.
     fn run_schedule(
         rc: &[&[u8]],
         fc: &[&[u8]],
         schedule: &[bool],
         follower_finishes_first: bool,
         masks: &[&str],
-    ) {
+    ) -> (Vec<u8>, Vec<u8>, usize) {
         let masks: Vec<Regex> = masks.iter().map(|m| Regex::new(m).unwrap()).collect();
         let (mut r, shared) = Capture::new_reference(masks.clone());
         let mut f = Capture::new_follower(shared);
@@ -553,6 +518,10 @@ mod tests {
                 fi += 1;
             }
         }
+        let stored = match &f.role {
+            Role::Follower(f) => f.stored.iter().map(|(s, e)| (e - s) as usize).sum(),
+            _ => 0,
+        };
         let (mut rcap, mut fcap) = if follower_finishes_first {
             let fcap = f.finish().unwrap();
             (r.finish().unwrap(), fcap)
@@ -567,8 +536,10 @@ mod tests {
             h.update(bytes);
             h.finalize()
         };
-        assert_eq!(rcap.summary.digest, digest(&rb));
-        assert_eq!(fcap.summary.digest, digest(&fb));
+        assert_eq!(rcap.summary.digest, digest(&rb), "reference digest");
+        assert_eq!(fcap.summary.digest, digest(&fb), "follower digest");
+        assert_eq!((rcap.summary.len, fcap.summary.len), (rb.len() as u64, fb.len() as u64));
+        (rb, fb, stored)
     }
 
     proptest::proptest! {

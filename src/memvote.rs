@@ -33,6 +33,10 @@ pub struct MemSnapshot {
     pub pid: Option<u32>,
     #[serde(default)]
     pub pid_pages: Vec<PidPage>,
+    /// Set when the monitor hit [`MAX_PID_PAGES`]: pages that hold the pid at or above this address
+    /// were not all shipped.
+    #[serde(default)]
+    pub pid_pages_from: Option<u64>,
 }
 
 /// A page in which the replica found its own pid (an aligned 32-bit word equal to it), shipped whole
@@ -138,13 +142,24 @@ pub fn pid_words(page: &[u8], pid: u32) -> Vec<usize> {
     page.chunks_exact(4).enumerate().filter(|(_, w)| *w == v).map(|(i, _)| 4 * i).collect()
 }
 
-/// Digests of the pages that hold a replica's pid, with only its *pid slots* blanked: the words where a
-/// strict majority of the voters hold their own pid. A word that equals the pid in one replica only is a
-/// coincidence and keeps its bytes, so it compares equal with the same bytes in the others. A replica
-/// that lacks the pid in a slot keeps what it has there instead, which is a real difference (a flipped
-/// pid is found). Returns, per replica, page address -> digest, overriding its region digest.
-fn pid_digests(snaps: &[Option<&MemSnapshot>]) -> Vec<BTreeMap<u64, String>> {
-    let voters = snaps.iter().flatten().count();
+/// How the voter sees the pages that hold the replicas' pids.
+struct PidView {
+    /// Per replica: page address -> digest with only its *pid slots* blanked (the words where a strict
+    /// majority of the voters hold their own pid), overriding its region digest. A word that equals the
+    /// pid in one replica only is a coincidence and keeps its bytes, so it compares equal with the same
+    /// bytes in the others. A replica that lacks the pid in a slot keeps what it has there, a real
+    /// difference: the blanked offsets are part of the digest, so even a slot zeroed by a fault differs
+    /// from a blanked one.
+    digests: Vec<BTreeMap<u64, String>>,
+    /// Per replica: pages it cannot be compared on. A monitor ships at most [`MAX_PID_PAGES`] pages that
+    /// hold its pid; on a page past its cap where the others found pid slots, its raw digest says nothing.
+    abstain: Vec<std::collections::BTreeSet<u64>>,
+}
+
+/// Most pages a monitor ships whole for pid blanking (their hex doubles the snapshot).
+pub const MAX_PID_PAGES: usize = 256;
+
+fn pid_view(snaps: &[Option<&MemSnapshot>]) -> PidView {
     /// Replica, page bytes, offsets of its pid words.
     type Holder = (usize, Vec<u8>, Vec<usize>);
     let mut pages: BTreeMap<u64, Vec<Holder>> = BTreeMap::new();
@@ -158,22 +173,40 @@ fn pid_digests(snaps: &[Option<&MemSnapshot>]) -> Vec<BTreeMap<u64, String>> {
             }
         }
     }
-    let mut out = vec![BTreeMap::new(); snaps.len()];
+    let mut view = PidView {
+        digests: vec![BTreeMap::new(); snaps.len()],
+        abstain: vec![Default::default(); snaps.len()],
+    };
     for (addr, seen) in pages {
+        let capped: Vec<usize> = (0..snaps.len())
+            .filter(|&i| {
+                snaps[i].is_some_and(|s| s.pid_pages_from.is_some_and(|from| addr >= from))
+                    && !seen.iter().any(|h| h.0 == i)
+            })
+            .collect();
+        let voters = snaps.iter().flatten().count() - capped.len();
         let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
         for w in seen.iter().flat_map(|s| &s.2) {
             *counts.entry(*w).or_default() += 1;
         }
+        let slot = |w: &usize| counts[w] * 2 > voters;
+        if seen.iter().any(|h| h.2.iter().any(slot)) {
+            for &i in &capped {
+                view.abstain[i].insert(addr);
+            }
+        }
         for (i, mut bytes, words) in seen {
-            for w in words.into_iter().filter(|w| counts[w] * 2 > voters) {
+            let blanked: Vec<usize> = words.into_iter().filter(slot).collect();
+            for &w in &blanked {
                 bytes[w..w + 4].fill(0);
             }
+            bytes.extend(blanked.iter().flat_map(|&w| (w as u16).to_le_bytes()));
             let mut digest = String::with_capacity(DIGEST_HEX);
             push_digest(&mut digest, &bytes);
-            out[i].insert(addr, digest);
+            view.digests[i].insert(addr, digest);
         }
     }
-    out
+    view
 }
 
 /// Regions (start, end) that every voter has with the same bounds and identical digests, and no pid
@@ -181,7 +214,7 @@ fn pid_digests(snaps: &[Option<&MemSnapshot>]) -> Vec<BTreeMap<u64, String>> {
 /// runs in tmr after the last monitor has finished). Also their page count.
 fn agreeing_regions(
     snaps: &[Option<&MemSnapshot>],
-    pid_digests: &[BTreeMap<u64, String>],
+    pid: &PidView,
 ) -> (std::collections::HashSet<(u64, u64)>, usize) {
     let mut voters = snaps.iter().flatten();
     let Some(first) = voters.next() else { return Default::default() };
@@ -192,7 +225,7 @@ fn agreeing_regions(
         let same = |s: &&&MemSnapshot| {
             s.regions.iter().any(|o| o.start == r.start && o.end == r.end && o.digests == r.digests)
         };
-        let pid_free = pid_digests.iter().all(|d| d.range(r.start..r.end).next().is_none());
+        let pid_free = pid.digests.iter().all(|d| d.range(r.start..r.end).next().is_none());
         if pid_free && others.iter().all(same) {
             agreeing.insert((r.start, r.end));
             pages += r.page_count();
@@ -207,14 +240,14 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     // addr -> per-replica (digest, region name, region bounds)
     let mut pages: BTreeMap<u64, Vec<Option<PageSeen>>> = BTreeMap::new();
     let n = snaps.len();
-    let pid_digests = pid_digests(snaps);
-    let (agreeing, agreeing_pages) = agreeing_regions(snaps, &pid_digests);
+    let pid = pid_view(snaps);
+    let (agreeing, agreeing_pages) = agreeing_regions(snaps, &pid);
     for (i, snap) in snaps.iter().enumerate() {
         let Some(snap) = snap else { continue };
         for r in snap.regions.iter().filter(|r| !agreeing.contains(&(r.start, r.end))) {
             for (p, digest) in r.pages().enumerate() {
                 let addr = r.start + p as u64 * PAGE;
-                let digest = pid_digests[i].get(&addr).map_or(digest, |d| d.as_str());
+                let digest = pid.digests[i].get(&addr).map_or(digest, |d| d.as_str());
                 let slot = pages.entry(addr).or_insert_with(|| vec![None; n]);
                 slot[i] = Some((digest, r.name.as_str(), r.start, r.end));
             }
@@ -225,6 +258,7 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     let mut noise = Vec::new();
     let mut per_replica: Vec<blake3::Hasher> = (0..n).map(|_| blake3::Hasher::new()).collect();
     for (addr, values) in &pages {
+        let voters: Vec<usize> = voters.iter().copied().filter(|&i| !pid.abstain[i].contains(addr)).collect();
         let keys: Vec<Option<&str>> = voters.iter().map(|&i| values[i].map(|v| v.0)).collect();
         let v = crate::vote::vote(&keys);
         let (name, start, end) =
@@ -266,8 +300,8 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
 /// Pid slots are the words where both hold their own pid.
 pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoisePage]) -> [u8; 32] {
     let both = [Some(reference), Some(other)];
-    let pid_digests = pid_digests(&both);
-    let (agreeing, _) = agreeing_regions(&both, &pid_digests);
+    let pid = pid_view(&both);
+    let (agreeing, _) = agreeing_regions(&both, &pid);
     let index = |s: &MemSnapshot, pid_digests: &BTreeMap<u64, String>| -> BTreeMap<u64, String> {
         s.regions
             .iter()
@@ -276,8 +310,9 @@ pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoiseP
             .map(|(addr, d)| (addr, pid_digests.get(&addr).cloned().unwrap_or(d)))
             .collect()
     };
-    let (a, b) = (index(reference, &pid_digests[0]), index(other, &pid_digests[1]));
-    let noisy: std::collections::HashSet<u64> = noise.iter().map(|n| n.addr).collect();
+    let (a, b) = (index(reference, &pid.digests[0]), index(other, &pid.digests[1]));
+    let mut noisy: std::collections::HashSet<u64> = noise.iter().map(|n| n.addr).collect();
+    noisy.extend(pid.abstain.iter().flatten());
     let mut h = blake3::Hasher::new();
     let addrs: std::collections::BTreeSet<u64> = a.keys().chain(b.keys()).copied().collect();
     for addr in addrs {
@@ -432,6 +467,14 @@ mod tests {
             heap_of(502, &[(8, 502)]),
         ]);
         assert_eq!(v.divergent.iter().map(|d| d.replica).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_pid_slot_zeroed_by_a_fault_is_a_divergence() {
+        // 4096 ^ 4096 = 0: the one replica now holds no pid word at all, and ships no page.
+        let v =
+            verdict(&[heap_of(4095, &[(8, 4095)]), heap_of(4096, &[(8, 0)]), heap_of(4097, &[(8, 4097)])]);
+        assert_eq!(v.divergent.iter().map(|d| d.replica).collect::<Vec<_>>(), [1], "{v:?}");
     }
 
     #[test]

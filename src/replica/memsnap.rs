@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{pid_words, push_digest, to_hex, PidPage, Region, DIGEST_HEX, PAGE, UNREADABLE};
+use crate::memvote::{
+    pid_words, push_digest, to_hex, PidPage, Region, DIGEST_HEX, MAX_PID_PAGES, PAGE, UNREADABLE,
+};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +61,11 @@ pub struct Hashed {
     pub regions: Vec<Region>,
     pub bytes: u64,
     pub pid_pages: Vec<PidPage>,
-    /// Pages holding the pid beyond [`MAX_PID_PAGES`]: compared as they are.
+    /// Pages holding the pid beyond [`MAX_PID_PAGES`], and the address of the first: the voter lets this
+    /// replica abstain on those where the others found pid slots.
     pub pid_pages_dropped: usize,
+    pub pid_pages_from: Option<u64>,
 }
-
-/// A program keeps its pid in a handful of pages (TCB, a few heap and stack words); past this many, the
-/// matches are data that happens to equal it, and shipping them would bloat the snapshot.
-pub const MAX_PID_PAGES: usize = 64;
 
 /// Hash one page into `digests`; keep it whole if it holds the pid and is a place where copies live.
 fn hash_page(out: &mut Hashed, digests: &mut String, addr: u64, page: &[u8], pid: Option<u32>) {
@@ -76,13 +76,20 @@ fn hash_page(out: &mut Hashed, digests: &mut String, addr: u64, page: &[u8], pid
             out.pid_pages.push(PidPage { addr, bytes: to_hex(page) });
         } else {
             out.pid_pages_dropped += 1;
+            out.pid_pages_from = Some(out.pid_pages_from.map_or(addr, |a| a.min(addr)));
         }
     }
 }
 
 pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading /proc/PID/maps")?;
-    let mut out = Hashed { regions: Vec::new(), bytes: 0, pid_pages: Vec::new(), pid_pages_dropped: 0 };
+    let mut out = Hashed {
+        regions: Vec::new(),
+        bytes: 0,
+        pid_pages: Vec::new(),
+        pid_pages_dropped: 0,
+        pid_pages_from: None,
+    };
     let own_pid = masks.tid.map(|t| t.0);
     // Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
     let mut buf = vec![0u8; 1 << 16];
@@ -215,6 +222,52 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["/usr/bin/prog", "[heap]", "[anon]", "[stack]"]);
         assert_eq!((m[1].start, m[1].end), (0x55d0e000, 0x55d2f000));
+    }
+
+    /// Equal heaps whose data holds the value 500 in more pages than a monitor ships, then each
+    /// replica's own pid in one word: replica 0 (pid 500) reaches its cap before the real pid page.
+    #[test]
+    fn a_replica_past_its_pid_page_cap_abstains_instead_of_diverging() {
+        use crate::memvote::{key_against, vote_pages, MemSnapshot};
+        let snapshot = |pid: u32| {
+            let pages = MAX_PID_PAGES + 1;
+            let start = 0x10000u64;
+            let mut out = Hashed {
+                regions: vec![],
+                bytes: 0,
+                pid_pages: vec![],
+                pid_pages_dropped: 0,
+                pid_pages_from: None,
+            };
+            let mut digests = String::new();
+            for p in 0..pages {
+                let mut page = vec![7u8; PAGE as usize];
+                if p < MAX_PID_PAGES {
+                    page[40..44].copy_from_slice(&500u32.to_le_bytes());
+                } else {
+                    page[8..12].copy_from_slice(&pid.to_le_bytes());
+                }
+                hash_page(&mut out, &mut digests, start + p as u64 * PAGE, &page, Some(pid));
+            }
+            MemSnapshot {
+                regions: vec![Region {
+                    name: "[heap]".into(),
+                    start,
+                    end: start + pages as u64 * PAGE,
+                    digests,
+                }],
+                pid: Some(pid),
+                pid_pages: out.pid_pages,
+                pid_pages_from: out.pid_pages_from,
+                ..Default::default()
+            }
+        };
+        let snaps = [snapshot(500), snapshot(501), snapshot(502)];
+        assert!(snaps[0].pid_pages_from.is_some() && snaps[1].pid_pages_from.is_none());
+        let v = vote_pages(&snaps.iter().map(Some).collect::<Vec<_>>());
+        assert!(v.divergent.is_empty() && v.noise.is_empty(), "{v:?}");
+        assert!(v.keys.iter().all(|k| *k == v.keys[0]));
+        assert_eq!(key_against(&snaps[1], &snaps[0], &v.noise), v.keys[0]);
     }
 
     #[test]

@@ -388,12 +388,13 @@ impl Tracer {
                 self.snap.bytes = h.bytes;
                 self.snap.pid = masks.tid.map(|t| t.0);
                 self.snap.pid_pages = h.pid_pages;
+                self.snap.pid_pages_from = h.pid_pages_from;
                 if h.pid_pages_dropped > 0 {
                     self.snap.notes.push(format!(
-                        "the pid appeared in {} more pages than the {} shipped for pid blanking; those are \
-                         compared as they are",
+                        "the pid appeared in {} more pages than the {} shipped for pid blanking; this replica \
+                         abstains on those where the others found pid slots",
                         h.pid_pages_dropped,
-                        super::memsnap::MAX_PID_PAGES
+                        crate::memvote::MAX_PID_PAGES
                     ));
                 }
             }

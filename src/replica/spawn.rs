@@ -166,6 +166,20 @@ unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, er
             child_fail(err_fd);
         }
     }
+    // The child shares tmr's memory until exec: a signal caught here would run tmr's handler on tmr's
+    // state (a SIGINT meant for the replica would stop the whole run). Reset every caught signal before
+    // unblocking, as posix_spawn does; ignored ones stay ignored, as across any exec.
+    let mut dfl: libc::sigaction = std::mem::zeroed();
+    dfl.sa_sigaction = libc::SIG_DFL;
+    for sig in 1..=libc::SIGRTMAX() {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction != libc::SIG_DFL
+            && old.sa_sigaction != libc::SIG_IGN
+        {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+    }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

@@ -400,16 +400,20 @@ impl Harness {
         // The reference's streams first, and followers paced behind it while it is producing: a follower
         // that reads ahead of the reference must store what it read, and with replicas flooding output
         // in parallel that would be every byte (capture's dedup saves a spool copy per follower). A
-        // follower is never held back while the reference is idle, so no replica waits on another's pace
-        // for longer than one poll round.
+        // follower is read in full while the reference's pipe is empty and once the follower has exited
+        // (its output is final; holding it would only delay its EOF). The price: while the reference
+        // keeps its pipe busy with bytes a follower has not compared yet, that follower runs at the
+        // reference's pace (measured: letting followers past once half their pipe was pending made them
+        // store 1-2 GiB of a 3 x 1 GiB flood again, 3 s -> 6 s).
         let reference = running.iter().position(|r| r.out.cap.is_reference());
         let mut ready = ready;
         ready.sort_by_key(|s| !matches!(s, Slot::Out(i) | Slot::Err(i) if Some(*i) == reference));
         let producing = |slot: Slot| reference.is_some_and(|ri| ready.contains(&slot.with_index(ri)));
-        let limit = |cap: &Capture, slot: Slot| -> usize {
-            match cap.compare_room() {
-                Some(room) if producing(slot) => room.min(PIPE_SIZE as u64) as usize,
-                _ => PIPE_SIZE as usize,
+        let limit = |r: &Running, s: &Stream, slot: Slot| -> usize {
+            let full = PIPE_SIZE as usize;
+            match s.cap.compare_room() {
+                Some(room) if producing(slot) && r.exited_at.is_none() => (room as usize).min(full),
+                _ => full,
             }
         };
         for &slot in &ready {
@@ -421,11 +425,11 @@ impl Harness {
                     }
                 }
                 Slot::Out(i) => {
-                    let n = limit(&running[i].out.cap, slot);
+                    let n = limit(&running[i], &running[i].out, slot);
                     read_stream(&mut running[i].out, &mut self.buf, n)?
                 }
                 Slot::Err(i) => {
-                    let n = limit(&running[i].err.cap, slot);
+                    let n = limit(&running[i], &running[i].err, slot);
                     read_stream(&mut running[i].err, &mut self.buf, n)?
                 }
                 Slot::Exec(i) => check_exec(&mut running[i]),

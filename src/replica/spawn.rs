@@ -71,7 +71,7 @@ impl<'a> ExecImage<'a> {
 /// Start one replica with the given fds as its stdin, stdout and stderr, in a process group of its own.
 /// The fds must be >= 3 (tmr makes sure 0, 1 and 2 are open at start-up), so `dup2` always copies them and
 /// the CLOEXEC originals vanish at exec.
-pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<Spawned> {
+pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, caught: &Caught) -> Result<Spawned> {
     debug_assert!(stdio.iter().all(|&fd| fd > 2));
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the exec-error pipe")?;
     let err_w_fd = err_w.as_raw_fd();
@@ -79,7 +79,7 @@ pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup) -> Result<
     // The child's stack until exec, allocated before the clone (the child must not allocate). Never read
     // before the child writes it, so left uninitialised: only the few pages it touches are faulted in.
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
-    let args = ChildArgs { image, stdio, setup, err_fd: err_w_fd };
+    let args = ChildArgs { image, stdio, setup, caught, err_fd: err_w_fd };
     // Block every signal across the clone, so no handler of tmr's runs in the child before exec; the child
     // clears the mask just before exec.
     let mut all: libc::sigset_t = unsafe_zeroed_sigset();
@@ -124,7 +124,33 @@ struct ChildArgs<'a> {
     image: &'a ExecImage<'a>,
     stdio: [RawFd; 3],
     setup: ChildSetup,
+    caught: &'a Caught,
     err_fd: RawFd,
+}
+
+/// The signals tmr has handlers for, read once in the parent (after its handlers are installed): the
+/// child resets exactly these, instead of querying all 64 dispositions while tmr waits for it.
+pub struct Caught(libc::sigset_t);
+
+impl Caught {
+    pub fn now() -> Self {
+        let mut set = unsafe_zeroed_sigset();
+        // SAFETY: `set` and `old` are valid sigset_t/sigaction values owned by this frame; querying a
+        // disposition (null new action) changes nothing.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for sig in 1..=libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::sigaddset(&mut set, sig);
+                }
+            }
+        }
+        Caught(set)
+    }
 }
 
 extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
@@ -132,7 +158,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // and this is the freshly cloned child; see `child_exec`.
     unsafe {
         let a = &*(arg as *const ChildArgs);
-        child_exec(a.image, a.stdio, a.setup, a.err_fd)
+        child_exec(a.image, a.stdio, a.setup, a.caught, a.err_fd)
     }
 }
 
@@ -146,7 +172,13 @@ fn unsafe_zeroed_sigset() -> libc::sigset_t {
 /// # Safety
 /// Must be called only in a child just cloned from a single-threaded parent, with `image` and the fds
 /// prepared before the clone.
-unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, err_fd: RawFd) -> ! {
+unsafe fn child_exec(
+    image: &ExecImage,
+    stdio: [RawFd; 3],
+    setup: ChildSetup,
+    caught: &Caught,
+    err_fd: RawFd,
+) -> ! {
     libc::setpgid(0, 0);
     for (target, &fd) in stdio.iter().enumerate() {
         if libc::dup2(fd, target as RawFd) < 0 {
@@ -172,11 +204,7 @@ unsafe fn child_exec(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, er
     let mut dfl: libc::sigaction = std::mem::zeroed();
     dfl.sa_sigaction = libc::SIG_DFL;
     for sig in 1..=libc::SIGRTMAX() {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction != libc::SIG_DFL
-            && old.sa_sigaction != libc::SIG_IGN
-        {
+        if libc::sigismember(&caught.0, sig) == 1 {
             libc::sigaction(sig, &dfl, std::ptr::null_mut());
         }
     }

@@ -21,7 +21,7 @@ use regex::bytes::Regex;
 use super::capture::{Capture, Captured, Reference};
 use super::reap;
 use super::signals::Signals;
-use super::spawn::{exec_result, spawn, ChildSetup, ExecImage, ExecResult};
+use super::spawn::{exec_result, spawn, Caught, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
 use crate::config::{Timeout, RELATIVE_TIMEOUT_FLOOR};
 use crate::fingerprint::{Fingerprint, Outcome};
@@ -158,6 +158,8 @@ pub enum Control {
 /// State that lives across batches: signal handling, the stdin spool, the prepared command.
 pub struct Harness {
     signals: Signals,
+    /// Signals with tmr handlers, for each child to reset before exec.
+    caught: Caught,
     stdin: StdinSource,
     launcher: Launcher,
     buf: Vec<u8>,
@@ -213,8 +215,9 @@ impl Harness {
         super::ensure_standard_fds();
         reap::become_subreaper()?;
         let signals = Signals::install()?;
+        let caught = Caught::now();
         let stdin = StdinSource::detect()?;
-        Ok(Harness { signals, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
+        Ok(Harness { signals, caught, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, and keep every record, in job order.
@@ -305,7 +308,7 @@ impl Harness {
             if opts.mem { Some(tempfile::tempfile().context("creating a snapshot file")?) } else { None };
         let setup = ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), ..opts.setup };
         let started = Instant::now();
-        let spawned = spawn(&image, stdio, setup)?;
+        let spawned = spawn(&image, stdio, setup, &self.caught)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
         let (out, err) = match refs {

@@ -9,11 +9,11 @@
 //! Every test skips itself (with a printed note) when the kernel refuses ptrace here. No sleeps, every
 //! run bounded, no assertion on time.
 
+#[macro_use]
 mod common;
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -50,33 +50,6 @@ fn run_json(args: Vec<OsString>) -> Ran {
 
 fn campaign_json(args: Vec<OsString>) -> Ran {
     tmr_json_report(Some("campaign"), &[], &args, "tmr-campaign-report")
-}
-
-/// Is ptrace usable here? Asked once per test binary: a `--mem` run of `true` whose replicas report
-/// `unavailable` because ptrace was refused means injection cannot be tested in this environment.
-fn ptrace_ok() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        let ran = run_json(argv!["--mem", "--reruns", "0", "--", "true"]);
-        let replicas = ran.report["memory"]["replicas"].as_array().cloned().unwrap_or_default();
-        let why = replicas.iter().find_map(|r| r["unavailable"].as_str().map(str::to_string));
-        match why {
-            Some(w) if w.contains("ptrace") => {
-                eprintln!("note: fault injection is not testable here: {w}");
-                false
-            }
-            _ => true,
-        }
-    })
-}
-
-macro_rules! require_ptrace {
-    () => {
-        if !ptrace_ok() {
-            eprintln!("skipped: ptrace is not permitted in this environment");
-            return;
-        }
-    };
 }
 
 /// stdout of a command run directly (bounded).

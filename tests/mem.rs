@@ -11,6 +11,7 @@
 //! Every test skips itself (with a printed note) when the kernel refuses ptrace here. No sleeps, every
 //! run bounded, no assertion on time.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -115,32 +115,6 @@ fn tmr_json(args: Vec<OsString>) -> Ran {
 
 fn tmr_json_env(env: &[(&str, &str)], args: Vec<OsString>) -> Ran {
     tmr_json_report(None, env, &args, "tmr-report")
-}
-
-/// Is ptrace usable here? Asked once per test binary: a `--mem` run of `true` whose replicas report
-/// `unavailable` because ptrace was refused means memory voting cannot be tested in this environment.
-fn ptrace_ok() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        let ran = tmr_json(argv!["--mem", "--reruns", "0", "--", "true"]);
-        let why = ran.replicas().iter().find_map(|r| r["unavailable"].as_str().map(str::to_string));
-        match why {
-            Some(w) if w.contains("ptrace") => {
-                eprintln!("note: memory voting is not testable here: {w}");
-                false
-            }
-            _ => true,
-        }
-    })
-}
-
-macro_rules! require_ptrace {
-    () => {
-        if !ptrace_ok() {
-            eprintln!("skipped: ptrace is not permitted in this environment");
-            return;
-        }
-    };
 }
 
 /// The default determinization without one step.

@@ -379,3 +379,33 @@ pub fn with(opts: &[&str], command: Vec<OsString>) -> Vec<OsString> {
     v.extend(command);
     v
 }
+
+/// Is ptrace usable here (memory voting, fault injection)? Asked once per test binary: a `--mem` run of
+/// `true` whose replicas report `unavailable` because ptrace was refused means it is not.
+pub fn ptrace_ok() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        let args: Vec<OsString> =
+            ["--mem", "--reruns", "0", "--", "true"].iter().map(OsString::from).collect();
+        let ran = tmr_json_report(None, &[], &args, "tmr-report");
+        let replicas = ran.report["memory"]["replicas"].as_array().cloned().unwrap_or_default();
+        match replicas.iter().find_map(|r| r["unavailable"].as_str().map(str::to_string)) {
+            Some(w) if w.contains("ptrace") => {
+                eprintln!("note: ptrace is refused here, so --mem and --inject are not testable: {w}");
+                false
+            }
+            _ => true,
+        }
+    })
+}
+
+/// Skip the test (with a note) where ptrace is refused.
+#[allow(unused_macros)]
+macro_rules! require_ptrace {
+    () => {
+        if !ptrace_ok() {
+            eprintln!("skipped: ptrace is not permitted in this environment");
+            return;
+        }
+    };
+}

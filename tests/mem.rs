@@ -254,6 +254,14 @@ fn with_det(det: &str, command: Vec<OsString>) -> Ran {
     ran
 }
 
+/// The same command with every determinization step but `step`, then with all of them; prints both.
+fn ablate(step: &str, command: impl Fn() -> Vec<OsString>) -> (Ran, Ran) {
+    let off = with_det(&all_but(step), command());
+    let on = with_det("all", command());
+    println!("-{step}: {}\nall: {}", off.summary(), on.summary());
+    (off, on)
+}
+
 fn aslr_is_on() -> bool {
     let system = fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap_or_default();
     // SAFETY: personality(0xffffffff) only queries the current persona.
@@ -285,9 +293,7 @@ fn without_aslr_pinning_pages_scatter_into_noise() {
 fn without_at_random_pinning_the_canary_bytes_are_noise() {
     require_ptrace!();
     let compute = || argv![fixture("compute"), "--mb", "1"];
-    let off = with_det(&all_but("at-random"), compute());
-    let on = with_det("all", compute());
-    println!("compute -at-random: {}\ncompute all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("at-random", compute);
     // AT_RANDOM's 16 bytes sit on the stack and seed the canary and pointer guard in the TCB.
     assert!(off.noise_pages() > 0, "{}", off.summary());
     assert!(off.noise_regions().iter().any(|r| r == "[stack]"), "{}", off.summary());
@@ -330,9 +336,7 @@ fn without_the_rseq_tunable_the_cpu_number_fakes_a_divergence() {
     };
     let (_dir, listed, _) = fixed_inputs();
     let ls = which("ls").expect("ls");
-    let off = with_det(&all_but("rseq"), pinned(a, b, &ls, &listed));
-    let on = with_det("all", pinned(a, b, &ls, &listed));
-    println!("pinned ls -rseq: {}\npinned ls all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("rseq", || pinned(a, b, &ls, &listed));
     // Replica 1 ran on the other CPU: its rseq page differs from the 2-replica majority.
     assert!(!off.divergent().is_empty(), "{}", off.summary());
     assert!(off.divergent().iter().all(|d| d["replica"] == 1), "{}", off.summary());
@@ -349,9 +353,7 @@ fn getrandom_answered(notes: &[String]) -> Option<u64> {
 fn without_getrandom_answers_the_random_bytes_are_noise() {
     require_ptrace!();
     let compute = || argv![fixture("compute"), "--mb", "1"];
-    let off = with_det(&all_but("getrandom"), compute());
-    let on = with_det("all", compute());
-    println!("compute -getrandom: {}\ncompute all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("getrandom", compute);
     assert!(off.noise_pages() > 0, "{}", off.summary());
     assert_eq!(getrandom_answered(&off.notes(0)), None, "no answers without the step: {:?}", off.notes(0));
     assert_eq!(on.noise_pages(), 0, "{}", on.summary());
@@ -378,9 +380,7 @@ fn without_getrandom_answers_python_hash_randomization_splits_memory() {
         return;
     };
     let py = || argv![python, "-c", "print(1)"];
-    let off = with_det(&all_but("getrandom"), py());
-    let on = with_det("all", py());
-    println!("python3 -getrandom: {}\npython3 all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("getrandom", py);
     assert_eq!((off.stdout.as_str(), on.stdout.as_str()), ("1\n", "1\n"));
     let disorder = |r: &Ran| r.noise_pages() + r.divergent().len() as u64;
     // Hash randomization lays out every dict and set differently: hundreds of pages.
@@ -394,9 +394,7 @@ fn without_getrandom_answers_python_hash_randomization_splits_memory() {
 fn without_pid_masking_the_pid_is_noise() {
     require_ptrace!();
     let compute = || argv![fixture("compute"), "--mb", "1"];
-    let off = with_det(&all_but("tid"), compute());
-    let on = with_det("all", compute());
-    println!("compute -tid: {}\ncompute all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("tid", compute);
     // Each replica has its own pid, kept in the TCB and by libraries.
     assert!(off.noise_pages() > 0, "{}", off.summary());
     assert_eq!(on.noise_pages(), 0, "{}", on.summary());
@@ -427,9 +425,7 @@ fn without_stack_trimming_dead_stack_is_compared_and_is_noise() {
 fn without_rdtsc_trapping_the_loader_keeps_a_timestamp() {
     require_ptrace!();
     let (_dir, listed, _) = fixed_inputs();
-    let off = with_det(&all_but("tsc"), argv!["ls", listed]);
-    let on = with_det("all", argv!["ls", listed]);
-    println!("ls -tsc: {}\nls all: {}", off.summary(), on.summary());
+    let (off, on) = ablate("tsc", || argv!["ls", &listed]);
     // ld.so reads the TSC at startup and keeps it in its writable data.
     assert!(off.noise_regions().iter().any(|r| r.contains("/ld-")), "{}", off.summary());
     assert_eq!(on.noise_pages(), 0, "{}", on.summary());

@@ -9,8 +9,8 @@ use regex::bytes::Regex;
 
 use crate::classify::Class;
 use crate::config::{
-    parse_classes, parse_duration, parse_timeout, CampaignConfig, ClassifyConfig, Config, Format, HuntConfig,
-    RerunMode, Timeout,
+    parse_classes, parse_duration, parse_time_budget, parse_timeout, CampaignConfig, ClassifyConfig, Config,
+    Format, HuntConfig, RerunMode, Timeout,
 };
 use crate::exit;
 use crate::fingerprint::Compare;
@@ -115,9 +115,16 @@ struct RunArgs {
     #[arg(long, value_name = "P", default_value_t = 0.1, value_parser = parse_rate, help_heading = "Classification")]
     min_flake_rate: f64,
 
-    /// Reruns one at a time (no contention) or as rounds of N parallel replicas.
-    #[arg(long, value_enum, default_value = "sequential", help_heading = "Classification")]
-    rerun_mode: RerunModeArg,
+    /// Most time spent on reruns: a duration (30s, 5m) or Kx, K times the voted round's wall time (at
+    /// least 250ms; 0x: no reruns). Reruns end when this or --reruns runs out. The default keeps a
+    /// failing run within about 3x its own time; raise it for a stronger claim.
+    #[arg(long, value_name = "DURATION|Kx", default_value = "2x", value_parser = parse_time_budget, help_heading = "Classification")]
+    rerun_budget: crate::classify::TimeBudget,
+
+    /// Reruns as rounds of N parallel replicas, like the voted round (default), or one at a time
+    /// (default with --sequential). Every rerun is a sample.
+    #[arg(long, value_enum, help_heading = "Classification")]
+    rerun_mode: Option<RerunModeArg>,
 
     /// Exit 122 when the run is classified as one of these (comma-separated): transient,
     /// nondeterministic, deterministic, no-majority, unanimous.
@@ -299,9 +306,12 @@ impl RunArgs {
                 }),
                 confidence: self.confidence,
                 min_flake_rate: self.min_flake_rate,
+                time_budget: self.rerun_budget,
                 rerun_mode: match self.rerun_mode {
-                    RerunModeArg::Sequential => RerunMode::Sequential,
-                    RerunModeArg::Parallel => RerunMode::Parallel,
+                    Some(RerunModeArg::Sequential) => RerunMode::Sequential,
+                    Some(RerunModeArg::Parallel) => RerunMode::Parallel,
+                    None if self.sequential => RerunMode::Sequential,
+                    None => RerunMode::Parallel,
                 },
                 fail_on: self.fail_on,
                 junit: self.junit,
@@ -580,7 +590,18 @@ mod tests {
     fn classification_defaults_bound_flakes_at_ten_percent() {
         let c = parse_ok(&["tmr", "true"]);
         assert_eq!(c.classify.reruns, 29);
+        assert_eq!(c.classify.rerun_mode, RerunMode::Parallel);
+        assert_eq!(c.classify.time_budget, crate::classify::TimeBudget::Relative(2.0));
+        let c = parse_ok(&["tmr", "--sequential", "true"]);
         assert_eq!(c.classify.rerun_mode, RerunMode::Sequential);
+        let c = parse_ok(&["tmr", "--rerun-budget", "30s", "--rerun-mode", "sequential", "true"]);
+        assert_eq!(
+            c.classify.time_budget,
+            crate::classify::TimeBudget::Absolute(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(c.classify.rerun_mode, RerunMode::Sequential);
+        assert_eq!(parse_err(&["tmr", "--rerun-budget", "-1x", "true"]).1, 125);
+        assert_eq!(parse_err(&["tmr", "--rerun-budget", "1e300x", "true"]).1, 125);
         let c = parse_ok(&["tmr", "--reruns", "0", "--fail-on", "transient,nondeterministic", "true"]);
         assert_eq!(c.classify.reruns, 0);
         assert_eq!(c.classify.fail_on, vec![Class::Transient, Class::Nondeterministic]);

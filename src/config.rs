@@ -24,6 +24,17 @@ pub enum Timeout {
 /// replica killed after 3 ms on a loaded machine.
 pub const RELATIVE_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 
+/// `base × factor`, saturating at `Duration::MAX` instead of panicking for huge factors (`1e300x`);
+/// a negative or NaN factor gives zero.
+pub fn scale_duration(base: Duration, factor: f64) -> Duration {
+    let secs = base.as_secs_f64() * factor;
+    if secs.is_nan() || secs <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Human,
@@ -99,6 +110,8 @@ pub enum RerunMode {
 pub struct ClassifyConfig {
     /// Most reruns to spend; by default enough to bound a flake's rate below `min_flake_rate`.
     pub reruns: usize,
+    /// Most time to spend on reruns (`--rerun-budget`); whichever budget runs out first ends them.
+    pub time_budget: crate::classify::TimeBudget,
     pub confidence: f64,
     pub min_flake_rate: f64,
     pub rerun_mode: RerunMode,
@@ -141,6 +154,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration '{text}': must be positive"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--rerun-budget`: a duration (see [`parse_duration`]) or `Kx`, K times the voted round's wall time
+/// (K ≥ 0; `0x` means no reruns).
+pub fn parse_time_budget(text: &str) -> Result<crate::classify::TimeBudget, String> {
+    use crate::classify::TimeBudget;
+    if let Some(factor) = text.trim().strip_suffix('x') {
+        let k: f64 =
+            factor.parse().map_err(|_| format!("invalid rerun budget '{text}': expected e.g. 2x or 1m"))?;
+        if !k.is_finite() || !(0.0..=1e6).contains(&k) {
+            return Err(format!("invalid rerun budget '{text}': the factor must be between 0 and 1000000"));
+        }
+        return Ok(TimeBudget::Relative(k));
+    }
+    parse_duration(text).map(TimeBudget::Absolute)
 }
 
 /// A duration (see [`parse_duration`]) or `Nx`, a factor of the majority's median wall time (N > 1).

@@ -29,7 +29,8 @@ impl Outcome {
             Outcome::Exited { code } => code,
             Outcome::Signaled { signal } => exit::for_signal(signal),
             Outcome::TimedOut => exit::TIMEOUT,
-            Outcome::FailedToStart { errno } if errno == libc::ENOENT => exit::NOT_FOUND,
+            // The file was found before any replica started, so ENOENT from exec means its `#!`
+            // interpreter or its dynamic loader is missing: not executable (126), as a shell reports it.
             Outcome::FailedToStart { .. } => exit::NOT_EXECUTABLE,
         }
     }
@@ -44,6 +45,9 @@ impl Outcome {
             Outcome::Exited { code } => format!("exit {code}"),
             Outcome::Signaled { signal } => signal_name(signal),
             Outcome::TimedOut => "timeout".to_string(),
+            Outcome::FailedToStart { errno } if errno == libc::ENOENT => {
+                "exec failed: bad interpreter or loader (ENOENT)".to_string()
+            }
             Outcome::FailedToStart { errno } => {
                 format!("exec failed: {}", std::io::Error::from_raw_os_error(errno))
             }
@@ -171,7 +175,8 @@ mod tests {
         assert_eq!(Outcome::Exited { code: 3 }.exit_code(), 3);
         assert_eq!(Outcome::Signaled { signal: 11 }.exit_code(), 139);
         assert_eq!(Outcome::TimedOut.exit_code(), 124);
-        assert_eq!(Outcome::FailedToStart { errno: libc::ENOENT }.exit_code(), 127);
+        // The file was found up front: ENOENT at exec is a missing interpreter, as bash reports it.
+        assert_eq!(Outcome::FailedToStart { errno: libc::ENOENT }.exit_code(), 126);
         assert_eq!(Outcome::FailedToStart { errno: libc::EACCES }.exit_code(), 126);
     }
 

@@ -79,7 +79,8 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
     }
     let path = crate::resolve::resolve(&cfg.command[0])?;
     let mut harness = Harness::new(Launcher::new(path.into_os_string(), &cfg.command)?)?;
-    let jobs: Vec<Job> = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i }).collect();
+    // Drawn lazily: a hunt of a billion runs allocates nothing up front.
+    let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
     let masks = |on: bool| if on { cfg.masks.clone() } else { Vec::new() };
     let opts = BatchOpts {
         parallel: cfg.jobs,
@@ -88,6 +89,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         stderr_masks: masks(cfg.compare.stderr),
         setup: ChildSetup::default(),
         mem: false,
+        reference_wall: None,
     };
     let progress = crate::report::progress_bar(
         cfg.runs as u64,
@@ -97,7 +99,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
     let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
     let mut stopped = "completed".to_string();
     let mut index = None;
-    let swept = harness.run_jobs(&jobs, &opts, &mut |mut rec| {
+    let swept = harness.run_jobs(&mut jobs, &opts, &mut |mut rec| {
         let failing = tally.add(&rec, cfg);
         if failing {
             if let Some(dir) = &cfg.keep {

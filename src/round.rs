@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Seek, SeekFrom, Write};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -32,10 +33,15 @@ pub fn execute(config: &Config) -> Result<i32> {
         launcher.set_env(crate::inject::ENV, &spec.to_text())?;
     }
     let mut harness = Harness::new(launcher)?;
+    if let Some(note) = harness.stdin_note().filter(|_| !config.quiet) {
+        let _ = writeln!(std::io::stderr(), "{note}");
+    }
 
     let jobs: Vec<Job> =
         (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
+    let began = Instant::now();
     let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
+    let voted_wall = began.elapsed();
 
     let mem_verdict = config.mem.map(|_| {
         let snaps: Vec<Option<&MemSnapshot>> = records.iter().map(usable_snapshot).collect();
@@ -49,16 +55,19 @@ pub fn execute(config: &Config) -> Result<i32> {
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
 
-    // Deliver the voted output first: reruns may take a while, and the answer is already known.
+    // Deliver the voted output first: reruns may take a while, and the answer is already known. A stop
+    // signal while the reader is slow ends the delivery (the harness watches for it).
+    let mut delivered = false;
     if harness.interrupted.is_none() {
         if let Some(w) = voted.representative() {
             let rec = &mut records[w];
             if rec.stdout.summary.len > 0 {
-                crate::replay::replay(rec.stdout.file()?, &mut std::io::stdout().lock())?;
+                harness.deliver(rec.stdout.file()?, libc::STDOUT_FILENO)?;
             }
-            if rec.stderr.summary.len > 0 {
-                crate::replay::replay(rec.stderr.file()?, &mut std::io::stderr().lock())?;
+            if rec.stderr.summary.len > 0 && harness.interrupted.is_none() {
+                harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
             }
+            delivered = harness.interrupted.is_none();
         }
     }
     let dissents =
@@ -76,7 +85,9 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
         fp.key(config.compare)
     };
-    let reruns = crate::rerun::settle(config, &mut harness, &keys, &records, batch_opts(config), &rerun_key)?;
+    let rerun_opts = BatchOpts { reference_wall: majority_median(&records, &voted), ..batch_opts(config) };
+    let reruns =
+        crate::rerun::settle(config, &mut harness, &keys, &records, voted_wall, rerun_opts, &rerun_key)?;
     let memory = mem_verdict.as_ref().map(|v| {
         let snaps: Vec<(usize, Option<&MemSnapshot>)> =
             records.iter().map(|r| (r.job.replica, r.mem.as_ref())).collect();
@@ -85,6 +96,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     swept += reruns.swept;
     let classification = reruns.report(config);
 
+    harness.check_stop();
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
         None if config.classify.fail_on.contains(&classification.class) => exit::FAILING_CLASS,
@@ -100,6 +112,8 @@ pub fn execute(config: &Config) -> Result<i32> {
         classification,
         exit_code,
     );
+    report.stopped_replicas = harness.stopped;
+    report.delivered = delivered;
     report.memory = memory;
     report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
     if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
@@ -199,7 +213,15 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         stderr_masks: masks_for(config.compare.stderr),
         setup: ChildSetup::default(),
         mem: config.mem.is_some(),
+        reference_wall: None,
     }
+}
+
+/// The median wall time (seconds) of the voted majority: what `--timeout Nx` multiplies for reruns.
+fn majority_median(records: &[RunRecord], voted: &Vote<Key>) -> Option<f64> {
+    let mut walls: Vec<f64> =
+        voted.majority()?.members.iter().map(|&i| records[i].wall.as_secs_f64()).collect();
+    crate::stats::median(&mut walls)
 }
 
 fn choose_exit_code(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> i32 {
@@ -293,6 +315,11 @@ fn build_report(
         timeout: config.timeout.as_ref().map(report::timeout_text),
         runs: records.iter().map(run_entry).collect(),
         vote: VoteEntry {
+            result: match (voted.unanimous(), voted.majority().is_some()) {
+                (true, _) => "unanimous",
+                (false, true) => "majority",
+                (false, false) => "no-majority",
+            },
             unanimous: voted.unanimous(),
             majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
             winner: voted.representative().map(|w| records[w].job.replica),
@@ -301,6 +328,8 @@ fn build_report(
         dissents,
         leaked_processes: swept,
         interrupted_by: interrupted.map(signal_name),
+        stopped_replicas: 0,
+        delivered: false,
         classification,
         memory: None,
         injection: None,

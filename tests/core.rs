@@ -680,6 +680,45 @@ fn an_executable_the_kernel_cannot_load_exits_126_with_the_exec_error() {
     out.clone().assert().code(126).stdout("");
     let err = text(&out.stderr);
     assert!(err.contains("unanimous 3/3") && err.contains("exec failed: Exec format error"), "{err}");
+    // An exec failure cannot change on a rerun: classified at once, with the default budget unspent.
+    let out = tmr().args(["--format", "json"]).arg(&bad).output().unwrap();
+    out.clone().assert().code(126);
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(v["classification"]["class"], "deterministic", "{v}");
+    assert_eq!(v["classification"]["reruns"], 0, "{v}");
+    assert_eq!(v["classification"]["exec_failed"], true, "{v}");
+}
+
+/// A text file without `#!` runs under /bin/sh, as execvp(3) runs it (and as a shell would).
+#[test]
+fn a_script_without_a_shebang_runs_under_sh() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("plain");
+    fs::write(&script, "echo \"from sh: $1\"\nexit 4\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tmr().args(["--reruns", "0"]).arg(&script).arg("arg1").output().unwrap();
+    out.clone().assert().code(4).stdout("from sh: arg1\n");
+}
+
+/// A `#!` line naming a missing interpreter: exec fails with ENOENT although the file exists. That is
+/// "not executable" (126, as bash says "bad interpreter"), classified at once.
+#[test]
+fn a_missing_interpreter_is_126_and_never_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bad-interp");
+    fs::write(&script, "#!/no/such/interpreter\necho hi\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tmr().args(["--format", "json"]).arg(&script).output().unwrap();
+    out.clone().assert().code(126).stdout("");
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(
+        (v["classification"]["class"].as_str(), v["classification"]["reruns"].as_u64()),
+        (Some("deterministic"), Some(0)),
+        "{v}"
+    );
+    assert!(v["runs"][0]["outcome"]["kind"] == "failed-to-start", "{v}");
 }
 
 #[test]
@@ -719,8 +758,10 @@ fn json_report_describes_the_run_and_holds_no_environment() {
     assert!(!raw.contains("s3cr3t"), "the report leaks the environment:\n{raw}");
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(v["schema"], "tmr-report");
-    // Version 2 since the classification commit (3357753); bump it here deliberately with the schema.
-    assert_eq!(v["version"], 2);
+    // Version 3 since the class/vote split; bump it here deliberately with the schema.
+    assert_eq!(v["version"], 3);
+    assert_eq!(v["vote"]["result"], "unanimous");
+    assert_eq!(v["classification"]["class"], "none");
     assert_eq!(v["replicas"], 3);
     assert_eq!(v["command"], serde_json::json!(["sh", "-c", "echo hi"]));
     let runs = v["runs"].as_array().unwrap();

@@ -52,20 +52,46 @@ pub fn exec_result(fd: &OwnedFd) -> ExecResult {
     }
 }
 
+/// The shell a script without a `#!` line is run with, as execvp(3) does.
+const BSHELL: &CStr = c"/bin/sh";
+
 /// The argv/envp arrays in the exact form execve wants, built before forking.
 pub struct ExecImage<'a> {
     path: &'a CStr,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// `/bin/sh PATH ARGS...`: the fallback when the kernel does not recognise the file (ENOEXEC).
+    sh_argv: Vec<*const libc::c_char>,
 }
 
 impl<'a> ExecImage<'a> {
-    pub fn new(path: &'a CStr, argv: &'a [CString], env: &'a [CString]) -> Self {
+    /// `script`: the file may be run by `/bin/sh` when the kernel refuses it (see [`looks_like_script`]).
+    pub fn new(path: &'a CStr, argv: &'a [CString], env: &'a [CString], script: bool) -> Self {
         let ptrs = |v: &'a [CString]| -> Vec<*const libc::c_char> {
             v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
         };
-        ExecImage { path, argv: ptrs(argv), envp: ptrs(env) }
+        let sh_argv = if script {
+            [BSHELL.as_ptr(), path.as_ptr()]
+                .into_iter()
+                .chain(argv.iter().skip(1).map(|s| s.as_ptr()))
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ExecImage { path, argv: ptrs(argv), envp: ptrs(env), sh_argv }
     }
+}
+
+/// Whether a file the kernel cannot execute should be run by `/bin/sh`, as execvp does for ENOEXEC:
+/// only text. A broken binary (ELF magic, or a NUL among its first bytes, bash's test) stays an exec
+/// error (126) instead of being fed to the shell as garbage. Decided once, before any replica starts.
+pub fn looks_like_script(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else { return false };
+    let head = &head[..n];
+    !head.starts_with(b"\x7fELF") && !head.contains(&0)
 }
 
 /// Start one replica with the given fds as its stdin, stdout and stderr, in a process group of its own.
@@ -79,7 +105,8 @@ pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, caught: &C
     // The child's stack until exec, allocated before the clone (the child must not allocate). Never read
     // before the child writes it, so left uninitialised: only the few pages it touches are faulted in.
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
-    let args = ChildArgs { image, stdio, setup, caught, err_fd: err_w_fd };
+    let args =
+        ChildArgs { image, stdio, setup, caught, err_fd: err_w_fd, parent: nix::unistd::getpid().as_raw() };
     // Block every signal across the clone, so no handler of tmr's runs in the child before exec; the child
     // clears the mask just before exec.
     let mut all: libc::sigset_t = unsafe_zeroed_sigset();
@@ -126,6 +153,8 @@ struct ChildArgs<'a> {
     setup: ChildSetup,
     caught: &'a Caught,
     err_fd: RawFd,
+    /// tmr's pid, to tell whether it died before the child asked to die with it.
+    parent: libc::pid_t,
 }
 
 /// The signals tmr has handlers for, read once in the parent (after its handlers are installed): the
@@ -158,7 +187,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // and this is the freshly cloned child; see `child_exec`.
     unsafe {
         let a = &*(arg as *const ChildArgs);
-        child_exec(a.image, a.stdio, a.setup, a.caught, a.err_fd)
+        child_exec(a.image, a.stdio, a.setup, a.caught, a.err_fd, a.parent)
     }
 }
 
@@ -178,8 +207,16 @@ unsafe fn child_exec(
     setup: ChildSetup,
     caught: &Caught,
     err_fd: RawFd,
+    parent: libc::pid_t,
 ) -> ! {
     libc::setpgid(0, 0);
+    // Die with tmr, even by SIGKILL, which leaves tmr no chance to kill its replicas. The death signal
+    // follows the parent *thread*; tmr spawns from its only thread, so that is tmr itself. It survives
+    // exec (tmr never runs set-uid programs specially). If tmr died before this line, nobody will send it.
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+    if libc::getppid() != parent {
+        libc::_exit(127);
+    }
     for (target, &fd) in stdio.iter().enumerate() {
         if libc::dup2(fd, target as RawFd) < 0 {
             child_fail(err_fd);
@@ -212,6 +249,11 @@ unsafe fn child_exec(
     libc::sigemptyset(&mut empty);
     libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
+    if *libc::__errno_location() == libc::ENOEXEC && !image.sh_argv.is_empty() {
+        // No `#!` line and no binary format the kernel knows: a shell script, as execvp treats it.
+        libc::execve(BSHELL.as_ptr(), image.sh_argv.as_ptr(), image.envp.as_ptr());
+        *libc::__errno_location() = libc::ENOEXEC;
+    }
     child_fail(err_fd)
 }
 

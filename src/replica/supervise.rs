@@ -2,7 +2,6 @@
 //! and the signal self-pipe, with timers for timeouts, kill escalation and leak windows. No reader threads:
 //! tmr forks, and forking a multi-threaded process is a trap.
 
-use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
@@ -23,7 +22,7 @@ use super::reap;
 use super::signals::Signals;
 use super::spawn::{exec_result, spawn, Caught, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
-use crate::config::{Timeout, RELATIVE_TIMEOUT_FLOOR};
+use crate::config::{scale_duration, Timeout, RELATIVE_TIMEOUT_FLOOR};
 use crate::fingerprint::{Fingerprint, Outcome};
 use crate::memvote::MemSnapshot;
 
@@ -44,6 +43,8 @@ pub struct Launcher {
     /// Append TMR_PAD so the TMR_* variables always take the same number of bytes (memory voting:
     /// `TMR_ROUND=10` must not shift every later byte of the stack against `TMR_ROUND=9`).
     pub pad_env: bool,
+    /// The command is a text file without `#!`: run it with /bin/sh if the kernel refuses it.
+    pub script: bool,
 }
 
 /// Digits of TMR_REPLICA, TMR_REPLICAS and TMR_ROUND plus TMR_PAD's value, whatever the numbers.
@@ -63,7 +64,8 @@ impl Launcher {
                 c(k)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false })
+        let script = super::spawn::looks_like_script(std::path::Path::new(&path));
+        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false, script })
     }
 
     /// Set (or replace) one variable of every replica's environment.
@@ -107,6 +109,10 @@ pub struct BatchOpts {
     pub setup: ChildSetup,
     /// The command runs under the memory monitor: give each job a snapshot file as fd 3.
     pub mem: bool,
+    /// For a relative timeout: the median wall time (seconds) that `Nx` multiplies, when known in
+    /// advance. Reruns have no siblings to take a median from, so they use the voted round's majority
+    /// median; without it, a lone rerun of a hung replica would never time out.
+    pub reference_wall: Option<f64>,
 }
 
 /// Everything known about one finished execution.
@@ -165,6 +171,8 @@ pub struct Harness {
     buf: Vec<u8>,
     /// The stop signal tmr received, if any: no further replica is started once it is set.
     pub interrupted: Option<i32>,
+    /// How many replicas were running when that signal came (each was sent it).
+    pub stopped: usize,
 }
 
 struct Stream {
@@ -217,13 +225,21 @@ impl Harness {
         let signals = Signals::install()?;
         let caught = Caught::now();
         let stdin = StdinSource::detect()?;
-        Ok(Harness { signals, caught, stdin, launcher, buf: vec![0; READ_BUF], interrupted: None })
+        Ok(Harness {
+            signals,
+            caught,
+            stdin,
+            launcher,
+            buf: vec![0; READ_BUF],
+            interrupted: None,
+            stopped: 0,
+        })
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, and keep every record, in job order.
     pub fn run_batch(&mut self, jobs: &[Job], opts: &BatchOpts) -> Result<Batch> {
         let mut records = Vec::new();
-        let swept = self.run_jobs(jobs, opts, &mut |rec| {
+        let swept = self.run_jobs(&mut jobs.iter().copied(), opts, &mut |rec| {
             records.push(rec);
             Ok(Control::Continue)
         })?;
@@ -232,18 +248,18 @@ impl Harness {
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, handing each finished execution to `sink` as it
-    /// completes (so thousands of runs never pile up open spool files). Returns the number of leftover
-    /// processes killed afterwards.
+    /// completes (so thousands of runs never pile up open spool files). Jobs are drawn from the iterator
+    /// only as slots free up, so a million-run hunt allocates nothing up front. Returns the number of
+    /// leftover processes killed afterwards.
     pub fn run_jobs(
         &mut self,
-        jobs: &[Job],
+        jobs: &mut dyn Iterator<Item = Job>,
         opts: &BatchOpts,
         sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
     ) -> Result<usize> {
-        let mut pending: VecDeque<usize> = (0..jobs.len()).collect();
         let mut running: Vec<Running> = Vec::new();
         let mut walls: Vec<f64> = Vec::new();
-        let majority = opts.parallel.clamp(1, jobs.len().max(1)) / 2 + 1;
+        let majority = opts.parallel.max(1) / 2 + 1;
         let mut refs = None;
         let mut stop = false;
         let mut leftovers = std::collections::HashSet::new();
@@ -253,8 +269,8 @@ impl Harness {
                     self.on_stop(sig, &mut running);
                 }
                 while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
-                    let Some(j) = pending.pop_front() else { break };
-                    running.push(self.launch(jobs[j], opts, &mut refs)?);
+                    let Some(job) = jobs.next() else { break };
+                    running.push(self.launch(job, opts, &mut refs)?);
                 }
                 if running.is_empty() {
                     return Ok(());
@@ -281,6 +297,9 @@ impl Harness {
     fn on_stop(&mut self, sig: i32, running: &mut [Running]) {
         let now = Instant::now();
         let escalate = self.interrupted.is_some();
+        if !escalate {
+            self.stopped = running.iter().filter(|r| r.exited_at.is_none()).count();
+        }
         self.interrupted.get_or_insert(sig);
         for r in running.iter_mut() {
             if escalate {
@@ -299,7 +318,7 @@ impl Harness {
         refs: &mut Option<(Rc<Reference>, Rc<Reference>)>,
     ) -> Result<Running> {
         let env = self.launcher.env_for(&job);
-        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env);
+        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
@@ -363,7 +382,7 @@ impl Harness {
             let mut slots = vec![Slot::Signal];
             if let Some(spool) = self.stdin.spool() {
                 let caught_up = running.iter().any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
-                if !spool.eof() && caught_up {
+                if caught_up && spool.wants_more(slowest_feed(running)) {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                     slots.push(Slot::Stdin);
                 }
@@ -423,8 +442,10 @@ impl Harness {
             match slot {
                 Slot::Signal => self.signals.drain(),
                 Slot::Stdin => {
+                    let slowest = slowest_feed(running);
                     if let Some(spool) = self.stdin.spool() {
                         spool.pull(&mut self.buf)?;
+                        spool.trim(slowest)?;
                     }
                 }
                 Slot::Out(i) => {
@@ -509,13 +530,52 @@ impl Harness {
         self.launcher.set_env(key, value)
     }
 
-    /// Read the rest of tmr's stdin into the spool, so a later round sees all of it.
-    pub fn finish_stdin(&mut self) -> Result<()> {
-        if let Some(spool) = self.stdin.spool() {
-            spool.pull_to_eof(&mut self.buf)?;
-        }
-        Ok(())
+    /// A line to show the user before the run when tmr's stdin is a terminal, which replicas never share.
+    pub fn stdin_note(&self) -> Option<&'static str> {
+        matches!(self.stdin, super::stdin::StdinSource::Terminal).then_some(
+            "tmr: stdin is a terminal, which replicas do not share: they read /dev/null (pipe input in, or \
+             give it as a file: tmr CMD < FILE)",
+        )
     }
+
+    /// Take a stop signal that arrived while no batch was running (between rounds, while reporting).
+    pub fn check_stop(&mut self) {
+        if let Some(sig) = self.signals.take_stop() {
+            self.interrupted.get_or_insert(sig);
+        }
+    }
+
+    /// Copy `spool` from its start to `fd` (tmr's stdout or stderr), watching for stop signals the whole
+    /// time: a reader that stops reading must not make tmr deaf to SIGINT/SIGTERM. A reader that goes
+    /// away (EPIPE) ends the copy quietly.
+    pub fn deliver(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd) -> Result<()> {
+        let mut out = super::deliver::Output::new(fd);
+        let mut at = 0u64;
+        loop {
+            self.check_stop();
+            if self.interrupted.is_some() {
+                return Ok(());
+            }
+            match out.send(spool, &mut at, self.signals.fd())? {
+                super::deliver::Sent::More => {}
+                super::deliver::Sent::Done | super::deliver::Sent::ReaderGone => return Ok(()),
+            }
+            if self.signals.take_stop().map(|sig| self.interrupted.get_or_insert(sig)).is_some() {
+                return Ok(());
+            }
+            self.signals.drain();
+        }
+    }
+
+    /// Whether replicas started from now on get the same stdin as the first ones (see `stdin::Spool`).
+    pub fn stdin_replayable(&self) -> bool {
+        self.stdin.replayable()
+    }
+}
+
+/// The offset of the slowest running replica still reading stdin (the spool's length when none is).
+fn slowest_feed(running: &[Running]) -> u64 {
+    running.iter().filter_map(|r| r.feed.as_ref().map(|(_, o)| *o)).min().unwrap_or(u64::MAX)
 }
 
 fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -532,15 +592,15 @@ fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usiz
         return None;
     }
     match opts.timeout? {
-        Timeout::Absolute(d) => Some(r.started + d),
+        Timeout::Absolute(d) => r.started.checked_add(d),
         Timeout::Relative(factor) => {
-            if walls.len() < majority {
-                return None;
-            }
-            let mut w = walls.to_vec();
-            let median = crate::stats::median(&mut w)?;
-            let limit = Duration::from_secs_f64(median * factor).max(RELATIVE_TIMEOUT_FLOOR);
-            Some(r.started + limit)
+            let median = match opts.reference_wall {
+                Some(m) => m,
+                None if walls.len() < majority => return None,
+                None => crate::stats::median(&mut walls.to_vec())?,
+            };
+            let limit = scale_duration(Duration::from_secs(1), median * factor).max(RELATIVE_TIMEOUT_FLOOR);
+            r.started.checked_add(limit)
         }
     }
 }

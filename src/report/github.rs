@@ -7,7 +7,7 @@ use crate::classify::Class;
 pub fn render(r: &RunReport) -> String {
     let c = &r.classification;
     let icon = match c.class {
-        Class::Unanimous if r.exit_code == 0 => "✅",
+        Class::None if r.exit_code == 0 => "✅",
         Class::Transient => "⚠️",
         Class::Nondeterministic => "🎲",
         _ => "❌",

@@ -23,16 +23,17 @@ impl Style {
 pub fn render(r: &RunReport, style: &Style) -> String {
     let mut out = String::new();
     let n = r.replicas;
-    let ran = r.runs.len();
     let mut line = |s: String| {
         out.push_str("tmr: ");
         out.push_str(&s);
         out.push('\n');
     };
     if let Some(sig) = &r.interrupted_by {
+        let delivered = if r.delivered { "the voted output had been delivered" } else { "nothing delivered" };
         line(format!(
-            "{} by {sig}: stopped {ran} replica(s), nothing delivered, exit {}",
+            "{} by {sig}: stopped {} running replica(s), {delivered}, exit {}",
             style.paint("1;31", "interrupted"),
+            r.stopped_replicas,
             r.exit_code
         ));
         return out;
@@ -40,7 +41,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
     let class = r.classification.class;
     let label = match class {
-        Class::Unanimous | Class::NoMajority => String::new(),
+        Class::None => String::new(),
         Class::Transient => format!("{} · ", style.paint("33", "transient")),
         Class::Nondeterministic => format!("{} · ", style.paint("1;33", "nondeterministic")),
         Class::Deterministic => format!("{} · ", style.paint("1;31", "deterministic")),
@@ -63,7 +64,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             ));
         }
         (None, _) => line(format!(
-            "{} among {n} replicas ({} different results): nothing delivered · {}",
+            "{label}{} among {n} replicas ({} different results): nothing delivered · {}",
             style.paint("1;31", "no majority"),
             r.vote.groups.len(),
             resources(&r.runs)
@@ -177,35 +178,47 @@ fn pct(p: f64) -> String {
     format!("{:.1}%", p * 100.0)
 }
 
-/// What the reruns showed, in words a user can act on.
+/// What the reruns showed, in words a user can act on, with the bound the spent budget bought.
 fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
     let conf = pct(c.confidence);
     let mode = if c.rerun_mode == "parallel" {
-        format!("reruns in parallel rounds of {}", r.replicas)
+        format!("in parallel rounds of {}", r.replicas)
     } else {
-        "sequential reruns".to_string()
+        "one at a time".to_string()
     };
-    let spent = if c.settled_early {
-        format!("settled after {} of at most {} reruns", c.reruns, c.budget)
-    } else {
-        format!("{} reruns", c.reruns)
-    };
+    let spent = format!(
+        "{} rerun(s) {mode} in {} (budget {} reruns or {})",
+        c.reruns,
+        secs(c.spent_ms),
+        c.budget,
+        secs(c.time_budget_ms)
+    );
     let mut out = Vec::new();
-    let disagreement = !r.vote.unanimous || c.class == Class::Deterministic;
-    if c.reruns == 0 {
-        if disagreement || r.vote.winner.is_none() {
-            out.push("  not rerun (--reruns 0): the class is unconfirmed".to_string());
-        }
-        return out;
+    if let Some(note) = &c.note {
+        out.push(format!("  {note}"));
     }
+    let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
     match c.class {
-        Class::Unanimous => {}
+        Class::None if r.vote.winner.is_none() => {
+            out.push("  not rerun: why the replicas differ is unsettled (raise --reruns/--rerun-budget)".into())
+        }
+        Class::None => {}
+        Class::Transient if c.reruns == 0 => out.push(
+            "  not rerun: the odd outcome is taken for a one-off fault, unconfirmed (raise --reruns/--rerun-budget)"
+                .into(),
+        ),
+        Class::Transient if r.vote.winner.is_none() => {
+            let emerged = c.emerged.and_then(|i| c.outcomes.get(i)).map(|o| o.describe());
+            out.push(format!(
+                "  the reruns all gave one outcome{}: the voted round's others never came back ({spent})",
+                emerged.map(|e| format!(" ({e})")).unwrap_or_default()
+            ));
+        }
         Class::Transient => {
-            let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
             let mut s = format!(
-                "  the odd outcome never came back in {} {mode}: a one-off fault, masked by the vote; \
-                 if it is a flake, its rate is below {bound} ({conf} confidence)",
-                c.reruns
+                "  the odd outcome never came back in {} rerun(s): a one-off fault, masked by the vote; \
+                 if it is a flake, its rate is below {bound} ({conf} confidence; {spent})",
+                c.observations
             );
             if c.rerun_mode == "sequential" && !r.sequential {
                 s.push_str(&format!(
@@ -216,38 +229,44 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
             }
             out.push(s);
         }
-        Class::Deterministic => {
-            let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
-            out.push(format!(
-                "  failed the same way in all {} {mode}: a deterministic bug; if it ever passes, \
-                 it does so in under {bound} of runs ({conf} confidence)",
-                c.reruns
-            ));
-        }
+        Class::Deterministic if c.exec_failed => out.push(
+            "  the command could not be executed: no rerun can change that, so none was spent".into(),
+        ),
+        Class::Deterministic => out.push(format!(
+            "  failed the same way in all {} runs: a deterministic bug; if it ever passes, it does so in \
+             under {bound} of runs ({conf} confidence; {spent}; --reruns/--rerun-budget buy a stronger claim)",
+            c.observations
+        )),
         Class::Nondeterministic => {
-            out.push(format!("  the outcome changes from run to run: flaky ({spent}, {mode}):"));
-            out.extend(outcome_lines(r, c));
-        }
-        Class::NoMajority => {
             if c.unstable {
                 out.push(format!(
-                    "  every run differed from every other in {} {mode} too: the output is unstable",
-                    c.reruns
-                ));
-            } else if let Some(o) = c.emerged.and_then(|i| c.outcomes.get(i)) {
-                out.push(format!(
-                    "  a majority emerged in the reruns ({spent}): {} in {}/{} reruns",
-                    o.describe(),
-                    o.reruns,
-                    c.reruns
+                    "  every run differed from every other ({spent}): unstable output: consider --mask/--compare"
                 ));
             } else {
-                out.push(format!("  no outcome dominates ({spent}, {mode}):"));
-                out.extend(outcome_lines(r, c));
+                out.push(format!("  the outcome changes from run to run: flaky ({spent}):"));
             }
+            out.extend(outcome_lines(r, c));
         }
     }
     out
+}
+
+/// Milliseconds as a short duration: `850ms`, `2.1s`, `10m`, `1h+` from an hour (an unbounded budget).
+fn secs(ms: f64) -> String {
+    if ms >= 3.6e6 {
+        "1h+".to_string()
+    } else if ms >= 60e3 {
+        let m = ms / 60e3;
+        if (m - m.round()).abs() < 0.05 {
+            format!("{m:.0}m")
+        } else {
+            format!("{m:.1}m")
+        }
+    } else if ms >= 1000.0 {
+        format!("{:.1}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}ms")
+    }
 }
 
 fn outcome_lines(r: &RunReport, c: &ClassReport) -> Vec<String> {
@@ -412,14 +431,21 @@ mod tests {
             dissents,
             leaked_processes: 0,
             interrupted_by: None,
+            stopped_replicas: 0,
+            delivered: true,
             classification: ClassReport {
-                class: Class::Unanimous,
+                class: Class::None,
                 reruns: 0,
                 budget: 0,
                 confidence: 0.95,
                 rerun_mode: "sequential",
                 settled_early: false,
                 odd_rate_bound: None,
+                observations: 0,
+                exec_failed: false,
+                time_budget_ms: 0.0,
+                spent_ms: 0.0,
+                note: None,
                 unstable: false,
                 emerged: None,
                 outcomes: vec![],
@@ -436,6 +462,7 @@ mod tests {
         let r = report(
             vec![run(0, 0, "a"), run(1, 0, "a"), run(2, 0, "a")],
             VoteEntry {
+                result: "unanimous",
                 unanimous: true,
                 majority: Some(vec![0, 1, 2]),
                 winner: Some(0),
@@ -454,6 +481,7 @@ mod tests {
         let r = report(
             vec![run(0, 0, "ok"), run(1, 1, "corrupted"), run(2, 0, "ok")],
             VoteEntry {
+                result: "majority",
                 unanimous: false,
                 majority: Some(vec![0, 2]),
                 winner: Some(0),
@@ -486,6 +514,7 @@ mod tests {
         let r = report(
             vec![run(0, 0, "t1"), run(1, 0, "t2"), run(2, 0, "t3")],
             VoteEntry {
+                result: "no-majority",
                 unanimous: false,
                 majority: None,
                 winner: None,

@@ -21,7 +21,7 @@ pub fn render(r: &RunReport) -> String {
         s
     };
     // A unanimous failure is the test case's own failure, not a rerun of it.
-    let counted_as_reruns = !(class == Class::Unanimous || class == Class::Deterministic && r.exit_code != 0);
+    let counted_as_reruns = !(class == Class::None || class == Class::Deterministic && r.exit_code != 0);
     if counted_as_reruns || r.exit_code == 0 {
         for e in failing_runs {
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);

@@ -16,8 +16,10 @@ use crate::memvote::{MemSnapshot, MemVerdict, NoisePage, PageDivergence};
 use crate::stats::Interval;
 
 pub const SCHEMA: &str = "tmr-report";
-/// 2: added `classification`.
-pub const VERSION: u32 = 2;
+/// 2: added `classification`. 3: the class says why (`none`, `transient`, `nondeterministic`,
+/// `deterministic`) and `vote.result` says what (`unanimous`, `majority`, `no-majority`); rerun time
+/// budget, observations behind the bound, `delivered`.
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -35,6 +37,10 @@ pub struct RunReport {
     /// Processes left behind by replicas (grandchildren) that tmr killed.
     pub leaked_processes: usize,
     pub interrupted_by: Option<String>,
+    /// Replicas still running when the stop signal came (they were sent it).
+    pub stopped_replicas: usize,
+    /// The voted output was delivered (before reruns, or not at all when interrupted first).
+    pub delivered: bool,
     pub classification: ClassReport,
     /// Memory voting (`--mem`), when on.
     pub memory: Option<MemReport>,
@@ -101,8 +107,17 @@ pub struct ClassReport {
     pub rerun_mode: &'static str,
     /// Reruns stopped before the budget because the class was settled.
     pub settled_early: bool,
-    /// No odd outcome came back: its rate is below this bound at `confidence` (rule of three).
+    /// No odd outcome came back: its rate is below this bound at `confidence` (rule of three) ...
     pub odd_rate_bound: Option<f64>,
+    /// ... over this many runs (a unanimous failure counts the voted round's replicas too).
+    pub observations: usize,
+    /// The command could not be executed: classified at once, no reruns spent.
+    pub exec_failed: bool,
+    /// The time budget for reruns and the time they took.
+    pub time_budget_ms: f64,
+    pub spent_ms: f64,
+    /// Why reruns did not run or stopped short, when the budgets are not the reason.
+    pub note: Option<String>,
     /// No majority, and every run differed from every other.
     pub unstable: bool,
     /// No majority in the voted round, but this outcome (index into `outcomes`) won the reruns.
@@ -163,6 +178,8 @@ impl From<StreamSummary> for StreamEntry {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VoteEntry {
+    /// What came out: `unanimous`, `majority` or `no-majority`.
+    pub result: &'static str,
     pub unanimous: bool,
     /// Replicas of the strict majority, if any.
     pub majority: Option<Vec<usize>>,

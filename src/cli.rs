@@ -19,7 +19,7 @@ use crate::replica::monitor::Det;
 
 const EXAMPLES: &str = "\
 EXAMPLES
-  tmr cargo test                            3 replicas, voted output and exit code
+  tmr make                                  3 replicas, voted output and exit code
   tmr -n 5 -- ./solver --input x.dat        5 replicas; `--` ends tmr's options
   tmr --sequential -- make check            one replica after another (shared ports, files)
   tmr --timeout 30s -- ./flaky.sh           a replica running 30 s is killed: outcome \"timeout\"

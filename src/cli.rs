@@ -31,11 +31,12 @@ EXAMPLES
   tmr --compare exit --junit junit.xml --github -- cargo test   reports for CI dashboards
   tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh  hunt a flaky test (see tmr hunt --help)
 
-Disagreements are settled by reruns (--reruns): the class (unanimous, transient, nondeterministic,
-deterministic, no-majority) is reported with its evidence; tmr still exits with the voted outcome
-unless --fail-on names the class.
+The vote says what came out (unanimous, majority, no-majority); the class says why, settled by
+reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time):
+none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on
+names the class. For test suites, vote on the exit status (--compare exit): runners reorder output.
 Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round;
-reruns count up from 1 and run as replica 0 of 1 unless --rerun-mode parallel).
+reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
 stdin is read once and given to every replica; a terminal is not shared (replicas read /dev/null).
 ";
 
@@ -126,8 +127,8 @@ struct RunArgs {
     #[arg(long, value_enum, help_heading = "Classification")]
     rerun_mode: Option<RerunModeArg>,
 
-    /// Exit 122 when the run is classified as one of these (comma-separated): transient,
-    /// nondeterministic, deterministic, no-majority, unanimous.
+    /// Exit 122 when the run is classified as one of these (comma-separated): none, transient,
+    /// nondeterministic, deterministic.
     #[arg(long, value_name = "CLASSES", value_parser = parse_class, value_delimiter = ',', help_heading = "Classification")]
     fail_on: Vec<Class>,
 

@@ -1,0 +1,232 @@
+//! The committed prefix of one compared stream under `--mask`, line by line: a line is committed when a
+//! strict majority of agreeing replicas wrote the same *masked* line at the same line number, and the
+//! raw line delivered is that of the lowest-numbered replica in the majority (so timestamps and pids in
+//! the delivered output are one real replica's, never a blend within a line).
+//!
+//! Pure: chunks in, committed raw lines out. A line longer than [`crate::mask::MAX_LINE`] without a
+//! newline is cut into pieces of that size, as the masked digest cuts it. Replicas that lag are compared
+//! with the masked digests of lines already committed, kept until every agreeing replica has passed them.
+
+use std::collections::VecDeque;
+
+use regex::bytes::Regex;
+
+use super::bytes::Divergence;
+use crate::mask::{mask_line, MAX_LINE};
+
+type Digest = [u8; 32];
+
+struct Unit {
+    raw: Vec<u8>,
+    masked: Digest,
+}
+
+#[derive(Default)]
+struct Lane {
+    carry: Vec<u8>,
+    /// Complete lines beyond the committed ones, while it agrees.
+    units: VecDeque<Unit>,
+    /// Lines this replica has completed.
+    count: u64,
+    done: bool,
+    diverged: Option<Divergence>,
+    /// Raw bytes written, to report where a divergence starts.
+    bytes: u64,
+}
+
+pub struct LineCommitter {
+    masks: Vec<Regex>,
+    majority: usize,
+    committed: u64,
+    committed_bytes: u64,
+    /// Masked digests of committed lines from line `base` on, for agreeing replicas that lag behind.
+    tail: VecDeque<Digest>,
+    base: u64,
+    lanes: Vec<Lane>,
+}
+
+impl LineCommitter {
+    pub fn new(replicas: usize, masks: Vec<Regex>) -> Self {
+        LineCommitter {
+            masks,
+            majority: replicas / 2 + 1,
+            committed: 0,
+            committed_bytes: 0,
+            tail: VecDeque::new(),
+            base: 0,
+            lanes: (0..replicas).map(|_| Lane::default()).collect(),
+        }
+    }
+
+    pub fn committed_bytes(&self) -> u64 {
+        self.committed_bytes
+    }
+
+    pub fn divergence(&self, replica: usize) -> Option<&Divergence> {
+        self.lanes[replica].diverged.as_ref()
+    }
+
+    /// Raw bytes held: uncommitted lines and partial lines.
+    pub fn held(&self) -> usize {
+        self.lanes.iter().map(|l| l.carry.len() + l.units.iter().map(|u| u.raw.len()).sum::<usize>()).sum()
+    }
+
+    /// What `replica` wrote beyond the committed lines (its uncommitted lines and its last partial line),
+    /// if it still agrees: what is left to deliver if it wins.
+    pub fn remainder(&self, replica: usize) -> Option<Vec<u8>> {
+        let lane = &self.lanes[replica];
+        if lane.diverged.is_some() || lane.count < self.committed {
+            return None;
+        }
+        let mut out: Vec<u8> = lane.units.iter().flat_map(|u| u.raw.iter().copied()).collect();
+        out.extend_from_slice(&lane.carry);
+        Some(out)
+    }
+
+    pub fn push(&mut self, replica: usize, mut chunk: &[u8]) -> Vec<u8> {
+        self.lanes[replica].bytes += chunk.len() as u64;
+        if self.lanes[replica].diverged.is_some() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while !chunk.is_empty() {
+            let lane = &mut self.lanes[replica];
+            let room = MAX_LINE - lane.carry.len();
+            let (take, complete) = match memchr::memchr(b'\n', &chunk[..chunk.len().min(room)]) {
+                Some(nl) => (nl + 1, true),
+                None if chunk.len() >= room => (room, true),
+                None => (chunk.len(), false),
+            };
+            lane.carry.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if complete {
+                let raw = std::mem::take(&mut lane.carry);
+                self.add_unit(replica, raw, &mut out);
+                if self.lanes[replica].diverged.is_some() {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The replica's stream ended: its last partial line is a line.
+    pub fn finish(&mut self, replica: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let lane = &mut self.lanes[replica];
+        lane.done = true;
+        if lane.diverged.is_none() && !lane.carry.is_empty() {
+            let raw = std::mem::take(&mut lane.carry);
+            self.add_unit(replica, raw, &mut out);
+        }
+        out
+    }
+
+    fn digest(&self, raw: &[u8]) -> Digest {
+        let (line, nl) = match raw.strip_suffix(b"\n") {
+            Some(l) => (l, true),
+            None => (raw, false),
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(&mask_line(&self.masks, line));
+        h.update(if nl { b"\n" } else { b"" });
+        *h.finalize().as_bytes()
+    }
+
+    fn add_unit(&mut self, replica: usize, raw: Vec<u8>, out: &mut Vec<u8>) {
+        let masked = self.digest(&raw);
+        let index = self.lanes[replica].count;
+        self.lanes[replica].count += 1;
+        if index < self.committed {
+            let expected = self.tail[(index - self.base) as usize];
+            if expected != masked {
+                let offset = self.lanes[replica].bytes - raw.len() as u64;
+                self.diverge(replica, offset, &raw);
+            }
+            self.trim_tail();
+            return;
+        }
+        self.lanes[replica].units.push_back(Unit { raw, masked });
+        while let Some(bytes) = self.commit_one() {
+            out.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Commit the next line if a strict majority of agreeing replicas wrote it the same way.
+    fn commit_one(&mut self) -> Option<Vec<u8>> {
+        let mut groups: Vec<(Digest, Vec<usize>)> = Vec::new();
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if lane.diverged.is_some() {
+                continue;
+            }
+            if let Some(u) = lane.units.front() {
+                match groups.iter_mut().find(|(d, _)| *d == u.masked) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((u.masked, vec![i])),
+                }
+            }
+        }
+        let (digest, members) = groups.into_iter().find(|(_, m)| m.len() >= self.majority)?;
+        let raw = self.lanes[members[0]].units.front().map(|u| u.raw.clone())?;
+        let offset_of = |lane: &Lane| {
+            lane.bytes - lane.units.iter().map(|u| u.raw.len() as u64).sum::<u64>() - lane.carry.len() as u64
+        };
+        for i in 0..self.lanes.len() {
+            if self.lanes[i].diverged.is_some() {
+                continue;
+            }
+            match self.lanes[i].units.front().map(|u| u.masked) {
+                Some(d) if d == digest => {
+                    self.lanes[i].units.pop_front();
+                }
+                Some(_) => {
+                    let offset = offset_of(&self.lanes[i]);
+                    let theirs = self.lanes[i].units.front().map(|u| u.raw.clone()).unwrap_or_default();
+                    self.diverge(i, offset, &theirs);
+                }
+                None => {}
+            }
+        }
+        if self.lanes.iter().any(|l| l.diverged.is_none() && l.count <= self.committed) {
+            if self.tail.is_empty() {
+                self.base = self.committed;
+            }
+            self.tail.push_back(digest);
+        }
+        self.committed += 1;
+        self.committed_bytes += raw.len() as u64;
+        self.trim_tail();
+        Some(raw)
+    }
+
+    fn diverge(&mut self, replica: usize, offset: u64, theirs: &[u8]) {
+        let lane = &mut self.lanes[replica];
+        lane.units.clear();
+        lane.carry = Vec::new();
+        lane.diverged = Some(Divergence {
+            offset,
+            before: Vec::new(),
+            majority: Vec::new(),
+            replica: theirs.iter().take(256).copied().collect(),
+        });
+    }
+
+    fn trim_tail(&mut self) {
+        let slowest = self
+            .lanes
+            .iter()
+            .filter(|l| l.diverged.is_none())
+            .map(|l| l.count)
+            .min()
+            .unwrap_or(self.committed)
+            .min(self.committed);
+        if slowest > self.base {
+            let drop = ((slowest - self.base) as usize).min(self.tail.len());
+            self.tail.drain(..drop);
+            self.base = slowest;
+        }
+        if self.tail.is_empty() {
+            self.base = self.committed;
+        }
+    }
+}

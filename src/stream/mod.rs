@@ -1,0 +1,250 @@
+//! Streaming delivery of compared output: what a strict majority of replicas agrees on is committed as
+//! it arrives (`bytes`: byte by byte; `lines`: line by line under `--mask`), so it can be written to
+//! tmr's stdout at once and never taken back. Pure: no processes, no files; property-tested against the
+//! final vote over whole outputs.
+
+pub mod bytes;
+pub mod lines;
+
+pub use bytes::{ByteCommitter, Divergence};
+pub use lines::LineCommitter;
+
+use regex::bytes::Regex;
+
+/// One compared stream's committer: byte-wise, or line-wise when masks apply.
+pub enum Committer {
+    Bytes(ByteCommitter),
+    Lines(LineCommitter),
+}
+
+impl Committer {
+    pub fn new(replicas: usize, masks: Vec<Regex>) -> Self {
+        if masks.is_empty() {
+            Committer::Bytes(ByteCommitter::new(replicas))
+        } else {
+            Committer::Lines(LineCommitter::new(replicas, masks))
+        }
+    }
+
+    /// `replica` wrote `chunk`; returns the bytes this commits (deliver them now).
+    pub fn push(&mut self, replica: usize, chunk: &[u8]) -> Vec<u8> {
+        match self {
+            Committer::Bytes(c) => c.push(replica, chunk),
+            Committer::Lines(c) => c.push(replica, chunk),
+        }
+    }
+
+    /// `replica`'s stream ended (EOF); returns what this commits.
+    pub fn finish(&mut self, replica: usize) -> Vec<u8> {
+        match self {
+            Committer::Bytes(_) => Vec::new(),
+            Committer::Lines(c) => c.finish(replica),
+        }
+    }
+
+    pub fn committed_bytes(&self) -> u64 {
+        match self {
+            Committer::Bytes(c) => c.committed(),
+            Committer::Lines(c) => c.committed_bytes(),
+        }
+    }
+
+    /// What is left to deliver if `replica` wins: its output past the committed prefix.
+    pub fn remainder(&self, replica: usize) -> Option<Vec<u8>> {
+        match self {
+            Committer::Bytes(c) => c.remainder(replica).map(<[u8]>::to_vec),
+            Committer::Lines(c) => c.remainder(replica),
+        }
+    }
+
+    pub fn divergence(&self, replica: usize) -> Option<&Divergence> {
+        match self {
+            Committer::Bytes(c) => c.divergence(replica),
+            Committer::Lines(c) => c.divergence(replica),
+        }
+    }
+
+    /// Bytes held in RAM for the stream (ahead of and behind the committed prefix).
+    pub fn held(&self) -> usize {
+        match self {
+            Committer::Bytes(c) => c.held(),
+            Committer::Lines(c) => c.held(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The strict-majority winner among whole outputs compared by `key`, if any.
+    fn winner<K: PartialEq>(keys: &[K]) -> Option<usize> {
+        (0..keys.len()).find(|&i| keys.iter().filter(|k| **k == keys[i]).count() * 2 > keys.len())
+    }
+
+    /// Feed every replica's output in the given chunk sizes, interleaved by `schedule`, then finish all.
+    fn feed(c: &mut Committer, outputs: &[Vec<u8>], chunks: &[usize], schedule: &[usize]) -> Vec<u8> {
+        let n = outputs.len();
+        let mut at = vec![0usize; n];
+        let mut delivered = Vec::new();
+        let mut step = 0;
+        let mut turn = 0;
+        while at.iter().zip(outputs).any(|(a, o)| *a < o.len()) {
+            let r = (schedule.get(turn % schedule.len().max(1)).copied().unwrap_or(0) + turn / 7) % n;
+            turn += 1;
+            if at[r] >= outputs[r].len() {
+                continue;
+            }
+            let size = chunks.get(step % chunks.len().max(1)).copied().unwrap_or(1).max(1);
+            step += 1;
+            let end = (at[r] + size).min(outputs[r].len());
+            delivered.extend(c.push(r, &outputs[r][at[r]..end]));
+            at[r] = end;
+        }
+        for r in 0..n {
+            delivered.extend(c.finish(r));
+        }
+        delivered
+    }
+
+    /// Outputs: a common text, and each replica either keeps it or diverges at some point.
+    fn outputs() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        (1usize..6, prop::collection::vec(prop::sample::select(b"ab\n".to_vec()), 0..200)).prop_flat_map(
+            |(n, base)| {
+                let len = base.len();
+                prop::collection::vec(
+                    (
+                        any::<bool>(),
+                        0..=len,
+                        prop::collection::vec(prop::sample::select(b"abc\n".to_vec()), 0..40),
+                    ),
+                    n,
+                )
+                .prop_map(move |specs| {
+                    specs
+                        .into_iter()
+                        .map(|(same, cut, tail)| {
+                            if same {
+                                base.clone()
+                            } else {
+                                let mut o = base[..cut].to_vec();
+                                o.extend(tail);
+                                o
+                            }
+                        })
+                        .collect()
+                })
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever the interleaving and chunking: the committed bytes are a prefix of the winner's
+        /// output, and the committed bytes plus the winner's remainder are its output byte for byte.
+        /// With no winner, the committed bytes are still a prefix shared by a strict majority.
+        #[test]
+        fn committed_bytes_always_belong_to_the_winner(
+            outs in outputs(),
+            chunks in prop::collection::vec(1usize..50, 1..10),
+            schedule in prop::collection::vec(0usize..6, 1..20),
+        ) {
+            let mut c = Committer::new(outs.len(), vec![]);
+            let delivered = feed(&mut c, &outs, &chunks, &schedule);
+            prop_assert_eq!(delivered.len() as u64, c.committed_bytes());
+            match winner(&outs) {
+                Some(w) => {
+                    prop_assert!(outs[w].starts_with(&delivered));
+                    let mut all = delivered.clone();
+                    all.extend(c.remainder(w).expect("the winner agrees with every commit"));
+                    prop_assert_eq!(&all, &outs[w]);
+                }
+                None => {
+                    let sharing = outs.iter().filter(|o| o.starts_with(&delivered)).count();
+                    prop_assert!(sharing * 2 > outs.len() || delivered.is_empty());
+                }
+            }
+        }
+
+        /// Under masks: lines commit when a majority's masked lines agree; delivered raw lines come from
+        /// real replicas, and with a winner, the delivered stream masks to the winner's masked stream.
+        #[test]
+        fn committed_lines_mask_to_the_winners_lines(
+            lines in prop::collection::vec((0u8..3, 0u32..1000), 0..30),
+            diverge in prop::collection::vec(proptest::option::of((0usize..30, 0u8..3)), 1..6),
+            chunks in prop::collection::vec(1usize..30, 1..10),
+            schedule in prop::collection::vec(0usize..6, 1..20),
+        ) {
+            let mask = Regex::new("[0-9]+").unwrap();
+            let n = diverge.len();
+            // Replica r prints each line with its own number (masked away), and maybe another word at one
+            // line, from where it diverges.
+            let outs: Vec<Vec<u8>> = (0..n)
+                .map(|r| {
+                    let mut o = Vec::new();
+                    for (i, (word, num)) in lines.iter().enumerate() {
+                        let w = match diverge[r] { Some((at, other)) if i >= at => other + 10, _ => *word };
+                        o.extend(format!("w{w} t={}\n", num + r as u32).into_bytes());
+                    }
+                    o
+                })
+                .collect();
+            let masked = |o: &[u8]| mask_line(&[mask.clone()], o).into_owned();
+            let mut c = Committer::new(n, vec![mask.clone()]);
+            let delivered = feed(&mut c, &outs, &chunks, &schedule);
+            let keys: Vec<Vec<u8>> = outs.iter().map(|o| masked(o)).collect();
+            if let Some(w) = winner(&keys) {
+                let mut all = delivered.clone();
+                all.extend(c.remainder(w).expect("the winner agrees with every committed line"));
+                prop_assert_eq!(masked(&all), keys[w].clone());
+            }
+            for line in delivered.split_inclusive(|b| *b == b'\n') {
+                prop_assert!(outs.iter().any(|o| o.split_inclusive(|b| *b == b'\n').any(|l| l == line)));
+            }
+        }
+    }
+
+    use crate::mask::mask_line;
+
+    #[test]
+    fn a_line_written_by_a_majority_commits_before_anyone_finishes() {
+        let mut c = Committer::new(3, vec![]);
+        assert_eq!(c.push(0, b"1\n"), b"");
+        assert_eq!(c.push(2, b"1\n"), b"1\n", "two of three agree: committed at once");
+        assert_eq!(c.push(1, b"1\n"), b"", "the laggard is checked, nothing new");
+        assert_eq!(c.push(1, b"x"), b"");
+        assert_eq!(c.push(0, b"2"), b"");
+        assert!(c.divergence(1).is_none());
+        assert_eq!(c.push(2, b"2"), b"2");
+        assert_eq!(
+            c.divergence(1).map(|d| d.offset),
+            Some(2),
+            "replica 1 wrote x where the majority wrote 2"
+        );
+    }
+
+    #[test]
+    fn a_laggard_that_differs_from_committed_bytes_diverges_and_costs_no_memory() {
+        let mut c = Committer::new(3, vec![]);
+        c.push(0, &[b'a'; 1000]);
+        c.push(1, &[b'a'; 1000]);
+        assert_eq!(c.committed_bytes(), 1000);
+        assert_eq!(c.held(), 1000, "the committed bytes are kept for replica 2, which has not written them");
+        c.push(2, b"aab");
+        let d = c.divergence(2).expect("diverged");
+        assert_eq!((d.offset, d.replica.as_slice(), d.majority.first()), (2, &b"b"[..], Some(&b'a')));
+        assert_eq!(c.held(), 0, "nobody agreeing lags any more");
+    }
+
+    #[test]
+    fn masked_lines_deliver_the_lowest_numbered_replica_of_the_majority() {
+        let mask = Regex::new("[0-9]+").unwrap();
+        let mut c = Committer::new(3, vec![mask]);
+        assert_eq!(c.push(2, b"took 3ms\n"), b"");
+        assert_eq!(c.push(1, b"took 5ms\n"), b"took 5ms\n", "replica 1 is the lowest of replicas 1 and 2");
+        assert_eq!(c.push(0, b"took 9ms\nend"), b"");
+        assert_eq!(c.remainder(0).unwrap(), b"end");
+    }
+}

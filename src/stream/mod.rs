@@ -191,7 +191,7 @@ mod tests {
                     o
                 })
                 .collect();
-            let masked = |o: &[u8]| mask_line(&[mask.clone()], o).into_owned();
+            let masked = |o: &[u8]| mask_line(std::slice::from_ref(&mask), o).into_owned();
             let mut c = Committer::new(n, vec![mask.clone()]);
             let delivered = feed(&mut c, &outs, &chunks, &schedule);
             let keys: Vec<Vec<u8>> = outs.iter().map(|o| masked(o)).collect();

@@ -3,7 +3,7 @@
 //! (`replica`) and "vote + report" (pure modules) runs through here as plain data.
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -365,7 +365,8 @@ fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
     }
 }
 
-/// Colour only on a terminal, and never when NO_COLOR is set to anything non-empty (no-color.org).
+/// Colour as anstream decides for stderr: a terminal, unless NO_COLOR is set (no-color.org);
+/// CLICOLOR_FORCE forces it, CLICOLOR=0 turns it off.
 fn use_color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }

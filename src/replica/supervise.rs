@@ -533,8 +533,7 @@ impl Harness {
     /// A line to show the user before the run when tmr's stdin is a terminal, which replicas never share.
     pub fn stdin_note(&self) -> Option<&'static str> {
         matches!(self.stdin, super::stdin::StdinSource::Terminal).then_some(
-            "tmr: stdin is a terminal, which replicas do not share: they read /dev/null (pipe input in, or \
-             give it as a file: tmr CMD < FILE)",
+            "tmr: stdin is a terminal, which replicas cannot share: they read /dev/null (pipe input in)",
         )
     }
 

@@ -10,10 +10,20 @@ pub struct Style {
     pub color: bool,
 }
 
+/// The summary's few colours, as anstyle styles (clap's own styling crate).
+mod palette {
+    use anstyle::{AnsiColor, Style};
+    pub const BAD: Style = AnsiColor::Red.on_default().bold();
+    pub const WARN: Style = AnsiColor::Yellow.on_default();
+    pub const FLAKY: Style = AnsiColor::Yellow.on_default().bold();
+    pub const GOOD: Style = AnsiColor::Green.on_default();
+    pub const HINT: Style = AnsiColor::Cyan.on_default();
+}
+
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
+    fn paint(&self, style: anstyle::Style, text: &str) -> String {
         if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            format!("{style}{text}{style:#}")
         } else {
             text.to_string()
         }
@@ -32,7 +42,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         let delivered = if r.delivered { "the voted output had been delivered" } else { "nothing delivered" };
         line(format!(
             "{} by {sig}: stopped {} running replica(s), {delivered}, exit {}",
-            style.paint("1;31", "interrupted"),
+            style.paint(palette::BAD, "interrupted"),
             r.stopped_replicas,
             r.exit_code
         ));
@@ -42,14 +52,14 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     let class = r.classification.class;
     let label = match class {
         Class::None => String::new(),
-        Class::Transient => format!("{} · ", style.paint("33", "transient")),
-        Class::Nondeterministic => format!("{} · ", style.paint("1;33", "nondeterministic")),
-        Class::Deterministic => format!("{} · ", style.paint("1;31", "deterministic")),
+        Class::Transient => format!("{} · ", style.paint(palette::WARN, "transient")),
+        Class::Nondeterministic => format!("{} · ", style.paint(palette::FLAKY, "nondeterministic")),
+        Class::Deterministic => format!("{} · ", style.paint(palette::BAD, "deterministic")),
     };
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
             "{label}{} {n}/{n} agree · {} · {}",
-            style.paint("32", "unanimous"),
+            style.paint(palette::GOOD, "unanimous"),
             w.outcome.describe(),
             resources(&r.runs)
         )),
@@ -57,7 +67,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             let size = r.vote.majority.as_ref().map_or(0, |m| m.len());
             line(format!(
                 "{label}{} {size}/{n} agree · {} · delivered replica {}'s output · {}",
-                style.paint("33", "majority"),
+                style.paint(palette::WARN, "majority"),
                 w.outcome.describe(),
                 w.replica,
                 resources(&r.runs)
@@ -65,7 +75,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         }
         (None, _) => line(format!(
             "{label}{} among {n} replicas ({} different results): nothing delivered · {}",
-            style.paint("1;31", "no majority"),
+            style.paint(palette::BAD, "no majority"),
             r.vote.groups.len(),
             resources(&r.runs)
         )),
@@ -87,7 +97,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         line(text);
     }
     if let Some(hint) = hint(r) {
-        line(format!("{} {hint}", style.paint("36", "hint:")));
+        line(format!("{} {hint}", style.paint(palette::HINT, "hint:")));
     }
     let leaked: Vec<String> = r.runs.iter().filter(|e| e.leaked).map(|e| e.replica.to_string()).collect();
     if !leaked.is_empty() {

@@ -310,7 +310,7 @@ fn one_line_error(e: &clap::Error, name: &str) -> String {
         },
         _ => rendered_lines(e),
     };
-    format!("tmr: {}\ntmr: try '{name} --help'\n", escape_controls(&what))
+    format!("tmr: {}\ntmr: try '{name} --help'\n", crate::report::one_line(&what))
 }
 
 /// clap's rendered message up to its usage block, as one line.
@@ -329,13 +329,6 @@ fn rendered_lines(e: &clap::Error) -> String {
     } else {
         text.to_string()
     }
-}
-
-/// Control characters (a newline in a value) escaped, so that an error stays on one line.
-fn escape_controls(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
 }
 
 impl RunArgs {

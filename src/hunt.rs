@@ -73,7 +73,7 @@ struct Tally {
 }
 
 pub fn execute(cfg: &HuntConfig) -> Result<i32> {
-    let mut report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
+    let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     if let Some(dir) = &cfg.keep {
         prepare_keep_dir(dir)?;
     }
@@ -134,7 +134,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
     };
-    crate::report::emit(report_file.as_mut(), &text)?;
+    crate::report::emit(report_file, &text)?;
     Ok(exit_code)
 }
 

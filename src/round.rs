@@ -105,9 +105,12 @@ pub fn execute(config: &Config) -> Result<i32> {
     if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
         report.exit_code = exit::TMR_ERROR;
     }
-    write_report(config, &report, report_file.as_mut())?;
+    write_report(config, &report, report_file.as_mut().map(report::ReportFile::file))?;
     if let Some(f) = junit_file.as_mut() {
-        f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
+        f.file().write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
+    }
+    for f in [report_file, junit_file].into_iter().flatten() {
+        f.persist()?;
     }
     if config.classify.github {
         append_github_summary(&report)?;
@@ -173,7 +176,7 @@ pub fn monitor_launcher(
 /// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY.
 fn append_github_summary(report: &RunReport) -> Result<()> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
-        eprintln!("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
+        report::say("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
         return Ok(());
     };
     let mut f = std::fs::OpenOptions::new()
@@ -329,11 +332,11 @@ fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) ->
     Ok(())
 }
 
+/// The summary on stderr is tmr's diagnostics, not the command's output: a stderr that is closed or full
+/// (`2>/dev/full`) must not turn the voted exit code into tmr's error.
 fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the summary"),
-        _ => Ok(()),
-    }
+    let _ = r;
+    Ok(())
 }
 
 /// Colour only on a terminal, and never when NO_COLOR is set to anything non-empty (no-color.org).

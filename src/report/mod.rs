@@ -239,23 +239,114 @@ pub fn timeout_text(t: &Timeout) -> String {
     }
 }
 
-/// Open a report file before anything runs, so a typo in its path wastes no run (exit 125).
-pub fn create_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| {
-        crate::exit::ExitError {
-            code: crate::exit::TMR_ERROR,
-            message: format!("tmr: cannot write {}: {e}", path.display()),
-        }
-        .into()
-    })
+/// A report file (`-o`, `--junit`), checked before anything runs so that a typo in its path wastes no
+/// run (exit 125), and replaced only once the run has ended: a run that fails to start (a missing
+/// command) or is cut short leaves an existing file as it was, and no reader ever sees half a report.
+/// The report is written to a temporary file beside the target and renamed over it (`persist`). A
+/// target that is not a regular file (`/dev/stdout`, a FIFO) is written in place instead.
+pub struct ReportFile {
+    target: std::path::PathBuf,
+    file: Staged,
 }
 
-/// Write a finished report to its file, or to stderr (where a closed stderr is not an error).
-pub fn emit(file: Option<&mut std::fs::File>, text: &str) -> anyhow::Result<()> {
+enum Staged {
+    Temp(tempfile::NamedTempFile),
+    Direct(std::fs::File),
+}
+
+impl ReportFile {
+    /// The file to write the report to; call [`ReportFile::persist`] once it is written.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        match &mut self.file {
+            Staged::Temp(t) => t.as_file_mut(),
+            Staged::Direct(f) => f,
+        }
+    }
+
+    /// Put the written report in place of the target.
+    pub fn persist(self) -> anyhow::Result<()> {
+        match self.file {
+            Staged::Temp(t) => {
+                t.persist(&self.target).map(drop).map_err(|e| cannot_write(&self.target, &e.error))
+            }
+            Staged::Direct(_) => Ok(()),
+        }
+    }
+}
+
+fn cannot_write(path: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    crate::exit::ExitError {
+        code: crate::exit::TMR_ERROR,
+        message: format!("tmr: cannot write {}: {e}", path.display()),
+    }
+    .into()
+}
+
+/// Check that `path` can be written, without touching what it holds now (see [`ReportFile`]).
+pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
+    use std::os::unix::fs::PermissionsExt;
+    // A symlink is followed, as File::create would: its target is what gets replaced.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let existing = std::fs::metadata(&target).ok();
+    if let Some(meta) = &existing {
+        if meta.is_dir() {
+            return Err(cannot_write(path, &"it is a directory"));
+        }
+        // Writable as it is (no truncation): a read-only report must stay read-only, not be renamed over.
+        let direct =
+            std::fs::OpenOptions::new().write(true).open(&target).map_err(|e| cannot_write(path, &e))?;
+        if !meta.is_file() {
+            return Ok(ReportFile { target, file: Staged::Direct(direct) });
+        }
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // The new file gets the old one's mode, or what File::create would have given it (0666 less umask).
+    let mode = existing.as_ref().map_or(0o666, |m| m.permissions().mode() & 0o7777);
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(&dir)
+        .map_err(|e| cannot_write(path, &e))?;
+    if existing.is_some() {
+        // The umask applied at creation: an existing file's mode is restored exactly.
+        let _ = temp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
+    }
+    Ok(ReportFile { target, file: Staged::Temp(temp) })
+}
+
+/// One line of tmr's own on stderr. `eprintln!` panics (exit 101) when stderr is full or closed
+/// (`2>/dev/full`, a reader gone); tmr's exit code must not depend on whether its message could be
+/// shown, so a failed write is dropped. Control characters are escaped: one message, one line.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut text = one_line(line.strip_suffix('\n').unwrap_or(line));
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `text` with control characters (a newline in a command name or a value) escaped as Rust would
+/// (`\n`), so that an error message stays on one line.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
+}
+
+/// Write a finished report to its file and put the file in place, or write it to stderr (where a closed
+/// or full stderr is not an error).
+pub fn emit(file: Option<ReportFile>, text: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
     match file {
-        Some(f) => f.write_all(text.as_bytes()).context("writing the report"),
+        Some(mut f) => {
+            f.file().write_all(text.as_bytes()).context("writing the report")?;
+            f.persist()
+        }
         None => {
             let _ = std::io::stderr().write_all(text.as_bytes());
             Ok(())

@@ -42,6 +42,74 @@ fn huge_counts_rates_and_durations_are_one_line_errors() {
     }
 }
 
+/// Run `cmd` to its end (bounded by [`TIMEOUT`]) and return its exit code and peak RSS in KiB, from
+/// wait4's rusage: the maximum over tmr and the replicas it waited for, which are small here.
+fn exit_and_peak_rss_kib(cmd: &mut std::process::Command) -> (Option<i32>, i64) {
+    // Reaped by the wait4 below, which std's Child cannot do while reporting rusage.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("tmr starts");
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: status and usage are live locals; WNOHANG keeps the wait bounded by the loop.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            return (code, usage.ru_maxrss);
+        }
+        if std::time::Instant::now() >= deadline {
+            send_signal(pid, libc::SIGKILL);
+            panic!("tmr did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// 64 MiB of identical bytes without a newline whose last byte differs: the first-difference diff used
+/// to read the whole line several times over (6 GiB for a 1 GiB line). Now tmr stays far below the line.
+#[test]
+fn the_diff_of_a_huge_line_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let script = r#"head -c 67108863 /dev/zero | tr '\0' a; if [ "$TMR_REPLICA" = 2 ]; then printf y; else printf x; fi"#;
+    let mut cmd = tmr_std();
+    cmd.args(["--reruns", "0", "--format", "json", "-o"])
+        .arg(&report)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let (code, peak_kib) = exit_and_peak_rss_kib(&mut cmd);
+    assert_eq!(code, Some(0), "the majority exits 0");
+    assert!(peak_kib < 48 * 1024, "tmr's peak RSS {peak_kib} KiB for a 64 MiB line");
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    let diff = &json["dissents"][0]["stdout_diff"];
+    assert_eq!(diff["line"], 1, "{json}");
+    let majority = diff["majority"].as_str().unwrap();
+    assert!(majority.starts_with('…') && majority.ends_with("aax"), "{majority}");
+    assert!(majority.chars().count() <= 202, "a bounded window: {majority}");
+    assert!(diff["replica"].as_str().unwrap().ends_with("aay"), "{diff}");
+}
+
+/// Three replicas that print 1,048,573 `a`s and then `took <N>ms` used to disagree (exit 120) under a
+/// mask for the duration: its match straddled the old 1 MiB piece boundary.
+#[test]
+fn a_mask_matches_across_the_old_piece_boundary() {
+    let script = r#"head -c 1048573 /dev/zero | tr '\0' a; echo "took ${TMR_REPLICA}0${TMR_REPLICA}ms""#;
+    let out = run(
+        tmr_std()
+            .args(["--reruns", "0", "--mask", "took.[0-9]+ms", "--", "sh", "-c", script])
+            .stdout(Stdio::null()),
+        Input::Null,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unanimous 3/3"), "{}", text(&out.stderr));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // tmr's own output
 // ---------------------------------------------------------------------------------------------------------

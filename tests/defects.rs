@@ -185,6 +185,30 @@ fn an_unwritable_report_path_still_fails_before_running() {
     assert!(!marker.exists(), "nothing may run when a report cannot be written");
 }
 
+/// `hunt --keep` on a full disk said "writing the voted output" and left a partial file behind. A kept
+/// file that is a symlink to /dev/full fails the way a full disk does.
+#[test]
+fn hunt_keep_on_a_full_disk_says_what_failed_and_leaves_no_partial_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("kept");
+    fs::create_dir(&keep).unwrap();
+    std::os::unix::fs::symlink("/dev/full", keep.join("run-0.stdout")).unwrap();
+    let out = tmr()
+        .args(["hunt", "--runs", "1", "-j", "1", "--keep"])
+        .arg(&keep)
+        .args(["--", "sh", "-c", "echo out; echo err >&2; exit 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let msg = assert_tmr_error(&out.stderr);
+    assert!(!msg.contains("voted output"), "{msg}");
+    assert!(msg.contains("run-0.stdout") && msg.contains("No space left"), "{msg}");
+    let left: Vec<String> =
+        fs::read_dir(&keep).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["index.tsv"], "only whole runs are kept");
+    assert_eq!(fs::read_to_string(keep.join("index.tsv")).unwrap().lines().count(), 1, "the header only");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Error messages
 // ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ use crate::vote::{vote, Vote};
 
 /// Run `config` and return the exit code tmr should end with.
 pub fn execute(config: &Config) -> Result<i32> {
+    let started = std::time::Instant::now();
     // Checked before any replica starts, so a typo in a report path wastes no run.
     let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
@@ -101,6 +102,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         exit_code,
     );
     report.memory = memory;
+    report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
     if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
         report.exit_code = exit::TMR_ERROR;
@@ -308,6 +310,8 @@ fn build_report(
         memory: None,
         injection: None,
         exit_code,
+        // Filled in by `execute` once the whole run has ended.
+        wall_ms: 0.0,
     }
 }
 

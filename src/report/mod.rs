@@ -41,6 +41,8 @@ pub struct RunReport {
     /// The fault injected with `--inject`.
     pub injection: Option<InjectionReport>,
     pub exit_code: i32,
+    /// Wall time of the whole run: the voted round, the reruns and tmr's own work (JUnit's `time`).
+    pub wall_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -369,4 +371,59 @@ pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
 
 pub fn to_json(report: &RunReport) -> String {
     serde_json::to_string_pretty(report).expect("a report always serialises") + "\n"
+}
+
+/// A small hand-made report for the renderers' tests: three replicas of `x`, unanimous, exit 0.
+#[cfg(test)]
+pub(crate) fn sample_report(command: &[&str]) -> RunReport {
+    let run = |replica| RunEntry {
+        replica,
+        round: 0,
+        pid: 100,
+        outcome: crate::fingerprint::Outcome::Exited { code: 0 },
+        stdout: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+        stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+        wall_ms: 10.0,
+        user_ms: 5.0,
+        sys_ms: 1.0,
+        max_rss_kib: 2048,
+        leaked: false,
+    };
+    RunReport {
+        schema: SCHEMA,
+        version: VERSION,
+        command: command.iter().map(|a| a.to_string()).collect(),
+        replicas: 3,
+        sequential: false,
+        compare: vec!["exit", "stdout"],
+        masks: vec![],
+        timeout: None,
+        runs: (0..3).map(run).collect(),
+        vote: VoteEntry {
+            unanimous: true,
+            majority: Some(vec![0, 1, 2]),
+            winner: Some(0),
+            groups: vec![vec![0, 1, 2]],
+        },
+        dissents: vec![],
+        leaked_processes: 0,
+        interrupted_by: None,
+        classification: ClassReport {
+            class: Class::Unanimous,
+            reruns: 0,
+            budget: 0,
+            confidence: 0.95,
+            rerun_mode: "sequential",
+            settled_early: false,
+            odd_rate_bound: None,
+            unstable: false,
+            emerged: None,
+            outcomes: vec![],
+            rerun_runs: vec![],
+        },
+        memory: None,
+        injection: None,
+        exit_code: 0,
+        wall_ms: 10.0,
+    }
 }

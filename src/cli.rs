@@ -17,25 +17,36 @@ use crate::fingerprint::Compare;
 use crate::inject::{InjectSpec, Rng};
 use crate::replica::monitor::Det;
 
+/// Help texts: a preformatted line (indented) stays under 80 columns, so clap never wraps it; a paragraph
+/// is one source line, so clap wraps it whole at the terminal's width instead of breaking it mid-phrase.
 const EXAMPLES: &str = "\
 EXAMPLES
-  tmr cargo test                            3 replicas, voted output and exit code
-  tmr -n 5 -- ./solver --input x.dat        5 replicas; `--` ends tmr's options
-  tmr --sequential -- make check            one replica after another (shared ports, files)
-  tmr --timeout 30s -- ./flaky.sh           a replica running 30 s is killed: outcome \"timeout\"
-  tmr --timeout 3x -- ./job                 killed when 3x slower than the finished majority
-  tmr --mask '[0-9.]+ ?m?s' -- cargo bench  blank out durations before comparing
-  tmr --format json -o report.json -- ./job machine-readable report
+  tmr cargo test
+      3 replicas, voted output and exit code
+  tmr -n 5 -- ./solver --input x.dat
+      5 replicas; `--` ends tmr's options
+  tmr --sequential -- make check
+      one replica after another (shared ports, files)
+  tmr --timeout 30s -- ./flaky.sh
+      a replica running 30 s is killed: outcome \"timeout\"
+  tmr --timeout 3x -- ./job
+      killed when 3x slower than the finished majority
+  tmr --mask '[0-9.]+ ?m?s' -- cargo bench
+      blank out durations before comparing
+  tmr --format json -o report.json -- ./job
+      machine-readable report
+  tmr --fail-on transient,nondeterministic -- ./test.sh
+      fail CI on any flake
+  tmr --compare exit --junit junit.xml --github -- cargo test
+      reports for CI dashboards
+  tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh
+      hunt a flaky test (see tmr hunt --help)
 
-  tmr --fail-on transient,nondeterministic -- ./test.sh   fail CI on any flake
-  tmr --compare exit --junit junit.xml --github -- cargo test   reports for CI dashboards
-  tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh  hunt a flaky test (see tmr hunt --help)
-
-Disagreements are settled by reruns (--reruns): the class (unanimous, transient, nondeterministic,
-deterministic, no-majority) is reported with its evidence; tmr still exits with the voted outcome
-unless --fail-on names the class.
-Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round;
-reruns count up from 1 and run as replica 0 of 1 unless --rerun-mode parallel).
+Disagreements are settled by reruns (--reruns): the class (unanimous, transient, nondeterministic, \
+deterministic, no-majority) is reported with its evidence; tmr still exits with the voted outcome unless \
+--fail-on names the class.
+Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round; reruns \
+count up from 1 and run as replica 0 of 1 unless --rerun-mode parallel).
 stdin is read once and given to every replica; a terminal is not shared (replicas read /dev/null).
 ";
 
@@ -418,11 +429,12 @@ EXAMPLES
   tmr campaign --trials 200 --inject flip:region=heap,bits=2 -- sort big.txt
   tmr campaign --trials 100 --inject reg:reg=any -- python3 job.py
 
-Each trial runs N replicas with one fault in one replica (replica, time, page, bit drawn from the seed;
-the time uniformly over the golden run's wall time unless the spec has after=). Categories: masked,
-detected-corrected, crash, hang (all corrected by the vote), escaped (the voted result differs from the
-golden run), not-injected (the replica ended before the fault's time). Replay a trial with
-`tmr --inject <spec from the JSON trial log> -- CMD`. Exit status: 0 when nothing escaped, 1 otherwise.
+Each trial runs N replicas with one fault in one replica (replica, time, page, bit drawn from the seed; \
+the time uniformly over the golden run's wall time unless the spec has after=).
+Categories: masked, detected-corrected, crash, hang (all corrected by the vote), escaped (the voted \
+result differs from the golden run), not-injected (the replica ended before the fault's time).
+Replay a trial with `tmr --inject <spec from the JSON trial log> -- CMD`.
+Exit status: 0 when nothing escaped, 1 otherwise.
 ";
 
 /// `tmr campaign`: measure, fault by fault, that the vote masks injected bit flips.
@@ -516,9 +528,10 @@ EXAMPLES
   tmr hunt --until-fail --duration 10m --keep failures/ -- ./integration.sh
   tmr hunt --runs 1000 --compare exit,stdout --mask 'took [0-9.]+s' -- ./job
 
-A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output
-differs from the first passing run's). Exit status: 0 when every run passed, 1 when any failed, 125 on
-tmr's own errors, 130/143/129 when stopped by a signal.
+A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output \
+differs from the first passing run's).
+Exit status: 0 when every run passed, 1 when any failed, 125 on tmr's own errors, 130/143/129 when \
+stopped by a signal.
 ";
 
 /// `tmr hunt`: run a command many times, one execution each, and measure how often it fails.
@@ -898,6 +911,44 @@ mod tests {
                 check(vec![opt.to_string(), value.clone(), "true".into()])?;
                 check(vec!["hunt".into(), "--timeout".into(), value.clone(), "true".into()])?;
                 check(vec!["campaign".into(), "--inject".into(), value, "true".into()])?;
+            }
+        }
+    }
+
+    /// The after-help texts used to be wrapped by hand at 100 columns, and clap wrapped them again
+    /// (`125\non\ntmr's own errors`). At 80 and 100 columns: preformatted lines come out verbatim, and
+    /// a paragraph is only ever broken where the next word would not fit.
+    #[test]
+    fn after_help_wraps_only_where_it_must() {
+        use clap::CommandFactory;
+        for (mut cmd, source) in [
+            (RunArgs::command(), EXAMPLES),
+            (HuntArgs::command(), HUNT_EXAMPLES),
+            (CampaignArgs::command(), CAMPAIGN_EXAMPLES),
+        ] {
+            for width in [80, 100] {
+                cmd = cmd.term_width(width).max_term_width(width);
+                let help = cmd.render_long_help().to_string();
+                let start = help.find("EXAMPLES").expect("examples are shown");
+                let rendered: Vec<&str> = help[start..].lines().take_while(|l| *l != "EXIT STATUS").collect();
+                let sources: Vec<&str> = source.lines().collect();
+                for l in &sources {
+                    if l.starts_with(' ') {
+                        assert!(rendered.contains(l), "{width} columns: {l:?} was wrapped:\n{help}");
+                    }
+                }
+                for pair in rendered.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    assert!(a.chars().count() <= width, "{width} columns: {a:?}");
+                    let continuation = !b.is_empty() && !sources.iter().any(|l| l.starts_with(b));
+                    if continuation {
+                        let word = b.split(' ').next().unwrap_or("");
+                        assert!(
+                            a.chars().count() + 1 + word.chars().count() > width,
+                            "{width} columns: {a:?} broken before {word:?}:\n{help}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -539,7 +539,7 @@ fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usiz
             }
             let mut w = walls.to_vec();
             let median = crate::stats::median(&mut w)?;
-            let limit = crate::config::scaled_duration(median, factor).max(RELATIVE_TIMEOUT_FLOOR);
+            let limit = Duration::from_secs_f64(median * factor).max(RELATIVE_TIMEOUT_FLOOR);
             Some(r.started + limit)
         }
     }

@@ -253,7 +253,11 @@ pub struct ReportFile {
 
 enum Staged {
     Temp(tempfile::NamedTempFile),
+    /// Not a regular file: written as it is.
     Direct(std::fs::File),
+    /// A writable report in a directory where tmr cannot create a file: overwritten from its start
+    /// (its old contents stay until the report is written), then cut to the new report's length.
+    InPlace(std::fs::File),
 }
 
 impl ReportFile {
@@ -261,7 +265,7 @@ impl ReportFile {
     pub fn file(&mut self) -> &mut std::fs::File {
         match &mut self.file {
             Staged::Temp(t) => t.as_file_mut(),
-            Staged::Direct(f) => f,
+            Staged::Direct(f) | Staged::InPlace(f) => f,
         }
     }
 
@@ -272,6 +276,10 @@ impl ReportFile {
                 t.persist(&self.target).map(drop).map_err(|e| cannot_write(&self.target, &e.error))
             }
             Staged::Direct(_) => Ok(()),
+            Staged::InPlace(mut f) => {
+                use std::io::Seek;
+                f.stream_position().and_then(|end| f.set_len(end)).map_err(|e| cannot_write(&self.target, &e))
+            }
         }
     }
 }
@@ -290,6 +298,7 @@ pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
     // A symlink is followed, as File::create would: its target is what gets replaced.
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let existing = std::fs::metadata(&target).ok();
+    let mut writable = None;
     if let Some(meta) = &existing {
         if meta.is_dir() {
             return Err(cannot_write(path, &"it is a directory"));
@@ -300,6 +309,7 @@ pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
         if !meta.is_file() {
             return Ok(ReportFile { target, file: Staged::Direct(direct) });
         }
+        writable = Some(direct);
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -308,12 +318,19 @@ pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // The new file gets the old one's mode, or what File::create would have given it (0666 less umask).
     let mode = existing.as_ref().map_or(0o666, |m| m.permissions().mode() & 0o7777);
-    let temp = tempfile::Builder::new()
+    let temp = match tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&dir)
-        .map_err(|e| cannot_write(path, &e))?;
+    {
+        Ok(t) => t,
+        Err(e) => match writable {
+            Some(f) => return Ok(ReportFile { target, file: Staged::InPlace(f) }),
+            // tempfile names its own random file in the message: the user asked for `path`.
+            None => return Err(cannot_write(path, &e.to_string().split(" at path ").next().unwrap_or(""))),
+        },
+    };
     if existing.is_some() {
         // The umask applied at creation: an existing file's mode is restored exactly.
         let _ = temp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));

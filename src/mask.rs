@@ -1,6 +1,7 @@
 //! `--mask`: blank out parts of each line (durations, timestamps, pids) before the line is hashed for the
-//! vote. The delivered output stays raw; only the compared digest sees masked text. Pure: bytes in,
-//! digest out, so it is tested without processes.
+//! vote or diffed. The delivered output stays raw; only the compared digest sees masked text. A line of
+//! any length is masked in bounded memory (long lines as a stream of overlapping pieces, see
+//! [`MAX_LINE`]). Pure: bytes in, masked bytes or a digest out, so it is tested without processes.
 
 use regex::bytes::Regex;
 

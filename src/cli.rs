@@ -76,8 +76,9 @@ struct RunArgs {
     #[arg(long = "mask", value_name = "REGEX", value_parser = parse_mask)]
     masks: Vec<Regex>,
 
-    /// Per-replica limit: a duration (500ms, 30s, 2m, 1h) or Nx, a multiple of the finished majority's
-    /// median wall time (floor 1s). A timed-out replica gets SIGTERM, then SIGKILL 2s later.
+    /// Per-replica limit: a duration (500ms, 30s, 2m, 1h; at most 365d) or Nx, a multiple of the finished
+    /// majority's median wall time (1 < N <= 1000; floor 1s). A timed-out replica gets SIGTERM, then
+    /// SIGKILL 2s later.
     #[arg(long, value_name = "DURATION|Nx", value_parser = parse_timeout)]
     timeout: Option<Timeout>,
 
@@ -113,7 +114,7 @@ struct RunArgs {
     #[arg(long, value_name = "SPEC", value_parser = parse_inject, help_heading = "Fault injection")]
     inject: Option<InjectSpec>,
 
-    /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns).
+    /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns; at most 100000).
     /// Default: enough to bound a flake's rate below --min-flake-rate (29 at the defaults).
     #[arg(long, value_name = "R", value_parser = parse_reruns, help_heading = "Classification")]
     reruns: Option<usize>,
@@ -122,7 +123,8 @@ struct RunArgs {
     #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = parse_confidence, help_heading = "Classification")]
     confidence: f64,
 
-    /// The smallest flake rate the default rerun budget must not mistake for a one-off fault.
+    /// The smallest flake rate the default rerun budget must not mistake for a one-off fault (at least
+    /// 0.0001).
     #[arg(long, value_name = "P", default_value_t = 0.1, value_parser = parse_rate, help_heading = "Classification")]
     min_flake_rate: f64,
 
@@ -446,7 +448,7 @@ Exit status: 0 when nothing escaped, 1 otherwise.
     override_usage = "tmr campaign [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct CampaignArgs {
-    /// Number of trials (voted rounds with one fault each).
+    /// Number of trials (voted rounds with one fault each; at most 100000).
     #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
     trials: u64,
 
@@ -543,7 +545,7 @@ stopped by a signal.
     override_usage = "tmr hunt [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct HuntArgs {
-    /// Number of runs.
+    /// Number of runs (at most 1000000).
     #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_HUNT_RUNS))]
     runs: u64,
 

@@ -209,6 +209,39 @@ fn hunt_keep_on_a_full_disk_says_what_failed_and_leaves_no_partial_run() {
     assert_eq!(fs::read_to_string(keep.join("index.tsv")).unwrap().lines().count(), 1, "the header only");
 }
 
+/// Spool files (the command's output, tmr's stdin) used to be created 0644. What tmr really holds open
+/// is checked through /proc while the replicas wait.
+#[test]
+fn spool_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script = format!(
+        "cat >/dev/null; printf data; printf err >&2; touch {d}/ready-$TMR_REPLICA; i=0; \
+         while [ ! -e {d}/go ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done"
+    );
+    let mut running =
+        spawn(tmr_std().args(["--reruns", "0", "--", "sh", "-c", &script]), Input::Bytes(b"input".to_vec()));
+    for r in 0..3 {
+        wait_for_file_while(&dir.path().join(format!("ready-{r}")), &mut running);
+    }
+    let fds = format!("/proc/{}/fd", running.pid());
+    let mut spools = Vec::new();
+    for entry in fs::read_dir(&fds).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(target) = fs::read_link(&path) else { continue };
+        if target.to_string_lossy().ends_with("(deleted)") {
+            let mode = fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+            spools.push((target, format!("{:o}", mode.unwrap())));
+        }
+    }
+    fs::write(dir.path().join("go"), "").unwrap();
+    let out = running.finish(TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // stdin, and the reference stdout and stderr: followers that repeat the reference store nothing.
+    assert!(spools.len() >= 3, "{spools:?}");
+    assert!(spools.iter().all(|(_, mode)| mode == "600"), "{spools:?}");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Error messages
 // ---------------------------------------------------------------------------------------------------------

@@ -242,6 +242,40 @@ fn spool_files_are_private() {
     assert!(spools.iter().all(|(_, mode)| mode == "600"), "{spools:?}");
 }
 
+/// JUnit's `time` used to be the voted round's alone (38 s of a 90 s run). Checked without any
+/// wall-clock threshold: it covers the voted round plus every sequential rerun, as the JSON report of the
+/// same run records them.
+#[test]
+fn junit_time_covers_the_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, xml) = (dir.path().join("r.json"), dir.path().join("r.xml"));
+    tmr()
+        .args(["--reruns", "3", "--rerun-mode", "sequential", "--format", "json", "-o"])
+        .arg(&json)
+        .arg("--junit")
+        .arg(&xml)
+        .args(["--", "sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    let walls = |runs: &serde_json::Value| -> Vec<f64> {
+        runs.as_array().unwrap().iter().map(|r| r["wall_ms"].as_f64().unwrap()).collect()
+    };
+    let voted = walls(&report["runs"]).into_iter().fold(0.0, f64::max);
+    let reruns = walls(&report["classification"]["rerun_runs"]);
+    assert!(!reruns.is_empty(), "a unanimous failure is rerun: {report}");
+    let spent = (voted + reruns.iter().sum::<f64>()) / 1e3;
+    let junit = fs::read_to_string(&xml).unwrap();
+    let time: f64 = junit
+        .split("<testcase ")
+        .nth(1)
+        .and_then(|t| t.split("time=\"").nth(1))
+        .and_then(|t| t.split('"').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no testcase time in {junit}"));
+    assert!(time >= spent - 0.001, "JUnit time {time}s < voted round + reruns {spent}s:\n{junit}");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Error messages
 // ---------------------------------------------------------------------------------------------------------

@@ -276,6 +276,22 @@ fn junit_time_covers_the_reruns() {
     assert!(time >= spent - 0.001, "JUnit time {time}s < voted round + reruns {spent}s:\n{junit}");
 }
 
+/// A newline in argv used to end the summary's heading and inject Markdown and HTML into the job page.
+#[test]
+fn argv_cannot_inject_into_the_github_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    tmr()
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["--github", "--", "sh", "-c", "true", "x\n\n<img src=x onerror=alert(1)>\n# pwned"])
+        .assert()
+        .code(0);
+    let md = fs::read_to_string(&summary).unwrap();
+    let first = md.lines().next().unwrap();
+    assert!(first.starts_with("### ") && first.contains("<img src=x onerror=alert(1)>\\n# pwned`"), "{md}");
+    assert!(md.lines().skip(1).all(|l| !l.contains("img") && !l.contains("pwned")), "{md}");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Error messages
 // ---------------------------------------------------------------------------------------------------------

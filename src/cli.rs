@@ -326,9 +326,20 @@ fn one_line_error(e: &clap::Error, name: &str) -> String {
     format!("tmr: {}\ntmr: try '{name} --help'\n", crate::report::one_line(&what))
 }
 
-/// clap's rendered message up to its usage block, as one line.
+/// clap's rendered message up to its usage block, as one line. Values quoted in it are escaped first, so
+/// that a newline inside one is not taken for the end of a line.
 fn rendered_lines(e: &clap::Error) -> String {
-    let rendered = e.render().to_string();
+    let mut rendered = e.render().to_string();
+    for (_, value) in e.context() {
+        let values = match value {
+            clap::error::ContextValue::String(s) => vec![s.as_str()],
+            clap::error::ContextValue::Strings(v) => v.iter().map(String::as_str).collect(),
+            _ => vec![],
+        };
+        for v in values.into_iter().filter(|v| v.contains(char::is_control)) {
+            rendered = rendered.replace(v, &crate::report::one_line(v));
+        }
+    }
     let lines: Vec<&str> = rendered
         .lines()
         .map(str::trim)
@@ -817,6 +828,7 @@ mod tests {
         assert_one_line_error(&["tmr", "--compare", "exit\nx", "true"], "possible values: exit");
         assert_one_line_error(&["tmr", "--format", "xml", "true"], "possible values: human, json");
         assert_one_line_error(&["tmr", "--replica", "3", "ls"], "a similar argument exists: '--replicas'");
+        assert_one_line_error(&["tmr", "--a\nb", "ls"], "unexpected argument '--a\\nb' found");
     }
 
     mod property {

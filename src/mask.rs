@@ -85,7 +85,7 @@ impl Masker {
         let mut at = 0;
         while self.carry.len() - at >= MAX_LINE + OVERLAP {
             let window = &self.carry[at..at + MAX_LINE + OVERLAP];
-            let cut = cut_point(&self.masks, window);
+            let cut = piece_end(&self.masks, window);
             out(&mask_line(&self.masks, &window[..cut]));
             at += cut;
         }
@@ -93,9 +93,11 @@ impl Masker {
     }
 }
 
-/// Where to end the piece that starts `window`: at `MAX_LINE`, or past it to the end of any match (of any
-/// mask, found in the whole window) that would straddle the cut.
-fn cut_point(masks: &[Regex], window: &[u8]) -> usize {
+/// Where to end the piece of a long line that starts `window` (the next `MAX_LINE + OVERLAP` bytes of the
+/// line): at `MAX_LINE`, or past it to the end of any match (of any mask, found in the whole window)
+/// that would straddle the cut. Anything else that cuts long lines into masked pieces (streaming
+/// delivery) must cut them here too, or its pieces will not match the digest's.
+pub fn piece_end(masks: &[Regex], window: &[u8]) -> usize {
     let mut cut = MAX_LINE;
     loop {
         let mut moved = false;

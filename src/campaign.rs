@@ -136,7 +136,7 @@ pub struct GoldenEntry {
 }
 
 pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
-    let mut report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
+    let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     let path = crate::resolve::resolve(&cfg.command[0])?;
     let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
     let mut harness = Harness::new(launcher)?;
@@ -234,7 +234,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
     };
-    crate::report::emit(report_file.as_mut(), &text)?;
+    crate::report::emit(report_file, &text)?;
     Ok(exit_code)
 }
 

@@ -10,33 +10,40 @@ use regex::bytes::Regex;
 use crate::classify::Class;
 use crate::config::{
     parse_classes, parse_duration, parse_time_budget, parse_timeout, CampaignConfig, ClassifyConfig, Config,
-    Format, HuntConfig, RerunMode, Timeout,
+    Format, HuntConfig, RerunMode, Timeout, MAX_HUNT_RUNS, MAX_RERUNS, MAX_TRIALS, MIN_FLAKE_RATE,
 };
 use crate::exit;
 use crate::fingerprint::Compare;
 use crate::inject::{InjectSpec, Rng};
 use crate::replica::monitor::Det;
 
+/// Help texts: a preformatted line (indented) stays under 80 columns, so clap never wraps it; a paragraph
+/// is one source line, so clap wraps it whole at the terminal's width instead of breaking it mid-phrase.
 const EXAMPLES: &str = "\
 EXAMPLES
-  tmr make                                  3 replicas, voted output and exit code
-  tmr -n 5 -- ./solver --input x.dat        5 replicas; `--` ends tmr's options
-  tmr --sequential -- make check            one replica after another (shared ports, files)
-  tmr --timeout 30s -- ./flaky.sh           a replica running 30 s is killed: outcome \"timeout\"
-  tmr --timeout 3x -- ./job                 killed when 3x slower than the finished majority
-  tmr --mask '[0-9.]+ ?m?s' -- cargo bench  blank out durations before comparing
-  tmr --format json -o report.json -- ./job machine-readable report
+  tmr make
+      3 replicas, voted output and exit code
+  tmr -n 5 -- ./solver --input x.dat
+      5 replicas; `--` ends tmr's options
+  tmr --sequential -- make check
+      one replica after another (shared ports, files)
+  tmr --timeout 30s -- ./flaky.sh
+      a replica running 30 s is killed: outcome \"timeout\"
+  tmr --timeout 3x -- ./job
+      killed when 3x slower than the finished majority
+  tmr --mask '[0-9.]+ ?m?s' -- cargo bench
+      blank out durations before comparing
+  tmr --format json -o report.json -- ./job
+      machine-readable report
+  tmr --fail-on transient,nondeterministic -- ./test.sh
+      fail CI on any flake
+  tmr --compare exit --junit junit.xml --github -- cargo test
+      a test suite: vote on the exit status (runners reorder their output)
+  tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh
+      hunt a flaky test (see tmr hunt --help)
 
-  tmr --fail-on transient,nondeterministic -- ./test.sh   fail CI on any flake
-  tmr --compare exit --junit junit.xml --github -- cargo test   reports for CI dashboards
-  tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh  hunt a flaky test (see tmr hunt --help)
-
-The vote says what came out (unanimous, majority, no-majority); the class says why, settled by
-reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time):
-none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on
-names the class. For test suites, vote on the exit status (--compare exit): runners reorder output.
-Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round;
-reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
+The vote says what came out (unanimous, majority, no-majority); the class says why, settled by reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time): none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on names the class.
+Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round; reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
 stdin is read once and given to every replica; a terminal is not shared (replicas read /dev/null).
 ";
 
@@ -66,8 +73,9 @@ struct RunArgs {
     #[arg(long = "mask", value_name = "REGEX", value_parser = parse_mask)]
     masks: Vec<Regex>,
 
-    /// Per-replica limit: a duration (500ms, 30s, 2m, 1h) or Nx, a multiple of the finished majority's
-    /// median wall time (floor 1s). A timed-out replica gets SIGTERM, then SIGKILL 2s later.
+    /// Per-replica limit: a duration (500ms, 30s, 2m, 1h; at most 365d) or Nx, a multiple of the finished
+    /// majority's median wall time (1 < N <= 1000; floor 1s). A timed-out replica gets SIGTERM, then
+    /// SIGKILL 2s later.
     #[arg(long, value_name = "DURATION|Nx", value_parser = parse_timeout)]
     timeout: Option<Timeout>,
 
@@ -103,16 +111,17 @@ struct RunArgs {
     #[arg(long, value_name = "SPEC", value_parser = parse_inject, help_heading = "Fault injection")]
     inject: Option<InjectSpec>,
 
-    /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns).
+    /// Most reruns spent to classify a disagreement or a unanimous failure (0: no reruns; at most 100000).
     /// Default: enough to bound a flake's rate below --min-flake-rate (29 at the defaults).
-    #[arg(long, value_name = "R", help_heading = "Classification")]
+    #[arg(long, value_name = "R", value_parser = parse_reruns, help_heading = "Classification")]
     reruns: Option<usize>,
 
     /// Confidence of the reported intervals and bounds.
     #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = parse_confidence, help_heading = "Classification")]
     confidence: f64,
 
-    /// The smallest flake rate the default rerun budget must not mistake for a one-off fault.
+    /// The smallest flake rate the default rerun budget must not mistake for a one-off fault (at least
+    /// 0.0001).
     #[arg(long, value_name = "P", default_value_t = 0.1, value_parser = parse_rate, help_heading = "Classification")]
     min_flake_rate: f64,
 
@@ -166,7 +175,7 @@ enum FormatArg {
 }
 
 fn parse_replicas(s: &str) -> Result<usize, String> {
-    let n: usize = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let n: usize = s.parse().map_err(|_| format!("'{}' is not a number", s.escape_debug()))?;
     if !(1..=256).contains(&n) {
         return Err(format!("must be between 1 and 256, got {n}"));
     }
@@ -189,7 +198,7 @@ fn parse_class(s: &str) -> Result<Class, String> {
 }
 
 fn parse_confidence(s: &str) -> Result<f64, String> {
-    let c: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let c: f64 = s.parse().map_err(|_| format!("'{}' is not a number", s.escape_debug()))?;
     if !(0.5..1.0).contains(&c) {
         return Err(format!("must be at least 0.5 and below 1, got {c}"));
     }
@@ -197,15 +206,30 @@ fn parse_confidence(s: &str) -> Result<f64, String> {
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if !(p > 0.0 && p < 1.0) {
-        return Err(format!("must be between 0 and 1 (exclusive), got {p}"));
+    let p: f64 = s.parse().map_err(|_| format!("'{}' is not a number", s.escape_debug()))?;
+    if !(MIN_FLAKE_RATE..1.0).contains(&p) {
+        return Err(format!("must be at least {MIN_FLAKE_RATE} and below 1, got {}", s.escape_debug()));
     }
     Ok(p)
 }
 
+fn parse_reruns(s: &str) -> Result<usize, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{}' is not a count", s.escape_debug()));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX_RERUNS => Ok(n),
+        _ => Err(format!("must be at most {MAX_RERUNS}, got {s}")),
+    }
+}
+
 fn parse_mask(s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| format!("invalid regex: {e}"))
+    // regex's own message spans several lines (the pattern, a caret, the reason): keep the reason.
+    Regex::new(s).map_err(|e| {
+        let text = e.to_string();
+        let reason = text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(text.trim());
+        format!("invalid regex: {}", reason.escape_debug())
+    })
 }
 
 /// What the caller should do after parsing.
@@ -232,7 +256,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         let rest = std::iter::once(OsString::from("tmr hunt")).chain(args[2..].iter().cloned());
         HuntArgs::try_parse_from(rest).map(|a| Parsed::Hunt(a.into_config()))
     } else {
-        RunArgs::try_parse_from(args).map(|a| Parsed::Run(a.into_config()))
+        RunArgs::try_parse_from(args).and_then(|a| a.into_config()).map(Parsed::Run)
     };
     match parsed {
         Ok(Parsed::Run(c)) if c.inject.as_ref().and_then(|s| s.replica).is_some_and(|r| r >= c.replicas) => {
@@ -265,15 +289,78 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
     }
 }
 
-/// clap's error without its usage block: one line saying what is wrong, one pointing to --help.
+/// clap's error as one line saying what is wrong, and one pointing to --help. clap spreads its messages
+/// over several lines (the missing arguments, the possible values, a tip) before its usage block: those
+/// lines are kept, joined; the usage block is dropped; a value with control characters is escaped.
 fn one_line_error(e: &clap::Error, name: &str) -> String {
-    let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-    format!("tmr: {first}\ntmr: try '{name} --help'\n")
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+        _ => None,
+    };
+    let what = match e.kind() {
+        ErrorKind::MissingRequiredArgument
+            if context(ContextKind::InvalidArg).is_some_and(|a| a.contains("<COMMAND>")) =>
+        {
+            format!("no command given: {name} [OPTIONS] [--] COMMAND [ARGS]...")
+        }
+        ErrorKind::ValueValidation => match (
+            context(ContextKind::InvalidArg),
+            context(ContextKind::InvalidValue),
+            std::error::Error::source(e),
+        ) {
+            (Some(arg), Some(value), Some(why)) => {
+                format!("invalid value '{}' for '{arg}': {why}", value.escape_debug())
+            }
+            _ => rendered_lines(e),
+        },
+        ErrorKind::InvalidValue => match (
+            context(ContextKind::InvalidArg),
+            context(ContextKind::InvalidValue),
+            context(ContextKind::ValidValue),
+        ) {
+            (Some(arg), Some(value), Some(valid)) => {
+                format!("invalid value '{}' for '{arg}': possible values: {valid}", value.escape_debug())
+            }
+            _ => rendered_lines(e),
+        },
+        _ => rendered_lines(e),
+    };
+    format!("tmr: {}\ntmr: try '{name} --help'\n", crate::report::one_line(&what))
+}
+
+/// clap's rendered message up to its usage block, as one line. Values quoted in it are escaped first, so
+/// that a newline inside one is not taken for the end of a line.
+fn rendered_lines(e: &clap::Error) -> String {
+    let mut rendered = e.render().to_string();
+    for (_, value) in e.context() {
+        let values = match value {
+            clap::error::ContextValue::String(s) => vec![s.as_str()],
+            clap::error::ContextValue::Strings(v) => v.iter().map(String::as_str).collect(),
+            _ => vec![],
+        };
+        for v in values.into_iter().filter(|v| v.contains(char::is_control)) {
+            rendered = rendered.replace(v, &crate::report::one_line(v));
+        }
+    }
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = lines.join("; ");
+    let text = text.trim_start_matches("error: ");
+    if text.is_empty() {
+        "invalid arguments".into()
+    } else {
+        text.to_string()
+    }
 }
 
 impl RunArgs {
-    fn into_config(self) -> Config {
+    fn into_config(self) -> Result<Config, clap::Error> {
         // --mem votes memory unless --compare says otherwise; --compare mem needs --mem's monitor.
         let mut compare = if self.compare.is_empty() {
             compare_of(&[Field::Exit, Field::Stdout])
@@ -288,7 +375,11 @@ impl RunArgs {
             spec.replica.get_or_insert_with(|| Rng::new(spec.seed).below(self.replicas as u64) as usize);
             spec
         });
-        Config {
+        let reruns = match self.reruns {
+            Some(r) => r,
+            None => default_reruns(self.min_flake_rate, self.confidence)?,
+        };
+        Ok(Config {
             command: self.command,
             replicas: self.replicas,
             sequential: self.sequential,
@@ -302,9 +393,7 @@ impl RunArgs {
             mem,
             inject,
             classify: ClassifyConfig {
-                reruns: self.reruns.unwrap_or_else(|| {
-                    crate::stats::runs_to_bound(self.min_flake_rate, self.confidence) as usize
-                }),
+                reruns,
                 confidence: self.confidence,
                 min_flake_rate: self.min_flake_rate,
                 time_budget: self.rerun_budget,
@@ -318,7 +407,23 @@ impl RunArgs {
                 junit: self.junit,
                 github: self.github || std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             },
-        }
+        })
+    }
+}
+
+/// The rerun budget that bounds a flake's rate below `rate` at `confidence`, refused past [`MAX_RERUNS`]
+/// (a rate near the floor at a confidence near 1 would ask for more).
+fn default_reruns(rate: f64, confidence: f64) -> Result<usize, clap::Error> {
+    let n = crate::stats::runs_to_bound(rate, confidence);
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_RERUNS => Ok(n),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!(
+                "--min-flake-rate {rate} at --confidence {confidence} needs {n} reruns, more than the \
+                 {MAX_RERUNS} allowed: raise the rate, lower the confidence, or give --reruns\n"
+            ),
+        )),
     }
 }
 
@@ -344,11 +449,12 @@ EXAMPLES
   tmr campaign --trials 200 --inject flip:region=heap,bits=2 -- sort big.txt
   tmr campaign --trials 100 --inject reg:reg=any -- python3 job.py
 
-Each trial runs N replicas with one fault in one replica (replica, time, page, bit drawn from the seed;
-the time uniformly over the golden run's wall time unless the spec has after=). Categories: masked,
-detected-corrected, crash, hang (all corrected by the vote), escaped (the voted result differs from the
-golden run), not-injected (the replica ended before the fault's time). Replay a trial with
-`tmr --inject <spec from the JSON trial log> -- CMD`. Exit status: 0 when nothing escaped, 1 otherwise.
+Each trial runs N replicas with one fault in one replica (replica, time, page, bit drawn from the seed; \
+the time uniformly over the golden run's wall time unless the spec has after=).
+Categories: masked, detected-corrected, crash, hang (all corrected by the vote), escaped (the voted \
+result differs from the golden run), not-injected (the replica ended before the fault's time).
+Replay a trial with `tmr --inject <spec from the JSON trial log> -- CMD`.
+Exit status: 0 when nothing escaped, 1 otherwise.
 ";
 
 /// `tmr campaign`: measure, fault by fault, that the vote masks injected bit flips.
@@ -360,8 +466,8 @@ golden run), not-injected (the replica ended before the fault's time). Replay a 
     override_usage = "tmr campaign [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct CampaignArgs {
-    /// Number of trials (voted rounds with one fault each).
-    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of trials (voted rounds with one fault each; at most 100000).
+    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
     trials: u64,
 
     /// Seed of every random choice: the same seed draws the same replicas, pages and bits; fault times
@@ -442,9 +548,10 @@ EXAMPLES
   tmr hunt --until-fail --duration 10m --keep failures/ -- ./integration.sh
   tmr hunt --runs 1000 --compare exit,stdout --mask 'took [0-9.]+s' -- ./job
 
-A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output
-differs from the first passing run's). Exit status: 0 when every run passed, 1 when any failed, 125 on
-tmr's own errors, 130/143/129 when stopped by a signal.
+A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output \
+differs from the first passing run's).
+Exit status: 0 when every run passed, 1 when any failed, 125 on tmr's own errors, 130/143/129 when \
+stopped by a signal.
 ";
 
 /// `tmr hunt`: run a command many times, one execution each, and measure how often it fails.
@@ -456,8 +563,8 @@ tmr's own errors, 130/143/129 when stopped by a signal.
     override_usage = "tmr hunt [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct HuntArgs {
-    /// Number of runs.
-    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of runs (at most 1000000).
+    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_HUNT_RUNS))]
     runs: u64,
 
     /// Runs at a time (default: the number of CPUs).
@@ -646,5 +753,235 @@ mod tests {
         let (text, code) = parse_err(&["tmr", "--help"]);
         assert_eq!(code, 0);
         assert!(text.contains("EXAMPLES") && text.contains("120") && text.contains("--timeout"));
+    }
+
+    /// An error as tmr prints it: two lines, the first saying what is wrong, code 125.
+    fn assert_one_line_error(args: &[&str], says: &str) {
+        let (text, code) = parse_err(args);
+        assert_eq!(code, 125, "{args:?}: {text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {text}");
+        assert!(lines[0].starts_with("tmr: ") && lines[1].starts_with("tmr: try '"), "{text}");
+        assert!(lines[0].contains(says), "{args:?}: expected {says:?} in {text}");
+    }
+
+    fn hunt_ok(args: &[&str]) -> HuntConfig {
+        match parse(args.iter().map(OsString::from)) {
+            Parsed::Hunt(h) => h,
+            Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
+            _ => panic!("expected hunt mode"),
+        }
+    }
+
+    fn campaign_ok(args: &[&str]) -> CampaignConfig {
+        match parse(args.iter().map(OsString::from)) {
+            Parsed::Campaign(c) => c,
+            Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
+            _ => panic!("expected campaign mode"),
+        }
+    }
+
+    #[test]
+    fn every_bounded_option_at_its_limit_and_one_past() {
+        let max = MAX_RERUNS.to_string();
+        assert_eq!(parse_ok(&["tmr", "--reruns", &max, "true"]).classify.reruns, MAX_RERUNS);
+        for past in [(MAX_RERUNS + 1).to_string(), u64::MAX.to_string(), "18446744073709551616".into()] {
+            assert_one_line_error(&["tmr", "--reruns", &past, "true"], "at most 100000");
+        }
+        assert_one_line_error(&["tmr", "--reruns", "many", "true"], "not a count");
+
+        // The rate's floor, and the budget it derives at the highest confidence that stays in bounds.
+        let c = parse_ok(&["tmr", "--min-flake-rate", "0.0001", "true"]);
+        assert_eq!(c.classify.reruns as u64, crate::stats::runs_to_bound(1e-4, 0.95));
+        let c = parse_ok(&["tmr", "--min-flake-rate", "0.0001", "--confidence", "0.9999", "true"]);
+        assert!(c.classify.reruns <= MAX_RERUNS);
+        for past in ["0.0000999", "1e-12", "1e-300", "0", "5e-324"] {
+            assert_one_line_error(&["tmr", "--min-flake-rate", past, "true"], "at least 0.0001");
+        }
+        assert_one_line_error(
+            &["tmr", "--min-flake-rate", "0.0001", "--confidence", "0.99999", "true"],
+            "needs 115124 reruns",
+        );
+        // An explicit --reruns does not need the derived budget.
+        let c =
+            parse_ok(&["tmr", "--min-flake-rate", "0.0001", "--confidence", "0.99999", "--reruns", "3", "x"]);
+        assert_eq!(c.classify.reruns, 3);
+
+        assert_eq!(parse_ok(&["tmr", "-n", "256", "true"]).replicas, 256);
+        assert_one_line_error(&["tmr", "-n", "257", "true"], "between 1 and 256");
+
+        let year = crate::config::MAX_DURATION;
+        assert_eq!(parse_ok(&["tmr", "--timeout", "365d", "true"]).timeout, Some(Timeout::Absolute(year)));
+        let past = (year.as_secs() + 1).to_string();
+        assert_one_line_error(&["tmr", "--timeout", &past, "true"], "at most 365d");
+        assert_one_line_error(&["tmr", "--timeout", "1000000001", "true"], "at most 365d");
+        assert_eq!(parse_ok(&["tmr", "--timeout", "1000x", "true"]).timeout, Some(Timeout::Relative(1000.0)));
+        assert_one_line_error(&["tmr", "--timeout", "1000.01x", "true"], "at most 1000");
+        assert_one_line_error(&["tmr", "--timeout", "1e300x", "true"], "at most 1000");
+
+        let runs = MAX_HUNT_RUNS.to_string();
+        assert_eq!(hunt_ok(&["tmr", "hunt", "--runs", &runs, "true"]).runs as u64, MAX_HUNT_RUNS);
+        let past = (MAX_HUNT_RUNS + 1).to_string();
+        assert_one_line_error(&["tmr", "hunt", "--runs", &past, "true"], "--runs");
+        assert_one_line_error(&["tmr", "hunt", "--runs", "100000000000", "true"], "--runs");
+        assert_eq!(hunt_ok(&["tmr", "hunt", "-j", "256", "true"]).jobs, 256);
+        assert_one_line_error(&["tmr", "hunt", "-j", "257", "true"], "--jobs");
+        assert_one_line_error(&["tmr", "hunt", "--timeout", "1e300x", "true"], "at most 1000");
+        assert_one_line_error(&["tmr", "hunt", "--duration", "366d", "true"], "at most 365d");
+
+        let trials = MAX_TRIALS.to_string();
+        assert_eq!(campaign_ok(&["tmr", "campaign", "--trials", &trials, "true"]).trials as u64, MAX_TRIALS);
+        let past = (MAX_TRIALS + 1).to_string();
+        assert_one_line_error(&["tmr", "campaign", "--trials", &past, "true"], "--trials");
+        assert_one_line_error(&["tmr", "campaign", "--timeout", "1e300s", "true"], "--timeout");
+    }
+
+    #[test]
+    fn errors_keep_their_substance_on_one_line() {
+        assert_one_line_error(&["tmr", "--mask", "(", "true"], "unclosed group");
+        assert_one_line_error(&["tmr"], "no command given: tmr [OPTIONS] [--] COMMAND");
+        assert_one_line_error(&["tmr", "hunt"], "no command given: tmr hunt [OPTIONS]");
+        assert_one_line_error(&["tmr", "campaign", "--trials", "3"], "no command given: tmr campaign");
+        assert_one_line_error(&["tmr", "--timeout", "1\n2", "true"], "'1\\n2'");
+        assert_one_line_error(&["tmr", "--compare", "exit\nx", "true"], "possible values: exit");
+        assert_one_line_error(&["tmr", "--format", "xml", "true"], "possible values: human, json");
+        assert_one_line_error(&["tmr", "--replica", "3", "ls"], "a similar argument exists: '--replicas'");
+        assert_one_line_error(&["tmr", "--a\nb", "ls"], "unexpected argument '--a\\nb' found");
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Every input ends in a configuration or in one of the two documented exits: 0 with --help or
+        /// --version text, or 125 with a one-line error and a pointer to --help. Never a panic.
+        fn check(args: Vec<String>) -> Result<(), TestCaseError> {
+            let argv = std::iter::once("tmr".to_string()).chain(args.clone()).map(OsString::from);
+            match parse(argv) {
+                Parsed::Run(c) => {
+                    prop_assert!(!c.command.is_empty());
+                    prop_assert!((1..=256).contains(&c.replicas));
+                    prop_assert!(c.classify.reruns <= MAX_RERUNS);
+                    if let Some(Timeout::Absolute(d)) = c.timeout {
+                        prop_assert!(!d.is_zero() && d <= crate::config::MAX_DURATION);
+                    }
+                }
+                Parsed::Hunt(h) => prop_assert!(h.runs as u64 <= MAX_HUNT_RUNS && h.jobs >= 1),
+                Parsed::Campaign(c) => prop_assert!(c.trials as u64 <= MAX_TRIALS),
+                Parsed::Exit { text, code: 0 } => prop_assert!(!text.is_empty()),
+                Parsed::Exit { text, code } => {
+                    prop_assert_eq!(code, 125, "{:?}: {}", args, text);
+                    let lines: Vec<&str> = text.lines().collect();
+                    prop_assert_eq!(lines.len(), 2, "{:?}: {}", args, text);
+                    prop_assert!(lines[0].starts_with("tmr: "), "{}", text);
+                    prop_assert!(lines[1].starts_with("tmr: try '"), "{}", text);
+                }
+            }
+            Ok(())
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "hunt",
+                    "campaign",
+                    "--",
+                    "-n",
+                    "--replicas",
+                    "--timeout",
+                    "--mask",
+                    "--reruns",
+                    "--min-flake-rate",
+                    "--confidence",
+                    "--inject",
+                    "--mem",
+                    "--mem-det",
+                    "--compare",
+                    "--format",
+                    "--fail-on",
+                    "--runs",
+                    "-j",
+                    "--trials",
+                    "--duration",
+                    "--seed",
+                    "-o",
+                    "--junit",
+                    "--sequential",
+                    "--strict",
+                    "--rerun-mode",
+                    "true",
+                    "3",
+                    "0",
+                    "-1",
+                    "1e300",
+                    "3x",
+                    "1e300x",
+                    "18446744073709551616",
+                    "--help",
+                    "--version",
+                ])
+                .prop_map(String::from),
+                any::<String>(),
+                "[0-9.ex-]{0,30}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_argv_never_panics(args in proptest::collection::vec(word(), 0..8)) {
+                check(args)?;
+            }
+
+            #[test]
+            fn arbitrary_option_values_never_panic(
+                opt in proptest::sample::select(vec![
+                    "--inject", "--timeout", "--mask", "--reruns", "--min-flake-rate", "-n", "--confidence",
+                    "--mem-det", "--fail-on",
+                ]),
+                value in prop_oneof![any::<String>(), "[0-9.e+x-]{0,40}", "[a-z]{1,8}:[a-z=,0-9]{0,40}"],
+            ) {
+                check(vec![opt.to_string(), value.clone(), "true".into()])?;
+                check(vec!["hunt".into(), "--timeout".into(), value.clone(), "true".into()])?;
+                check(vec!["campaign".into(), "--inject".into(), value, "true".into()])?;
+            }
+        }
+    }
+
+    /// The after-help texts used to be wrapped by hand at 100 columns, and clap wrapped them again
+    /// (`125\non\ntmr's own errors`). At 80 and 100 columns: preformatted lines come out verbatim, and
+    /// a paragraph is only ever broken where the next word would not fit.
+    #[test]
+    fn after_help_wraps_only_where_it_must() {
+        use clap::CommandFactory;
+        for (mut cmd, source) in [
+            (RunArgs::command(), EXAMPLES),
+            (HuntArgs::command(), HUNT_EXAMPLES),
+            (CampaignArgs::command(), CAMPAIGN_EXAMPLES),
+        ] {
+            for width in [80, 100] {
+                cmd = cmd.term_width(width).max_term_width(width);
+                let help = cmd.render_long_help().to_string();
+                let start = help.find("EXAMPLES").expect("examples are shown");
+                let rendered: Vec<&str> = help[start..].lines().take_while(|l| *l != "EXIT STATUS").collect();
+                let sources: Vec<&str> = source.lines().collect();
+                for l in &sources {
+                    if l.starts_with(' ') {
+                        assert!(rendered.contains(l), "{width} columns: {l:?} was wrapped:\n{help}");
+                    }
+                }
+                for pair in rendered.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    assert!(a.chars().count() <= width, "{width} columns: {a:?}");
+                    let continuation = !b.is_empty() && !sources.iter().any(|l| l.starts_with(b));
+                    if continuation {
+                        let word = b.split(' ').next().unwrap_or("");
+                        assert!(
+                            a.chars().count() + 1 + word.chars().count() > width,
+                            "{width} columns: {a:?} broken before {word:?}:\n{help}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

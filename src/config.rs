@@ -133,27 +133,54 @@ pub fn parse_classes(text: &str) -> Result<Vec<Class>, String> {
         .collect()
 }
 
-/// `500ms`, `30s`, `1.5m`, `2h`, or a bare number of seconds. Zero and negative durations are refused:
-/// a replica cannot do anything in no time.
+/// Most reruns `--reruns` (or the budget derived from `--min-flake-rate`) may ask for. Reruns run one
+/// after another, so 100000 of even a 10 ms command take 17 minutes, and they already bound a flake's
+/// rate below 0.003% (rule of three at 95%): more buys no useful claim, only time and memory.
+pub const MAX_RERUNS: usize = 100_000;
+
+/// The smallest `--min-flake-rate`: 1e-4 needs 29956 reruns at 95% confidence, well within
+/// [`MAX_RERUNS`]; much smaller rates ask for budgets no run can spend.
+pub const MIN_FLAKE_RATE: f64 = 1e-4;
+
+/// Most `tmr hunt --runs`: a million runs of a 1 ms command take 17 minutes and bound a failure rate
+/// below 0.0003%; more is a typo, and each run costs tmr a few bytes of bookkeeping.
+pub const MAX_HUNT_RUNS: u64 = 1_000_000;
+
+/// Most `tmr campaign --trials`: each trial is a voted round under ptrace, and its spec is kept for the
+/// trial log.
+pub const MAX_TRIALS: u64 = 100_000;
+
+/// The longest duration any option accepts: a year. Longer is a typo, and bounding it keeps every
+/// `Instant + Duration` in tmr far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_DURATION_TEXT: &str = "365d (a year)";
+
+/// The largest `Nx` factor of a relative timeout. A replica 1000 times slower than its finished
+/// siblings is hung by any standard; past that the factor only risks arithmetic overflow.
+pub const MAX_TIMEOUT_FACTOR: f64 = 1000.0;
+
+/// `500ms`, `30s`, `1.5m`, `2h`, `1h 30m` (humantime's syntax), or a bare number of seconds. Zero is
+/// refused (a replica cannot do anything in no time), and so is anything above [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 =
-        num.parse().map_err(|_| format!("invalid duration '{text}': expected e.g. 500ms, 30s, 2m, 1h"))?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("invalid duration unit in '{text}': use ms, s, m or h")),
+    let shown = t.escape_debug();
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t.parse().map_err(|_| format!("invalid duration '{shown}': not a number"))?;
+        if secs > MAX_DURATION.as_secs_f64() {
+            return Err(format!("invalid duration '{shown}': at most {MAX_DURATION_TEXT}"));
+        }
+        Duration::from_secs_f64(secs)
+    } else {
+        humantime::parse_duration(t)
+            .map_err(|e| format!("invalid duration '{shown}': {e} (e.g. 500ms, 30s, 2m, 1h)"))?
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(format!("invalid duration '{text}': must be positive"));
+    if d.is_zero() {
+        return Err(format!("invalid duration '{shown}': must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if d > MAX_DURATION {
+        return Err(format!("invalid duration '{shown}': at most {MAX_DURATION_TEXT}"));
+    }
+    Ok(d)
 }
 
 /// `--rerun-budget`: a duration (see [`parse_duration`]) or `Kx`, K times the voted round's wall time
@@ -161,23 +188,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn parse_time_budget(text: &str) -> Result<crate::classify::TimeBudget, String> {
     use crate::classify::TimeBudget;
     if let Some(factor) = text.trim().strip_suffix('x') {
+        let shown = text.trim().escape_debug();
         let k: f64 =
-            factor.parse().map_err(|_| format!("invalid rerun budget '{text}': expected e.g. 2x or 1m"))?;
-        if !k.is_finite() || !(0.0..=1e6).contains(&k) {
-            return Err(format!("invalid rerun budget '{text}': the factor must be between 0 and 1000000"));
+            factor.parse().map_err(|_| format!("invalid rerun budget '{shown}': expected e.g. 2x or 1m"))?;
+        if !k.is_finite() || !(0.0..=MAX_TIMEOUT_FACTOR).contains(&k) {
+            return Err(format!(
+                "invalid rerun budget '{shown}': the factor must be between 0 and {MAX_TIMEOUT_FACTOR}"
+            ));
         }
         return Ok(TimeBudget::Relative(k));
     }
     parse_duration(text).map(TimeBudget::Absolute)
 }
 
-/// A duration (see [`parse_duration`]) or `Nx`, a factor of the majority's median wall time (N > 1).
+/// A duration (see [`parse_duration`]) or `Nx`, a factor of the majority's median wall time
+/// (1 < N <= [`MAX_TIMEOUT_FACTOR`]).
 pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
     if let Some(factor) = text.trim().strip_suffix('x') {
+        let shown = text.trim().escape_debug();
         let f: f64 =
-            factor.parse().map_err(|_| format!("invalid relative timeout '{text}': expected e.g. 3x"))?;
-        if !f.is_finite() || f <= 1.0 {
-            return Err(format!("invalid relative timeout '{text}': the factor must be greater than 1"));
+            factor.parse().map_err(|_| format!("invalid relative timeout '{shown}': expected e.g. 3x"))?;
+        if f.is_nan() || f <= 1.0 {
+            return Err(format!("invalid relative timeout '{shown}': the factor must be greater than 1"));
+        }
+        if f > MAX_TIMEOUT_FACTOR {
+            return Err(format!(
+                "invalid relative timeout '{shown}': the factor must be at most {MAX_TIMEOUT_FACTOR}"
+            ));
         }
         return Ok(Timeout::Relative(f));
     }
@@ -195,11 +232,14 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 2d "), Ok(Duration::from_secs(2 * 86400)));
     }
 
     #[test]
     fn bad_durations_are_refused() {
-        for bad in ["", "0", "0s", "-1s", "abc", "10 parsecs", "1d", "s"] {
+        for bad in ["", "0", "0s", "-1s", "abc", "10 parsecs", "1X", "s", "."] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -211,5 +251,28 @@ mod tests {
         assert!(parse_timeout("1x").is_err());
         assert!(parse_timeout("x").is_err());
         assert_eq!(parse_timeout("10s"), Ok(Timeout::Absolute(Duration::from_secs(10))));
+    }
+
+    #[test]
+    fn durations_and_factors_are_bounded_with_the_right_message() {
+        let year = MAX_DURATION.as_secs();
+        assert_eq!(parse_duration(&year.to_string()), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        for past in [(year + 1).to_string(), "1000000001".into(), "366d".into(), "1e300".into()] {
+            let e = parse_duration(&past).unwrap_err();
+            assert!(!e.contains("positive") && !e.contains('\n'), "{past}: {e}");
+        }
+        for past in [(year + 1).to_string(), "1000000001".into(), "366d".into()] {
+            assert!(parse_duration(&past).unwrap_err().contains("at most 365d"), "{past}");
+        }
+        for huge in ["99999999999999999999999s", "1e300s", "18446744073709551616s", "99999999999999999999999"]
+        {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert_eq!(parse_timeout("1000x"), Ok(Timeout::Relative(1000.0)));
+        for past in ["1000.5x", "1e300x", "infx", "NaNx"] {
+            let e = parse_timeout(past).unwrap_err();
+            assert!(!e.contains('\n') && e.contains("factor"), "{past}: {e}");
+        }
     }
 }

@@ -73,7 +73,7 @@ struct Tally {
 }
 
 pub fn execute(cfg: &HuntConfig) -> Result<i32> {
-    let mut report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
+    let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     if let Some(dir) = &cfg.keep {
         prepare_keep_dir(dir)?;
     }
@@ -136,7 +136,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
     };
-    crate::report::emit(report_file.as_mut(), &text)?;
+    crate::report::emit(report_file, &text)?;
     Ok(exit_code)
 }
 
@@ -319,27 +319,69 @@ fn prepare_keep_dir(dir: &Path) -> Result<()> {
         })
 }
 
+/// Keep a failing run's stdout and stderr in `dir` and add its row to index.tsv. On any failure (a full
+/// disk) nothing of the run is left behind: its files are removed and index.tsv is cut back to its last
+/// complete row, so the directory only ever holds whole runs.
 fn keep_run(dir: &Path, rec: &mut RunRecord, index: &mut Option<File>) -> Result<()> {
+    let run = rec.job.round;
+    let mut created = Vec::new();
+    let kept = keep_streams(dir, rec, &mut created).and_then(|()| append_index_row(dir, rec, index));
+    if kept.is_err() {
+        for path in &created {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    kept.with_context(|| format!("keeping failing run {run} in {} (--keep)", dir.display()))
+}
+
+fn keep_streams(dir: &Path, rec: &mut RunRecord, created: &mut Vec<PathBuf>) -> Result<()> {
     let run = rec.job.round;
     for (name, cap) in [("stdout", &mut rec.stdout), ("stderr", &mut rec.stderr)] {
         let path: PathBuf = dir.join(format!("run-{run}.{name}"));
         let mut out = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        created.push(path.clone());
         if cap.summary.len > 0 {
-            crate::replay::replay(cap.file()?, &mut out)?;
+            let mut spool = cap.file()?;
+            copy_kept(&mut spool, &mut out).with_context(|| format!("writing {}", path.display()))?;
         }
     }
+    Ok(())
+}
+
+/// Copy a spool from its start into a kept file.
+fn copy_kept(spool: &mut &File, out: &mut impl Write) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    spool.seek(SeekFrom::Start(0))?;
+    std::io::copy(spool, out)?;
+    out.flush()
+}
+
+fn append_index_row(dir: &Path, rec: &RunRecord, index: &mut Option<File>) -> Result<()> {
     if index.is_none() {
-        *index = Some(std::fs::OpenOptions::new().append(true).open(dir.join("index.tsv"))?);
+        let path = dir.join("index.tsv");
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        *index = Some(f);
     }
     let f = index.as_mut().expect("just set");
-    writeln!(
-        f,
-        "{run}\t{}\t{}\t{:.1}\t{}\t{}",
+    let row = format!(
+        "{}\t{}\t{}\t{:.1}\t{}\t{}\n",
+        rec.job.round,
         rec.outcome.describe(),
         rec.outcome.exit_code(),
         rec.wall.as_secs_f64() * 1e3,
         rec.stdout.summary.len,
         rec.stdout.summary.hex()
-    )
-    .context("writing index.tsv")
+    );
+    write_row(f, row.as_bytes()).context("writing index.tsv")
+}
+
+/// Append one whole row, or none: a partial write is cut off again.
+fn write_row(f: &mut File, row: &[u8]) -> std::io::Result<()> {
+    let before = f.metadata()?.len();
+    f.write_all(row).inspect_err(|_| {
+        let _ = f.set_len(before);
+    })
 }

@@ -2,6 +2,7 @@
 
 use tmr::cli::{parse, Parsed};
 use tmr::exit::{ExitError, TMR_ERROR};
+use tmr::report::say;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -16,7 +17,9 @@ fn main() {
             0
         }
         Parsed::Exit { text, code } => {
-            eprint!("{text}");
+            use std::io::Write;
+            // Already one line per message (cli's errors); a full or closed stderr must not panic.
+            let _ = std::io::stderr().write_all(text.as_bytes());
             code
         }
         Parsed::Hunt(config) => finish(tmr::hunt::execute(&config)),
@@ -26,17 +29,18 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The exit code for a finished run, or a one-line message and the code for an error.
+/// The exit code for a finished run, or a one-line message and the code for an error. The code never
+/// depends on whether the message could be written (`2>/dev/full` still exits 127 for a missing command).
 fn finish(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<ExitError>() {
             Some(ee) => {
-                eprintln!("{}", ee.message);
+                say(&ee.message);
                 ee.code
             }
             None => {
-                eprintln!("tmr: error: {e:#}");
+                say(&format!("tmr: error: {e:#}"));
                 TMR_ERROR
             }
         },

@@ -21,6 +21,7 @@ use crate::vote::{vote, Vote};
 
 /// Run `config` and return the exit code tmr should end with.
 pub fn execute(config: &Config) -> Result<i32> {
+    let started = std::time::Instant::now();
     // Checked before any replica starts, so a typo in a report path wastes no run.
     let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
@@ -115,13 +116,17 @@ pub fn execute(config: &Config) -> Result<i32> {
     report.stopped_replicas = harness.stopped;
     report.delivered = delivered;
     report.memory = memory;
+    report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
     if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
         report.exit_code = exit::TMR_ERROR;
     }
-    write_report(config, &report, report_file.as_mut())?;
+    write_report(config, &report, report_file.as_mut().map(report::ReportFile::file))?;
     if let Some(f) = junit_file.as_mut() {
-        f.write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
+        f.file().write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
+    }
+    for f in [report_file, junit_file].into_iter().flatten() {
+        f.persist()?;
     }
     if config.classify.github {
         append_github_summary(&report)?;
@@ -187,7 +192,7 @@ pub fn monitor_launcher(
 /// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY.
 fn append_github_summary(report: &RunReport) -> Result<()> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
-        eprintln!("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
+        report::say("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
         return Ok(());
     };
     let mut f = std::fs::OpenOptions::new()
@@ -334,6 +339,8 @@ fn build_report(
         memory: None,
         injection: None,
         exit_code,
+        // Filled in by `execute` once the whole run has ended.
+        wall_ms: 0.0,
     }
 }
 
@@ -358,11 +365,11 @@ fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) ->
     Ok(())
 }
 
+/// The summary on stderr is tmr's diagnostics, not the command's output: a stderr that is closed or full
+/// (`2>/dev/full`) must not turn the voted exit code into tmr's error.
 fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the summary"),
-        _ => Ok(()),
-    }
+    let _ = r;
+    Ok(())
 }
 
 /// Colour as anstream decides for stderr: a terminal, unless NO_COLOR is set (no-color.org);

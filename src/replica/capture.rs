@@ -348,7 +348,23 @@ fn hash_range(file: &File, from: u64, to: u64, hasher: &mut MaskedHasher) -> Res
 const SPOOL_ERROR: &str = "writing an output spool file (is $TMPDIR full?)";
 
 fn new_spool() -> Result<File> {
-    tempfile::tempfile().context("creating an output spool file in $TMPDIR")
+    private_tempfile().context("creating an output spool file in $TMPDIR")
+}
+
+/// An anonymous file in $TMPDIR that only tmr's user can read: spools hold the command's output and
+/// stdin. `tempfile::tempfile()` opens it with `O_TMPFILE` and the default mode (0666 less the umask:
+/// 0644), so it is opened here with 0600; where `O_TMPFILE` is refused, tempfile's named-then-unlinked
+/// file is already 0600.
+pub fn private_tempfile() -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(&dir)
+        .or_else(|_| tempfile::tempfile_in(&dir))
 }
 
 /// The ranges of [0, len) not covered by `stored`.
@@ -590,6 +606,22 @@ mod tests {
             let masks: &[&str] = if masked { &["1+"] } else { &[] };
             run_schedule(&rc, &fc, &schedule, follower_finishes_first, masks);
         }
+    }
+
+    /// Spools used to be created 0644 (`O_TMPFILE` with the default mode), readable by other users.
+    #[test]
+    fn spools_are_private() {
+        use std::os::unix::fs::MetadataExt;
+        let (mut r, shared) = Capture::new_reference(Vec::new());
+        let mut f = Capture::new_follower(shared);
+        r.push(b"secret").unwrap();
+        f.push(b"SECRET").unwrap();
+        for mut cap in [r.finish().unwrap(), f.finish().unwrap()] {
+            let mode = cap.file().unwrap().metadata().unwrap().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let stdin_spool = private_tempfile().unwrap();
+        assert_eq!(stdin_spool.metadata().unwrap().mode() & 0o777, 0o600);
     }
 
     #[test]

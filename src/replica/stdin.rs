@@ -149,7 +149,8 @@ impl Spool {
             Ok(0) => self.eof = true,
             Ok(n) => {
                 if self.file.is_none() {
-                    self.file = Some(tempfile::tempfile().context("creating the stdin spool file")?);
+                    self.file =
+                        Some(super::capture::private_tempfile().context("creating the stdin spool file")?);
                 }
                 let mut file = self.file.as_ref().expect("just set");
                 file.write_all(&buf[..n]).context("writing the stdin spool")?;

@@ -12,9 +12,12 @@ pub fn render(r: &RunReport) -> String {
         Class::Nondeterministic => "🎲",
         _ => "❌",
     };
+    // The command is shown in a code span on the heading's line. A newline in an argument would end
+    // both and let the rest be read as Markdown or HTML: control characters are escaped (`\n`), and a
+    // backtick, which would end the span, is shown as a quote.
     let mut md = format!(
         "### {icon} tmr: `{}`\n\n**{}** · exit {} · {} replicas",
-        r.command.join(" ").replace('`', "'"),
+        super::one_line(&r.command.join(" ")).replace('`', "'"),
         c.class.name(),
         r.exit_code,
         r.replicas
@@ -54,4 +57,20 @@ pub fn render(r: &RunReport) -> String {
         ));
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A newline in argv used to end the heading and inject Markdown and HTML into the job summary.
+    #[test]
+    fn argv_cannot_inject_markdown_or_html() {
+        let r =
+            crate::report::sample_report(&["sh", "-c", "x\n\n<img src=x onerror=alert(1)>\n# pwned\r\n`"]);
+        let md = render(&r);
+        let first = md.lines().next().unwrap();
+        assert_eq!(first, "### ✅ tmr: `sh -c x\\n\\n<img src=x onerror=alert(1)>\\n# pwned\\r\\n'`", "{md}");
+        assert!(md.lines().skip(1).all(|l| !l.contains("img") && !l.contains("pwned")), "{md}");
+    }
 }

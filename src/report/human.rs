@@ -464,6 +464,7 @@ mod tests {
             memory: None,
             injection: None,
             exit_code,
+            wall_ms: 10.0,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The run report: one serialisable record of what ran, what each replica produced, how the vote went and
 //! which exit code tmr chose. Renderers (`human`, JSON) only read it, so they are tested on hand-made
-//! reports without running anything.
+//! reports without running anything. Also where reports go: files replaced only once a run has ended
+//! ([`create_file`]), and tmr's own lines on stderr, which never fail a run ([`say`]).
 
 pub mod github;
 pub mod human;
@@ -47,6 +48,8 @@ pub struct RunReport {
     /// The fault injected with `--inject`.
     pub injection: Option<InjectionReport>,
     pub exit_code: i32,
+    /// Wall time of the whole run: the voted round, the reruns and tmr's own work (JUnit's `time`).
+    pub wall_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,23 +259,131 @@ pub fn timeout_text(t: &Timeout) -> String {
     }
 }
 
-/// Open a report file before anything runs, so a typo in its path wastes no run (exit 125).
-pub fn create_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| {
-        crate::exit::ExitError {
-            code: crate::exit::TMR_ERROR,
-            message: format!("tmr: cannot write {}: {e}", path.display()),
-        }
-        .into()
-    })
+/// A report file (`-o`, `--junit`), checked before anything runs so that a typo in its path wastes no
+/// run (exit 125), and replaced only once the run has ended: a run that fails to start (a missing
+/// command) or is cut short leaves an existing file as it was, and no reader ever sees half a report.
+/// The report is written to a temporary file beside the target and renamed over it (`persist`). A
+/// target that is not a regular file (`/dev/stdout`, a FIFO) is written in place instead.
+pub struct ReportFile {
+    target: std::path::PathBuf,
+    file: Staged,
 }
 
-/// Write a finished report to its file, or to stderr (where a closed stderr is not an error).
-pub fn emit(file: Option<&mut std::fs::File>, text: &str) -> anyhow::Result<()> {
+enum Staged {
+    Temp(tempfile::NamedTempFile),
+    /// Not a regular file: written as it is.
+    Direct(std::fs::File),
+    /// A writable report in a directory where tmr cannot create a file: overwritten from its start
+    /// (its old contents stay until the report is written), then cut to the new report's length.
+    InPlace(std::fs::File),
+}
+
+impl ReportFile {
+    /// The file to write the report to; call [`ReportFile::persist`] once it is written.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        match &mut self.file {
+            Staged::Temp(t) => t.as_file_mut(),
+            Staged::Direct(f) | Staged::InPlace(f) => f,
+        }
+    }
+
+    /// Put the written report in place of the target.
+    pub fn persist(self) -> anyhow::Result<()> {
+        match self.file {
+            Staged::Temp(t) => {
+                t.persist(&self.target).map(drop).map_err(|e| cannot_write(&self.target, &e.error))
+            }
+            Staged::Direct(_) => Ok(()),
+            Staged::InPlace(mut f) => {
+                use std::io::Seek;
+                f.stream_position().and_then(|end| f.set_len(end)).map_err(|e| cannot_write(&self.target, &e))
+            }
+        }
+    }
+}
+
+fn cannot_write(path: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    crate::exit::ExitError {
+        code: crate::exit::TMR_ERROR,
+        message: format!("tmr: cannot write {}: {e}", path.display()),
+    }
+    .into()
+}
+
+/// Check that `path` can be written, without touching what it holds now (see [`ReportFile`]).
+pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
+    use std::os::unix::fs::PermissionsExt;
+    // A symlink is followed, as File::create would: its target is what gets replaced.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let existing = std::fs::metadata(&target).ok();
+    let mut writable = None;
+    if let Some(meta) = &existing {
+        if meta.is_dir() {
+            return Err(cannot_write(path, &"it is a directory"));
+        }
+        // Writable as it is (no truncation): a read-only report must stay read-only, not be renamed over.
+        let direct =
+            std::fs::OpenOptions::new().write(true).open(&target).map_err(|e| cannot_write(path, &e))?;
+        if !meta.is_file() {
+            return Ok(ReportFile { target, file: Staged::Direct(direct) });
+        }
+        writable = Some(direct);
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // The new file gets the old one's mode, or what File::create would have given it (0666 less umask).
+    let mode = existing.as_ref().map_or(0o666, |m| m.permissions().mode() & 0o7777);
+    let temp = match tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(&dir)
+    {
+        Ok(t) => t,
+        Err(e) => match writable {
+            Some(f) => return Ok(ReportFile { target, file: Staged::InPlace(f) }),
+            // tempfile names its own random file in the message: the user asked for `path`.
+            None => return Err(cannot_write(path, &e.to_string().split(" at path ").next().unwrap_or(""))),
+        },
+    };
+    if existing.is_some() {
+        // The umask applied at creation: an existing file's mode is restored exactly.
+        let _ = temp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
+    }
+    Ok(ReportFile { target, file: Staged::Temp(temp) })
+}
+
+/// One line of tmr's own on stderr. `eprintln!` panics (exit 101) when stderr is full or closed
+/// (`2>/dev/full`, a reader gone); tmr's exit code must not depend on whether its message could be
+/// shown, so a failed write is dropped. Control characters are escaped: one message, one line.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut text = one_line(line.strip_suffix('\n').unwrap_or(line));
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `text` with control characters (a newline in a command name or a value) escaped as Rust would
+/// (`\n`), so that an error message stays on one line.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
+}
+
+/// Write a finished report to its file and put the file in place, or write it to stderr (where a closed
+/// or full stderr is not an error).
+pub fn emit(file: Option<ReportFile>, text: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
     match file {
-        Some(f) => f.write_all(text.as_bytes()).context("writing the report"),
+        Some(mut f) => {
+            f.file().write_all(text.as_bytes()).context("writing the report")?;
+            f.persist()
+        }
         None => {
             let _ = std::io::stderr().write_all(text.as_bytes());
             Ok(())
@@ -295,4 +406,67 @@ pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
 
 pub fn to_json(report: &RunReport) -> String {
     serde_json::to_string_pretty(report).expect("a report always serialises") + "\n"
+}
+
+/// A small hand-made report for the renderers' tests: three replicas of `x`, unanimous, exit 0.
+#[cfg(test)]
+pub(crate) fn sample_report(command: &[&str]) -> RunReport {
+    let run = |replica| RunEntry {
+        replica,
+        round: 0,
+        pid: 100,
+        outcome: crate::fingerprint::Outcome::Exited { code: 0 },
+        stdout: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+        stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+        wall_ms: 10.0,
+        user_ms: 5.0,
+        sys_ms: 1.0,
+        max_rss_kib: 2048,
+        leaked: false,
+    };
+    RunReport {
+        schema: SCHEMA,
+        version: VERSION,
+        command: command.iter().map(|a| a.to_string()).collect(),
+        replicas: 3,
+        sequential: false,
+        compare: vec!["exit", "stdout"],
+        masks: vec![],
+        timeout: None,
+        runs: (0..3).map(run).collect(),
+        vote: VoteEntry {
+            result: "unanimous",
+            unanimous: true,
+            majority: Some(vec![0, 1, 2]),
+            winner: Some(0),
+            groups: vec![vec![0, 1, 2]],
+        },
+        dissents: vec![],
+        leaked_processes: 0,
+        interrupted_by: None,
+        stopped_replicas: 0,
+        delivered: true,
+        classification: ClassReport {
+            class: Class::None,
+            reruns: 0,
+            budget: 0,
+            confidence: 0.95,
+            rerun_mode: "sequential",
+            settled_early: false,
+            odd_rate_bound: None,
+            observations: 0,
+            exec_failed: false,
+            time_budget_ms: 0.0,
+            spent_ms: 0.0,
+            note: None,
+            unstable: false,
+            emerged: None,
+            outcomes: vec![],
+            rerun_runs: vec![],
+        },
+        memory: None,
+        injection: None,
+        exit_code: 0,
+        wall_ms: 10.0,
+    }
 }

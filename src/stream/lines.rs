@@ -3,8 +3,8 @@
 //! raw line delivered is that of the lowest-numbered replica in the majority (so timestamps and pids in
 //! the delivered output are one real replica's, never a blend within a line).
 //!
-//! Pure: chunks in, committed raw lines out. A line longer than [`crate::mask::MAX_LINE`] without a
-//! newline is cut into pieces of that size, as the masked digest cuts it. Replicas that lag are compared
+//! Pure: chunks in, committed raw lines out. A line longer than [`crate::mask::MAX_LINE`] is cut into
+//! pieces where the masked digest cuts it ([`crate::mask::piece_end`]), so committing and voting agree. Replicas that lag are compared
 //! with the masked digests of lines already committed, kept until every agreeing replica has passed them.
 
 use std::collections::VecDeque;
@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use regex::bytes::Regex;
 
 use super::bytes::Divergence;
-use crate::mask::{mask_line, MAX_LINE};
+use crate::mask::{mask_line, piece_end, MAX_LINE, OVERLAP};
 
 type Digest = [u8; 32];
 
@@ -85,27 +85,28 @@ impl LineCommitter {
 
     pub fn push(&mut self, replica: usize, mut chunk: &[u8]) -> Vec<u8> {
         self.lanes[replica].bytes += chunk.len() as u64;
-        if self.lanes[replica].diverged.is_some() {
-            return Vec::new();
-        }
         let mut out = Vec::new();
-        while !chunk.is_empty() {
-            let lane = &mut self.lanes[replica];
-            let room = MAX_LINE - lane.carry.len();
-            let (take, complete) = match memchr::memchr(b'\n', &chunk[..chunk.len().min(room)]) {
+        while !chunk.is_empty() && self.lanes[replica].diverged.is_none() {
+            let (take, complete) = match memchr::memchr(b'\n', chunk) {
                 Some(nl) => (nl + 1, true),
-                None if chunk.len() >= room => (room, true),
                 None => (chunk.len(), false),
             };
-            lane.carry.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if complete {
-                let raw = std::mem::take(&mut lane.carry);
-                self.add_unit(replica, raw, &mut out);
-                if self.lanes[replica].diverged.is_some() {
-                    break;
-                }
+            // A long line is cut into pieces exactly where the masked digest cuts it (`piece_end`).
+            let line = if complete { &chunk[..take - 1] } else { chunk };
+            self.lanes[replica].carry.extend_from_slice(line);
+            while self.lanes[replica].carry.len() >= MAX_LINE + OVERLAP
+                && self.lanes[replica].diverged.is_none()
+            {
+                let cut = piece_end(&self.masks, &self.lanes[replica].carry[..MAX_LINE + OVERLAP]);
+                let piece: Vec<u8> = self.lanes[replica].carry.drain(..cut).collect();
+                self.add_unit(replica, piece, &mut out);
             }
+            if complete && self.lanes[replica].diverged.is_none() {
+                let mut raw = std::mem::take(&mut self.lanes[replica].carry);
+                raw.push(b'\n');
+                self.add_unit(replica, raw, &mut out);
+            }
+            chunk = &chunk[take..];
         }
         out
     }

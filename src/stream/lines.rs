@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use regex::bytes::Regex;
 
 use super::bytes::Divergence;
-use crate::mask::{mask_line, piece_end, MAX_LINE, OVERLAP};
+use crate::mask::{mask_line, piece_end, MaskedHasher, MAX_LINE, OVERLAP};
 
 type Digest = [u8; 32];
 
@@ -32,6 +32,9 @@ struct Lane {
     diverged: Option<Divergence>,
     /// Raw bytes written, to report where a divergence starts.
     bytes: u64,
+    /// The masked digest of everything it wrote (what the vote compares).
+    hasher: Option<MaskedHasher>,
+    digest: Option<[u8; 32]>,
 }
 
 pub struct LineCommitter {
@@ -48,14 +51,21 @@ pub struct LineCommitter {
 impl LineCommitter {
     pub fn new(replicas: usize, masks: Vec<Regex>) -> Self {
         LineCommitter {
-            masks,
             majority: replicas / 2 + 1,
             committed: 0,
             committed_bytes: 0,
             tail: VecDeque::new(),
             base: 0,
-            lanes: (0..replicas).map(|_| Lane::default()).collect(),
+            lanes: (0..replicas)
+                .map(|_| Lane { hasher: Some(MaskedHasher::new(masks.clone())), ..Lane::default() })
+                .collect(),
+            masks,
         }
+    }
+
+    /// The masked digest of everything `replica` wrote, once its stream has ended.
+    pub fn digest(&self, replica: usize) -> Option<[u8; 32]> {
+        self.lanes[replica].digest
     }
 
     pub fn committed_bytes(&self) -> u64 {
@@ -85,6 +95,9 @@ impl LineCommitter {
 
     pub fn push(&mut self, replica: usize, mut chunk: &[u8]) -> Vec<u8> {
         self.lanes[replica].bytes += chunk.len() as u64;
+        if let Some(h) = self.lanes[replica].hasher.as_mut() {
+            h.update(chunk);
+        }
         let mut out = Vec::new();
         while !chunk.is_empty() && self.lanes[replica].diverged.is_none() {
             let (take, complete) = match memchr::memchr(b'\n', chunk) {
@@ -116,6 +129,7 @@ impl LineCommitter {
         let mut out = Vec::new();
         let lane = &mut self.lanes[replica];
         lane.done = true;
+        lane.digest = lane.hasher.take().map(MaskedHasher::finalize);
         if lane.diverged.is_none() && !lane.carry.is_empty() {
             let raw = std::mem::take(&mut lane.carry);
             self.add_unit(replica, raw, &mut out);
@@ -123,7 +137,7 @@ impl LineCommitter {
         out
     }
 
-    fn digest(&self, raw: &[u8]) -> Digest {
+    fn unit_digest(&self, raw: &[u8]) -> Digest {
         let (line, nl) = match raw.strip_suffix(b"\n") {
             Some(l) => (l, true),
             None => (raw, false),
@@ -135,7 +149,7 @@ impl LineCommitter {
     }
 
     fn add_unit(&mut self, replica: usize, raw: Vec<u8>, out: &mut Vec<u8>) {
-        let masked = self.digest(&raw);
+        let masked = self.unit_digest(&raw);
         let index = self.lanes[replica].count;
         self.lanes[replica].count += 1;
         if index < self.committed {

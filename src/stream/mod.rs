@@ -13,14 +13,14 @@ use regex::bytes::Regex;
 
 /// One compared stream's committer: byte-wise, or line-wise when masks apply.
 pub enum Committer {
-    Bytes(ByteCommitter),
+    Bytes(Box<ByteCommitter>),
     Lines(LineCommitter),
 }
 
 impl Committer {
     pub fn new(replicas: usize, masks: Vec<Regex>) -> Self {
         if masks.is_empty() {
-            Committer::Bytes(ByteCommitter::new(replicas))
+            Committer::Bytes(Box::new(ByteCommitter::new(replicas)))
         } else {
             Committer::Lines(LineCommitter::new(replicas, masks))
         }

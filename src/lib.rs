@@ -21,4 +21,5 @@ pub mod resolve;
 pub mod round;
 pub mod stats;
 pub mod stream;
+pub mod supervisor;
 pub mod vote;

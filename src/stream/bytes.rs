@@ -22,6 +22,8 @@ const CONTEXT: usize = 256;
 pub struct Divergence {
     /// Stream offset of the first byte where this replica differs from the committing majority.
     pub offset: u64,
+    /// The 1-based line that byte is on.
+    pub line: u64,
     /// Up to [`CONTEXT`] committed bytes just before `offset` (the line it began, usually).
     pub before: Vec<u8>,
     /// What the majority committed at `offset` (as far as known when the divergence was seen).
@@ -55,8 +57,9 @@ pub struct ByteCommitter {
     /// Committed bytes from `base` up to `committed`, kept for following replicas that lag behind.
     tail: VecDeque<u8>,
     base: u64,
-    /// Digest state of the committed stream's first `base` bytes.
+    /// Digest state of the committed stream's first `base` bytes, and their number of newlines.
     hasher: blake3::Hasher,
+    base_lines: u64,
     /// The last committed bytes, for divergence context.
     recent: VecDeque<u8>,
     lanes: Vec<Lane>,
@@ -70,6 +73,7 @@ impl ByteCommitter {
             tail: VecDeque::new(),
             base: 0,
             hasher: blake3::Hasher::new(),
+            base_lines: 0,
             recent: VecDeque::new(),
             lanes: (0..replicas).map(|_| Lane::default()).collect(),
         }
@@ -123,7 +127,7 @@ impl ByteCommitter {
                 let majority: Vec<u8> = self.tail.range(from + j..).take(64).copied().collect();
                 let mut own = self.state_at(offset, &[]);
                 own.update(&chunk[j..]);
-                self.diverge(replica, offset, majority, &chunk[j..], own);
+                self.diverge(replica, offset, &[], majority, &chunk[j..], own);
                 self.trim_tail();
                 return Vec::new();
             }
@@ -262,7 +266,7 @@ impl ByteCommitter {
                 let own = self.state_at(self.committed, &bytes[..same]);
                 let mut own = own;
                 own.update(&theirs[same..]);
-                self.diverge(s, offset, majority, &theirs[same..], own);
+                self.diverge(s, offset, &bytes[..same], majority, &theirs[same..], own);
             } else {
                 self.lanes[s].pending.drain(..have.min(e));
             }
@@ -273,6 +277,7 @@ impl ByteCommitter {
             self.tail.extend(&bytes);
         } else {
             self.hasher.update(&bytes);
+            self.base_lines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
             self.base += e as u64;
         }
         self.committed += e as u64;
@@ -283,31 +288,48 @@ impl ByteCommitter {
         bytes
     }
 
+    /// `pending_before`: when the divergence lies beyond the committed offset (found while committing),
+    /// the bytes being committed between the committed offset and `offset`.
     fn diverge(
         &mut self,
         replica: usize,
         offset: u64,
+        pending_before: &[u8],
         majority: Vec<u8>,
         theirs: &[u8],
         own: blake3::Hasher,
     ) {
-        let before_len = CONTEXT.min(self.committed.min(offset) as usize);
-        // Context: committed bytes before the divergence, from the tail if it reaches back, else recent.
+        // Context: committed bytes before the divergence, from the tail if it reaches back, else the
+        // most recent committed bytes and the part of the current commit before `offset`.
         let before: Vec<u8> = if offset < self.committed && offset >= self.base && !self.tail.is_empty() {
             let end = (offset - self.base) as usize;
-            self.tail.range(end.saturating_sub(before_len)..end).copied().collect()
+            self.tail.range(end.saturating_sub(CONTEXT)..end).copied().collect()
         } else {
-            let skip = self.recent.len().saturating_sub(before_len);
-            self.recent.range(skip..).copied().collect()
+            let mut b: Vec<u8> = self.recent.iter().copied().chain(pending_before.iter().copied()).collect();
+            b.drain(..b.len().saturating_sub(CONTEXT));
+            b
         };
+        // Its line: the newlines of the committed stream before `offset` (hashed, in the tail, or in the
+        // bytes being committed right now, which `majority` starts with when offset >= committed).
+        let in_tail = (offset.saturating_sub(self.base) as usize).min(self.tail.len());
+        let mut newlines =
+            self.base_lines + self.tail.range(..in_tail).filter(|&&b| b == b'\n').count() as u64;
+        if offset > self.committed {
+            newlines += memchr::memchr_iter(b'\n', &pending_before).count() as u64;
+        }
         let lane = &mut self.lanes[replica];
         lane.pending = Vec::new();
         if lane.finished {
             lane.digest = Some(*own.finalize().as_bytes());
         }
         lane.own = Some(own);
-        lane.diverged =
-            Some(Divergence { offset, before, majority, replica: theirs.iter().take(64).copied().collect() });
+        lane.diverged = Some(Divergence {
+            offset,
+            line: newlines + 1,
+            before,
+            majority,
+            replica: theirs.iter().take(64).copied().collect(),
+        });
     }
 
     /// Hash and drop committed bytes every following, unfinished replica has passed.
@@ -326,6 +348,8 @@ impl ByteCommitter {
             let first = n.min(a.len());
             self.hasher.update(&a[..first]);
             self.hasher.update(&b[..n - first]);
+            self.base_lines += (memchr::memchr_iter(b'\n', &a[..first]).count()
+                + memchr::memchr_iter(b'\n', &b[..n - first]).count()) as u64;
             self.tail.drain(..n);
             self.base += n as u64;
         }

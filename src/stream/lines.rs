@@ -156,7 +156,7 @@ impl LineCommitter {
             let expected = self.tail[(index - self.base) as usize];
             if expected != masked {
                 let offset = self.lanes[replica].bytes - raw.len() as u64;
-                self.diverge(replica, offset, &raw);
+                self.diverge(replica, offset, index, &[], &raw);
             }
             self.trim_tail();
             return;
@@ -197,7 +197,8 @@ impl LineCommitter {
                 Some(_) => {
                     let offset = offset_of(&self.lanes[i]);
                     let theirs = self.lanes[i].units.front().map(|u| u.raw.clone()).unwrap_or_default();
-                    self.diverge(i, offset, &theirs);
+                    let index = self.committed;
+                    self.diverge(i, offset, index, &raw, &theirs);
                 }
                 None => {}
             }
@@ -214,14 +215,17 @@ impl LineCommitter {
         Some(raw)
     }
 
-    fn diverge(&mut self, replica: usize, offset: u64, theirs: &[u8]) {
+    /// `index`: the 0-based line (unit) where it differs; `majority`: the committed raw line there, when
+    /// known (a laggard is compared with digests only).
+    fn diverge(&mut self, replica: usize, offset: u64, index: u64, majority: &[u8], theirs: &[u8]) {
         let lane = &mut self.lanes[replica];
         lane.units.clear();
         lane.carry = Vec::new();
         lane.diverged = Some(Divergence {
             offset,
+            line: index + 1,
             before: Vec::new(),
-            majority: Vec::new(),
+            majority: majority.iter().take(256).copied().collect(),
             replica: theirs.iter().take(256).copied().collect(),
         });
     }

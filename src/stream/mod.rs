@@ -245,10 +245,10 @@ mod tests {
         assert_eq!(c.push(0, b"2"), b"");
         assert!(c.divergence(1).is_none());
         assert_eq!(c.push(2, b"2"), b"2");
+        let d = c.divergence(1).expect("replica 1 wrote x where the majority wrote 2");
         assert_eq!(
-            c.divergence(1).map(|d| d.offset),
-            Some(2),
-            "replica 1 wrote x where the majority wrote 2"
+            (d.offset, d.line, d.before.as_slice(), d.replica.as_slice()),
+            (2, 2, &b"1\n"[..], &b"x"[..])
         );
     }
 

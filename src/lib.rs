@@ -20,4 +20,5 @@ pub mod rerun;
 pub mod resolve;
 pub mod round;
 pub mod stats;
+pub mod suite;
 pub mod vote;

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Recaptures the real runner outputs in this directory from the fixture suites (fixtures/suites/).
+# The parsers' tests read these files: they are what the runners installed here really print
+# (cargo 1.95, pytest 7.2.1, bats 1.8.2, prove 3.44). Timings, seeds and the flaky test's outcome
+# differ from run to run; the tests only rely on what the suites' truth fixes.
+# `sh capture.sh` (about 80 s: one capture waits for libtest's 60 s "running for over" warning).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+suites=$here/../../../fixtures/suites
+export RUST_BACKTRACE=0 PYTHONDONTWRITEBYTECODE=1
+
+cd "$suites/libtest"
+cargo build --quiet --tests
+cargo test --no-fail-fast >"$here/cargo-test.stdout" 2>"$here/cargo-test.stderr"
+cargo test --no-fail-fast >"$here/cargo-test-merged.txt" 2>&1
+TMR_FIXTURE_ABORT=1 cargo test --no-fail-fast >"$here/cargo-test-abort.stdout" 2>"$here/cargo-test-abort.stderr"
+cargo test --test many >"$here/cargo-test-many.stdout" 2>/dev/null
+bin=$(ls -t target/debug/deps/suite-* | grep -v '\.d$' | head -n1)
+"$bin" >"$here/libtest-binary.txt" 2>&1
+"$bin" --nocapture --test-threads=1 >"$here/libtest-nocapture.txt" 2>&1
+"$bin" --exact flaky --exact adds >"$here/libtest-exact.txt" 2>&1
+TMR_FIXTURE_HANG=1 timeout -s KILL 63 "$bin" >"$here/libtest-hang-killed.txt" 2>&1
+
+cd "$suites/pytest"
+pytest -q -p no:cacheprovider --junitxml="$here/pytest.xml" >"$here/pytest-q.stdout" 2>&1
+# SIGINT: pytest stops, reports "interrupted" and still writes the XML with what it finished.
+TMR_FIXTURE_HANG=1 timeout -s INT 5 pytest -q -p no:cacheprovider --junitxml="$here/pytest-interrupted.xml" \
+    >"$here/pytest-interrupted.stdout" 2>&1
+pytest -q -p no:cacheprovider --junitxml="$here/pytest-one.xml" 'test_suite.py::TestGroup::test_in_class' \
+    'test_suite.py::test_param[2]' >/dev/null 2>&1
+
+cd "$suites/bats"
+bats suite.bats >"$here/bats.tap" 2>&1
+bats --tap suite.bats >"$here/bats-tap-flag.tap" 2>&1
+bats -f '^deterministic failure$' suite.bats >"$here/bats-filter.tap" 2>&1
+TMR_FIXTURE_HANG=1 timeout -s KILL 5 bats suite.bats >"$here/bats-hang-killed.tap" 2>&1
+
+cd "$suites/prove"
+prove -v t/ >"$here/prove.stdout" 2>"$here/prove.stderr"
+prove -v --merge t/ >"$here/prove-merged.txt" 2>&1
+exit 0

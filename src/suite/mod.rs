@@ -5,6 +5,7 @@
 //! and `vote` decides per test. Nothing here starts a process.
 
 pub mod libtest;
+pub mod tap;
 
 use std::fmt;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! capture.sh), one file per parser.
 
 mod libtest;
+mod tap;
 
 /// A captured runner output, by file name.
 pub(crate) fn data(name: &str) -> Vec<u8> {

@@ -22,9 +22,11 @@ bin=$(ls -t target/debug/deps/suite-* | grep -v '\.d$' | head -n1)
 TMR_FIXTURE_HANG=1 timeout -s KILL 63 "$bin" >"$here/libtest-hang-killed.txt" 2>&1
 
 cd "$suites/pytest"
-pytest -q -p no:cacheprovider --junitxml="$here/pytest.xml" >"$here/pytest-q.stdout" 2>&1
+# The options tmr adds: per-test stdout/stderr in the XML, for failing tests only.
+log="-o junit_logging=out-err -o junit_log_passing_tests=False"
+pytest -q $log -p no:cacheprovider --junitxml="$here/pytest.xml" >"$here/pytest-q.stdout" 2>&1
 # SIGINT: pytest stops, reports "interrupted" and still writes the XML with what it finished.
-TMR_FIXTURE_HANG=1 timeout -s INT 5 pytest -q -p no:cacheprovider --junitxml="$here/pytest-interrupted.xml" \
+TMR_FIXTURE_HANG=1 timeout -s INT 5 pytest -q $log -p no:cacheprovider --junitxml="$here/pytest-interrupted.xml" \
     >"$here/pytest-interrupted.stdout" 2>&1
 pytest -q -p no:cacheprovider --junitxml="$here/pytest-one.xml" 'test_suite.py::TestGroup::test_in_class' \
     'test_suite.py::test_param[2]' >/dev/null 2>&1

@@ -7,6 +7,7 @@
 pub mod junit;
 pub mod libtest;
 pub mod tap;
+pub mod vote;
 
 use std::fmt;
 use std::time::Duration;

@@ -6,11 +6,14 @@
 
 pub mod junit;
 pub mod libtest;
+pub mod runner;
 pub mod tap;
 pub mod vote;
 
 use std::fmt;
 use std::time::Duration;
+
+pub use runner::Runner;
 
 /// A test's stable identity across replicas and reruns: the group the runner puts it in (a libtest
 /// binary, a JUnit classname, a prove file; empty when the runner has none) and its name inside it. Two

@@ -159,3 +159,14 @@ fn should_panic_and_colour_are_understood() {
     assert_eq!(outcome(&run, "", "a"), TestOutcome::Pass);
     assert_eq!(outcome(&run, "", "b"), TestOutcome::Fail);
 }
+
+#[test]
+fn a_rerun_of_one_test_reports_the_same_id() {
+    let full = parse(&data("cargo-test.stdout"), &data("cargo-test.stderr")).unwrap();
+    let one = parse(&data("cargo-test-rerun.stdout"), &data("cargo-test-rerun.stderr")).unwrap();
+    assert!(one.complete);
+    assert_eq!(one.results.len(), 1);
+    let id = &one.results[0].name;
+    assert_eq!(full.get(id).unwrap().outcome, TestOutcome::Fail);
+    assert_eq!(one.results[0].outcome, TestOutcome::Fail);
+}

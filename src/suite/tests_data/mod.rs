@@ -3,6 +3,7 @@
 
 mod junit;
 mod libtest;
+mod runner;
 mod tap;
 
 /// A captured runner output, by file name.

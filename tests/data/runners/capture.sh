@@ -14,6 +14,9 @@ cargo build --quiet --tests
 cargo test --no-fail-fast >"$here/cargo-test.stdout" 2>"$here/cargo-test.stderr"
 cargo test --no-fail-fast >"$here/cargo-test-merged.txt" 2>&1
 TMR_FIXTURE_ABORT=1 cargo test --no-fail-fast >"$here/cargo-test-abort.stdout" 2>"$here/cargo-test-abort.stderr"
+# The rerun of one test, as Runner::rerun + Runner::prepare build it.
+cargo test --no-fail-fast --test suite -- --exact deterministic_failure --format pretty \
+    >"$here/cargo-test-rerun.stdout" 2>"$here/cargo-test-rerun.stderr"
 cargo test --test many >"$here/cargo-test-many.stdout" 2>/dev/null
 bin=$(ls -t target/debug/deps/suite-* | grep -v '\.d$' | head -n1)
 "$bin" >"$here/libtest-binary.txt" 2>&1

@@ -1,0 +1,380 @@
+//! Which test runner a command is, and the command lines `tmr test` runs through it: each replica's
+//! (with the runner told to report per test, in a form the parsers read) and a rerun of ONE test through
+//! the runner's own filter. Pure functions over argv (the only look at the disk is the `is_file`
+//! callback pytest's node ids need). A rerun's argv is then passed through [`Runner::prepare`] like
+//! any other, so it reports in the same form.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::{junit, libtest, tap, ParseError, SuiteRun, TestId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Runner {
+    /// `cargo test` or a libtest binary: the human format on stdout.
+    Libtest,
+    /// pytest: JUnit XML in a per-replica file tmr names.
+    Pytest,
+    /// bats or `prove`: TAP on stdout.
+    Tap,
+    /// Any runner writing JUnit XML to a path the user gives (`--junit-in`); never detected.
+    Junit,
+}
+
+/// cargo test options that take a value (the next argument), so that value is not mistaken for the
+/// test-name filter.
+const CARGO_VALUE_OPTS: &[&str] = &[
+    "-p",
+    "--package",
+    "--exclude",
+    "--test",
+    "--bin",
+    "--bench",
+    "--example",
+    "-F",
+    "--features",
+    "-j",
+    "--jobs",
+    "--target",
+    "--target-dir",
+    "--manifest-path",
+    "--profile",
+    "--color",
+    "--config",
+    "-Z",
+    "--message-format",
+    "--lockfile-path",
+    "--artifact-dir",
+];
+/// libtest options that take a value.
+const LIBTEST_VALUE_OPTS: &[&str] =
+    &["--test-threads", "--skip", "--logfile", "--format", "--color", "-Z", "--shuffle-seed"];
+const PYTEST_VALUE_OPTS: &[&str] = &[
+    "-k",
+    "-m",
+    "-p",
+    "-o",
+    "-c",
+    "-W",
+    "-r",
+    "--rootdir",
+    "--basetemp",
+    "--deselect",
+    "--ignore",
+    "--ignore-glob",
+    "--confcutdir",
+    "--junitxml",
+    "--junit-xml",
+    "--junit-prefix",
+    "--log-level",
+    "--log-file",
+    "--log-format",
+    "--tb",
+    "--durations",
+    "--maxfail",
+    "--import-mode",
+    "--capture",
+    "--color",
+    "--override-ini",
+    "--config-file",
+    "--cov",
+    "--cov-report",
+    "-n",
+    "--numprocesses",
+    "--timeout",
+];
+const PROVE_VALUE_OPTS: &[&str] = &[
+    "-I",
+    "-e",
+    "--exec",
+    "--ext",
+    "-j",
+    "--jobs",
+    "--harness",
+    "--formatter",
+    "-P",
+    "-M",
+    "--rules",
+    "--state",
+    "--source",
+    "-a",
+    "--archive",
+];
+
+impl Runner {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runner::Libtest => "libtest",
+            Runner::Pytest => "pytest",
+            Runner::Tap => "tap",
+            Runner::Junit => "junit",
+        }
+    }
+
+    /// For `--runner NAME`.
+    pub fn from_name(name: &str) -> Option<Runner> {
+        [Runner::Libtest, Runner::Pytest, Runner::Tap, Runner::Junit].into_iter().find(|r| r.name() == name)
+    }
+
+    /// The runner a command line runs: `cargo test`, a libtest binary (`target/*/deps/NAME-HASH`),
+    /// `pytest`, `python -m pytest`, `bats`, `prove`. Anything else needs `--runner`.
+    pub fn detect(argv: &[OsString]) -> Option<Runner> {
+        let prog = program(argv)?;
+        match prog.as_str() {
+            "cargo" => cargo_subcommand(argv).filter(|&i| argv[i] == "test").map(|_| Runner::Libtest),
+            "pytest" | "pytest-3" | "py.test" => Some(Runner::Pytest),
+            "bats" | "prove" => Some(Runner::Tap),
+            p if p.starts_with("python") && python_module(argv).is_some() => Some(Runner::Pytest),
+            _ if is_libtest_binary(&argv[0]) => Some(Runner::Libtest),
+            _ => None,
+        }
+    }
+
+    /// Whether results come from a file the runner writes (pytest, JUnit) rather than its stdout.
+    pub fn reads_file(self) -> bool {
+        matches!(self, Runner::Pytest | Runner::Junit)
+    }
+
+    /// The argv one replica runs. `result_file` is that replica's own path for pytest's XML.
+    pub fn prepare(self, argv: &[OsString], result_file: Option<&Path>) -> Result<Vec<OsString>> {
+        if argv.is_empty() {
+            bail!("no command to run");
+        }
+        let prog = program(argv).unwrap_or_default();
+        let mut out: Vec<OsString>;
+        match self {
+            Runner::Libtest if prog == "cargo" => {
+                let (cargo, rest) = split_dashdash(argv);
+                out = cargo.to_vec();
+                let sub = cargo_subcommand(argv).context("`cargo` without a subcommand")?;
+                if !cargo.iter().any(|a| a == "--no-fail-fast") {
+                    // Otherwise the first failing test binary stops cargo, and later binaries' tests go missing.
+                    out.insert(sub + 1, "--no-fail-fast".into());
+                }
+                out.push("--".into());
+                out.extend(libtest_human(rest.unwrap_or(&[])));
+            }
+            Runner::Libtest => {
+                out = vec![argv[0].clone()];
+                out.extend(libtest_human(&argv[1..]));
+            }
+            Runner::Pytest => {
+                let file = result_file.context("pytest needs a per-replica path for its JUnit XML")?;
+                out = argv.to_vec();
+                let mut xml = OsString::from("--junitxml=");
+                xml.push(file);
+                // The last --junitxml wins; the output of failing tests only goes into the XML.
+                out.extend([xml, "-o".into(), "junit_logging=out-err".into()]);
+                out.extend(["-o".into(), "junit_log_passing_tests=False".into()]);
+            }
+            Runner::Tap if prog == "bats" => {
+                out = vec![argv[0].clone(), "--tap".into()];
+                let mut it = argv[1..].iter();
+                while let Some(a) = it.next() {
+                    match a.to_str().unwrap_or("") {
+                        "-F" | "--formatter" => {
+                            it.next();
+                        }
+                        "-t" | "--tap" | "-p" | "--pretty" => {}
+                        s if s.starts_with("--formatter=") => {}
+                        _ => out.push(a.clone()),
+                    }
+                }
+            }
+            Runner::Tap if prog == "prove" => {
+                out = vec![argv[0].clone()];
+                // Verbose: per-test lines; merged: diagnostics (stderr) land after their test.
+                if !argv.iter().any(|a| a == "-v" || a == "--verbose") {
+                    out.push("-v".into());
+                }
+                if !argv.iter().any(|a| a == "--merge") {
+                    out.push("--merge".into());
+                }
+                out.extend(argv[1..].iter().cloned());
+            }
+            Runner::Tap | Runner::Junit => out = argv.to_vec(),
+        }
+        Ok(out)
+    }
+
+    /// The argv that reruns the test `id` alone, through the runner's own filter. `is_file` answers
+    /// whether a path (relative to where the rerun runs) is a file: pytest node ids need it.
+    pub fn rerun(
+        self,
+        argv: &[OsString],
+        id: &TestId,
+        is_file: impl Fn(&str) -> bool,
+    ) -> Result<Vec<OsString>> {
+        if argv.is_empty() {
+            bail!("no command to run");
+        }
+        let prog = program(argv).unwrap_or_default();
+        let mut out: Vec<OsString>;
+        match self {
+            Runner::Libtest if prog == "cargo" => {
+                let (cargo, rest) = split_dashdash(argv);
+                let sub = cargo_subcommand(argv).context("`cargo` without a subcommand")?;
+                out = cargo[..=sub].to_vec();
+                out.extend(drop_positionals(&cargo[sub + 1..], CARGO_VALUE_OPTS));
+                let select: Vec<OsString> =
+                    libtest::cargo_target_args(&id.suite).into_iter().map(OsString::from).collect();
+                // cargo refuses a flag given twice (`--lib --lib`).
+                if !select.is_empty() && !out.windows(select.len()).any(|w| w == select.as_slice()) {
+                    out.extend(select);
+                }
+                out.push("--".into());
+                out.extend(libtest_filter(rest.unwrap_or(&[]), &id.name));
+            }
+            Runner::Libtest => {
+                out = vec![argv[0].clone()];
+                out.extend(libtest_filter(&argv[1..], &id.name));
+            }
+            Runner::Pytest => {
+                let skip = python_module(argv).map_or(1, |m| m + 1);
+                out = argv[..skip].to_vec();
+                let kept = drop_positionals(&argv[skip..], PYTEST_VALUE_OPTS);
+                out.extend(drop_option(
+                    &kept,
+                    &["-k", "--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise"],
+                ));
+                out.push(junit::pytest_nodeid(id, is_file).into());
+            }
+            Runner::Tap if prog == "bats" => {
+                let kept = drop_option(&argv[1..], &["-f", "--filter"]);
+                out = vec![argv[0].clone(), "-f".into(), format!("^{}$", ere_escape(&id.name)).into()];
+                out.extend(kept);
+            }
+            Runner::Tap if prog == "prove" => {
+                if id.suite.is_empty() {
+                    bail!("prove reported {id} without its file: cannot rerun it alone");
+                }
+                // TAP has no per-test filter: the test's file is the smallest thing prove can rerun.
+                out = vec![argv[0].clone()];
+                out.extend(drop_positionals(&argv[1..], PROVE_VALUE_OPTS));
+                out.push(id.suite.clone().into());
+            }
+            Runner::Tap => bail!("this TAP runner has no known per-test filter: use bats or prove"),
+            Runner::Junit => {
+                bail!("a generic JUnit runner has no known per-test filter: {id} cannot be rerun alone")
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses one replica's results: stdout and stderr for libtest and TAP, the result file's bytes for
+    /// pytest and JUnit.
+    pub fn parse(self, stdout: &[u8], stderr: &[u8], file: Option<&[u8]>) -> Result<SuiteRun, ParseError> {
+        match self {
+            Runner::Libtest => libtest::parse(stdout, stderr),
+            Runner::Tap => tap::parse(stdout),
+            Runner::Pytest | Runner::Junit => junit::parse(file.unwrap_or_default()),
+        }
+    }
+}
+
+/// A string matching itself in a POSIX extended regex (bats matches `-f` with bash's `=~`), where a
+/// backslash before an ordinary character is undefined, so only the special ones get one.
+fn ere_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.[](){}*+?|^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// argv[0]'s file name.
+fn program(argv: &[OsString]) -> Option<String> {
+    let first = argv.first()?;
+    Some(Path::new(first).file_name().unwrap_or(first.as_os_str()).to_string_lossy().into_owned())
+}
+
+/// Index of cargo's subcommand (skipping `+toolchain` and options before it).
+fn cargo_subcommand(argv: &[OsString]) -> Option<usize> {
+    (1..argv.len()).find(|&i| {
+        let a = argv[i].to_string_lossy();
+        !a.starts_with('+') && !a.starts_with('-')
+    })
+}
+
+/// Index of `pytest` in `python [opts] -m pytest ...`.
+fn python_module(argv: &[OsString]) -> Option<usize> {
+    let m = argv.iter().position(|a| a == "-m")?;
+    (argv.get(m + 1)? == "pytest").then_some(m + 1)
+}
+
+/// `target/<profile>/deps/NAME-<16 hex>`, how cargo names test binaries.
+fn is_libtest_binary(arg: &OsStr) -> bool {
+    let p = Path::new(arg);
+    let in_deps = p.parent().and_then(Path::file_name).is_some_and(|d| d == "deps");
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hashed =
+        name.rsplit_once('-').is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    in_deps && hashed
+}
+
+fn split_dashdash(argv: &[OsString]) -> (&[OsString], Option<&[OsString]>) {
+    match argv.iter().position(|a| a == "--") {
+        Some(i) => (&argv[..i], Some(&argv[i + 1..])),
+        None => (argv, None),
+    }
+}
+
+/// libtest arguments with its output forced to the human format the parser reads (`--quiet` and
+/// `--format X` removed, `--format pretty` added).
+fn libtest_human(args: &[OsString]) -> Vec<OsString> {
+    let mut out = drop_option(args, &["--format"]);
+    out.retain(|a| a != "-q" && a != "--quiet");
+    out.extend(["--format".into(), "pretty".into()]);
+    out
+}
+
+/// libtest arguments selecting only `name`: its filters and `--exact` dropped (libtest refuses a second
+/// `--exact`), then `--exact NAME`.
+fn libtest_filter(args: &[OsString], name: &str) -> Vec<OsString> {
+    let mut out = drop_positionals(args, LIBTEST_VALUE_OPTS);
+    out.retain(|a| a != "--exact");
+    out.extend(["--exact".into(), name.into()]);
+    out
+}
+
+/// Arguments without the positional ones (options and their values kept).
+fn drop_positionals(args: &[OsString], value_opts: &[&str]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if !s.starts_with('-') || s == "-" {
+            continue;
+        }
+        out.push(a.clone());
+        if value_opts.contains(&s.as_ref()) {
+            out.extend(it.next().cloned());
+        }
+    }
+    out
+}
+
+/// Arguments without the given options (`-x VALUE`, `--opt VALUE` and `--opt=VALUE` for those that
+/// take a value; plain flags otherwise).
+fn drop_option(args: &[OsString], opts: &[&str]) -> Vec<OsString> {
+    let takes_value =
+        |o: &str| !matches!(o, "--lf" | "--last-failed" | "--ff" | "--failed-first" | "--sw" | "--stepwise");
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if let Some(o) = opts.iter().find(|o| s == **o) {
+            if takes_value(o) {
+                it.next();
+            }
+        } else if !opts.iter().any(|o| o.starts_with("--") && s.starts_with(&format!("{o}="))) {
+            out.push(a.clone());
+        }
+    }
+    out
+}

@@ -15,7 +15,8 @@ fn cargo_test_with_streams_apart_names_every_binary() {
     let run = parse(&data("cargo-test.stdout"), &data("cargo-test.stderr")).unwrap();
     assert!(run.complete, "{run:#?}");
     assert!(run.problems.is_empty(), "{:?}", run.problems);
-    assert_eq!(run.results.len(), 1 + 2 + 8);
+    assert_eq!(run.results.len(), 1 + 2 + 8 + 1);
+    assert_eq!(outcome(&run, "Doc-tests tmr_suite", "src/lib.rs - uniform (line 11)"), TestOutcome::Pass);
     assert_eq!(outcome(&run, "unittests src/lib.rs", "tests::smoke"), TestOutcome::Pass);
     assert_eq!(outcome(&run, "tests/other.rs", "tests::smoke"), TestOutcome::Pass);
     let s = "tests/suite.rs";
@@ -55,6 +56,7 @@ fn an_aborting_test_binary_leaves_the_run_incomplete_and_the_next_binary_parsed(
         run.problems
     );
     assert_eq!(outcome(&run, "tests/other.rs", "tests::smoke"), TestOutcome::Pass);
+    assert_eq!(outcome(&run, "Doc-tests tmr_suite", "src/lib.rs - uniform (line 11)"), TestOutcome::Pass);
     assert!(run.results.iter().all(|r| r.name.suite != "tests/suite.rs" || r.outcome != TestOutcome::Fail));
 }
 

@@ -76,7 +76,7 @@ fn rerun_goes_through_the_runners_own_filter() {
     );
     assert_eq!(
         r(Runner::Libtest, "cargo test --doc", "Doc-tests c", "src/lib.rs - f (line 3)"),
-        "cargo test --doc -- --exact src/lib.rs - f (line 3)"
+        "cargo test --doc -- src/lib.rs - f (line 3)"
     );
     assert_eq!(
         r(Runner::Libtest, "target/debug/deps/s-06fe714251372906 a b", "", "flaky"),

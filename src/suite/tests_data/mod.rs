@@ -3,6 +3,7 @@
 
 mod junit;
 mod libtest;
+mod props;
 mod runner;
 mod tap;
 

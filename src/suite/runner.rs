@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::{junit, libtest, tap, ParseError, SuiteRun, TestId};
+use super::{gotest, junit, libtest, tap, ParseError, SuiteRun, TestId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runner {
@@ -21,6 +21,8 @@ pub enum Runner {
     Tap,
     /// Any runner writing JUnit XML to a path the user gives (`--junit-in`); never detected.
     Junit,
+    /// `go test -json`: test2json events on stdout.
+    GoTest,
 }
 
 /// cargo test options that take a value (the next argument), so that value is not mistaken for the
@@ -85,6 +87,44 @@ const PYTEST_VALUE_OPTS: &[&str] = &[
     "--numprocesses",
     "--timeout",
 ];
+/// go test (build and test) flags that take a value when written apart (`-run X`).
+const GO_VALUE_OPTS: &[&str] = &[
+    "-run",
+    "-skip",
+    "-bench",
+    "-benchtime",
+    "-count",
+    "-cpu",
+    "-parallel",
+    "-timeout",
+    "-shuffle",
+    "-tags",
+    "-p",
+    "-o",
+    "-exec",
+    "-coverprofile",
+    "-covermode",
+    "-coverpkg",
+    "-cpuprofile",
+    "-memprofile",
+    "-blockprofile",
+    "-mutexprofile",
+    "-trace",
+    "-outputdir",
+    "-vet",
+    "-ldflags",
+    "-gcflags",
+    "-asmflags",
+    "-mod",
+    "-modfile",
+    "-pkgdir",
+    "-toolexec",
+    "-overlay",
+    "-C",
+    "-list",
+    "-fuzz",
+    "-fuzztime",
+];
 const PROVE_VALUE_OPTS: &[&str] = &[
     "-I",
     "-e",
@@ -110,12 +150,15 @@ impl Runner {
             Runner::Pytest => "pytest",
             Runner::Tap => "tap",
             Runner::Junit => "junit",
+            Runner::GoTest => "go",
         }
     }
 
     /// For `--runner NAME`.
     pub fn from_name(name: &str) -> Option<Runner> {
-        [Runner::Libtest, Runner::Pytest, Runner::Tap, Runner::Junit].into_iter().find(|r| r.name() == name)
+        [Runner::Libtest, Runner::Pytest, Runner::Tap, Runner::Junit, Runner::GoTest]
+            .into_iter()
+            .find(|r| r.name() == name)
     }
 
     /// The runner a command line runs: `cargo test`, a libtest binary (`target/*/deps/NAME-HASH`),
@@ -123,9 +166,13 @@ impl Runner {
     pub fn detect(argv: &[OsString]) -> Option<Runner> {
         let prog = program(argv)?;
         match prog.as_str() {
-            "cargo" => cargo_subcommand(argv).filter(|&i| argv[i] == "test").map(|_| Runner::Libtest),
+            "cargo" => {
+                let (cargo, _) = split_dashdash(argv);
+                cargo_subcommand(cargo).filter(|&i| cargo[i] == "test").map(|_| Runner::Libtest)
+            }
             "pytest" | "pytest-3" | "py.test" => Some(Runner::Pytest),
             "bats" | "prove" => Some(Runner::Tap),
+            "go" => (argv.get(1).is_some_and(|a| a == "test")).then_some(Runner::GoTest),
             p if p.starts_with("python") && python_module(argv).is_some() => Some(Runner::Pytest),
             _ if is_libtest_binary(&argv[0]) => Some(Runner::Libtest),
             _ => None,
@@ -148,7 +195,7 @@ impl Runner {
             Runner::Libtest if prog == "cargo" => {
                 let (cargo, rest) = split_dashdash(argv);
                 out = cargo.to_vec();
-                let sub = cargo_subcommand(argv).context("`cargo` without a subcommand")?;
+                let sub = cargo_subcommand(cargo).context("`cargo` without a subcommand")?;
                 if !cargo.iter().any(|a| a == "--no-fail-fast") {
                     // Otherwise the first failing test binary stops cargo, and later binaries' tests go missing.
                     out.insert(sub + 1, "--no-fail-fast".into());
@@ -194,6 +241,16 @@ impl Runner {
                 }
                 out.extend(argv[1..].iter().cloned());
             }
+            Runner::GoTest => {
+                if argv.len() < 2 {
+                    bail!("`go test` expected");
+                }
+                out = argv.to_vec();
+                let (flags, _) = go_split_args(argv);
+                if !flags.iter().any(|a| a == "-json" || a == "--json" || a == "-json=true") {
+                    out.insert(2, "-json".into());
+                }
+            }
             Runner::Tap | Runner::Junit => out = argv.to_vec(),
         }
         Ok(out)
@@ -215,7 +272,7 @@ impl Runner {
         match self {
             Runner::Libtest if prog == "cargo" => {
                 let (cargo, rest) = split_dashdash(argv);
-                let sub = cargo_subcommand(argv).context("`cargo` without a subcommand")?;
+                let sub = cargo_subcommand(cargo).context("`cargo` without a subcommand")?;
                 out = cargo[..=sub].to_vec();
                 out.extend(drop_positionals(&cargo[sub + 1..], CARGO_VALUE_OPTS));
                 let select: Vec<OsString> =
@@ -265,6 +322,17 @@ impl Runner {
             Runner::Junit => {
                 bail!("a generic JUnit runner has no known per-test filter: {id} cannot be rerun alone")
             }
+            Runner::GoTest => {
+                if id.suite.is_empty() || argv.len() < 2 {
+                    bail!("go reported {id} without its package, or no `go test`: cannot rerun it alone");
+                }
+                let (flags, binary_args) = go_split_args(argv);
+                out = argv[..2].to_vec();
+                let kept = drop_positionals(&flags[2..], GO_VALUE_OPTS);
+                out.extend(drop_option(&kept, &["-run", "--run"]));
+                out.extend(["-run".into(), gotest::run_pattern(&id.name).into(), id.suite.clone().into()]);
+                out.extend(binary_args.iter().cloned());
+            }
         }
         Ok(out)
     }
@@ -276,6 +344,7 @@ impl Runner {
             Runner::Libtest => libtest::parse(stdout, stderr),
             Runner::Tap => tap::parse(stdout),
             Runner::Pytest | Runner::Junit => junit::parse(file.unwrap_or_default()),
+            Runner::GoTest => gotest::parse(stdout),
         }
     }
 }
@@ -321,6 +390,13 @@ fn is_libtest_binary(arg: &OsStr) -> bool {
     let hashed =
         name.rsplit_once('-').is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
     in_deps && hashed
+}
+
+/// `go test` arguments before `-args`, and `-args` with what follows (the test binary's own); `-args`
+/// only counts after `go test`.
+fn go_split_args(argv: &[OsString]) -> (&[OsString], &[OsString]) {
+    let at = argv.iter().skip(2).position(|a| a == "-args" || a == "--args").map_or(argv.len(), |i| i + 2);
+    argv.split_at(at)
 }
 
 fn split_dashdash(argv: &[OsString]) -> (&[OsString], Option<&[OsString]>) {

@@ -1,6 +1,7 @@
 //! Parser tests on real runner output captured on this machine (tests/data/runners/, see its
 //! capture.sh), one file per parser.
 
+mod gotest;
 mod junit;
 mod libtest;
 mod props;

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::data;
-use crate::suite::{junit, libtest, tap};
+use crate::suite::{gotest, junit, libtest, tap};
 
 /// Lines that look like the formats, so random input reaches deep states, not just "stray".
 fn soup() -> impl Strategy<Value = Vec<u8>> {
@@ -33,6 +33,10 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
         Just("</testcase>".to_string()),
         Just("</testsuite>".to_string()),
         Just("<![CDATA[".to_string()),
+        Just(r#"{"Action":"run","Package":"p","Test":"T"}"#.to_string()),
+        Just(r#"{"Action":"output","Package":"p","Test":"T","Output":"panic: x\n"}"#.to_string()),
+        Just(r#"{"Action":"fail","Package":"p","Elapsed":1e400}"#.to_string()),
+        Just(r#"{"Action":"pass","Package":"p","Test":"T","Elapsed":-1}"#.to_string()),
         "[ -~]{0,12}",
     ];
     proptest::collection::vec(piece, 0..40).prop_map(|v| v.join("\n").into_bytes())
@@ -46,6 +50,7 @@ proptest! {
         let _ = libtest::parse(&bytes, &bytes);
         let _ = tap::parse(&bytes);
         let _ = junit::parse(&bytes);
+        let _ = gotest::parse(&bytes);
     }
 
     #[test]
@@ -53,6 +58,7 @@ proptest! {
         let _ = libtest::parse(&a, &b);
         let _ = tap::parse(&a);
         let _ = junit::parse(&a);
+        let _ = gotest::parse(&a);
     }
 }
 
@@ -64,6 +70,7 @@ fn every_cut_of_a_real_capture_parses() {
         ("bats.tap", 1),
         ("prove-merged.txt", 1),
         ("pytest.xml", 2),
+        ("go-test-timeout.json", 3),
     ] {
         let full = data(file);
         for cut in 0..full.len() {
@@ -71,6 +78,7 @@ fn every_cut_of_a_real_capture_parses() {
             let ok = match parser {
                 0 => libtest::parse(part, b"").map(|r| r.results.len()),
                 1 => tap::parse(part).map(|r| r.results.len()),
+                3 => gotest::parse(part).map(|r| r.results.len()),
                 // Cut inside the prolog, before the root element, there is no JUnit document yet.
                 _ => junit::parse(part).map(|r| r.results.len()).or(Ok(0)),
             };

@@ -28,6 +28,8 @@ fn detection() {
     assert_eq!(d("bats test/"), Some(Runner::Tap));
     assert_eq!(d("prove -r t"), Some(Runner::Tap));
     assert_eq!(d("./run-suite.sh"), None);
+    assert_eq!(d("go test ./..."), Some(Runner::GoTest));
+    assert_eq!(d("go build"), None);
     assert_eq!(Runner::detect(&[]), None);
     assert_eq!(Runner::from_name("junit"), Some(Runner::Junit));
 }
@@ -53,6 +55,9 @@ fn prepare_makes_each_runner_report_per_test() {
     assert_eq!(p(Runner::Tap, "prove -r t"), "prove -v --merge -r t");
     assert_eq!(p(Runner::Tap, "prove -v --merge t"), "prove -v --merge t");
     assert_eq!(p(Runner::Junit, "./run.sh a"), "./run.sh a");
+    assert_eq!(p(Runner::GoTest, "go test ./..."), "go test -json ./...");
+    assert_eq!(p(Runner::GoTest, "go test -json ./... -args -json"), "go test -json ./... -args -json");
+    assert_eq!(p(Runner::GoTest, "go test ./... -args -json"), "go test -json ./... -args -json");
 }
 
 #[test]
@@ -93,6 +98,10 @@ fn rerun_goes_through_the_runners_own_filter() {
     assert_eq!(r(Runner::Tap, "bats -f old test/", "", "a (b) 1.5$"), "bats -f ^a \\(b\\) 1\\.5\\$$ test/");
     assert_eq!(r(Runner::Tap, "prove -v -I lib t/", "t/suite.t", "flaky"), "prove -v -I lib t/suite.t");
     assert!(Runner::Tap.rerun(&argv("prove t/"), &TestId::new("", "x"), none).is_err());
+    assert_eq!(
+        r(Runner::GoTest, "go test -count 1 -run Old ./... -args -x", "example.com/m", "TestG/sub_case"),
+        "go test -count 1 -run ^TestG$/^sub_case$ example.com/m -args -x"
+    );
     assert!(Runner::Junit.rerun(&argv("./run.sh"), &TestId::new("c", "x"), none).is_err());
     // A rerun then goes through prepare like any replica.
     let again =
@@ -101,4 +110,24 @@ fn rerun_goes_through_the_runners_own_filter() {
         line(&Runner::Libtest.prepare(&again, None).unwrap()),
         "cargo test --no-fail-fast --test suite -- --exact flaky --format pretty"
     );
+}
+
+proptest::proptest! {
+    /// Whatever the user typed, forcing any runner on it gives a command line or an error, never a panic.
+    #[test]
+    fn any_argv_under_any_runner_never_panics(
+        words in proptest::collection::vec(proptest::sample::select(vec![
+            "cargo", "test", "go", "pytest", "python3", "-m", "bats", "prove", "--", "-q", "--exact", "-f", "-k",
+            "--format", "--format=json", "-run", "-args", "-json", "--test", "--lib", "x", "-", "+nightly", "-p",
+        ]), 0..8),
+        suite in "[a-z/. ]{0,12}",
+        name in "[a-zA-Z_/ ()\\[\\]]{0,12}",
+    ) {
+        let argv: Vec<OsString> = words.iter().map(OsString::from).collect();
+        let _ = Runner::detect(&argv);
+        for r in [Runner::Libtest, Runner::Pytest, Runner::Tap, Runner::Junit, Runner::GoTest] {
+            let _ = r.prepare(&argv, Some(Path::new("/tmp/x.xml")));
+            let _ = r.rerun(&argv, &TestId::new(suite.clone(), name.clone()), |_| false);
+        }
+    }
 }

@@ -44,3 +44,14 @@ cd "$suites/prove"
 prove -v t/ >"$here/prove.stdout" 2>"$here/prove.stderr"
 prove -v --merge t/ >"$here/prove-merged.txt" 2>&1
 exit 0
+
+# go (Debian's golang-go, 1.19) when present.
+if command -v go >/dev/null; then
+    cd "$suites/go"
+    export GOCACHE="${GOCACHE:-/tmp/tmr-capture-gocache}"
+    go test -json . >"$here/go-test.json" 2>&1
+    TMR_FIXTURE_PANIC=1 go test -json . >"$here/go-test-panic.json" 2>&1
+    # go's own -timeout: the test binary panics naming the test that ran too long.
+    TMR_FIXTURE_HANG=1 go test -json -timeout 3s . >"$here/go-test-timeout.json" 2>&1
+    go test -json -run '^TestGroup$/^second_case$' . >"$here/go-test-rerun.json" 2>&1
+fi

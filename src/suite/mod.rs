@@ -4,6 +4,7 @@
 //! knows each runner's command line, the parsers (`libtest`, `tap`, `junit`) read what the runners print,
 //! and `vote` decides per test. Nothing here starts a process.
 
+mod args;
 pub mod gotest;
 pub mod junit;
 pub mod libtest;

@@ -139,6 +139,19 @@ impl LibtestParser {
         let clean = strip_ansi(raw);
         let text = String::from_utf8_lossy(&clean);
         let line = text.as_ref();
+        if let Section::Output(at) = self.section {
+            // A failing test's captured output may hold a whole nested libtest run (a test that runs
+            // `cargo test`): inside a section only the next section or the closing list counts.
+            let next = line.strip_prefix("---- ").and_then(|r| r.strip_suffix(" stdout ----"));
+            let known = next.and_then(|n| self.find(n));
+            if known.is_none() && line != "failures:" && line != "successes:" {
+                match at {
+                    Some(i) => self.run.results[i].output.push_line(raw),
+                    None => self.run.stray.push_line(raw),
+                }
+                return Ok(());
+            }
+        }
         if let Some(label) = target_line(line) {
             self.close_block();
             self.next_label = Some(label);

@@ -172,3 +172,16 @@ fn a_rerun_of_one_test_reports_the_same_id() {
     assert_eq!(full.get(id).unwrap().outcome, TestOutcome::Fail);
     assert_eq!(one.results[0].outcome, TestOutcome::Fail);
 }
+
+#[test]
+fn a_nested_libtest_run_inside_a_failure_section_is_output() {
+    let out = b"running 2 tests\ntest outer ... FAILED\ntest other ... ok\n\nfailures:\n\n---- outer stdout ----\n\
+        running 1 test\ntest inner ... ok\n\ntest result: ok. 1 passed\n---- inner stdout ----\nfailures:\n\n    outer\n\n\
+        test result: FAILED. 1 passed; 1 failed\n";
+    let run = parse(out, b"").unwrap();
+    assert!(run.complete, "{run:#?}");
+    assert_eq!(run.results.len(), 2);
+    assert_eq!(outcome(&run, "", "outer"), TestOutcome::Fail);
+    assert!(text(&run, "", "outer")
+        .contains("test inner ... ok\n\ntest result: ok. 1 passed\n---- inner stdout ----\n"));
+}

@@ -1,8 +1,10 @@
 //! `tmr test`'s pure half (issue 11): what one replica's test run reported, parsed from the runner's own
 //! output, and the per-test vote across replicas. This module owns the plain data every parser returns
-//! ([`SuiteRun`] of [`TestResult`]s keyed by [`TestId`]) and the bounded per-test output; `runner`
-//! knows each runner's command line, the parsers (`libtest`, `tap`, `junit`) read what the runners print,
-//! and `vote` decides per test. Nothing here starts a process.
+//! ([`SuiteRun`] of [`TestResult`]s keyed by [`TestId`], merged when a replica writes several reports)
+//! and the bounded per-test output; `runner` (with `args`) knows each runner's command lines, the
+//! parsers (`libtest`, `tap`, `junit`, `gotest`) read what the runners print, and `vote` decides per
+//! test. Nothing here starts a process. The parsers' tests run on real captured output
+//! (tests/data/runners/) in `tests_data`.
 
 mod args;
 pub mod gotest;
@@ -109,6 +111,12 @@ impl Output {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty() && self.cut == 0
     }
+
+    /// The first `n` non-blank lines, for a summary that shows a failure's message, not its backtrace.
+    pub fn head(&self, n: usize) -> String {
+        let text = String::from_utf8_lossy(&self.bytes);
+        text.lines().filter(|l| !l.trim().is_empty()).take(n).collect::<Vec<_>>().join("\n")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +151,32 @@ pub struct SuiteRun {
 impl SuiteRun {
     pub fn get(&self, name: &TestId) -> Option<&TestResult> {
         self.results.iter().find(|r| &r.name == name)
+    }
+
+    /// One replica's run from several reports (`--junit-in` matching one XML file per module, in a
+    /// stable order): complete when every part is; a name reported twice keeps its first report.
+    pub fn merge(parts: impl IntoIterator<Item = SuiteRun>) -> SuiteRun {
+        let mut run = SuiteRun { complete: true, ..Default::default() };
+        let mut any = false;
+        for part in parts {
+            any = true;
+            run.complete &= part.complete;
+            run.problems.extend(part.problems);
+            run.stray.push(&part.stray.bytes);
+            run.stray.cut += part.stray.cut;
+            for r in part.results {
+                if run.get(&r.name).is_some() {
+                    run.problems.push(format!("{} reported twice: the first report counts", r.name));
+                } else {
+                    run.results.push(r);
+                }
+            }
+        }
+        if !any {
+            run.complete = false;
+            run.problems.push("no report: the runner wrote no result file".into());
+        }
+        run
     }
 }
 
@@ -219,6 +253,28 @@ mod tests {
     fn ansi_colour_is_removed() {
         assert_eq!(&*strip_ansi(b"test a ... \x1b[32mok\x1b[0m"), b"test a ... ok");
         assert_eq!(&*strip_ansi(b"\x1b["), b"");
+    }
+
+    #[test]
+    fn head_skips_blank_lines() {
+        let mut o = Output::default();
+        o.push(b"\ncomputing\n\n  \nexpected 42, got 41\nleft: 41\n");
+        assert_eq!(o.head(2), "computing\nexpected 42, got 41");
+    }
+
+    #[test]
+    fn merge_keeps_first_reports_and_needs_every_part_complete() {
+        let part = |names: &[&str], complete: bool| SuiteRun {
+            results: names.iter().map(|n| TestResult::new(TestId::new("m", *n), TestOutcome::Pass)).collect(),
+            complete,
+            ..Default::default()
+        };
+        let run = SuiteRun::merge([part(&["a", "b"], true), part(&["b", "c"], true)]);
+        assert!(run.complete);
+        assert_eq!(run.results.len(), 3);
+        assert_eq!(run.problems.len(), 1);
+        assert!(!SuiteRun::merge([part(&["a"], true), part(&[], false)]).complete);
+        assert!(!SuiteRun::merge([]).complete);
     }
 
     #[test]

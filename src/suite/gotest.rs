@@ -85,7 +85,9 @@ pub fn parse(out: &[u8]) -> Result<SuiteRun, ParseError> {
                 } else if text.starts_with("panic: ") {
                     panicked.push((id.to_string(), text.trim_end().to_string()));
                 }
-                r.output.push(text.as_bytes());
+                if !is_framing(&text) {
+                    r.output.push(text.as_bytes());
+                }
             }
             _ => {}
         }
@@ -117,6 +119,15 @@ pub fn parse(out: &[u8]) -> Result<SuiteRun, ParseError> {
         run.results.iter().any(|r| matches!(r.outcome, TestOutcome::Crashed | TestOutcome::Timeout));
     run.complete = events > 0 && packages.iter().all(|(_, done)| *done) && panicked.is_empty() && !unfinished;
     Ok(run)
+}
+
+/// go's own `=== RUN` / `--- PASS: T (0.00s)` lines: the outcome already says what they say, and a
+/// summary showing a test's first lines should show its message instead.
+fn is_framing(text: &str) -> bool {
+    let t = text.trim_start();
+    ["=== RUN ", "=== PAUSE ", "=== CONT ", "=== NAME ", "--- PASS: ", "--- FAIL: ", "--- SKIP: "]
+        .iter()
+        .any(|p| t.starts_with(p))
 }
 
 /// The `-run` pattern selecting exactly one test or subtest: go matches each `/`-separated level

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::args::*;
-use super::{gotest, junit, libtest, tap, ParseError, SuiteRun, TestId};
+use super::{gotest, junit, libtest, pytest, tap, ParseError, SuiteRun, TestId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runner {
@@ -92,7 +92,12 @@ impl Runner {
             }
             Runner::Pytest => {
                 let file = result_file.context("pytest needs a per-replica path for its JUnit XML")?;
-                out = argv.to_vec();
+                // Verbose, whatever the user asked: the console then names each test as it starts.
+                let quiet = |a: &OsString| a == "-q" || a == "--quiet" || a == "-qq";
+                out = argv.iter().filter(|a| !quiet(a)).cloned().collect();
+                if !out.iter().any(|a| a == "-v" || a == "--verbose") {
+                    out.push("-v".into());
+                }
                 let mut xml = OsString::from("--junitxml=");
                 xml.push(file);
                 // The last --junitxml wins; the output of failing tests only goes into the XML.
@@ -226,7 +231,26 @@ impl Runner {
         match self {
             Runner::Libtest => libtest::parse(stdout, stderr),
             Runner::Tap => tap::parse(stdout),
-            Runner::Pytest | Runner::Junit => junit::parse(file.unwrap_or_default()),
+            Runner::Pytest => {
+                // pytest writes its XML only when the session ends: a killed replica has none, and an
+                // interrupted one stops before the test that was running; its `-v` console fills in.
+                let console = pytest::parse(stdout);
+                match file.filter(|f| !f.iter().all(u8::is_ascii_whitespace)) {
+                    None => Ok(console),
+                    Some(f) => {
+                        let mut run = junit::parse(f)?;
+                        if !run.complete {
+                            for r in console.results {
+                                if run.get(&r.name).is_none() {
+                                    run.results.push(r);
+                                }
+                            }
+                        }
+                        Ok(run)
+                    }
+                }
+            }
+            Runner::Junit => junit::parse(file.unwrap_or_default()),
             Runner::GoTest => gotest::parse(stdout),
         }
     }

@@ -5,6 +5,7 @@ mod gotest;
 mod junit;
 mod libtest;
 mod props;
+mod pytest;
 mod runner;
 mod tap;
 

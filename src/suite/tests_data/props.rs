@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::data;
-use crate::suite::{gotest, junit, libtest, tap};
+use crate::suite::{gotest, junit, libtest, pytest, tap};
 
 /// Lines that look like the formats, so random input reaches deep states, not just "stray".
 fn soup() -> impl Strategy<Value = Vec<u8>> {
@@ -33,6 +33,10 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
         Just("</testcase>".to_string()),
         Just("</testsuite>".to_string()),
         Just("<![CDATA[".to_string()),
+        Just("t.py::T::x[a b] PASSED [ 5%]".to_string()),
+        Just("t.py::x ".to_string()),
+        Just("_____ T.x _____".to_string()),
+        Just("==== 1 passed in 0.1s ====".to_string()),
         Just(r#"{"Action":"run","Package":"p","Test":"T"}"#.to_string()),
         Just(r#"{"Action":"output","Package":"p","Test":"T","Output":"panic: x\n"}"#.to_string()),
         Just(r#"{"Action":"fail","Package":"p","Elapsed":1e400}"#.to_string()),
@@ -51,6 +55,7 @@ proptest! {
         let _ = tap::parse(&bytes);
         let _ = junit::parse(&bytes);
         let _ = gotest::parse(&bytes);
+        let _ = pytest::parse(&bytes);
     }
 
     #[test]
@@ -59,6 +64,7 @@ proptest! {
         let _ = tap::parse(&a);
         let _ = junit::parse(&a);
         let _ = gotest::parse(&a);
+        let _ = pytest::parse(&a);
     }
 }
 
@@ -71,6 +77,7 @@ fn every_cut_of_a_real_capture_parses() {
         ("prove-merged.txt", 1),
         ("pytest.xml", 2),
         ("go-test-timeout.json", 3),
+        ("pytest-v.stdout", 4),
     ] {
         let full = data(file);
         // Every byte of the small files; a spread of cuts (and every line end) for the bigger ones.
@@ -83,6 +90,7 @@ fn every_cut_of_a_real_capture_parses() {
                 0 => libtest::parse(part, b"").map(|r| r.results.len()),
                 1 => tap::parse(part).map(|r| r.results.len()),
                 3 => gotest::parse(part).map(|r| r.results.len()),
+                4 => Ok(pytest::parse(part).results.len()),
                 // Cut inside the prolog, before the root element, there is no JUnit document yet.
                 _ => junit::parse(part).map(|r| r.results.len()).or(Ok(0)),
             };

@@ -48,7 +48,7 @@ fn prepare_makes_each_runner_report_per_test() {
     );
     assert_eq!(
         p(Runner::Pytest, "pytest -q tests/"),
-        "pytest -q tests/ --junitxml=/tmp/r1.xml -o junit_logging=out-err -o junit_log_passing_tests=False"
+        "pytest tests/ -v --junitxml=/tmp/r1.xml -o junit_logging=out-err -o junit_log_passing_tests=False"
     );
     assert!(Runner::Pytest.prepare(&argv("pytest"), None).is_err());
     assert_eq!(p(Runner::Tap, "bats -F pretty test/ --tap"), "bats --tap test/");

@@ -31,6 +31,9 @@ pytest -q $log -p no:cacheprovider --junitxml="$here/pytest.xml" >"$here/pytest-
 # SIGINT: pytest stops, reports "interrupted" and still writes the XML with what it finished.
 TMR_FIXTURE_HANG=1 timeout -s INT 5 pytest -q $log -p no:cacheprovider --junitxml="$here/pytest-interrupted.xml" \
     >"$here/pytest-interrupted.stdout" 2>&1
+# -v: the console names each test as it starts (tmr reads it when pytest was killed before its XML).
+pytest -v -p no:cacheprovider >"$here/pytest-v.stdout" 2>&1
+TMR_FIXTURE_HANG=1 timeout -s KILL 5 pytest -v -p no:cacheprovider >"$here/pytest-v-killed.stdout" 2>&1
 pytest -q -p no:cacheprovider --junitxml="$here/pytest-one.xml" 'test_suite.py::TestGroup::test_in_class' \
     'test_suite.py::test_param[2]' >/dev/null 2>&1
 

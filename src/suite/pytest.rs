@@ -3,6 +3,7 @@
 //! session ends, so a replica killed by a timeout leaves no XML; its console still says which tests
 //! finished and which one was running (pytest prints the node id before running the test). Ids are the
 //! JUnit ones (`classname` = module path with dots + classes, `name`), so both sources vote together.
+//! Node ids are relative to pytest's rootdir ([`rootdir`]): reruns by node id run there.
 
 use super::{lines, strip_ansi, SuiteRun, TestId, TestOutcome, TestResult};
 
@@ -21,10 +22,15 @@ pub fn parse(out: &[u8]) -> SuiteRun {
     let mut run = SuiteRun::default();
     let mut section: Option<Option<usize>> = None;
     let mut summary = false;
+    let mut root: Option<String> = None;
     for raw in lines(out) {
         let clean = strip_ansi(raw);
         let text = String::from_utf8_lossy(&clean);
         let line = text.trim_end();
+        if root.is_none() {
+            root =
+                line.strip_prefix("rootdir: ").map(|r| r.split(',').next().unwrap_or(r).trim().to_string());
+        }
         if let Some(title) = banner(line, '=') {
             summary |= title.contains(" in ")
                 && (title.contains("passed")
@@ -49,7 +55,7 @@ pub fn parse(out: &[u8]) -> SuiteRun {
         }
         match result_line(line) {
             Some((nodeid, outcome)) => {
-                let id = id_of(nodeid);
+                let id = id_of(&rooted(nodeid, root.as_deref()));
                 match run.results.iter_mut().find(|r| r.name == id) {
                     // A teardown error after a pass reports the node twice: the failure counts.
                     Some(r) if outcome == TestOutcome::Fail || r.outcome == TestOutcome::Crashed => {
@@ -76,6 +82,31 @@ pub fn parse(out: &[u8]) -> SuiteRun {
     }
     run.complete = summary && unfinished.is_empty();
     run
+}
+
+/// pytest's directory for node ids, from its `rootdir: DIR` header: a rerun by node id must run there.
+pub fn rootdir(console: &[u8]) -> Option<String> {
+    lines(console).take(20).find_map(|l| {
+        let l = String::from_utf8_lossy(l);
+        l.strip_prefix("rootdir: ").map(|r| r.split(',').next().unwrap_or(r).trim().to_string())
+    })
+}
+
+/// The console shows paths relative to where pytest was started (`../../usr/lib/.../test_x.py`), node
+/// ids and the XML relative to the rootdir: cut a console path back to the rootdir when it runs
+/// through it.
+fn rooted(nodeid: &str, root: Option<&str>) -> String {
+    let Some(root) = root.map(|r| r.trim_matches('/')).filter(|r| !r.is_empty()) else {
+        return nodeid.to_string();
+    };
+    let path = nodeid.split("::").next().unwrap_or(nodeid);
+    if !path.starts_with("../") && !path.starts_with('/') {
+        return nodeid.to_string();
+    }
+    match nodeid.find(&format!("{root}/")) {
+        Some(i) if i < path.len() => nodeid[i + root.len() + 1..].to_string(),
+        _ => nodeid.to_string(),
+    }
 }
 
 /// `NODEID STATUS ...`, or a node id alone (the test that was running when the output stopped).

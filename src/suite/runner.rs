@@ -145,7 +145,9 @@ impl Runner {
     }
 
     /// The argv that reruns the test `id` alone, through the runner's own filter. `is_file` answers
-    /// whether a path (relative to where the rerun runs) is a file: pytest node ids need it.
+    /// whether a path (relative to where the rerun runs) is a file: pytest node ids need it, and are
+    /// relative to pytest's rootdir, so a pytest rerun runs there (`pytest::rootdir` of a replica's
+    /// console; usually the directory the suite ran in).
     pub fn rerun(
         self,
         argv: &[OsString],

@@ -1,5 +1,5 @@
 use super::data;
-use crate::suite::pytest::{id_of, parse};
+use crate::suite::pytest::{id_of, parse, rootdir};
 use crate::suite::{junit, Runner, TestId, TestOutcome};
 
 #[test]
@@ -55,4 +55,21 @@ fn node_ids_map_to_junit_ids() {
         TestId::new("tests.unit.test_x.TestA", "test_b[1 2]")
     );
     assert_eq!(id_of("test_suite.py::test_adds"), TestId::new("test_suite", "test_adds"));
+}
+
+#[test]
+fn started_outside_its_rootdir_the_console_still_gives_the_junit_ids() {
+    // A real suite nobody here wrote (Debian's lazr.uri and wadllib tests), run from another directory.
+    let console = data("pytest-lazr.stdout");
+    let run = parse(&console);
+    let xml = junit::parse(&data("pytest-lazr.xml")).unwrap();
+    assert!(run.complete && xml.complete);
+    assert_eq!(run.results.len(), 9);
+    for r in &xml.results {
+        assert_eq!(run.get(&r.name).map(|c| c.outcome), Some(r.outcome), "{}", r.name);
+    }
+    assert_eq!(rootdir(&console).as_deref(), Some("/usr/lib/python3/dist-packages"));
+    let id = TestId::new("lazr.uri.tests.test_uri.URITestCase", "test_merge");
+    let argv = Runner::Pytest.rerun(&["pytest".into()], &id, |p| p == "lazr/uri/tests/test_uri.py").unwrap();
+    assert_eq!(argv[1], "lazr/uri/tests/test_uri.py::URITestCase::test_merge");
 }

@@ -1,7 +1,8 @@
 //! The per-test vote across replicas: each test's outcome is majority-voted (strict majority, as
 //! `crate::vote` does for whole runs), so the order, timings and seeds in a runner's output never
 //! matter, only what it says about each test. A test missing from a replica's run counts as that
-//! replica's `NotRun`, so a replica whose runner crashed outvotes nobody by silence. Pure: no I/O.
+//! replica's `NotRun`, so a replica whose runner crashed outvotes nobody by silence. Reruns go to
+//! failing tests and to tests a replica that ran them disagreed on. Pure: no I/O.
 
 use std::collections::BTreeMap;
 
@@ -28,9 +29,11 @@ impl TestVote {
         self.voted.is_some_and(TestOutcome::is_good)
     }
 
-    /// Rerun alone to classify it: replicas disagreed, or the test failed.
+    /// Rerun alone to classify it: the test failed, or a replica that ran it disagreed. A replica that
+    /// never got to the test (its runner died or hung earlier) is no reason by itself: the test it
+    /// died in is, and rerunning the hundreds it never reached would cost a suite run per test.
     pub fn needs_rerun(&self) -> bool {
-        !self.unanimous() || !self.good()
+        !self.good() || self.dissenters.iter().any(|&r| self.outcomes[r] != TestOutcome::NotRun)
     }
 
     /// Some replicas never reported it (their runner crashed, hung or was killed before it).
@@ -141,7 +144,19 @@ mod tests {
         assert_eq!(v.incomplete, [1]);
         let b = v.get(&TestId::new("", "b")).unwrap();
         assert_eq!(b.outcomes, [Pass, NotRun, Pass]);
-        assert!(b.partial() && b.needs_rerun());
+        assert!(b.partial() && !b.needs_rerun());
+    }
+
+    #[test]
+    fn the_test_a_replica_died_in_is_rerun_not_the_ones_it_never_reached() {
+        let v = vote_suite(&[
+            run(&[("a", Pass), ("hang", Pass), ("z", Pass)], true),
+            run(&[("a", Pass), ("hang", Crashed)], false),
+            run(&[("a", Pass), ("hang", Pass), ("z", Pass)], true),
+        ]);
+        assert!(v.passed);
+        assert_eq!(v.to_rerun(), [&TestId::new("", "hang")]);
+        assert!(v.get(&TestId::new("", "z")).unwrap().partial());
     }
 
     #[test]

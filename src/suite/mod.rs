@@ -154,6 +154,15 @@ impl SuiteRun {
         self.results.iter().find(|r| &r.name == name)
     }
 
+    /// tmr's own timeout killed this replica: the tests it had started and not finished ran out of time.
+    pub fn mark_timed_out(&mut self) {
+        for r in &mut self.results {
+            if r.outcome == TestOutcome::Crashed {
+                r.outcome = TestOutcome::Timeout;
+            }
+        }
+    }
+
     /// One replica's run from several reports (`--junit-in` matching one XML file per module, in a
     /// stable order): complete when every part is; a name reported twice keeps its first report.
     pub fn merge(parts: impl IntoIterator<Item = SuiteRun>) -> SuiteRun {
@@ -254,6 +263,20 @@ mod tests {
     fn ansi_colour_is_removed() {
         assert_eq!(&*strip_ansi(b"test a ... \x1b[32mok\x1b[0m"), b"test a ... ok");
         assert_eq!(&*strip_ansi(b"\x1b["), b"");
+    }
+
+    #[test]
+    fn a_timeout_turns_unfinished_tests_into_timeouts() {
+        let mut run = SuiteRun {
+            results: vec![
+                TestResult::new(TestId::new("", "a"), TestOutcome::Pass),
+                TestResult::new(TestId::new("", "h"), TestOutcome::Crashed),
+            ],
+            ..Default::default()
+        };
+        run.mark_timed_out();
+        assert_eq!(run.results[0].outcome, TestOutcome::Pass);
+        assert_eq!(run.results[1].outcome, TestOutcome::Timeout);
     }
 
     #[test]

@@ -185,3 +185,12 @@ fn a_nested_libtest_run_inside_a_failure_section_is_output() {
     assert!(text(&run, "", "outer")
         .contains("test inner ... ok\n\ntest result: ok. 1 passed\n---- inner stdout ----\n"));
 }
+
+#[test]
+fn a_real_workspace_keeps_same_named_tests_of_two_packages_apart() {
+    let run = parse(&data("cargo-workspace.stdout"), &data("cargo-workspace.stderr")).unwrap();
+    assert!(run.complete, "{run:#?}");
+    assert_eq!(outcome(&run, "unittests src/lib.rs", "tests::t"), TestOutcome::Pass);
+    assert_eq!(outcome(&run, "unittests src/lib.rs (b_crate)", "tests::t"), TestOutcome::Fail);
+    assert_eq!(cargo_target_args("unittests src/lib.rs (b_crate)"), ["--lib"]);
+}

@@ -18,6 +18,18 @@ TMR_FIXTURE_ABORT=1 cargo test --no-fail-fast >"$here/cargo-test-abort.stdout" 2
 cargo test --no-fail-fast --test suite -- --exact deterministic_failure --format pretty \
     >"$here/cargo-test-rerun.stdout" 2>"$here/cargo-test-rerun.stderr"
 cargo test --test many >"$here/cargo-test-many.stdout" 2>/dev/null
+# A two-package workspace whose lib tests share a name (a passes, b fails).
+ws=$(mktemp -d)
+mkdir -p "$ws/a/src" "$ws/b/src"
+printf '[workspace]\nmembers=["a","b"]\nresolver="2"\n' >"$ws/Cargo.toml"
+for c in a b; do
+    printf '[package]\nname="%s-crate"\nversion="0.1.0"\nedition="2021"\n' $c >"$ws/$c/Cargo.toml"
+    ok=$([ $c = a ] && echo true || echo false)
+    printf '#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() { assert!(%s); }\n}\n' $ok >"$ws/$c/src/lib.rs"
+done
+(cd "$ws" && cargo test --workspace --no-fail-fast -- --format pretty >"$here/cargo-workspace.stdout" 2>"$here/cargo-workspace.stderr")
+sed -i '/Compiling/d' "$here/cargo-workspace.stderr"
+rm -rf "$ws"
 bin=$(ls -t target/debug/deps/suite-* | grep -v '\.d$' | head -n1)
 "$bin" >"$here/libtest-binary.txt" 2>&1
 "$bin" --nocapture --test-threads=1 >"$here/libtest-nocapture.txt" 2>&1

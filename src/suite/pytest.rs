@@ -123,8 +123,13 @@ fn result_line(line: &str) -> Option<(&str, TestOutcome)> {
             }
         }
     }
-    // Parametrize ids may hold spaces, so only a line that is one node id counts as "started".
-    (first == line.trim_end()).then_some((first, TestOutcome::Crashed))
+    // The node id of the test that was running, maybe followed by a shell's `Killed`; a parametrize id
+    // may hold spaces, up to its closing bracket.
+    let started = match first.find('[') {
+        Some(_) if !first.ends_with(']') => line.rfind(']').map_or(first, |i| &line[..=i]),
+        _ => first,
+    };
+    Some((started, TestOutcome::Crashed))
 }
 
 /// The text inside a `=== title ===` or `___ title ___` banner.

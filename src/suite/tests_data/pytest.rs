@@ -49,6 +49,19 @@ fn an_interrupted_xml_is_completed_from_the_console() {
 }
 
 #[test]
+fn a_started_line_may_end_with_a_shells_killed() {
+    for tail in ["", " Killed"] {
+        let out = format!("t.py::test_a PASSED [ 50%]\nt.py::test_b[x y]{tail}");
+        let run = parse(out.as_bytes());
+        assert_eq!(
+            run.get(&TestId::new("t", "test_b[x y]")).unwrap().outcome,
+            TestOutcome::Crashed,
+            "{tail:?}"
+        );
+    }
+}
+
+#[test]
 fn node_ids_map_to_junit_ids() {
     assert_eq!(
         id_of("tests/unit/test_x.py::TestA::test_b[1 2]"),

@@ -21,5 +21,6 @@ pub mod resolve;
 pub mod round;
 pub mod stats;
 pub mod stream;
+pub mod suite;
 pub mod supervisor;
 pub mod vote;

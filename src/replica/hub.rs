@@ -1,0 +1,419 @@
+//! The voted round's output, streamed to the user as replicas write it. A compared stream goes through
+//! a [`Committer`]: what a strict majority has written identically is delivered at once and never taken
+//! back. A stream that is not compared is shown live from one replica (replica 0) and only hashed for
+//! the others. Everything is written without ever blocking tmr: into a private pipe and on with
+//! non-blocking `splice` when tmr's output is a pipe, straight from a small queue otherwise; while the
+//! reader is slow, replicas are not read (they wait, as they would in a shell pipeline).
+//!
+//! Memory stays bounded: a replica far ahead of the others is held back (not read) while one that agrees
+//! with it so far is catching up ([`ByteCommitter::should_wait`]); one whose lead can never be committed
+//! is only hashed from then on ([`ByteCommitter::hopeless`]).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use regex::bytes::Regex;
+
+use super::capture::{private_tempfile, Capture};
+use crate::fingerprint::StreamSummary;
+use crate::stream::{Committer, Divergence};
+
+/// Bytes a replica may run ahead of the committed offset before it is held back (or given up).
+pub const WINDOW: usize = 1 << 20;
+/// Bytes waiting for tmr's reader before replicas stop being read.
+const SINK_LIMIT: usize = 1 << 20;
+
+/// How one of the two streams is treated.
+#[derive(Debug, Clone)]
+pub enum Treatment {
+    /// Voted: streamed as a majority agrees (masks, if any, make it line by line).
+    Compared(Vec<Regex>),
+    /// Not voted: replica 0's is shown live; the others' are only hashed.
+    Shown,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub stdout: Treatment,
+    pub stderr: Treatment,
+    /// `--buffered`: deliver nothing until the vote; then the winner's stream (if any).
+    pub buffered: bool,
+}
+
+/// The replica whose uncompared streams are shown live.
+pub const SHOWN: usize = 0;
+
+enum Kind {
+    Compared(Committer),
+    Shown { caps: Vec<Option<Capture>>, summaries: Vec<Option<StreamSummary>> },
+}
+
+struct Hubbed {
+    kind: Kind,
+    sink: Sink,
+    lens: Vec<u64>,
+}
+
+pub struct StreamHub {
+    streams: [Hubbed; 2],
+}
+
+/// What a stream's report says about its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub bytes: u64,
+    /// The replica whose uncompared output was shown, if the stream was not compared.
+    pub shown: Option<usize>,
+}
+
+impl StreamHub {
+    pub fn new(plan: &StreamPlan, replicas: usize) -> Result<Self> {
+        let make = |t: &Treatment, fd: RawFd| -> Result<Hubbed> {
+            let kind = match t {
+                Treatment::Compared(masks) => Kind::Compared(Committer::new(replicas, masks.clone())),
+                Treatment::Shown => Kind::Shown {
+                    caps: (0..replicas).map(|_| Some(Capture::new(Vec::new(), false))).collect(),
+                    summaries: vec![None; replicas],
+                },
+            };
+            // A shown stream is never buffered: it is not voted, so there is nothing to wait for.
+            let buffered = plan.buffered && matches!(t, Treatment::Compared(_));
+            Ok(Hubbed { kind, sink: Sink::new(fd, buffered)?, lens: vec![0; replicas] })
+        };
+        Ok(StreamHub { streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?] })
+    }
+
+    /// `lane` wrote `chunk` on `stream` (0: stdout, 1: stderr).
+    pub fn push(&mut self, lane: usize, stream: usize, chunk: &[u8]) -> Result<()> {
+        let h = &mut self.streams[stream];
+        h.lens[lane] += chunk.len() as u64;
+        match &mut h.kind {
+            Kind::Compared(c) => {
+                let committed = c.push(lane, chunk);
+                h.sink.queue(&committed)?;
+                if let Committer::Bytes(b) = c {
+                    if b.ahead(lane) >= WINDOW && b.hopeless(lane) {
+                        b.give_up(lane);
+                    }
+                }
+            }
+            Kind::Shown { caps, .. } => {
+                if let Some(cap) = caps[lane].as_mut() {
+                    cap.push(chunk)?;
+                }
+                if lane == SHOWN {
+                    h.sink.queue(chunk)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `lane`'s `stream` reached EOF.
+    pub fn finish(&mut self, lane: usize, stream: usize) -> Result<()> {
+        let h = &mut self.streams[stream];
+        match &mut h.kind {
+            Kind::Compared(c) => {
+                let committed = c.finish(lane);
+                h.sink.queue(&committed)?;
+            }
+            Kind::Shown { caps, summaries } => {
+                if let Some(cap) = caps[lane].take() {
+                    summaries[lane] = Some(cap.finish().summary);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The length and digest of `lane`'s `stream`, once finished.
+    pub fn summary(&self, lane: usize, stream: usize) -> Option<StreamSummary> {
+        let h = &self.streams[stream];
+        match &h.kind {
+            Kind::Compared(c) => c.digest(lane).map(|digest| StreamSummary { len: h.lens[lane], digest }),
+            Kind::Shown { summaries, .. } => summaries[lane],
+        }
+    }
+
+    pub fn divergence(&self, lane: usize, stream: usize) -> Option<&Divergence> {
+        match &self.streams[stream].kind {
+            Kind::Compared(c) => c.divergence(lane),
+            Kind::Shown { .. } => None,
+        }
+    }
+
+    /// Whether to read `lane`'s `stream` now: not while tmr's reader lags, and not while this replica
+    /// runs far ahead of another that agrees with it so far and is still writing.
+    pub fn may_read(&self, lane: usize, stream: usize) -> bool {
+        let h = &self.streams[stream];
+        if h.sink.is_full() {
+            return match &h.kind {
+                Kind::Compared(_) => false,
+                Kind::Shown { .. } => lane != SHOWN,
+            };
+        }
+        match &h.kind {
+            Kind::Compared(Committer::Bytes(b)) => !(b.ahead(lane) >= WINDOW && b.should_wait(lane)),
+            _ => true,
+        }
+    }
+
+    /// The fds of tmr's own output that have bytes waiting for room (poll them for POLLOUT).
+    pub fn waiting(&self) -> impl Iterator<Item = (usize, RawFd)> + '_ {
+        self.streams.iter().enumerate().filter(|(_, h)| h.sink.has_queued()).map(|(i, h)| (i, h.sink.fd))
+    }
+
+    /// Move queued bytes of `stream` on to tmr's output, as far as it takes them without blocking.
+    pub fn flush(&mut self, stream: usize) -> Result<()> {
+        self.streams[stream].sink.flush()
+    }
+
+    /// tmr's stdout (or stderr) was closed by its reader.
+    pub fn reader_gone(&self) -> bool {
+        self.streams.iter().any(|h| h.sink.gone)
+    }
+
+    /// After the vote: queue what is left of the winner's compared streams (the bytes past the last
+    /// commit, when the winner's group ended together there are none), and with `--buffered` hand back
+    /// the spools to deliver (nothing without a winner).
+    pub fn conclude(&mut self, winner: Option<usize>) -> Result<Vec<(File, RawFd)>> {
+        let mut spools = Vec::new();
+        for h in &mut self.streams {
+            if let (Kind::Compared(c), Some(w)) = (&h.kind, winner) {
+                if let Some(rest) = c.remainder(w) {
+                    h.sink.queue(&rest)?;
+                }
+            }
+            if let Some(file) = h.sink.take_spool(winner.is_some()) {
+                spools.push((file, h.sink.fd));
+            }
+        }
+        Ok(spools)
+    }
+
+    pub fn delivered(&self, stream: usize) -> Delivered {
+        let h = &self.streams[stream];
+        Delivered {
+            bytes: h.sink.delivered,
+            shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN),
+        }
+    }
+
+    /// Bytes held in RAM by the committers (reported, and bounded by [`WINDOW`] per replica).
+    pub fn held(&self) -> usize {
+        self.streams
+            .iter()
+            .map(|h| match &h.kind {
+                Kind::Compared(c) => c.held(),
+                Kind::Shown { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+enum Mode {
+    /// tmr's output is a pipe: bytes go into a private pipe, and on with non-blocking `splice`.
+    Pipe { read: OwnedFd, write: OwnedFd, queued: usize },
+    /// A file, a device, a terminal or a socket: written from a queue.
+    Direct { queue: VecDeque<u8>, socket: bool },
+    /// `--buffered`: kept in a spool until the vote.
+    Spool { file: Option<File> },
+}
+
+struct Sink {
+    fd: RawFd,
+    mode: Mode,
+    /// Bytes that reached tmr's output (or, buffered, its spool).
+    delivered: u64,
+    gone: bool,
+}
+
+impl Sink {
+    fn new(fd: RawFd, buffered: bool) -> Result<Self> {
+        let kind = nix::sys::stat::fstat(fd).map(|m| m.st_mode & libc::S_IFMT).unwrap_or(0);
+        let mode = if buffered {
+            Mode::Spool { file: None }
+        } else if kind == libc::S_IFIFO {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .context("creating the delivery pipe")?;
+            let _ = nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(SINK_LIMIT as i32));
+            Mode::Pipe { read, write, queued: 0 }
+        } else {
+            Mode::Direct { queue: VecDeque::new(), socket: kind == libc::S_IFSOCK }
+        };
+        Ok(Sink { fd, mode, delivered: 0, gone: false })
+    }
+
+    fn is_full(&self) -> bool {
+        match &self.mode {
+            Mode::Pipe { queued, .. } => *queued >= SINK_LIMIT / 2,
+            Mode::Direct { queue, .. } => queue.len() >= SINK_LIMIT,
+            Mode::Spool { .. } => false,
+        }
+    }
+
+    fn has_queued(&self) -> bool {
+        !self.gone
+            && match &self.mode {
+                Mode::Pipe { queued, .. } => *queued > 0,
+                Mode::Direct { queue, .. } => !queue.is_empty(),
+                Mode::Spool { .. } => false,
+            }
+    }
+
+    fn queue(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() || self.gone {
+            return Ok(());
+        }
+        match &mut self.mode {
+            Mode::Pipe { write, queued, .. } => {
+                let mut at = 0;
+                while at < bytes.len() {
+                    match nix::unistd::write(&*write, &bytes[at..]) {
+                        Ok(n) => {
+                            at += n;
+                            *queued += n;
+                        }
+                        Err(Errno::EINTR) => {}
+                        // The private pipe is full: move some on (the reader has room, or we wait for it).
+                        Err(Errno::EAGAIN) => {
+                            self.flush()?;
+                            if self.gone {
+                                return Ok(());
+                            }
+                            self.wait_for_room()?;
+                        }
+                        Err(e) => return Err(e).context("queueing output for delivery"),
+                    }
+                    if self.gone {
+                        return Ok(());
+                    }
+                    if let Mode::Pipe { .. } = self.mode {
+                    } else {
+                        unreachable!("the mode does not change");
+                    }
+                    // Re-borrow after flush.
+                    if let Mode::Pipe { .. } = &self.mode {}
+                    if at < bytes.len() {
+                        return self.queue_rest(&bytes[at..]);
+                    }
+                }
+                Ok(())
+            }
+            Mode::Direct { queue, .. } => {
+                queue.extend(bytes);
+                Ok(())
+            }
+            Mode::Spool { file } => {
+                if file.is_none() {
+                    *file = Some(private_tempfile().context("creating the --buffered spool")?);
+                }
+                file.as_mut().expect("just set").write_all(bytes).context("writing the --buffered spool")?;
+                self.delivered += bytes.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    fn queue_rest(&mut self, bytes: &[u8]) -> Result<()> {
+        self.queue(bytes)
+    }
+
+    /// Block until tmr's output can take more (only used when the private pipe overflows, which the
+    /// capture loop avoids by not reading replicas while the sink is full).
+    fn wait_for_room(&mut self) -> Result<()> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        // SAFETY: `self.fd` is tmr's own stdout or stderr, open for the whole run.
+        let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let mut fds = [PollFd::new(out, PollFlags::POLLOUT)];
+        match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(e).context("waiting for tmr's output"),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        match &mut self.mode {
+            Mode::Pipe { read, queued, .. } => {
+                while *queued > 0 {
+                    // SAFETY: both fds are open; null offsets because both ends are pipes.
+                    let n = unsafe {
+                        libc::splice(
+                            read.as_raw_fd(),
+                            std::ptr::null_mut(),
+                            self.fd,
+                            std::ptr::null_mut(),
+                            *queued,
+                            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+                        )
+                    };
+                    if n > 0 {
+                        *queued -= n as usize;
+                        self.delivered += n as u64;
+                        continue;
+                    }
+                    match Errno::last() {
+                        Errno::EINTR => continue,
+                        Errno::EAGAIN => return Ok(()),
+                        Errno::EPIPE => {
+                            self.gone = true;
+                            return Ok(());
+                        }
+                        e => return Err(e).context("delivering output"),
+                    }
+                }
+                Ok(())
+            }
+            Mode::Direct { queue, socket } => {
+                while !queue.is_empty() {
+                    let (a, _) = queue.as_slices();
+                    let flags = if *socket { libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL } else { 0 };
+                    // SAFETY: `a` is a valid slice for the call; fd is tmr's own output.
+                    let n = unsafe {
+                        if *socket {
+                            libc::send(self.fd, a.as_ptr().cast(), a.len(), flags)
+                        } else {
+                            libc::write(self.fd, a.as_ptr().cast(), a.len())
+                        }
+                    };
+                    if n > 0 {
+                        queue.drain(..n as usize);
+                        self.delivered += n as u64;
+                        continue;
+                    }
+                    match Errno::last() {
+                        Errno::EINTR => continue,
+                        Errno::EAGAIN => return Ok(()),
+                        Errno::EPIPE => {
+                            self.gone = true;
+                            return Ok(());
+                        }
+                        // tmr's own stderr on a full disk is not worth failing the run for.
+                        Errno::ENOSPC if self.fd == libc::STDERR_FILENO => {
+                            queue.clear();
+                            return Ok(());
+                        }
+                        e => return Err(e).context("delivering output"),
+                    }
+                }
+                Ok(())
+            }
+            Mode::Spool { .. } => Ok(()),
+        }
+    }
+
+    /// The `--buffered` spool, to deliver if there is a winner (else it is dropped).
+    fn take_spool(&mut self, deliver: bool) -> Option<File> {
+        match &mut self.mode {
+            Mode::Spool { file } => file.take().filter(|_| deliver),
+            _ => None,
+        }
+    }
+}

@@ -152,6 +152,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         setup: ChildSetup::default(),
         mem: true,
         reference_wall: None,
+        keep: false,
     };
     let golden_batch = harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts)?;
     let golden = golden_batch.records.into_iter().next().context("the golden run did not finish")?;

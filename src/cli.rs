@@ -83,6 +83,12 @@ struct RunArgs {
     #[arg(long)]
     strict: bool,
 
+    /// Deliver nothing until every replica has finished and the vote is in; then the winner's output
+    /// whole, or nothing without a majority. For output that goes to a file which must never hold a
+    /// partial result. By default, output a majority agrees on is delivered as it arrives.
+    #[arg(long)]
+    buffered: bool,
+
     /// No summary when all replicas agree.
     #[arg(short, long)]
     quiet: bool,
@@ -387,6 +393,7 @@ impl RunArgs {
             masks: self.masks,
             timeout: self.timeout,
             strict: self.strict,
+            buffered: self.buffered,
             quiet: self.quiet,
             output: self.output,
             format: format(self.format),

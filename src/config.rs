@@ -51,6 +51,8 @@ pub struct Config {
     pub masks: Vec<Regex>,
     pub timeout: Option<Timeout>,
     pub strict: bool,
+    /// `--buffered`: deliver nothing until the vote, then the winner's output whole (or nothing).
+    pub buffered: bool,
     pub quiet: bool,
     pub output: Option<PathBuf>,
     pub format: Format,

@@ -193,6 +193,21 @@ fn show(before: &[u8], from: &[u8], cut_front: bool, cut_back: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_streamed_divergence_shows_its_line() {
+        let d = crate::stream::Divergence {
+            offset: 9,
+            line: 2,
+            before: b"first\nsec".to_vec(),
+            majority: b"ond ok\nthird".to_vec(),
+            replica: b"OND bad".to_vec(),
+        };
+        let diff = from_divergence(&d);
+        assert_eq!(diff.line, 2);
+        assert_eq!(diff.majority.as_deref(), Some("second ok"));
+        assert_eq!(diff.replica.as_deref(), Some("secOND bad…"));
+    }
     use super::*;
 
     fn diff(a: &str, b: &str, masks: &[&str]) -> Option<LineDiff> {
@@ -314,5 +329,32 @@ mod tests {
             let got = got.map(|d| (d.line, d.majority.is_some(), d.replica.is_some()));
             proptest::prop_assert_eq!(got, whole_lines(&a, &b, &masks));
         }
+    }
+}
+
+/// The same window, built from what a streamed compare kept at a divergence: the committed bytes just
+/// before it (`before`), the majority's bytes from it on (`majority`, empty when unknown) and the
+/// dissenter's (`replica`). Only the current line is shown, at most [`BEFORE`] + [`AFTER`] bytes of it.
+pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
+    let start = d.before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = &d.before[start..];
+    let cut_front = line_start.len() > BEFORE || (start == 0 && d.before.len() >= 256);
+    let tail = &line_start[line_start.len().saturating_sub(BEFORE)..];
+    let side = |from: &[u8], known: bool| -> Option<String> {
+        if !known {
+            return Some(show(tail, b"", cut_front, true));
+        }
+        let end = memchr::memchr(b'\n', from).unwrap_or(from.len());
+        let take = end.min(AFTER);
+        let more = take < end || (end == from.len() && !from.is_empty());
+        if tail.is_empty() && from.is_empty() {
+            return None;
+        }
+        Some(show(tail, &from[..take], cut_front, more))
+    };
+    LineDiff {
+        line: d.line,
+        majority: side(&d.majority, !d.majority.is_empty()),
+        replica: side(&d.replica, true),
     }
 }

@@ -90,6 +90,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         setup: ChildSetup::default(),
         mem: false,
         reference_wall: None,
+        keep: cfg.keep.is_some(),
     };
     let progress = crate::report::progress_bar(
         cfg.runs as u64,

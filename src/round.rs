@@ -13,6 +13,7 @@ use crate::diff::{first_difference, LineDiff};
 use crate::exit::{self, ExitError};
 use crate::fingerprint::{signal_name, Key};
 use crate::memvote::{key_against, vote_pages, MemSnapshot};
+use crate::replica::hub::{StreamPlan, Treatment};
 use crate::replica::monitor::{self, Det};
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
 use crate::report::{self, human, Dissent, RunEntry, RunReport, StreamEntry, VoteEntry};
@@ -40,9 +41,17 @@ pub fn execute(config: &Config) -> Result<i32> {
 
     let jobs: Vec<Job> =
         (0..config.replicas).map(|replica| Job { replica, replicas: config.replicas, round: 0 }).collect();
+    // Parallel replicas are streamed: what a majority agrees on is delivered as it arrives. Sequential
+    // replicas cannot be (the first one's output would have to wait, whole, for the second): they are
+    // kept in spools and the winner's is delivered after the vote.
+    let streamed = !config.sequential || config.replicas == 1;
+    if streamed {
+        harness.stream_next(&stream_plan(config), config.replicas)?;
+    }
     let began = Instant::now();
     let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
     let voted_wall = began.elapsed();
+    harness.note_divergences(&mut records);
 
     let mem_verdict = config.mem.map(|_| {
         let snaps: Vec<Option<&MemSnapshot>> = records.iter().map(usable_snapshot).collect();
@@ -56,11 +65,16 @@ pub fn execute(config: &Config) -> Result<i32> {
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
 
-    // Deliver the voted output first: reruns may take a while, and the answer is already known. A stop
-    // signal while the reader is slow ends the delivery (the harness watches for it).
-    let mut delivered = false;
-    if harness.interrupted.is_none() {
-        if let Some(w) = voted.representative() {
+    // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
+    // already known. A stop signal while the reader is slow ends the delivery (the harness watches).
+    let winner = voted.representative();
+    let output = if streamed {
+        let mut out = harness.finish_streaming(winner)?;
+        out.buffered = config.buffered;
+        out
+    } else {
+        let mut out = report::OutputReport::spooled();
+        if let (Some(w), None) = (winner, harness.interrupted) {
             let rec = &mut records[w];
             if rec.stdout.summary.len > 0 {
                 harness.deliver(rec.stdout.file()?, libc::STDOUT_FILENO)?;
@@ -68,9 +82,14 @@ pub fn execute(config: &Config) -> Result<i32> {
             if rec.stderr.summary.len > 0 && harness.interrupted.is_none() {
                 harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
             }
-            delivered = harness.interrupted.is_none();
+            if harness.interrupted.is_none() {
+                out.stdout.bytes = rec.stdout.summary.len;
+                out.stderr.bytes = rec.stderr.summary.len;
+            }
         }
-    }
+        out
+    };
+    let delivered = winner.is_some() && harness.interrupted.is_none();
     let dissents =
         if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &mut records, &voted)? };
     // A rerun has no siblings to vote pages with: its memory is compared with the voted replica's.
@@ -115,6 +134,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     );
     report.stopped_replicas = harness.stopped;
     report.delivered = delivered;
+    report.output = output;
     report.memory = memory;
     report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
@@ -219,6 +239,25 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         setup: ChildSetup::default(),
         mem: config.mem.is_some(),
         reference_wall: None,
+        // Sequential replicas keep their output for the winner's delivery and the dissenters' diffs.
+        keep: config.sequential && config.replicas > 1,
+    }
+}
+
+/// How the voted round's streams are delivered: compared ones as a majority commits them, the others
+/// live from replica 0.
+fn stream_plan(config: &Config) -> StreamPlan {
+    let treat = |compared: bool| {
+        if compared {
+            Treatment::Compared(config.masks.clone())
+        } else {
+            Treatment::Shown
+        }
+    };
+    StreamPlan {
+        stdout: treat(config.compare.stdout),
+        stderr: treat(config.compare.stderr),
+        buffered: config.buffered,
     }
 }
 
@@ -249,18 +288,22 @@ fn dissents(config: &Config, records: &mut [RunRecord], voted: &Vote<Key>) -> Re
         }
         let fields =
             records[i].fingerprint().differing_fields(&records[reference].fingerprint(), config.compare);
-        let stdout_diff = if fields.contains(&"stdout") {
-            let theirs = records[i].stdout.file()?.try_clone()?;
-            line_diff(records[reference].stdout.file()?, &theirs, config)?
-        } else {
-            None
-        };
-        let stderr_diff = if fields.contains(&"stderr") {
-            let theirs = records[i].stderr.file()?.try_clone()?;
-            line_diff(records[reference].stderr.file()?, &theirs, config)?
-        } else {
-            None
-        };
+        let mut diffs = [None, None];
+        for (k, name) in ["stdout", "stderr"].into_iter().enumerate() {
+            if !fields.contains(&name) {
+                continue;
+            }
+            // Streamed: where it left the committed stream, if it did (a replica that stopped short, or
+            // a split with no majority, leaves nothing to show). Spooled: diffed from the spools.
+            diffs[k] = match &records[i].divergence[k] {
+                Some(d) => Some(crate::diff::from_divergence(d)),
+                None => match (records[reference].stream(k).kept(), records[i].stream(k).kept()) {
+                    (Some(a), Some(b)) => line_diff(a, b, config)?,
+                    _ => None,
+                },
+            };
+        }
+        let [stdout_diff, stderr_diff] = diffs;
         out.push(Dissent {
             replica: records[i].job.replica,
             against: records[reference].job.replica,
@@ -335,6 +378,7 @@ fn build_report(
         interrupted_by: interrupted.map(signal_name),
         stopped_replicas: 0,
         delivered: false,
+        output: report::OutputReport::spooled(),
         classification,
         memory: None,
         injection: None,

@@ -84,7 +84,9 @@ impl StreamHub {
             let buffered = plan.buffered && matches!(t, Treatment::Compared(_));
             Ok(Hubbed { kind, sink: Sink::new(fd, buffered)?, lens: vec![0; replicas] })
         };
-        Ok(StreamHub { streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?] })
+        Ok(StreamHub {
+            streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?],
+        })
     }
 
     /// `lane` wrote `chunk` on `stream` (0: stdout, 1: stderr).
@@ -197,10 +199,7 @@ impl StreamHub {
 
     pub fn delivered(&self, stream: usize) -> Delivered {
         let h = &self.streams[stream];
-        Delivered {
-            bytes: h.sink.delivered,
-            shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN),
-        }
+        Delivered { bytes: h.sink.delivered, shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN) }
     }
 
     /// Bytes held in RAM by the committers (reported, and bounded by [`WINDOW`] per replica).
@@ -216,8 +215,9 @@ impl StreamHub {
 }
 
 enum Mode {
-    /// tmr's output is a pipe: bytes go into a private pipe, and on with non-blocking `splice`.
-    Pipe { read: OwnedFd, write: OwnedFd, queued: usize },
+    /// tmr's output is a pipe: bytes go into a private pipe (and a RAM overflow when that is full), and
+    /// on with non-blocking `splice`, so a reader that stops reading never blocks tmr.
+    Pipe { read: OwnedFd, write: OwnedFd, queued: usize, overflow: VecDeque<u8> },
     /// A file, a device, a terminal or a socket: written from a queue.
     Direct { queue: VecDeque<u8>, socket: bool },
     /// `--buffered`: kept in a spool until the vote.
@@ -238,31 +238,32 @@ impl Sink {
         let mode = if buffered {
             Mode::Spool { file: None }
         } else if kind == libc::S_IFIFO {
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .context("creating the delivery pipe")?;
-            let _ = nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(SINK_LIMIT as i32));
-            Mode::Pipe { read, write, queued: 0 }
+            let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+            let (read, write) = nix::unistd::pipe2(flags).context("creating the delivery pipe")?;
+            // A refusal (pipe-max-size) leaves the default size: the overflow queue takes the rest.
+            let _ =
+                nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(SINK_LIMIT as i32));
+            Mode::Pipe { read, write, queued: 0, overflow: VecDeque::new() }
         } else {
             Mode::Direct { queue: VecDeque::new(), socket: kind == libc::S_IFSOCK }
         };
         Ok(Sink { fd, mode, delivered: 0, gone: false })
     }
 
-    fn is_full(&self) -> bool {
+    fn backlog(&self) -> usize {
         match &self.mode {
-            Mode::Pipe { queued, .. } => *queued >= SINK_LIMIT / 2,
-            Mode::Direct { queue, .. } => queue.len() >= SINK_LIMIT,
-            Mode::Spool { .. } => false,
+            Mode::Pipe { queued, overflow, .. } => queued + overflow.len(),
+            Mode::Direct { queue, .. } => queue.len(),
+            Mode::Spool { .. } => 0,
         }
     }
 
+    fn is_full(&self) -> bool {
+        self.backlog() >= SINK_LIMIT
+    }
+
     fn has_queued(&self) -> bool {
-        !self.gone
-            && match &self.mode {
-                Mode::Pipe { queued, .. } => *queued > 0,
-                Mode::Direct { queue, .. } => !queue.is_empty(),
-                Mode::Spool { .. } => false,
-            }
+        !self.gone && self.backlog() > 0
     }
 
     fn queue(&mut self, bytes: &[u8]) -> Result<()> {
@@ -270,39 +271,9 @@ impl Sink {
             return Ok(());
         }
         match &mut self.mode {
-            Mode::Pipe { write, queued, .. } => {
-                let mut at = 0;
-                while at < bytes.len() {
-                    match nix::unistd::write(&*write, &bytes[at..]) {
-                        Ok(n) => {
-                            at += n;
-                            *queued += n;
-                        }
-                        Err(Errno::EINTR) => {}
-                        // The private pipe is full: move some on (the reader has room, or we wait for it).
-                        Err(Errno::EAGAIN) => {
-                            self.flush()?;
-                            if self.gone {
-                                return Ok(());
-                            }
-                            self.wait_for_room()?;
-                        }
-                        Err(e) => return Err(e).context("queueing output for delivery"),
-                    }
-                    if self.gone {
-                        return Ok(());
-                    }
-                    if let Mode::Pipe { .. } = self.mode {
-                    } else {
-                        unreachable!("the mode does not change");
-                    }
-                    // Re-borrow after flush.
-                    if let Mode::Pipe { .. } = &self.mode {}
-                    if at < bytes.len() {
-                        return self.queue_rest(&bytes[at..]);
-                    }
-                }
-                Ok(())
+            Mode::Pipe { overflow, .. } => {
+                overflow.extend(bytes);
+                self.refill()
             }
             Mode::Direct { queue, .. } => {
                 queue.extend(bytes);
@@ -319,94 +290,89 @@ impl Sink {
         }
     }
 
-    fn queue_rest(&mut self, bytes: &[u8]) -> Result<()> {
-        self.queue(bytes)
-    }
-
-    /// Block until tmr's output can take more (only used when the private pipe overflows, which the
-    /// capture loop avoids by not reading replicas while the sink is full).
-    fn wait_for_room(&mut self) -> Result<()> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout};
-        // SAFETY: `self.fd` is tmr's own stdout or stderr, open for the whole run.
-        let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
-        let mut fds = [PollFd::new(out, PollFlags::POLLOUT)];
-        match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(_) | Err(Errno::EINTR) => Ok(()),
-            Err(e) => Err(e).context("waiting for tmr's output"),
+    /// Move the overflow into the private pipe as far as it takes it (never blocks: the pipe is ours
+    /// and non-blocking).
+    fn refill(&mut self) -> Result<()> {
+        let Mode::Pipe { write, queued, overflow, .. } = &mut self.mode else { return Ok(()) };
+        while !overflow.is_empty() {
+            let (a, _) = overflow.as_slices();
+            match nix::unistd::write(&*write, a) {
+                Ok(n) => {
+                    overflow.drain(..n);
+                    *queued += n;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(e).context("queueing output for delivery"),
+            }
         }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
         if self.gone {
             return Ok(());
         }
-        match &mut self.mode {
-            Mode::Pipe { read, queued, .. } => {
-                while *queued > 0 {
-                    // SAFETY: both fds are open; null offsets because both ends are pipes.
-                    let n = unsafe {
-                        libc::splice(
-                            read.as_raw_fd(),
-                            std::ptr::null_mut(),
-                            self.fd,
-                            std::ptr::null_mut(),
-                            *queued,
-                            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
-                        )
-                    };
-                    if n > 0 {
-                        *queued -= n as usize;
-                        self.delivered += n as u64;
-                        continue;
-                    }
-                    match Errno::last() {
-                        Errno::EINTR => continue,
-                        Errno::EAGAIN => return Ok(()),
-                        Errno::EPIPE => {
-                            self.gone = true;
-                            return Ok(());
-                        }
-                        e => return Err(e).context("delivering output"),
-                    }
+        let fd = self.fd;
+        let mut delivered = 0u64;
+        let result = match &mut self.mode {
+            Mode::Pipe { read, queued, .. } => loop {
+                if *queued == 0 {
+                    break Ok(());
                 }
-                Ok(())
-            }
-            Mode::Direct { queue, socket } => {
-                while !queue.is_empty() {
-                    let (a, _) = queue.as_slices();
-                    let flags = if *socket { libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL } else { 0 };
-                    // SAFETY: `a` is a valid slice for the call; fd is tmr's own output.
-                    let n = unsafe {
-                        if *socket {
-                            libc::send(self.fd, a.as_ptr().cast(), a.len(), flags)
-                        } else {
-                            libc::write(self.fd, a.as_ptr().cast(), a.len())
-                        }
-                    };
-                    if n > 0 {
-                        queue.drain(..n as usize);
-                        self.delivered += n as u64;
-                        continue;
-                    }
-                    match Errno::last() {
-                        Errno::EINTR => continue,
-                        Errno::EAGAIN => return Ok(()),
-                        Errno::EPIPE => {
-                            self.gone = true;
-                            return Ok(());
-                        }
-                        // tmr's own stderr on a full disk is not worth failing the run for.
-                        Errno::ENOSPC if self.fd == libc::STDERR_FILENO => {
-                            queue.clear();
-                            return Ok(());
-                        }
-                        e => return Err(e).context("delivering output"),
-                    }
+                // SAFETY: both fds are open; null offsets because both ends are pipes.
+                let n = unsafe {
+                    libc::splice(
+                        read.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        fd,
+                        std::ptr::null_mut(),
+                        *queued,
+                        libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+                    )
+                };
+                if n > 0 {
+                    *queued -= n as usize;
+                    delivered += n as u64;
+                    continue;
                 }
-                Ok(())
-            }
+                break Err(Errno::last());
+            },
+            Mode::Direct { queue, socket } => loop {
+                if queue.is_empty() {
+                    break Ok(());
+                }
+                let (a, _) = queue.as_slices();
+                // SAFETY: `a` is a valid slice for the call; `fd` is tmr's own output.
+                let n = unsafe {
+                    if *socket {
+                        libc::send(fd, a.as_ptr().cast(), a.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    } else {
+                        libc::write(fd, a.as_ptr().cast(), a.len())
+                    }
+                };
+                if n > 0 {
+                    queue.drain(..n as usize);
+                    delivered += n as u64;
+                    continue;
+                }
+                break Err(Errno::last());
+            },
             Mode::Spool { .. } => Ok(()),
+        };
+        self.delivered += delivered;
+        match result {
+            Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE) => self.gone = true,
+            // tmr's own stderr on a full disk is not worth failing the run for.
+            Err(Errno::ENOSPC) if fd == libc::STDERR_FILENO => {
+                if let Mode::Direct { queue, .. } = &mut self.mode {
+                    queue.clear();
+                }
+            }
+            Err(e) => return Err(e).context("delivering output"),
         }
+        self.refill()
     }
 
     /// The `--buffered` spool, to deliver if there is a winner (else it is dropped).

@@ -4,6 +4,7 @@
 
 pub mod capture;
 mod deliver;
+pub mod hub;
 pub mod memsnap;
 pub mod monitor;
 mod reap;

@@ -1,11 +1,12 @@
-//! The capture loop: one thread, one `poll` over every replica's stdout/stderr/stdin pipe, tmr's own stdin
-//! and the signal self-pipe, with timers for timeouts, kill escalation and leak windows. No reader threads:
-//! tmr forks, and forking a multi-threaded process is a trap.
+//! The capture loop: one thread, one `poll` over every replica's stdout/stderr/stdin pipe, tmr's own
+//! stdin, tmr's own output (streamed delivery) and the signal self-pipe. No reader threads: tmr forks,
+//! and forking a multi-threaded process is a trap. The loop only turns readiness into events for the
+//! pure [`Supervisor`] (timeouts, escalation, stop signals, the leak window) and the stream hub
+//! (committing and delivering output, pacing), and carries out what they decide.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,20 +18,18 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use regex::bytes::Regex;
 
-use super::capture::{Capture, Captured, Reference};
+use super::capture::{Capture, Captured};
+use super::hub::{StreamHub, StreamPlan};
 use super::reap;
 use super::signals::Signals;
 use super::spawn::{exec_result, spawn, Caught, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
-use crate::config::{scale_duration, Timeout, RELATIVE_TIMEOUT_FLOOR};
-use crate::fingerprint::{Fingerprint, Outcome};
+use crate::config::Timeout;
+use crate::fingerprint::{Fingerprint, Outcome, StreamSummary};
 use crate::memvote::MemSnapshot;
+use crate::stream::Divergence;
+use crate::supervisor::{Action, Event, Limits, Supervisor};
 
-/// After a replica exits, how long its pipes may stay open (held by a grandchild) before tmr kills its
-/// process group and stops reading: the leak window.
-pub const LEAK_WINDOW: Duration = Duration::from_millis(500);
-/// Between SIGTERM (timeout) or a forwarded stop signal and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
 const READ_BUF: usize = 1 << 16;
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -109,10 +108,12 @@ pub struct BatchOpts {
     pub setup: ChildSetup,
     /// The command runs under the memory monitor: give each job a snapshot file as fd 3.
     pub mem: bool,
-    /// For a relative timeout: the median wall time (seconds) that `Nx` multiplies, when known in
-    /// advance. Reruns have no siblings to take a median from, so they use the voted round's majority
-    /// median; without it, a lone rerun of a hung replica would never time out.
+    /// For a relative timeout: the median wall time that `Nx` multiplies, when known in advance. Reruns
+    /// have no siblings to take a median from, so they use the voted round's majority median; without
+    /// it, a lone rerun of a hung replica would never time out.
     pub reference_wall: Option<f64>,
+    /// Keep every job's output in a spool (the sequential voted round, `hunt --keep`).
+    pub keep: bool,
 }
 
 /// Everything known about one finished execution.
@@ -133,9 +134,20 @@ pub struct RunRecord {
     pub mem: Option<MemSnapshot>,
     /// This replica's memory key from the page vote, set by the caller after voting.
     pub mem_key: Option<[u8; 32]>,
+    /// Where its streamed stdout/stderr first differed from what a majority committed.
+    pub divergence: [Option<Divergence>; 2],
 }
 
 impl RunRecord {
+    /// Stream `k`: 0 stdout, 1 stderr.
+    pub fn stream(&self, k: usize) -> &Captured {
+        if k == 0 {
+            &self.stdout
+        } else {
+            &self.stderr
+        }
+    }
+
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint {
             outcome: self.outcome,
@@ -161,7 +173,8 @@ pub enum Control {
     Stop,
 }
 
-/// State that lives across batches: signal handling, the stdin spool, the prepared command.
+/// State that lives across batches: signal handling, the stdin spool, the prepared command, and the
+/// voted round's stream hub.
 pub struct Harness {
     signals: Signals,
     /// Signals with tmr handlers, for each child to reset before exec.
@@ -169,53 +182,50 @@ pub struct Harness {
     stdin: StdinSource,
     launcher: Launcher,
     buf: Vec<u8>,
-    /// The stop signal tmr received, if any: no further replica is started once it is set.
+    /// The stop signal tmr received, if any: no further replica is started once it is set. SIGPIPE
+    /// when tmr's reader closed its output.
     pub interrupted: Option<i32>,
     /// How many replicas were running when that signal came (each was sent it).
     pub stopped: usize,
+    /// Streams the next batch's output to the user (the voted round), when set.
+    hub: Option<StreamHub>,
+    /// Slots the supervisor said are done, waiting to be finalized by the loop.
+    done: Vec<(usize, bool)>,
 }
 
+/// One output stream of a running replica: its pipe until EOF, and where its bytes go.
 struct Stream {
     fd: Option<OwnedFd>,
-    cap: Capture,
+    /// Hashed (and maybe kept) here, or `None` when the hub takes its bytes.
+    cap: Option<Capture>,
+    /// The stream was finished in the hub (EOF reported once).
+    ended: bool,
 }
 
 struct Running {
     job: Job,
+    /// Its slot in the supervisor.
+    slot: usize,
     pid: Pid,
     started: Instant,
-    out: Stream,
-    err: Stream,
+    streams: [Stream; 2],
     feed: Option<Feed>,
     /// The exec-error pipe until it reports; then the errno if exec failed.
     exec_report: Option<OwnedFd>,
     exec_errno: Option<i32>,
     mem_file: Option<std::fs::File>,
-    exited_at: Option<Instant>,
-    leak_deadline: Option<Instant>,
-    timed_out: bool,
-    kill_at: Option<Instant>,
+    exited: bool,
+    closed_reported: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Slot {
+enum Ready {
     Signal,
     Stdin,
-    Out(usize),
-    Err(usize),
+    Output(usize, usize),
     Feed(usize),
     Exec(usize),
-}
-
-impl Slot {
-    /// The same kind of slot for another replica.
-    fn with_index(self, i: usize) -> Slot {
-        match self {
-            Slot::Out(_) => Slot::Out(i),
-            Slot::Err(_) => Slot::Err(i),
-            other => other,
-        }
-    }
+    Deliver(usize),
 }
 
 impl Harness {
@@ -233,7 +243,20 @@ impl Harness {
             buf: vec![0; READ_BUF],
             interrupted: None,
             stopped: 0,
+            hub: None,
+            done: Vec::new(),
         })
+    }
+
+    /// Stream the next batch's output to the user as `plan` says (the voted round of parallel replicas).
+    pub fn stream_next(&mut self, plan: &StreamPlan, replicas: usize) -> Result<()> {
+        self.hub = Some(StreamHub::new(plan, replicas)?);
+        Ok(())
+    }
+
+    /// The stream hub of the last streamed batch, for its reports and the end of its delivery.
+    pub fn hub(&mut self) -> Option<&mut StreamHub> {
+        self.hub.as_mut()
     }
 
     /// Run `jobs`, at most `opts.parallel` at a time, and keep every record, in job order.
@@ -257,25 +280,26 @@ impl Harness {
         opts: &BatchOpts,
         sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
     ) -> Result<usize> {
+        let reference = opts.reference_wall.map(Duration::from_secs_f64);
+        let mut sup = Supervisor::new(Limits::new(opts.timeout, reference, opts.parallel));
         let mut running: Vec<Running> = Vec::new();
-        let mut walls: Vec<f64> = Vec::new();
-        let majority = opts.parallel.max(1) / 2 + 1;
-        let mut refs = None;
+        let mut next_slot = 0;
         let mut stop = false;
         let mut leftovers = std::collections::HashSet::new();
         let result = (|| -> Result<()> {
             loop {
-                if let Some(sig) = self.signals.take_stop() {
-                    self.on_stop(sig, &mut running);
-                }
+                self.take_signals(&mut sup, &mut running);
                 while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let Some(job) = jobs.next() else { break };
-                    running.push(self.launch(job, opts, &mut refs)?);
+                    let r = self.launch(job, next_slot, opts)?;
+                    self.act(sup.handle(Event::Launched { slot: next_slot }, r.started), &mut running);
+                    next_slot += 1;
+                    running.push(r);
                 }
                 if running.is_empty() {
                     return Ok(());
                 }
-                for rec in self.step(&mut running, &mut walls, opts, majority, &mut leftovers)? {
+                for rec in self.step(&mut sup, &mut running, &mut leftovers)? {
                     stop |= sink(rec)? == Control::Stop;
                 }
             }
@@ -294,117 +318,125 @@ impl Harness {
         Ok(swept)
     }
 
-    fn on_stop(&mut self, sig: i32, running: &mut [Running]) {
-        let now = Instant::now();
-        let escalate = self.interrupted.is_some();
-        if !escalate {
-            self.stopped = running.iter().filter(|r| r.exited_at.is_none()).count();
+    /// Stop signals (and a reader that closed tmr's output) become supervisor events.
+    fn take_signals(&mut self, sup: &mut Supervisor, running: &mut [Running]) {
+        let gone = self.hub.as_ref().is_some_and(|h| h.reader_gone()) && self.interrupted.is_none();
+        let signal = if gone { Some(libc::SIGPIPE) } else { self.signals.take_stop() };
+        if let Some(signal) = signal {
+            if self.interrupted.is_none() {
+                self.stopped = running.iter().filter(|r| !r.exited).count();
+            }
+            self.interrupted.get_or_insert(signal);
+            let actions = sup.handle(Event::Stop { signal }, Instant::now());
+            self.act(actions, running);
         }
-        self.interrupted.get_or_insert(sig);
-        for r in running.iter_mut() {
-            if escalate {
-                let _ = killpg(r.pid, Signal::SIGKILL);
-            } else {
-                let _ = killpg(r.pid, Signal::try_from(sig).ok());
-                r.kill_at.get_or_insert(now + KILL_GRACE);
+    }
+
+    /// Carry out the supervisor's signals now; slots to finalize wait in `self.done` for the loop, which
+    /// owns the records.
+    fn act(&mut self, actions: Vec<Action>, running: &mut [Running]) {
+        for a in actions {
+            match a {
+                Action::Signal { slot, signal } => {
+                    if let Some(r) = running.iter().find(|r| r.slot == slot) {
+                        let _ = killpg(r.pid, Signal::try_from(signal).ok());
+                    }
+                }
+                Action::Finalize { slot, leaked } => self.done.push((slot, leaked)),
             }
         }
     }
 
-    fn launch(
-        &mut self,
-        job: Job,
-        opts: &BatchOpts,
-        refs: &mut Option<(Rc<Reference>, Rc<Reference>)>,
-    ) -> Result<Running> {
+    fn launch(&mut self, job: Job, slot: usize, opts: &BatchOpts) -> Result<Running> {
         let env = self.launcher.env_for(&job);
         let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        let mem_file =
-            if opts.mem { Some(tempfile::tempfile().context("creating a snapshot file")?) } else { None };
+        let mem_file = if opts.mem {
+            Some(super::capture::private_tempfile().context("creating a snapshot file")?)
+        } else {
+            None
+        };
         let setup = ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), ..opts.setup };
         let started = Instant::now();
         let spawned = spawn(&image, stdio, setup, &self.caught)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
-        let (out, err) = match refs {
-            Some((o, e)) => (Capture::new_follower(Rc::clone(o)), Capture::new_follower(Rc::clone(e))),
-            None => {
-                let (out, o) = Capture::new_reference(opts.stdout_masks.clone());
-                let (err, e) = Capture::new_reference(opts.stderr_masks.clone());
-                *refs = Some((o, e));
-                (out, err)
-            }
-        };
+        let hubbed = self.hub.is_some();
+        let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), opts.keep));
         Ok(Running {
             job,
+            slot,
             pid: spawned.pid,
             started,
-            out: Stream { fd: Some(out_r), cap: out },
-            err: Stream { fd: Some(err_r), cap: err },
+            streams: [
+                Stream { fd: Some(out_r), cap: cap(&opts.stdout_masks), ended: false },
+                Stream { fd: Some(err_r), cap: cap(&opts.stderr_masks), ended: false },
+            ],
             feed,
             exec_report: Some(spawned.exec_report),
             mem_file,
             exec_errno: None,
-            exited_at: None,
-            leak_deadline: None,
-            timed_out: false,
-            kill_at: None,
+            exited: false,
+            closed_reported: false,
         })
     }
 
     /// One turn of the loop: wait for something to happen (or a deadline), then act on it.
     fn step(
         &mut self,
+        sup: &mut Supervisor,
         running: &mut Vec<Running>,
-        walls: &mut Vec<f64>,
-        opts: &BatchOpts,
-        majority: usize,
         leftovers: &mut std::collections::HashSet<i32>,
     ) -> Result<Vec<RunRecord>> {
         self.retire_finished_feeds(running);
         let now = Instant::now();
-        let deadline = running
-            .iter()
-            .flat_map(|r| [r.kill_at, r.leak_deadline, timeout_deadline(r, opts, walls, majority)])
-            .flatten()
-            .min();
-        let wait_ms = deadline
+        let wait_ms = sup
+            .next_deadline()
             .map(|d| d.saturating_duration_since(now).as_millis().min(1000) as u16 + 1)
             .unwrap_or(1000);
 
         let stdin = std::io::stdin();
         let ready = {
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            let mut slots = vec![Slot::Signal];
+            let mut slots = vec![Ready::Signal];
             if let Some(spool) = self.stdin.spool() {
                 let caught_up = running.iter().any(|r| matches!(r.feed, Some((_, o)) if o == spool.len()));
                 if caught_up && spool.wants_more(slowest_feed(running)) {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-                    slots.push(Slot::Stdin);
+                    slots.push(Ready::Stdin);
                 }
             }
             let spool_len = self.stdin.spool().map(|s| s.len()).unwrap_or(0);
+            // SAFETY (for the borrows below): tmr's stdout and stderr stay open for the whole run.
+            let outputs: Vec<(usize, std::os::fd::RawFd)> =
+                self.hub.as_ref().map(|h| h.waiting().collect()).unwrap_or_default();
+            for &(stream, fd) in &outputs {
+                // SAFETY: `fd` is tmr's own stdout or stderr, open for the whole run.
+                let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                fds.push(PollFd::new(out, PollFlags::POLLOUT));
+                slots.push(Ready::Deliver(stream));
+            }
             for (i, r) in running.iter().enumerate() {
-                if let Some(fd) = &r.out.fd {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                    slots.push(Slot::Out(i));
-                }
-                if let Some(fd) = &r.err.fd {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                    slots.push(Slot::Err(i));
+                for (k, s) in r.streams.iter().enumerate() {
+                    if let Some(fd) = &s.fd {
+                        let may = self.hub.as_ref().is_none_or(|h| h.may_read(r.job.replica, k));
+                        if may {
+                            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                            slots.push(Ready::Output(i, k));
+                        }
+                    }
                 }
                 if let Some(fd) = &r.exec_report {
                     fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                    slots.push(Slot::Exec(i));
+                    slots.push(Ready::Exec(i));
                 }
                 if let Some((fd, offset)) = &r.feed {
                     if *offset < spool_len {
                         fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
-                        slots.push(Slot::Feed(i));
+                        slots.push(Ready::Feed(i));
                     }
                 }
             }
@@ -419,45 +451,29 @@ impl Harness {
                 .collect::<Vec<_>>()
         };
 
-        // The reference's streams first, and followers paced behind it while it is producing: a follower
-        // that reads ahead of the reference must store what it read, and with replicas flooding output
-        // in parallel that would be every byte (capture's dedup saves a spool copy per follower). A
-        // follower is read in full while the reference's pipe is empty and once the follower has exited
-        // (its output is final; holding it would only delay its EOF). The price: while the reference
-        // keeps its pipe busy with bytes a follower has not compared yet, that follower runs at the
-        // reference's pace (measured: letting followers past once half their pipe was pending made them
-        // store 1-2 GiB of a 3 x 1 GiB flood again, 3 s -> 6 s).
-        let reference = running.iter().position(|r| r.out.cap.is_reference());
-        let mut ready = ready;
-        ready.sort_by_key(|s| !matches!(s, Slot::Out(i) | Slot::Err(i) if Some(*i) == reference));
-        let producing = |slot: Slot| reference.is_some_and(|ri| ready.contains(&slot.with_index(ri)));
-        let limit = |r: &Running, s: &Stream, slot: Slot| -> usize {
-            let full = PIPE_SIZE as usize;
-            match s.cap.compare_room() {
-                Some(room) if producing(slot) && r.exited_at.is_none() => (room as usize).min(full),
-                _ => full,
-            }
-        };
         for &slot in &ready {
             match slot {
-                Slot::Signal => self.signals.drain(),
-                Slot::Stdin => {
+                Ready::Signal => self.signals.drain(),
+                Ready::Stdin => {
                     let slowest = slowest_feed(running);
                     if let Some(spool) = self.stdin.spool() {
                         spool.pull(&mut self.buf)?;
                         spool.trim(slowest)?;
                     }
                 }
-                Slot::Out(i) => {
-                    let n = limit(&running[i], &running[i].out, slot);
-                    read_stream(&mut running[i].out, &mut self.buf, n)?
+                Ready::Output(i, k) => {
+                    let lane = running[i].job.replica;
+                    read_stream(
+                        &mut running[i].streams[k],
+                        lane,
+                        k,
+                        self.hub.as_mut(),
+                        &mut self.buf,
+                        PIPE_SIZE as usize,
+                    )?
                 }
-                Slot::Err(i) => {
-                    let n = limit(&running[i], &running[i].err, slot);
-                    read_stream(&mut running[i].err, &mut self.buf, n)?
-                }
-                Slot::Exec(i) => check_exec(&mut running[i]),
-                Slot::Feed(i) => {
+                Ready::Exec(i) => check_exec(&mut running[i]),
+                Ready::Feed(i) => {
                     if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut())
                     {
                         if !spool.push(fd, offset, &mut self.buf) {
@@ -465,46 +481,43 @@ impl Harness {
                         }
                     }
                 }
-            }
-        }
-        if let Some(sig) = self.signals.take_stop() {
-            self.on_stop(sig, running);
-        }
-
-        let now = Instant::now();
-        for r in running.iter_mut() {
-            if r.exited_at.is_none() && has_exited(r.pid) {
-                r.exited_at = Some(now);
-                r.feed = None;
-                r.leak_deadline = Some(now + LEAK_WINDOW);
-            }
-            if r.exited_at.is_none() {
-                if r.kill_at.is_some_and(|at| now >= at) {
-                    let _ = killpg(r.pid, Signal::SIGKILL);
-                    r.kill_at = None;
-                } else if !r.timed_out && timeout_deadline(r, opts, walls, majority).is_some_and(|d| now >= d)
-                {
-                    r.timed_out = true;
-                    let _ = killpg(r.pid, Signal::SIGTERM);
-                    r.kill_at = Some(now + KILL_GRACE);
+                Ready::Deliver(stream) => {
+                    if let Some(h) = self.hub.as_mut() {
+                        h.flush(stream)?;
+                    }
                 }
             }
         }
-        let mut finished = Vec::new();
-        let mut i = running.len();
-        while i > 0 {
-            i -= 1;
-            let r = &running[i];
-            let streams_closed = r.out.fd.is_none() && r.err.fd.is_none();
-            let leak_over = r.leak_deadline.is_some_and(|d| now >= d);
-            if r.exited_at.is_some() && (streams_closed || leak_over) {
-                // What the replica left running must be seen before its group is killed.
-                let pids: Vec<Pid> = running.iter().map(|r| r.pid).collect();
-                reap::leftovers(&pids, leftovers);
-                let rec = finalize(running.swap_remove(i), &mut self.buf)?;
-                walls.push(rec.wall.as_secs_f64());
-                finished.push(rec);
+        self.take_signals(sup, running);
+
+        let now = Instant::now();
+        let mut events = Vec::new();
+        for r in running.iter_mut() {
+            if !r.exited && has_exited(r.pid) {
+                r.exited = true;
+                r.feed = None;
+                events.push(Event::Exited { slot: r.slot });
             }
+            if r.exited && !r.closed_reported && r.streams.iter().all(|s| s.fd.is_none()) {
+                r.closed_reported = true;
+                events.push(Event::Closed { slot: r.slot });
+            }
+        }
+        events.push(Event::Tick);
+        for e in events {
+            let actions = sup.handle(e, now);
+            self.act(actions, running);
+        }
+        let mut finished = Vec::new();
+        for (slot, leaked) in std::mem::take(&mut self.done) {
+            let Some(i) = running.iter().position(|r| r.slot == slot) else { continue };
+            // What the replica left running must be seen before its group is killed.
+            let pids: Vec<Pid> = running.iter().map(|r| r.pid).collect();
+            reap::leftovers(&pids, leftovers);
+            let r = running.swap_remove(i);
+            let timed_out = sup.timed_out(slot);
+            let exited_at = sup.exited_at(slot);
+            finished.push(self.finalize(r, leaked, timed_out, exited_at)?);
         }
         Ok(finished)
     }
@@ -523,6 +536,65 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// Kill what is left of the replica's group, take its last buffered output, and reap it with rusage.
+    fn finalize(
+        &mut self,
+        mut r: Running,
+        leaked: bool,
+        timed_out: bool,
+        exited_at: Option<Instant>,
+    ) -> Result<RunRecord> {
+        // The child wrote its exec errno before exiting, so it is there to read now.
+        check_exec(&mut r);
+        let _ = killpg(r.pid, Signal::SIGKILL);
+        let lane = r.job.replica;
+        let mut summaries = [StreamSummary { len: 0, digest: [0; 32] }; 2];
+        let mut captured: Vec<Captured> = Vec::new();
+        for (k, s) in r.streams.iter_mut().enumerate() {
+            // Whatever is already in the pipe was written by the replica's tree: keep it. One pipe's
+            // worth, no more: a leaked writer in another session could otherwise keep tmr here forever.
+            read_stream(s, lane, k, self.hub.as_mut(), &mut self.buf, PIPE_SIZE as usize)?;
+            s.fd = None;
+            end_stream(s, lane, k, self.hub.as_mut())?;
+            match s.cap.take() {
+                Some(cap) => captured.push(cap.finish()),
+                None => {
+                    let hub = self.hub.as_ref().context("a streamed replica without its hub")?;
+                    summaries[k] = hub.summary(lane, k).context("a finished stream without its digest")?;
+                    captured.push(Captured::summarised(summaries[k]));
+                }
+            }
+        }
+        let (status, usage) = wait4(r.pid)?;
+        let wall = exited_at.unwrap_or_else(Instant::now).saturating_duration_since(r.started);
+        let outcome = if let Some(errno) = r.exec_errno {
+            Outcome::FailedToStart { errno }
+        } else if timed_out {
+            Outcome::TimedOut
+        } else if libc::WIFSIGNALED(status) {
+            Outcome::Signaled { signal: libc::WTERMSIG(status) }
+        } else {
+            Outcome::Exited { code: libc::WEXITSTATUS(status) }
+        };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let mut captured = captured.into_iter();
+        Ok(RunRecord {
+            job: r.job,
+            pid: r.pid.as_raw(),
+            outcome,
+            stdout: captured.next().expect("two streams"),
+            stderr: captured.next().expect("two streams"),
+            wall,
+            user: tv(usage.ru_utime),
+            sys: tv(usage.ru_stime),
+            max_rss_kib: usage.ru_maxrss.max(0) as u64,
+            leaked,
+            mem: r.mem_file.and_then(read_snapshot),
+            mem_key: None,
+            divergence: [None, None],
+        })
     }
 
     /// Set (or replace) one variable of every replica started from now on.
@@ -544,6 +616,66 @@ impl Harness {
         }
     }
 
+    /// After the vote on a streamed batch: deliver what is left for the winner (with `--buffered`, its
+    /// whole output; nothing without a winner), wait (watching for stop signals) until tmr's output has
+    /// taken it, and stop streaming: later batches (reruns) are only hashed.
+    pub fn finish_streaming(&mut self, winner: Option<usize>) -> Result<crate::report::OutputReport> {
+        let Some(hub) = self.hub.as_mut() else { return Ok(crate::report::OutputReport::spooled()) };
+        let spools = if self.interrupted.is_none() { hub.conclude(winner)? } else { Vec::new() };
+        self.drain_hub()?;
+        let mut buffered = false;
+        for (file, fd) in &spools {
+            buffered = true;
+            if self.interrupted.is_none() {
+                self.deliver(file, *fd)?;
+            }
+        }
+        let hub = self.hub.take().expect("checked above");
+        let entry = |k: usize| {
+            let d = hub.delivered(k);
+            crate::report::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown }
+        };
+        Ok(crate::report::OutputReport { streamed: true, buffered, stdout: entry(0), stderr: entry(1) })
+    }
+
+    /// Where each record's streamed output left what a majority committed, known only once the whole
+    /// batch has run (a replica may finish before the bytes it differs from are committed).
+    pub fn note_divergences(&self, records: &mut [RunRecord]) {
+        if let Some(hub) = &self.hub {
+            for r in records {
+                let lane = r.job.replica;
+                r.divergence = [hub.divergence(lane, 0).cloned(), hub.divergence(lane, 1).cloned()];
+            }
+        }
+    }
+
+    /// Finish delivering the streamed batch: what the hub still holds for tmr's output goes out, while
+    /// stop signals are watched (a reader that stops reading must not make tmr deaf to them).
+    pub fn drain_hub(&mut self) -> Result<()> {
+        loop {
+            self.check_stop();
+            let Some(hub) = self.hub.as_mut() else { return Ok(()) };
+            let waiting: Vec<(usize, std::os::fd::RawFd)> = hub.waiting().collect();
+            if waiting.is_empty() || self.interrupted.is_some() || hub.reader_gone() {
+                return Ok(());
+            }
+            let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+            for &(_, fd) in &waiting {
+                // SAFETY: `fd` is tmr's own stdout or stderr, open for the whole run.
+                fds.push(PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, PollFlags::POLLOUT));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::from(1000u16)) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll"),
+            }
+            self.signals.drain();
+            let hub = self.hub.as_mut().expect("checked above");
+            for (stream, _) in waiting {
+                hub.flush(stream)?;
+            }
+        }
+    }
+
     /// Copy `spool` from its start to `fd` (tmr's stdout or stderr), watching for stop signals the whole
     /// time: a reader that stops reading must not make tmr deaf to SIGINT/SIGTERM. A reader that goes
     /// away (EPIPE) ends the copy quietly.
@@ -557,10 +689,11 @@ impl Harness {
             }
             match out.send(spool, &mut at, self.signals.fd())? {
                 super::deliver::Sent::More => {}
-                super::deliver::Sent::Done | super::deliver::Sent::ReaderGone => return Ok(()),
-            }
-            if self.signals.take_stop().map(|sig| self.interrupted.get_or_insert(sig)).is_some() {
-                return Ok(());
+                super::deliver::Sent::Done => return Ok(()),
+                super::deliver::Sent::ReaderGone => {
+                    self.interrupted.get_or_insert(libc::SIGPIPE);
+                    return Ok(());
+                }
             }
             self.signals.drain();
         }
@@ -585,43 +718,52 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// When the running replica `r` counts as hung, if a timeout applies to it yet.
-fn timeout_deadline(r: &Running, opts: &BatchOpts, walls: &[f64], majority: usize) -> Option<Instant> {
-    if r.exited_at.is_some() || r.timed_out {
-        return None;
-    }
-    match opts.timeout? {
-        Timeout::Absolute(d) => r.started.checked_add(d),
-        Timeout::Relative(factor) => {
-            let median = match opts.reference_wall {
-                Some(m) => m,
-                None if walls.len() < majority => return None,
-                None => crate::stats::median(&mut walls.to_vec())?,
-            };
-            let limit = scale_duration(Duration::from_secs(1), median * factor).max(RELATIVE_TIMEOUT_FLOOR);
-            r.started.checked_add(limit)
-        }
-    }
-}
-
-/// Read what a ready pipe holds, in cache-sized pieces, up to one pipe's worth per wake-up so that one
-/// flooding replica cannot starve the others (or the signal pipe) of turns.
-/// Read what the pipe holds, at most `budget` bytes (a pipe-full, or a follower's compare room).
-fn read_stream(s: &mut Stream, buf: &mut [u8], mut budget: usize) -> Result<()> {
+/// Read what the pipe holds, in cache-sized pieces, up to `budget` bytes per wake-up so that one
+/// flooding replica cannot starve the others (or the signal pipe) of turns. The bytes go to the hub
+/// (streamed) or to the stream's capture.
+fn read_stream(
+    s: &mut Stream,
+    lane: usize,
+    stream: usize,
+    mut hub: Option<&mut StreamHub>,
+    buf: &mut [u8],
+    mut budget: usize,
+) -> Result<()> {
     while let Some(fd) = s.fd.as_ref().filter(|_| budget > 0) {
         let want = budget.min(buf.len());
         match nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]) {
-            Ok(0) => s.fd = None,
+            Ok(0) => {
+                s.fd = None;
+                end_stream(s, lane, stream, hub.as_deref_mut())?;
+            }
             Ok(n) => {
-                s.cap.push(&buf[..n])?;
+                match (s.cap.as_mut(), hub.as_deref_mut()) {
+                    (Some(cap), _) => cap.push(&buf[..n])?,
+                    (None, Some(h)) => h.push(lane, stream, &buf[..n])?,
+                    (None, None) => {}
+                }
                 budget -= n;
-                if n < want || budget == 0 {
+                if n < want {
                     return Ok(());
                 }
             }
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => return Ok(()),
-            Err(_) => s.fd = None,
+            Err(_) => {
+                s.fd = None;
+                end_stream(s, lane, stream, hub.as_deref_mut())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tell the hub once that a streamed stream ended.
+fn end_stream(s: &mut Stream, lane: usize, stream: usize, hub: Option<&mut StreamHub>) -> Result<()> {
+    if s.cap.is_none() && !s.ended {
+        s.ended = true;
+        if let Some(h) = hub {
+            h.finish(lane, stream)?;
         }
     }
     Ok(())
@@ -645,46 +787,6 @@ fn check_exec(r: &mut Running) {
             }
         }
     }
-}
-
-/// Kill what is left of the replica's group, take its last buffered output, and reap it with rusage.
-fn finalize(mut r: Running, buf: &mut [u8]) -> Result<RunRecord> {
-    // The child wrote its exec errno before exiting, so it is there to read now.
-    check_exec(&mut r);
-    let leaked = r.out.fd.is_some() || r.err.fd.is_some();
-    let _ = killpg(r.pid, Signal::SIGKILL);
-    for s in [&mut r.out, &mut r.err] {
-        // Whatever is already in the pipe was written by the replica's tree: keep it. One pipe's worth,
-        // no more: a leaked writer in another session could otherwise keep tmr here forever.
-        read_stream(s, buf, PIPE_SIZE as usize)?;
-        s.fd = None;
-    }
-    let (status, usage) = wait4(r.pid)?;
-    let wall = r.exited_at.unwrap_or_else(Instant::now) - r.started;
-    let outcome = if let Some(errno) = r.exec_errno {
-        Outcome::FailedToStart { errno }
-    } else if r.timed_out {
-        Outcome::TimedOut
-    } else if libc::WIFSIGNALED(status) {
-        Outcome::Signaled { signal: libc::WTERMSIG(status) }
-    } else {
-        Outcome::Exited { code: libc::WEXITSTATUS(status) }
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok(RunRecord {
-        job: r.job,
-        pid: r.pid.as_raw(),
-        outcome,
-        stdout: r.out.cap.finish()?,
-        stderr: r.err.cap.finish()?,
-        wall,
-        user: tv(usage.ru_utime),
-        sys: tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
-        leaked,
-        mem: r.mem_file.and_then(read_snapshot),
-        mem_key: None,
-    })
 }
 
 /// The monitor's JSON snapshot; a monitor that died mid-write leaves an unparsable file, which reads as

@@ -38,6 +38,14 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         out.push_str(&s);
         out.push('\n');
     };
+    if r.interrupted_by.as_deref() == Some("SIGPIPE") {
+        line(format!(
+            "tmr's output was closed by its reader after {} byte(s): the {} running replica(s) were sent \
+             SIGPIPE, as a shell pipeline would, exit {}",
+            r.output.stdout.bytes, r.stopped_replicas, r.exit_code
+        ));
+        return out;
+    }
     if let Some(sig) = &r.interrupted_by {
         let delivered = if r.delivered { "the voted output had been delivered" } else { "nothing delivered" };
         line(format!(
@@ -83,6 +91,19 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     for d in &r.dissents {
         for text in dissent_lines(r, d) {
             line(text);
+        }
+    }
+    if !r.vote.unanimous {
+        for (name, d) in [("stdout", &r.output.stdout), ("stderr", &r.output.stderr)] {
+            if let (Some(shown), true) = (d.shown_replica, d.bytes > 0) {
+                line(format!("  {name} is not compared: replica {shown}'s was shown live"));
+            }
+        }
+        if r.output.streamed && r.vote.winner.is_none() && r.output.stdout.shown_replica.is_none() {
+            line(format!(
+                "  {} byte(s) of stdout that a majority agreed on were delivered before the replicas split",
+                r.output.stdout.bytes
+            ));
         }
     }
     if let Some(i) = &r.injection {
@@ -443,6 +464,7 @@ mod tests {
             interrupted_by: None,
             stopped_replicas: 0,
             delivered: true,
+            output: super::OutputReport::spooled(),
             classification: ClassReport {
                 class: Class::None,
                 reruns: 0,

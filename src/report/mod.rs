@@ -42,6 +42,8 @@ pub struct RunReport {
     pub stopped_replicas: usize,
     /// The voted output was delivered (before reruns, or not at all when interrupted first).
     pub delivered: bool,
+    /// How the voted round's output reached the user.
+    pub output: OutputReport,
     pub classification: ClassReport,
     /// Memory voting (`--mem`), when on.
     pub memory: Option<MemReport>,
@@ -50,6 +52,33 @@ pub struct RunReport {
     pub exit_code: i32,
     /// Wall time of the whole run: the voted round, the reruns and tmr's own work (JUnit's `time`).
     pub wall_ms: f64,
+}
+
+/// How the voted round's output reached the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    /// Delivered while the replicas ran, as a majority agreed on it (parallel replicas); otherwise
+    /// kept and delivered after the vote (`--sequential`).
+    pub streamed: bool,
+    /// `--buffered`: streamed into a spool, delivered only once a majority had won.
+    pub buffered: bool,
+    pub stdout: DeliveredEntry,
+    pub stderr: DeliveredEntry,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveredEntry {
+    /// Bytes delivered to tmr's stdout (or stderr).
+    pub bytes: u64,
+    /// A stream that is not compared is shown live from one replica: this one.
+    pub shown_replica: Option<usize>,
+}
+
+impl OutputReport {
+    pub fn spooled() -> Self {
+        let none = DeliveredEntry { bytes: 0, shown_replica: None };
+        OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -446,6 +475,7 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         interrupted_by: None,
         stopped_replicas: 0,
         delivered: true,
+        output: OutputReport::spooled(),
         classification: ClassReport {
             class: Class::None,
             reruns: 0,

@@ -191,6 +191,34 @@ fn show(before: &[u8], from: &[u8], cut_front: bool, cut_back: bool) -> String {
     out
 }
 
+/// The same window, built from what a streamed compare kept at a divergence: the committed bytes just
+/// before it (`before`), the majority's bytes from it on (`majority`, empty when unknown) and the
+/// dissenter's (`replica`). Only the current line is shown, at most [`BEFORE`] + [`AFTER`] bytes of it.
+pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
+    let start = d.before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = &d.before[start..];
+    let cut_front = line_start.len() > BEFORE || (start == 0 && d.before.len() >= 256);
+    let tail = &line_start[line_start.len().saturating_sub(BEFORE)..];
+    let side = |from: &[u8], known: bool| -> Option<String> {
+        if !known {
+            return Some(show(tail, b"", cut_front, true));
+        }
+        let end = memchr::memchr(b'\n', from).unwrap_or(from.len());
+        let take = end.min(AFTER);
+        // A window cut short by its 64-byte limit goes on; a shorter one is all there was when seen.
+        let more = take < end || (end == from.len() && from.len() >= 64);
+        if tail.is_empty() && from.is_empty() {
+            return None;
+        }
+        Some(show(tail, &from[..take], cut_front, more))
+    };
+    LineDiff {
+        line: d.line,
+        majority: side(&d.majority, !d.majority.is_empty()),
+        replica: side(&d.replica, true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -206,7 +234,7 @@ mod tests {
         let diff = from_divergence(&d);
         assert_eq!(diff.line, 2);
         assert_eq!(diff.majority.as_deref(), Some("second ok"));
-        assert_eq!(diff.replica.as_deref(), Some("secOND bad…"));
+        assert_eq!(diff.replica.as_deref(), Some("secOND bad"));
     }
     use super::*;
 
@@ -329,32 +357,5 @@ mod tests {
             let got = got.map(|d| (d.line, d.majority.is_some(), d.replica.is_some()));
             proptest::prop_assert_eq!(got, whole_lines(&a, &b, &masks));
         }
-    }
-}
-
-/// The same window, built from what a streamed compare kept at a divergence: the committed bytes just
-/// before it (`before`), the majority's bytes from it on (`majority`, empty when unknown) and the
-/// dissenter's (`replica`). Only the current line is shown, at most [`BEFORE`] + [`AFTER`] bytes of it.
-pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
-    let start = d.before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let line_start = &d.before[start..];
-    let cut_front = line_start.len() > BEFORE || (start == 0 && d.before.len() >= 256);
-    let tail = &line_start[line_start.len().saturating_sub(BEFORE)..];
-    let side = |from: &[u8], known: bool| -> Option<String> {
-        if !known {
-            return Some(show(tail, b"", cut_front, true));
-        }
-        let end = memchr::memchr(b'\n', from).unwrap_or(from.len());
-        let take = end.min(AFTER);
-        let more = take < end || (end == from.len() && !from.is_empty());
-        if tail.is_empty() && from.is_empty() {
-            return None;
-        }
-        Some(show(tail, &from[..take], cut_front, more))
-    };
-    LineDiff {
-        line: d.line,
-        majority: side(&d.majority, !d.majority.is_empty()),
-        replica: side(&d.replica, true),
     }
 }

@@ -139,7 +139,8 @@ fn masked_timestamps_are_unanimous_and_need_no_rerun() {
 fn unmasked_timestamps_have_no_majority_and_are_nondeterministic_and_unstable() {
     let (ran, r) = run_json(&[], &[&fx("timestamps")]);
     assert_eq!(ran.code, 120);
-    assert_eq!(ran.stdout, "", "nothing is delivered without a majority");
+    // Only what every replica agreed on was delivered as it came: a prefix of each one's output.
+    assert!(ran.stdout.len() < 40, "nothing past the split is delivered: {:?}", ran.stdout);
     let c = &r["classification"];
     // The vote says what came out; the class says why: output that differs every run is a Heisenbug.
     assert_eq!(r["vote"]["result"], "no-majority");
@@ -200,8 +201,8 @@ fn a_majority_can_emerge_from_the_reruns_of_a_split_vote() {
     // never came back.
     let script = r#"if [ "$TMR_ROUND" = 0 ]; then echo "r$TMR_REPLICA"; else echo r0; fi"#;
     let (ran, r) = run_json(&["--rerun-budget", "10m"], &["sh", "-c", script]);
-    assert_eq!(ran.code, 120, "the voted round had no majority: nothing delivered");
-    assert_eq!(ran.stdout, "");
+    assert_eq!(ran.code, 120, "the voted round had no majority");
+    assert_eq!(ran.stdout, "r", "only the byte every replica agreed on was delivered");
     let c = &r["classification"];
     assert_eq!(r["vote"]["result"], "no-majority");
     assert_eq!(class(&r), "transient");

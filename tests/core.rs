@@ -124,14 +124,30 @@ fn strict_passes_a_unanimous_run_through() {
     tmr().args(["--strict", "--", "sh", "-c", "echo same"]).assert().code(0).stdout("same\n");
 }
 
+/// Streamed: the bytes all replicas agree on ("out-") were delivered as they came; nothing past the split.
 #[test]
-fn no_majority_exits_120_and_delivers_nothing() {
+fn no_majority_exits_120_and_delivers_only_the_agreed_prefix() {
     tmr()
         .args(["--", "sh", "-c", "echo out-$TMR_REPLICA; exit $TMR_REPLICA"])
         .assert()
         .code(120)
-        .stdout("")
-        .stderr(contains("no majority"));
+        .stdout("out-")
+        .stderr(contains("no majority").and(contains("4 byte(s) of stdout that a majority agreed on")));
+}
+
+/// `--buffered` keeps the all-or-nothing delivery: nothing without a majority.
+#[test]
+fn buffered_delivers_nothing_without_a_majority_and_everything_with_one() {
+    tmr()
+        .args(["--buffered", "--", "sh", "-c", "echo out-$TMR_REPLICA; exit $TMR_REPLICA"])
+        .assert()
+        .code(120)
+        .stdout("");
+    tmr()
+        .args(["--buffered", "--", "sh", "-c", "echo out; [ $TMR_REPLICA = 1 ] && echo odd; exit 0"])
+        .assert()
+        .code(0)
+        .stdout("out\n");
 }
 
 #[test]
@@ -147,7 +163,7 @@ fn compare_exit_ignores_differing_stdout() {
 #[test]
 fn differing_stdout_alone_is_no_majority_by_default_and_hints_at_mask() {
     tmr()
-        .arg("--")
+        .args(["--buffered", "--"])
         .arg(fixture("timestamps"))
         .assert()
         .code(120)
@@ -532,7 +548,9 @@ fn reader_going_away_ends_tmr_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.to_lowercase().contains("broken pipe"), "{err}");
     assert!(!err.contains("tmr: error"), "{err}");
-    assert_eq!(fs::read_to_string(dir.path().join("rc")).unwrap().trim(), "0", "{err}");
+    // As a pipeline would: the replicas end with SIGPIPE and tmr exits 128 + SIGPIPE.
+    assert_eq!(fs::read_to_string(dir.path().join("rc")).unwrap().trim(), "141", "{err}");
+    assert!(err.contains("closed by its reader"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -563,7 +581,8 @@ fn interrupt(sig: libc::c_int, ignore_term: bool, code: i32, name: &str) {
     }
     send_signal(running.pid(), sig);
     let out = running.finish(TIMEOUT);
-    out.clone().assert().code(code).stdout("").stderr(contains(format!("interrupted by {name}")));
+    // The replicas' agreed "ready" line was delivered as it came (streamed), before the signal.
+    out.clone().assert().code(code).stdout("ready\n").stderr(contains(format!("interrupted by {name}")));
     for pid in pids {
         assert!(!alive(pid, "hang"), "replica pid {pid} outlived tmr");
     }

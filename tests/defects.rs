@@ -209,8 +209,8 @@ fn hunt_keep_on_a_full_disk_says_what_failed_and_leaves_no_partial_run() {
     assert_eq!(fs::read_to_string(keep.join("index.tsv")).unwrap().lines().count(), 1, "the header only");
 }
 
-/// Spool files (the command's output, tmr's stdin) used to be created 0644. What tmr really holds open
-/// is checked through /proc while the replicas wait.
+/// Spool files (tmr's stdin, and the command's output when it is spooled) used to be created 0644. What
+/// tmr really holds open is checked through /proc while the replicas wait.
 #[test]
 fn spool_files_are_private() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,8 +237,9 @@ fn spool_files_are_private() {
     fs::write(dir.path().join("go"), "").unwrap();
     let out = running.finish(TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    // stdin, and the reference stdout and stderr: followers that repeat the reference store nothing.
-    assert!(spools.len() >= 3, "{spools:?}");
+    // The stdin spool; stdout and stderr are streamed, not spooled (their spools, in --sequential mode,
+    // are checked by capture's unit test).
+    assert!(!spools.is_empty(), "{spools:?}");
     assert!(spools.iter().all(|(_, mode)| mode == "600"), "{spools:?}");
 }
 

@@ -47,7 +47,14 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         return out;
     }
     if let Some(sig) = &r.interrupted_by {
-        let delivered = if r.delivered { "the voted output had been delivered" } else { "nothing delivered" };
+        let streamed = r.output.stdout.bytes + r.output.stderr.bytes;
+        let delivered = if r.delivered {
+            "the voted output had been delivered".to_string()
+        } else if streamed > 0 {
+            format!("{streamed} byte(s) of output had been delivered as replicas agreed on them")
+        } else {
+            "nothing delivered".to_string()
+        };
         line(format!(
             "{} by {sig}: stopped {} running replica(s), {delivered}, exit {}",
             style.paint(palette::BAD, "interrupted"),
@@ -464,7 +471,7 @@ mod tests {
             interrupted_by: None,
             stopped_replicas: 0,
             delivered: true,
-            output: super::OutputReport::spooled(),
+            output: crate::report::OutputReport::spooled(),
             classification: ClassReport {
                 class: Class::None,
                 reruns: 0,

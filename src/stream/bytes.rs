@@ -315,7 +315,7 @@ impl ByteCommitter {
         let mut newlines =
             self.base_lines + self.tail.range(..in_tail).filter(|&&b| b == b'\n').count() as u64;
         if offset > self.committed {
-            newlines += memchr::memchr_iter(b'\n', &pending_before).count() as u64;
+            newlines += memchr::memchr_iter(b'\n', pending_before).count() as u64;
         }
         let lane = &mut self.lanes[replica];
         lane.pending = Vec::new();

@@ -1,0 +1,175 @@
+//! Streaming delivery (issue 10): what a strict majority of replicas has written identically is
+//! delivered while they run, never taken back, and equals the winner's output byte for byte; a split
+//! keeps the delivered prefix; EPIPE on tmr's output ends the replicas as a pipeline would.
+//! Readiness handshakes only: a test reads what tmr delivered before it lets the replicas go on.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// `tmr -- sh -c 'echo 1; <wait for a file>; echo 2'`: line 1 arrives before the file exists.
+#[test]
+fn a_line_a_majority_wrote_is_delivered_before_the_replicas_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script =
+        r#"echo 1; i=0; while [ ! -e "$1" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; echo 2"#;
+    let mut child = tmr_std()
+        .args(["--", "sh", "-c", script, "sh"])
+        .arg(&go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "1\n");
+    assert!(!go.exists(), "line 1 came before any replica was allowed to write line 2");
+    std::fs::write(&go, "").unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "2\n");
+    assert!(child.wait().unwrap().success());
+}
+
+/// `tmr -- yes | head -1`: `y`, then tmr ends the replicas with SIGPIPE and exits 141.
+#[test]
+fn a_reader_that_closes_ends_the_run_with_sigpipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" --format json -o "$1/r.json" -- yes 2>/dev/null | head -n 1; echo "${PIPESTATUS:-}""#,
+            ])
+            .arg(tmr_path())
+            .arg(dir.path()),
+        Input::Null,
+    );
+    assert_eq!(text(&out.stdout).lines().next(), Some("y"));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["exit_code"], 141, "{r}");
+    assert_eq!(r["interrupted_by"], "SIGPIPE");
+    assert_eq!(r["output"]["streamed"], true);
+    for run in r["runs"].as_array().unwrap() {
+        assert_eq!(run["outcome"]["signal"], libc::SIGPIPE, "each replica ended as in a pipeline: {run}");
+    }
+}
+
+/// The flood: bytes agreed by all are delivered byte-exact, and nothing is spooled (no file in
+/// $TMPDIR, and tmr's own memory stays far below the output's size).
+#[test]
+fn a_flood_is_streamed_byte_exact_without_a_spool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flood = fixture("flood");
+    let mut child = tmr_std()
+        .env("TMPDIR", tmp.path())
+        .args(["--format", "json", "--"])
+        .arg(&flood)
+        .arg("64M")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    let mut err = Vec::new();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    assert!(child.wait().unwrap().success());
+    let direct = run(std::process::Command::new(&flood).arg("64M"), Input::Null);
+    assert!(got == direct.stdout, "streamed bytes differ from the command's own output");
+    let r: serde_json::Value = serde_json::from_slice(&err).unwrap();
+    assert_eq!(r["output"]["stdout"]["bytes"], 64 << 20);
+    assert!(r["runs"].as_array().unwrap().iter().all(|x| x["stdout"]["bytes"] == 64 << 20));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written to $TMPDIR");
+}
+
+/// stderr is not compared by default: replica 0's is shown live, and the summary says whose.
+#[test]
+fn an_uncompared_stream_is_shown_live_from_replica_0() {
+    let out = run(
+        tmr_std().args([
+            "--",
+            "sh",
+            "-c",
+            r#"echo "err $TMR_REPLICA" >&2; [ "$TMR_REPLICA" = 2 ] && exit 1; echo ok"#,
+        ]),
+        Input::Null,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("err 0\n"), "{err}");
+    assert!(!err.contains("err 1") && !err.contains("err 2"), "{err}");
+    assert!(err.contains("stderr is not compared: replica 0's was shown live"), "{err}");
+}
+
+/// Under a mask, lines commit when a majority's masked lines agree, and the delivered raw line is the
+/// lowest-numbered replica's of that majority (replica 1 here: replica 0 differs).
+#[test]
+fn masked_lines_deliver_the_lowest_replica_of_the_majority() {
+    let script = r#"if [ "$TMR_REPLICA" = 0 ]; then echo "other"; else echo "took ${TMR_REPLICA}0ms"; fi"#;
+    let out =
+        run(tmr_std().args(["--mask", "[0-9]+ms", "--reruns", "0", "--", "sh", "-c", script]), Input::Null);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "took 10ms\n");
+}
+
+/// A split partway: the agreed prefix is delivered, nothing after it, exit 120, and the report says
+/// how much was delivered before the split and shows where the replicas differ.
+#[test]
+fn a_split_keeps_the_delivered_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"printf 'common line\n'; echo "then $TMR_REPLICA""#;
+    let out = run(
+        tmr_std()
+            .args(["--reruns", "0", "--format", "json", "-o"])
+            .arg(dir.path().join("r.json"))
+            .args(["--", "sh", "-c", script]),
+        Input::Null,
+    );
+    assert_eq!(out.status.code(), Some(120));
+    assert_eq!(text(&out.stdout), "common line\nthen ");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["output"]["stdout"]["bytes"], 17);
+    assert_eq!(r["vote"]["result"], "no-majority");
+}
+
+/// A replica far ahead of the others is held back (not read) while they have not caught up, so tmr
+/// never buffers its lead: replica 0 cannot finish writing 16 MiB before the others are let go.
+#[test]
+fn a_replica_far_ahead_is_held_back_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let flood = fixture("flood");
+    let script = r#"if [ "$TMR_REPLICA" = 0 ]; then "$0" 16M; touch "$1/done0"; exit 0; fi
+i=0; while [ ! -e "$1/go" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done; exec "$0" 16M"#;
+    let running = spawn(
+        tmr_std().args(["--reruns", "0", "--", "sh", "-c", script]).arg(&flood).arg(dir.path()),
+        Input::Null,
+    );
+    // However long this waits, replica 0 stays blocked on its pipe: tmr does not read it.
+    for _ in 0..100 {
+        assert!(!dir.path().join("done0").exists(), "replica 0's 16 MiB lead was read (buffered) by tmr");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid())).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm < 32 * 1024, "tmr's peak RSS {hwm} KiB while a replica ran 16 MiB ahead");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = running.finish(TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let direct = run(std::process::Command::new(&flood).arg("16M"), Input::Null);
+    assert!(out.stdout == direct.stdout);
+}

@@ -9,7 +9,6 @@
 //! with it so far is catching up ([`ByteCommitter::should_wait`]); one whose lead can never be committed
 //! is only hashed from then on ([`ByteCommitter::hopeless`]).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -20,6 +19,7 @@ use regex::bytes::Regex;
 
 use super::capture::{private_tempfile, Capture};
 use crate::fingerprint::StreamSummary;
+use crate::stream::fifo::Fifo;
 use crate::stream::{Committer, Divergence};
 
 /// Bytes a replica may run ahead of the committed offset before it is held back (or given up).
@@ -97,6 +97,7 @@ impl StreamHub {
             Kind::Compared(c) => {
                 let committed = c.push(lane, chunk);
                 h.sink.queue(&committed)?;
+                drop(committed);
                 if let Committer::Bytes(b) = c {
                     if b.ahead(lane) >= WINDOW && b.hopeless(lane) {
                         b.give_up(lane);
@@ -217,9 +218,9 @@ impl StreamHub {
 enum Mode {
     /// tmr's output is a pipe: bytes go into a private pipe (and a RAM overflow when that is full), and
     /// on with non-blocking `splice`, so a reader that stops reading never blocks tmr.
-    Pipe { read: OwnedFd, write: OwnedFd, queued: usize, overflow: VecDeque<u8> },
+    Pipe { read: OwnedFd, write: OwnedFd, queued: usize, overflow: Fifo },
     /// A file, a device, a terminal or a socket: written from a queue.
-    Direct { queue: VecDeque<u8>, socket: bool },
+    Direct { queue: Fifo, socket: bool },
     /// `--buffered`: kept in a spool until the vote.
     Spool { file: Option<File> },
 }
@@ -243,9 +244,9 @@ impl Sink {
             // A refusal (pipe-max-size) leaves the default size: the overflow queue takes the rest.
             let _ =
                 nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(SINK_LIMIT as i32));
-            Mode::Pipe { read, write, queued: 0, overflow: VecDeque::new() }
+            Mode::Pipe { read, write, queued: 0, overflow: Fifo::default() }
         } else {
-            Mode::Direct { queue: VecDeque::new(), socket: kind == libc::S_IFSOCK }
+            Mode::Direct { queue: Fifo::default(), socket: kind == libc::S_IFSOCK }
         };
         Ok(Sink { fd, mode, delivered: 0, gone: false })
     }
@@ -271,13 +272,35 @@ impl Sink {
             return Ok(());
         }
         match &mut self.mode {
-            Mode::Pipe { overflow, .. } => {
-                overflow.extend(bytes);
-                self.refill()
+            Mode::Pipe { write, queued, overflow, .. } => {
+                let mut done = 0;
+                if overflow.is_empty() {
+                    while done < bytes.len() {
+                        match nix::unistd::write(&*write, &bytes[done..]) {
+                            Ok(n) => {
+                                done += n;
+                                *queued += n;
+                            }
+                            Err(Errno::EINTR) => {}
+                            Err(Errno::EAGAIN) => break,
+                            Err(e) => return Err(e).context("queueing output for delivery"),
+                        }
+                    }
+                }
+                overflow.extend(&bytes[done..]);
+                Ok(())
             }
             Mode::Direct { queue, .. } => {
+                if queue.is_empty() {
+                    // A file or device takes writes at once: straight from the committed bytes.
+                    let done = self.write_direct(bytes)?;
+                    if let Mode::Direct { queue, .. } = &mut self.mode {
+                        queue.extend(&bytes[done..]);
+                    }
+                    return Ok(());
+                }
                 queue.extend(bytes);
-                Ok(())
+                self.flush()
             }
             Mode::Spool { file } => {
                 if file.is_none() {
@@ -290,15 +313,52 @@ impl Sink {
         }
     }
 
+    /// Write `bytes` to a direct output until it would block; returns how many went out.
+    fn write_direct(&mut self, bytes: &[u8]) -> Result<usize> {
+        let socket = matches!(self.mode, Mode::Direct { socket: true, .. });
+        let mut done = 0;
+        while done < bytes.len() {
+            let rest = &bytes[done..];
+            // SAFETY: `rest` is a valid slice for the call; `fd` is tmr's own output.
+            let n = unsafe {
+                if socket {
+                    libc::send(
+                        self.fd,
+                        rest.as_ptr().cast(),
+                        rest.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                } else {
+                    libc::write(self.fd, rest.as_ptr().cast(), rest.len())
+                }
+            };
+            if n > 0 {
+                done += n as usize;
+                self.delivered += n as u64;
+                continue;
+            }
+            match Errno::last() {
+                Errno::EINTR => {}
+                Errno::EAGAIN => break,
+                Errno::EPIPE => {
+                    self.gone = true;
+                    return Ok(bytes.len());
+                }
+                Errno::ENOSPC if self.fd == libc::STDERR_FILENO => return Ok(bytes.len()),
+                e => return Err(e).context("delivering output"),
+            }
+        }
+        Ok(done)
+    }
+
     /// Move the overflow into the private pipe as far as it takes it (never blocks: the pipe is ours
     /// and non-blocking).
     fn refill(&mut self) -> Result<()> {
         let Mode::Pipe { write, queued, overflow, .. } = &mut self.mode else { return Ok(()) };
         while !overflow.is_empty() {
-            let (a, _) = overflow.as_slices();
-            match nix::unistd::write(&*write, a) {
+            match nix::unistd::write(&*write, overflow.as_slice()) {
                 Ok(n) => {
-                    overflow.drain(..n);
+                    overflow.consume(n);
                     *queued += n;
                 }
                 Err(Errno::EINTR) => {}
@@ -342,7 +402,7 @@ impl Sink {
                 if queue.is_empty() {
                     break Ok(());
                 }
-                let (a, _) = queue.as_slices();
+                let a = queue.as_slice();
                 // SAFETY: `a` is a valid slice for the call; `fd` is tmr's own output.
                 let n = unsafe {
                     if *socket {
@@ -352,7 +412,7 @@ impl Sink {
                     }
                 };
                 if n > 0 {
-                    queue.drain(..n as usize);
+                    queue.consume(n as usize);
                     delivered += n as u64;
                     continue;
                 }

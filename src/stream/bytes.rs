@@ -6,6 +6,8 @@
 //! end, computed without hashing agreeing bytes twice: the committed stream is hashed once, and a
 //! replica's digest is that state at its own length (or its own hasher from where it diverged).
 //!
+//! Cost: every byte is compared once with each other replica's byte at the same offset (when the later
+//! of the two arrives), kept as a matrix of agreement lengths, so deciding a commit costs no byte work.
 //! Memory: a replica's bytes are kept only while they lie beyond the committed offset, and committed
 //! bytes only while an agreeing replica has not reached them. A replica whose bytes differ from what a
 //! majority committed has *diverged*: it can never join a committing majority again, and keeps nothing.
@@ -13,7 +15,7 @@
 //! catch up and agree) or *hopeless* (too few others can ever write the same bytes), in which case it
 //! keeps nothing either ([`ByteCommitter::give_up`]).
 
-use std::collections::VecDeque;
+use super::fifo::Fifo;
 
 /// Committed bytes kept for the report's context around a divergence.
 const CONTEXT: usize = 256;
@@ -24,7 +26,7 @@ pub struct Divergence {
     pub offset: u64,
     /// The 1-based line that byte is on.
     pub line: u64,
-    /// Up to [`CONTEXT`] committed bytes just before `offset` (the line it began, usually).
+    /// Up to 256 committed bytes just before `offset` (the line it began, usually).
     pub before: Vec<u8>,
     /// What the majority committed at `offset` (as far as known when the divergence was seen).
     pub majority: Vec<u8>,
@@ -37,7 +39,7 @@ struct Lane {
     /// Bytes this replica has written.
     len: u64,
     /// Its bytes beyond the committed offset, while it may still take part in a commit.
-    pending: Vec<u8>,
+    pending: Fifo,
     diverged: Option<Divergence>,
     /// Its own digest state once it no longer follows the committed stream (diverged or given up).
     own: Option<blake3::Hasher>,
@@ -55,14 +57,19 @@ pub struct ByteCommitter {
     majority: usize,
     committed: u64,
     /// Committed bytes from `base` up to `committed`, kept for following replicas that lag behind.
-    tail: VecDeque<u8>,
+    tail: Fifo,
     base: u64,
     /// Digest state of the committed stream's first `base` bytes, and their number of newlines.
     hasher: blake3::Hasher,
     base_lines: u64,
     /// The last committed bytes, for divergence context.
-    recent: VecDeque<u8>,
+    recent: Fifo,
     lanes: Vec<Lane>,
+    /// `agree[i][j]`: how many of the first bytes of lanes i's and j's pending bytes are equal.
+    agree: Vec<Vec<usize>>,
+    /// Committed bytes below this offset may be hashed and dropped; the ones above it were just handed
+    /// to the caller (borrowed from the tail until its next call).
+    hold: u64,
 }
 
 impl ByteCommitter {
@@ -70,12 +77,14 @@ impl ByteCommitter {
         ByteCommitter {
             majority: replicas / 2 + 1,
             committed: 0,
-            tail: VecDeque::new(),
+            tail: Fifo::default(),
             base: 0,
             hasher: blake3::Hasher::new(),
             base_lines: 0,
-            recent: VecDeque::new(),
+            recent: Fifo::default(),
             lanes: (0..replicas).map(|_| Lane::default()).collect(),
+            agree: vec![vec![0; replicas]; replicas],
+            hold: 0,
         }
     }
 
@@ -93,10 +102,6 @@ impl ByteCommitter {
         self.lanes[replica].pending.len()
     }
 
-    pub fn len(&self, replica: usize) -> u64 {
-        self.lanes[replica].len
-    }
-
     pub fn divergence(&self, replica: usize) -> Option<&Divergence> {
         self.lanes[replica].diverged.as_ref()
     }
@@ -105,41 +110,66 @@ impl ByteCommitter {
     /// what is left to deliver if it wins the vote.
     pub fn remainder(&self, replica: usize) -> Option<&[u8]> {
         let lane = &self.lanes[replica];
-        (lane.follows() && lane.len >= self.committed).then_some(&lane.pending[..])
+        (lane.follows() && lane.len >= self.committed).then_some(lane.pending.as_slice())
     }
 
     /// `replica` wrote `chunk` (appended to what it wrote before). Returns the bytes this commits, which
-    /// extend the committed prefix in order and are final.
-    pub fn push(&mut self, replica: usize, chunk: &[u8]) -> Vec<u8> {
+    /// extend the committed prefix in order and are final (borrowed until the next call: deliver them,
+    /// no copy is made).
+    pub fn push(&mut self, replica: usize, chunk: &[u8]) -> &[u8] {
+        let before = self.committed;
+        self.hold = self.committed;
+        self.absorb(replica, chunk);
+        self.trim_tail();
+        let from = (before - self.base) as usize;
+        &self.tail.as_slice()[from..]
+    }
+
+    fn absorb(&mut self, replica: usize, chunk: &[u8]) {
         let at = self.lanes[replica].len;
         self.lanes[replica].len += chunk.len() as u64;
         if let Some(own) = self.lanes[replica].own.as_mut() {
             own.update(chunk);
-            return Vec::new();
+            return;
         }
         let mut chunk = chunk;
         if at < self.committed {
             // A laggard: what it wrote must repeat committed bytes, which the tail still holds.
             let k = ((self.committed - at) as usize).min(chunk.len());
             let from = (at - self.base) as usize;
-            if let Some(j) = (0..k).find(|&j| self.tail[from + j] != chunk[j]) {
-                let offset = at + j as u64;
-                let majority: Vec<u8> = self.tail.range(from + j..).take(64).copied().collect();
+            let same = lcp(&self.tail.as_slice()[from..from + k], &chunk[..k]);
+            if same < k {
+                let offset = at + same as u64;
+                let majority = self.tail.as_slice()[from + same..].iter().take(64).copied().collect();
                 let mut own = self.state_at(offset, &[]);
-                own.update(&chunk[j..]);
-                self.diverge(replica, offset, &[], majority, &chunk[j..], own);
-                self.trim_tail();
-                return Vec::new();
+                own.update(&chunk[same..]);
+                self.diverge(replica, offset, &[], majority, &chunk[same..], own);
+                return;
             }
             chunk = &chunk[k..];
-            self.trim_tail();
         }
-        self.lanes[replica].pending.extend_from_slice(chunk);
-        self.try_commit()
+        if chunk.is_empty() {
+            return;
+        }
+        // Compare the new bytes once with every other following lane's bytes at the same offsets.
+        let old = self.lanes[replica].pending.len();
+        for j in 0..self.lanes.len() {
+            if j == replica || !self.lanes[j].follows() || self.agree[replica][j] != old {
+                continue;
+            }
+            let theirs = self.lanes[j].pending.as_slice();
+            let overlap = theirs.len().saturating_sub(old).min(chunk.len());
+            let more = lcp(&theirs[old..old + overlap], &chunk[..overlap]);
+            self.agree[replica][j] += more;
+            self.agree[j][replica] += more;
+        }
+        self.lanes[replica].pending.extend(chunk);
+        self.try_commit();
     }
 
     /// `replica`'s stream ended.
     pub fn finish(&mut self, replica: usize) {
+        self.hold = self.committed;
         let lane = &mut self.lanes[replica];
         lane.finished = true;
         if let Some(own) = &lane.own {
@@ -159,9 +189,7 @@ impl ByteCommitter {
         }
         lane.digest.or_else(|| {
             // It ended ahead of the committed offset: the committed stream, then its own remainder.
-            let mut h = self.state_at(self.committed, &[]);
-            h.update(&lane.pending);
-            Some(*h.finalize().as_bytes())
+            Some(*self.state_at(self.committed, lane.pending.as_slice()).finalize().as_bytes())
         })
     }
 
@@ -196,6 +224,7 @@ impl ByteCommitter {
 
     /// Stop keeping `replica`'s bytes: it only hashes from now on (it was found hopeless).
     pub fn give_up(&mut self, replica: usize) {
+        self.hold = self.committed;
         if !self.lanes[replica].follows() {
             return;
         }
@@ -204,46 +233,50 @@ impl ByteCommitter {
             let digest = self.digest(replica);
             let lane = &mut self.lanes[replica];
             lane.digest = digest;
-            lane.pending = Vec::new();
+            lane.pending.clear();
             lane.own = Some(blake3::Hasher::new());
             return;
         }
         let len = self.lanes[replica].len.min(self.committed);
-        let mut own = self.state_at(len, &[]);
-        own.update(&std::mem::take(&mut self.lanes[replica].pending));
+        let own = self.state_at(len, self.lanes[replica].pending.as_slice());
+        self.lanes[replica].pending.clear();
         self.lanes[replica].own = Some(own);
         self.trim_tail();
     }
 
     /// Lanes `a` and `b` wrote the same bytes as far as both got (one is a prefix of the other).
     fn agrees_so_far(&self, a: usize, b: usize) -> bool {
-        let (pa, pb) = (&self.lanes[a].pending, &self.lanes[b].pending);
-        lcp(pa, pb) == pa.len().min(pb.len())
+        a == b || self.agree[a][b] == self.lanes[a].pending.len().min(self.lanes[b].pending.len())
     }
 
     /// The committed stream's digest state at `offset` (between `base` and `committed`), then `extra`.
     fn state_at(&self, offset: u64, extra: &[u8]) -> blake3::Hasher {
         let mut h = self.hasher.clone();
         let upto = (offset.saturating_sub(self.base) as usize).min(self.tail.len());
-        let (a, b) = self.tail.as_slices();
-        let first = upto.min(a.len());
-        h.update(&a[..first]);
-        h.update(&b[..upto - first]);
+        h.update(&self.tail.as_slice()[..upto]);
         h.update(extra);
         h
     }
 
-    /// Extend the committed prefix as far as a strict majority of following replicas share it.
-    fn try_commit(&mut self) -> Vec<u8> {
+    /// Extend the committed prefix as far as a strict majority of following replicas share it; the
+    /// committed bytes are appended to the tail.
+    fn try_commit(&mut self) {
         let alive: Vec<usize> = (0..self.lanes.len()).filter(|&i| self.lanes[i].follows()).collect();
         if alive.len() < self.majority {
-            return Vec::new();
+            return;
         }
         // Any committing majority contains one of the first (alive - majority + 1) following replicas.
         let mut best = (0usize, alive[0]);
+        let mut shared: Vec<usize> = Vec::with_capacity(alive.len());
         for &r in &alive[..=alive.len() - self.majority] {
-            let mut shared: Vec<usize> =
-                alive.iter().map(|&s| lcp(&self.lanes[r].pending, &self.lanes[s].pending)).collect();
+            shared.clear();
+            shared.extend(alive.iter().map(|&s| {
+                if s == r {
+                    self.lanes[r].pending.len()
+                } else {
+                    self.agree[r][s]
+                }
+            }));
             shared.sort_unstable_by(|a, b| b.cmp(a));
             let e = shared[self.majority - 1];
             if e > best.0 {
@@ -252,40 +285,37 @@ impl ByteCommitter {
         }
         let (e, r) = best;
         if e == 0 {
-            return Vec::new();
+            return;
         }
-        let bytes: Vec<u8> = self.lanes[r].pending[..e].to_vec();
+        self.tail.extend(&self.lanes[r].pending.as_slice()[..e]);
+        let start = self.tail.len() - e;
         for &s in &alive {
             let have = self.lanes[s].pending.len();
-            let same = lcp(&bytes, &self.lanes[s].pending);
+            let same = if s == r { have } else { self.agree[r][s] };
             if same < have.min(e) {
                 // It wrote something else where the majority committed: diverged.
                 let offset = self.committed + same as u64;
+                let bytes = &self.tail.as_slice()[start..];
                 let majority = bytes[same..].iter().take(64).copied().collect();
-                let theirs = std::mem::take(&mut self.lanes[s].pending);
-                let own = self.state_at(self.committed, &bytes[..same]);
-                let mut own = own;
+                let before = bytes[..same].to_vec();
+                let theirs = self.lanes[s].pending.take();
+                let mut own = self.state_at(self.committed, &before);
                 own.update(&theirs[same..]);
-                self.diverge(s, offset, &bytes[..same], majority, &theirs[same..], own);
+                self.diverge(s, offset, &before, majority, &theirs[same..], own);
             } else {
-                self.lanes[s].pending.drain(..have.min(e));
+                self.lanes[s].pending.consume(e);
             }
         }
-        let laggards =
-            self.lanes.iter().any(|l| l.follows() && !l.finished && l.len < self.committed + e as u64);
-        if laggards || !self.tail.is_empty() {
-            self.tail.extend(&bytes);
-        } else {
-            self.hasher.update(&bytes);
-            self.base_lines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-            self.base += e as u64;
+        for &s in &alive {
+            for &t in &alive {
+                self.agree[s][t] = self.agree[s][t].saturating_sub(e);
+            }
         }
         self.committed += e as u64;
-        self.trim_tail();
-        self.recent.extend(&bytes);
-        let over = self.recent.len().saturating_sub(CONTEXT);
-        self.recent.drain(..over);
-        bytes
+        let keep = e.min(CONTEXT);
+        let bytes = &self.tail.as_slice()[self.tail.len() - keep..];
+        self.recent.extend(bytes);
+        self.recent.consume(self.recent.len().saturating_sub(CONTEXT));
     }
 
     /// `pending_before`: when the divergence lies beyond the committed offset (found while committing),
@@ -303,22 +333,26 @@ impl ByteCommitter {
         // most recent committed bytes and the part of the current commit before `offset`.
         let before: Vec<u8> = if offset < self.committed && offset >= self.base && !self.tail.is_empty() {
             let end = (offset - self.base) as usize;
-            self.tail.range(end.saturating_sub(CONTEXT)..end).copied().collect()
+            self.tail.as_slice()[end.saturating_sub(CONTEXT)..end].to_vec()
         } else {
-            let mut b: Vec<u8> = self.recent.iter().copied().chain(pending_before.iter().copied()).collect();
+            let mut b: Vec<u8> = [self.recent.as_slice(), pending_before].concat();
             b.drain(..b.len().saturating_sub(CONTEXT));
             b
         };
         // Its line: the newlines of the committed stream before `offset` (hashed, in the tail, or in the
-        // bytes being committed right now, which `majority` starts with when offset >= committed).
-        let in_tail = (offset.saturating_sub(self.base) as usize).min(self.tail.len());
+        // bytes being committed right now).
+        let in_tail = (offset.min(self.committed).saturating_sub(self.base) as usize).min(self.tail.len());
         let mut newlines =
-            self.base_lines + self.tail.range(..in_tail).filter(|&&b| b == b'\n').count() as u64;
+            self.base_lines + memchr::memchr_iter(b'\n', &self.tail.as_slice()[..in_tail]).count() as u64;
         if offset > self.committed {
             newlines += memchr::memchr_iter(b'\n', pending_before).count() as u64;
         }
+        for row in &mut self.agree {
+            row[replica] = 0;
+        }
+        self.agree[replica].iter_mut().for_each(|a| *a = 0);
         let lane = &mut self.lanes[replica];
-        lane.pending = Vec::new();
+        lane.pending.clear();
         if lane.finished {
             lane.digest = Some(*own.finalize().as_bytes());
         }
@@ -332,7 +366,8 @@ impl ByteCommitter {
         });
     }
 
-    /// Hash and drop committed bytes every following, unfinished replica has passed.
+    /// Hash and drop committed bytes every following, unfinished replica has passed (and the caller has
+    /// taken).
     fn trim_tail(&mut self) {
         let slowest = self
             .lanes
@@ -341,16 +376,13 @@ impl ByteCommitter {
             .map(|l| l.len)
             .min()
             .unwrap_or(self.committed)
-            .min(self.committed);
+            .min(self.hold);
         if slowest > self.base {
             let n = ((slowest - self.base) as usize).min(self.tail.len());
-            let (a, b) = self.tail.as_slices();
-            let first = n.min(a.len());
-            self.hasher.update(&a[..first]);
-            self.hasher.update(&b[..n - first]);
-            self.base_lines += (memchr::memchr_iter(b'\n', &a[..first]).count()
-                + memchr::memchr_iter(b'\n', &b[..n - first]).count()) as u64;
-            self.tail.drain(..n);
+            let done = &self.tail.as_slice()[..n];
+            self.hasher.update(done);
+            self.base_lines += memchr::memchr_iter(b'\n', done).count() as u64;
+            self.tail.consume(n);
             self.base += n as u64;
         }
     }
@@ -360,8 +392,8 @@ impl ByteCommitter {
 fn lcp(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
-        i += 64;
+    while i + 256 <= n && a[i..i + 256] == b[i..i + 256] {
+        i += 256;
     }
     while i < n && a[i] == b[i] {
         i += 1;

@@ -4,6 +4,7 @@
 //! final vote over whole outputs.
 
 pub mod bytes;
+pub mod fifo;
 pub mod lines;
 
 pub use bytes::{ByteCommitter, Divergence};
@@ -27,10 +28,10 @@ impl Committer {
     }
 
     /// `replica` wrote `chunk`; returns the bytes this commits (deliver them now).
-    pub fn push(&mut self, replica: usize, chunk: &[u8]) -> Vec<u8> {
+    pub fn push(&mut self, replica: usize, chunk: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Committer::Bytes(c) => c.push(replica, chunk),
-            Committer::Lines(c) => c.push(replica, chunk),
+            Committer::Bytes(c) => std::borrow::Cow::Borrowed(c.push(replica, chunk)),
+            Committer::Lines(c) => std::borrow::Cow::Owned(c.push(replica, chunk)),
         }
     }
 
@@ -110,7 +111,7 @@ mod tests {
             let size = chunks.get(step % chunks.len().max(1)).copied().unwrap_or(1).max(1);
             step += 1;
             let end = (at[r] + size).min(outputs[r].len());
-            delivered.extend(c.push(r, &outputs[r][at[r]..end]));
+            delivered.extend(c.push(r, &outputs[r][at[r]..end]).iter());
             at[r] = end;
             // What the capture loop does with a replica whose lead can never be committed.
             if let Committer::Bytes(b) = c {
@@ -238,13 +239,13 @@ mod tests {
     #[test]
     fn a_line_written_by_a_majority_commits_before_anyone_finishes() {
         let mut c = Committer::new(3, vec![]);
-        assert_eq!(c.push(0, b"1\n"), b"");
-        assert_eq!(c.push(2, b"1\n"), b"1\n", "two of three agree: committed at once");
-        assert_eq!(c.push(1, b"1\n"), b"", "the laggard is checked, nothing new");
-        assert_eq!(c.push(1, b"x"), b"");
-        assert_eq!(c.push(0, b"2"), b"");
+        assert_eq!(c.push(0, b"1\n").to_vec(), b"".to_vec());
+        assert_eq!(c.push(2, b"1\n").to_vec(), b"1\n".to_vec(), "two of three agree: committed at once");
+        assert_eq!(c.push(1, b"1\n").to_vec(), b"".to_vec(), "the laggard is checked, nothing new");
+        assert_eq!(c.push(1, b"x").to_vec(), b"".to_vec());
+        assert_eq!(c.push(0, b"2").to_vec(), b"".to_vec());
         assert!(c.divergence(1).is_none());
-        assert_eq!(c.push(2, b"2"), b"2");
+        assert_eq!(c.push(2, b"2").to_vec(), b"2".to_vec());
         let d = c.divergence(1).expect("replica 1 wrote x where the majority wrote 2");
         assert_eq!(
             (d.offset, d.line, d.before.as_slice(), d.replica.as_slice()),
@@ -269,9 +270,13 @@ mod tests {
     fn masked_lines_deliver_the_lowest_numbered_replica_of_the_majority() {
         let mask = Regex::new("[0-9]+").unwrap();
         let mut c = Committer::new(3, vec![mask]);
-        assert_eq!(c.push(2, b"took 3ms\n"), b"");
-        assert_eq!(c.push(1, b"took 5ms\n"), b"took 5ms\n", "replica 1 is the lowest of replicas 1 and 2");
-        assert_eq!(c.push(0, b"took 9ms\nend"), b"");
+        assert_eq!(c.push(2, b"took 3ms\n").to_vec(), b"".to_vec());
+        assert_eq!(
+            c.push(1, b"took 5ms\n").to_vec(),
+            b"took 5ms\n".to_vec(),
+            "replica 1 is the lowest of replicas 1 and 2"
+        );
+        assert_eq!(c.push(0, b"took 9ms\nend").to_vec(), b"".to_vec());
         assert_eq!(c.remainder(0).unwrap(), b"end");
     }
 }

@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::FileExt;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -28,7 +27,8 @@ pub struct Output {
     fd: RawFd,
     /// A pipe or socket: wait for room with poll, write with non-blocking splice.
     stream: bool,
-    buf: Vec<u8>,
+    /// The spool, mapped once for writes to files and devices (no read copy).
+    map: Option<memmap2::Mmap>,
 }
 
 impl Output {
@@ -36,7 +36,7 @@ impl Output {
         let stream = nix::sys::stat::fstat(fd)
             .map(|m| matches!(m.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
             .unwrap_or(false);
-        Output { fd, stream, buf: Vec::new() }
+        Output { fd, stream, map: None }
     }
 
     /// Move the next piece of `spool` from offset `at`, waiting at most until the signal pipe wakes.
@@ -88,17 +88,24 @@ impl Output {
     }
 
     fn write_from(&mut self, spool: &File, at: &mut u64, want: usize) -> Result<Sent> {
-        self.buf.resize(want, 0);
-        let got = spool.read_at(&mut self.buf[..want], *at).context("reading an output spool")?;
+        if self.map.is_none() {
+            // SAFETY: the spool is tmr's own unlinked temporary file, complete and no longer written
+            // while it is delivered, so the mapping cannot change or shrink under us.
+            self.map = Some(unsafe { memmap2::Mmap::map(spool) }.context("mapping an output spool")?);
+        }
+        let map = self.map.as_ref().expect("just set");
+        let start = (*at as usize).min(map.len());
+        let got = want.min(map.len() - start);
         if got == 0 {
             return Ok(Sent::Done);
         }
+        let bytes = &map[start..start + got];
         let mut done = 0;
         while done < got {
             match nix::unistd::write(
                 // SAFETY: as above, tmr's own stdout/stderr.
                 unsafe { BorrowedFd::borrow_raw(self.fd) },
-                &self.buf[done..got],
+                &bytes[done..],
             ) {
                 Ok(n) => done += n,
                 Err(Errno::EINTR) => {}

@@ -655,8 +655,13 @@ impl Harness {
         loop {
             self.check_stop();
             let Some(hub) = self.hub.as_mut() else { return Ok(()) };
+            if hub.reader_gone() {
+                // The reader left before taking everything: as in a pipeline, that is SIGPIPE.
+                self.interrupted.get_or_insert(libc::SIGPIPE);
+                return Ok(());
+            }
             let waiting: Vec<(usize, std::os::fd::RawFd)> = hub.waiting().collect();
-            if waiting.is_empty() || self.interrupted.is_some() || hub.reader_gone() {
+            if waiting.is_empty() || self.interrupted.is_some() {
                 return Ok(());
             }
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];

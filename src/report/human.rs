@@ -39,10 +39,13 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         out.push('\n');
     };
     if r.interrupted_by.as_deref() == Some("SIGPIPE") {
+        let ended = match r.stopped_replicas {
+            0 => "the replicas had finished".to_string(),
+            n => format!("the {n} running replica(s) were sent SIGPIPE, as a shell pipeline would"),
+        };
         line(format!(
-            "tmr's output was closed by its reader after {} byte(s): the {} running replica(s) were sent \
-             SIGPIPE, as a shell pipeline would, exit {}",
-            r.output.stdout.bytes, r.stopped_replicas, r.exit_code
+            "tmr's output was closed by its reader after {} byte(s): {ended}, exit {}",
+            r.output.stdout.bytes, r.exit_code
         ));
         return out;
     }

@@ -439,7 +439,7 @@ fn kib(v: f64) -> String {
 mod tests {
     use super::*;
     use crate::diff::LineDiff;
-    use crate::report::{StreamEntry, VoteEntry, SCHEMA, VERSION};
+    use crate::report::{StreamEntry, VoteEntry};
 
     fn run(replica: usize, code: i32, out: &str) -> RunEntry {
         RunEntry {
@@ -458,46 +458,13 @@ mod tests {
     }
 
     fn report(runs: Vec<RunEntry>, vote: VoteEntry, dissents: Vec<Dissent>, exit_code: i32) -> RunReport {
-        RunReport {
-            schema: SCHEMA,
-            version: VERSION,
-            command: vec!["x".into()],
-            replicas: runs.len(),
-            sequential: false,
-            compare: vec!["exit", "stdout"],
-            masks: vec![],
-            timeout: None,
-            runs,
-            vote,
-            dissents,
-            leaked_processes: 0,
-            interrupted_by: None,
-            stopped_replicas: 0,
-            delivered: true,
-            output: crate::report::OutputReport::spooled(),
-            classification: ClassReport {
-                class: Class::None,
-                reruns: 0,
-                budget: 0,
-                confidence: 0.95,
-                rerun_mode: "sequential",
-                settled_early: false,
-                odd_rate_bound: None,
-                observations: 0,
-                exec_failed: false,
-                time_budget_ms: 0.0,
-                spent_ms: 0.0,
-                note: None,
-                unstable: false,
-                emerged: None,
-                outcomes: vec![],
-                rerun_runs: vec![],
-            },
-            memory: None,
-            injection: None,
-            exit_code,
-            wall_ms: 10.0,
-        }
+        let mut r = crate::report::sample_report(&["x"]);
+        r.replicas = runs.len();
+        r.runs = runs;
+        r.vote = vote;
+        r.dissents = dissents;
+        r.exit_code = exit_code;
+        r
     }
 
     #[test]

@@ -284,6 +284,12 @@ fn a_bad_spec_is_refused_before_anything_runs() {
         ("flip:offset=4096", "must be below 4096"),
         ("zap:replica=0", "expected flip:… or reg:…"),
         ("flip:replica", "expected key=value"),
+        // Each of these used to be coerced or ignored; bits=9 at one byte spun forever.
+        ("flip:replica=0,offset=0,bits=9", "bits=9"),
+        ("flip:bit=263", "bit 0-7"),
+        ("reg:bit=256", "bits 0-63"),
+        ("flip:bits=0", "bits=0"),
+        ("flip:reg=rax", "applies only to reg:"),
     ];
     for (spec, message) in cases {
         let out = tmr().timeout(LIMIT).args(["--inject", spec, "--", "sh", "-c", &touch]).output().unwrap();

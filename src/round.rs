@@ -101,8 +101,12 @@ pub fn execute(config: &Config) -> Result<i32> {
         exit_code,
     );
     report.memory = memory;
-    report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
-    if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
+    report.injection =
+        config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted, harness.interrupted));
+    // An interrupted run ends with the signal's code: the injection did not fail, tmr was stopped.
+    let inject_failed =
+        harness.interrupted.is_none() && report.injection.as_ref().is_some_and(|i| i.error.is_some());
+    if inject_failed {
         report.exit_code = exit::TMR_ERROR;
     }
     write_report(config, &report, report_file.as_mut())?;
@@ -112,7 +116,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     if config.classify.github {
         append_github_summary(&report)?;
     }
-    if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()) {
+    if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()).filter(|_| inject_failed) {
         return Err(
             ExitError { code: exit::TMR_ERROR, message: format!("tmr: --inject failed: {err}") }.into()
         );
@@ -125,6 +129,7 @@ fn injection_report(
     spec: &crate::inject::InjectSpec,
     records: &[RunRecord],
     voted: &Vote<Key>,
+    interrupted: Option<i32>,
 ) -> InjectionReport {
     let replica = spec.replica.unwrap_or(0);
     let rec = records.iter().find(|r| r.job.replica == replica);
@@ -134,9 +139,12 @@ fn injection_report(
         spec: spec.to_text(),
         replica,
         injected: snap.and_then(|s| s.injected.clone()),
-        error: match snap {
-            Some(s) => s.inject_error.clone(),
-            None => Some("the replica's monitor reported nothing".into()),
+        error: match (snap, interrupted) {
+            (Some(s), _) => s.inject_error.clone(),
+            (None, Some(sig)) => {
+                Some(format!("tmr was stopped by {} before the replica's monitor reported", signal_name(sig)))
+            }
+            (None, None) => Some("the replica's monitor reported nothing".into()),
         },
         faulty_replica_agreed: agreed,
     }

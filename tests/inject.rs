@@ -433,3 +433,25 @@ fn an_injected_one_off_fault_is_transient_with_the_default_budget() {
     let c = &ran.report["classification"];
     assert_eq!(ran.class(), "transient", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
 }
+
+/// SIGINT/SIGTERM to tmr during an `--inject` run end it with the signal's code (130/143), as without
+/// `--inject`: the monitor that was stopped with its replica reported nothing, but that is not a failed
+/// injection.
+#[test]
+fn a_signal_to_tmr_during_an_injection_run_exits_with_the_signals_code() {
+    require_ptrace!();
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = tmr_std();
+        cmd.args(["--inject", "flip:replica=0,after=exit,region=heap", "--"])
+            .arg(fixture("hang"))
+            .arg("--ready-file")
+            .arg(dir.path().join("ready"));
+        let mut running = spawn(&mut cmd, Input::Null);
+        wait_for_file_while(&dir.path().join("ready"), &mut running);
+        send_signal(running.pid(), sig);
+        let out = running.finish(LIMIT);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("--inject failed"), "{}", text(&out.stderr));
+    }
+}

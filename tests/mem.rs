@@ -642,6 +642,41 @@ fn a_deterministic_failure_stays_deterministic_under_mem() {
     assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
 }
 
+/// dash keeps pointers into the environment block on its heap: when TMR_ROUND gains a digit (rerun 10),
+/// every later TMR_* string starts one byte further on. Rerun 10 must not look like a different outcome.
+#[test]
+fn a_shell_failure_stays_deterministic_past_the_tenth_rerun() {
+    require_ptrace!();
+    let ran = tmr_json(argv!["--mem", "--reruns", "12", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(ran.code, 3);
+    let c = &ran.report["classification"];
+    assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
+    assert_eq!(c["reruns"], 12, "{c}");
+}
+
+/// Replicas 10..14 have a two-digit TMR_REPLICA; a shell's memory must agree with replicas 0..9's.
+#[test]
+fn fifteen_shell_replicas_agree_on_memory() {
+    require_ptrace!();
+    let ran =
+        tmr_json(argv!["-n", "15", "--mem", "--fail-on", "nondeterministic", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(ran.code, 0, "{}", ran.summary());
+    assert!(ran.divergent().is_empty(), "{}", ran.summary());
+    assert_eq!(ran.report["vote"]["unanimous"], true);
+}
+
+/// A fault injected once into a shell replica is transient under --mem, as without it: the reruns past
+/// round 10 must keep agreeing with the voted replica's memory.
+#[test]
+fn an_injected_fault_in_a_shell_is_transient_under_mem() {
+    require_ptrace!();
+    let spec = "flip:replica=1,after=exit,region=heap,seed=3";
+    let ran = tmr_json(argv!["--mem", "--inject", spec, "--reruns", "12", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let c = &ran.report["classification"];
+    assert_eq!(ran.class(), "transient", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
+}
+
 #[test]
 fn the_eleventh_replica_has_the_same_memory() {
     require_ptrace!();

@@ -52,8 +52,10 @@ pub struct Masks {
     /// ([`crate::memvote::PidPage`]). A PID namespace would make it equal instead, but the replica would
     /// then be pid 1 and ignore the signals it sends itself (abort, kill $$).
     pub tid: Option<(u32, u64)>,
-    /// `TMR_REPLICA=<i>` and friends in the environment block on the stack: they differ by design
-    /// between replicas and rounds.
+    /// `TMR_REPLICA=<i>` and friends: they differ by design between replicas and rounds. Blanked in the
+    /// environment block on the stack and wherever a program copied them, and so are pointers to them.
+    /// The values themselves stay as users expect them (`[ "$TMR_REPLICA" = 0 ]`), unpadded: TMR_PAD
+    /// keeps the block's total length fixed, and the masks make the rest equal.
     pub replica_env: Vec<Vec<u8>>,
 }
 
@@ -91,36 +93,60 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
         pid_pages_from: None,
     };
     let own_pid = masks.tid.map(|t| t.0);
-    // Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
-    let mut buf = vec![0u8; 1 << 16];
-    for m in writable_mappings(&maps) {
-        let mut start = m.start;
-        if m.name == "[stack]" {
-            if let Some(rsp) = masks.rsp.filter(|&r| r >= m.start && r < m.end) {
-                start = rsp & !(PAGE - 1);
-            }
-        }
+    let env_strings = env_matcher(&masks.replica_env);
+    let margin = masks.replica_env.iter().map(Vec::len).max().unwrap_or(0) as u64;
+    let mut buf = vec![0u8; CHUNK + 2 * margin as usize];
+    let mappings = writable_mappings(&maps);
+    // The stack first: where the TMR_* strings sit in it bounds the pointers to them, which programs keep
+    // elsewhere too (dash points into the environment block instead of copying it).
+    let mut stack_region = None;
+    let mut env_range = None;
+    if let Some(m) = mappings.iter().find(|m| m.name == "[stack]") {
+        let start = masks.rsp.filter(|&r| r >= m.start && r < m.end).map_or(m.start, |rsp| rsp & !(PAGE - 1));
         let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
+        // The live stack is small: read it whole, so masks see strings that straddle pages.
+        let mut stack = vec![0u8; (m.end - start) as usize];
+        let got = read_remote(pid, start, &mut stack);
+        stack.truncate(got - got % PAGE as usize);
+        env_range = mask_stack(&mut stack, start, masks);
+        for (i, page) in stack.chunks(PAGE as usize).enumerate() {
+            hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
+        }
+        for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
+            digests.push_str(UNREADABLE);
+        }
+        stack_region = Some(Region { name: m.name.clone(), start, end: m.end, digests });
+    }
+    for m in mappings {
         if m.name == "[stack]" {
-            // The live stack is small: read it whole, so masks see strings that straddle pages.
-            let mut stack = vec![0u8; (m.end - start) as usize];
-            let got = read_remote(pid, start, &mut stack);
-            stack.truncate(got - got % PAGE as usize);
-            mask_stack(&mut stack, start, masks);
-            for (i, page) in stack.chunks(PAGE as usize).enumerate() {
-                hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
-            }
-            for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
-                digests.push_str(UNREADABLE);
-            }
-            out.regions.push(Region { name: m.name, start, end: m.end, digests });
+            out.regions.extend(stack_region.take());
             continue;
         }
+        let start = m.start;
+        let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
         let mut at = start;
         while at < m.end {
-            let len = ((m.end - at) as usize).min(buf.len());
-            let chunk = &mut buf[..len];
-            let got = read_remote(pid, at, chunk);
+            let len = ((m.end - at) as usize).min(CHUNK);
+            // Read a margin on both sides, so a TMR_* string that straddles two chunks is found from
+            // either; only the chunk itself is hashed.
+            let (mut lo, mut hi) =
+                (at.saturating_sub(margin).max(start), (at + len as u64 + margin).min(m.end));
+            let mut got_window = read_remote(pid, lo, &mut buf[..(hi - lo) as usize]);
+            if got_window < (at - lo) as usize + len {
+                // An unreadable page in the margin must not hide a readable chunk: read the chunk alone.
+                (lo, hi) = (at, at + len as u64);
+                got_window = read_remote(pid, lo, &mut buf[..(hi - lo) as usize]);
+            }
+            let window = &mut buf[..(hi - lo) as usize];
+            if let Some(env) = &env_strings {
+                mask_all(&mut window[..got_window], env);
+            }
+            let skip = (at - lo) as usize;
+            let got = got_window.saturating_sub(skip).min(len);
+            let chunk = &mut window[skip..skip + len];
+            if let Some(range) = env_range {
+                mask_pointers(chunk, range);
+            }
             for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
                 let addr = at + i as u64 * PAGE;
                 if (i + 1) * PAGE as usize > got {
@@ -137,6 +163,30 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
         out.regions.push(Region { name: m.name, start, end: m.end, digests });
     }
     Ok(out)
+}
+
+/// Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
+const CHUNK: usize = 1 << 16;
+
+/// One search for every TMR_* string at once (a literal alternation: a fast prefilter, then a match).
+fn env_matcher(strings: &[Vec<u8>]) -> Option<regex::bytes::Regex> {
+    if strings.is_empty() {
+        return None;
+    }
+    let alternation: Vec<String> =
+        strings.iter().map(|s| regex::escape(&String::from_utf8_lossy(s))).collect();
+    regex::bytes::RegexBuilder::new(&alternation.join("|")).unicode(false).build().ok()
+}
+
+/// Blank every TMR_* string in `bytes`, wherever a program copied it (sh keeps `NAME=value` copies of
+/// its whole environment on the heap). The values differ by design between replicas and rounds; a
+/// blanked copy reads as zeros whatever the number's length, and TMR_PAD keeps the strings' total
+/// length fixed, so a copy of the block as a whole is equal too.
+fn mask_all(bytes: &mut [u8], env: &regex::bytes::Regex) {
+    let found: Vec<(usize, usize)> = env.find_iter(bytes).map(|m| (m.start(), m.end())).collect();
+    for (a, b) in found {
+        bytes[a..b].fill(0);
+    }
 }
 
 /// Read as much of [addr, addr+len) as possible; returns the length of the readable prefix.
@@ -164,7 +214,7 @@ fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> usize {
 /// the stack pointer, the TMR_* environment strings, and the envp pointers into those strings
 /// (their block has a fixed start and length, but where each string starts inside it depends on the
 /// lengths of the numbers).
-fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
+fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) -> Option<(u64, u64)> {
     if let Some(rsp) = masks.rsp.filter(|&r| r >= base && r < base + stack.len() as u64) {
         stack[..(rsp - base) as usize].fill(0);
     }
@@ -175,12 +225,20 @@ fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
             hi = hi.max(base + (at + pattern.len()) as u64 + 1);
         }
     }
-    if lo < hi {
-        for word in stack.chunks_exact_mut(8) {
-            let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            if v >= lo && v < hi {
-                word.fill(0);
-            }
+    let range = (lo < hi).then_some((lo, hi));
+    if let Some(range) = range {
+        mask_pointers(stack, range);
+    }
+    range
+}
+
+/// Blank aligned words that point into `[lo, hi)`, the TMR_* strings: where each string starts depends
+/// on the lengths of the numbers before it.
+fn mask_pointers(bytes: &mut [u8], (lo, hi): (u64, u64)) {
+    for word in bytes.chunks_exact_mut(8) {
+        let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        if v >= lo && v < hi {
+            word.fill(0);
         }
     }
 }

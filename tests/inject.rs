@@ -455,3 +455,32 @@ fn a_signal_to_tmr_during_an_injection_run_exits_with_the_signals_code() {
         assert!(!text(&out.stderr).contains("--inject failed"), "{}", text(&out.stderr));
     }
 }
+
+/// A TMR_INJECT in tmr's own environment (an export left over, or tmr run inside a replica) must not
+/// reach the monitors: only `--inject` injects.
+#[test]
+fn an_inherited_tmr_inject_injects_nothing() {
+    require_ptrace!();
+    let heapstate = fixture("heapstate");
+    let stray = [("TMR_INJECT", "flip:replica=0,after=exit,region=heap,seed=1"), ("TMR_PAD", "x")];
+    let args = argv!["--mem", "--reruns", "0", "--", heapstate, "--mb", "2"];
+    let ran = tmr_json_report(None, &stray, &args, "tmr-report");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.report["vote"]["unanimous"], true, "{}", ran.stderr);
+    assert_eq!(ran.report["memory"]["divergent"], serde_json::json!([]), "{}", ran.stderr);
+    assert!(ran.report["injection"].is_null(), "{}", ran.report["injection"]);
+}
+
+/// `tmr __tmr-monitor` is internal: run by hand it refuses, on one line, before running anything.
+#[test]
+fn the_monitor_refuses_to_run_outside_tmr() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch '{}'", marker.display());
+    let out =
+        tmr().timeout(LIMIT).args(["__tmr-monitor", "--", "/bin/sh", "sh", "-c", &touch]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let err = assert_tmr_error(&out.stderr);
+    assert!(err.contains("internal"), "{err}");
+    assert!(!marker.exists(), "the command must not have run");
+}

@@ -97,6 +97,10 @@ impl Det {
 
 /// Entry point of the monitor process. Returns only on a usage error; otherwise it exits like the replica.
 pub fn main(args: &[OsString]) -> i32 {
+    if let Err(e) = launched_by_tmr() {
+        eprintln!("tmr: {ARG} is tmr's internal memory monitor and runs only under tmr --mem/--inject: {e}");
+        return 125;
+    }
     let mut det = Det::default();
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
@@ -132,6 +136,29 @@ pub fn main(args: &[OsString]) -> i32 {
     let _ = out.write_all(&serde_json::to_vec(&snap).expect("a snapshot serialises"));
     drop(out);
     mirror(status)
+}
+
+/// Was this monitor started by tmr for a replica? tmr hands it an unlinked snapshot file as fd 3 and keeps
+/// that file open itself; run by hand (or by a replica), fd 3 is missing, a named file, or not tmr's.
+/// Checked before anything runs, so a stray `tmr __tmr-monitor` neither runs a command under ptrace nor
+/// writes JSON into whatever fd 3 happens to be.
+fn launched_by_tmr() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let own = nix::sys::stat::fstat(SNAPSHOT_FD).map_err(|_| format!("fd {SNAPSHOT_FD} is not open"))?;
+    if own.st_mode & libc::S_IFMT != libc::S_IFREG || own.st_nlink != 0 {
+        return Err(format!("fd {SNAPSHOT_FD} is not tmr's snapshot file"));
+    }
+    let parent = nix::unistd::getppid();
+    let fds = std::fs::read_dir(format!("/proc/{parent}/fd"))
+        .map_err(|e| format!("cannot check the parent process: {e}"))?;
+    let held = fds
+        .flatten()
+        .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == own.st_dev && m.ino() == own.st_ino));
+    if held {
+        Ok(())
+    } else {
+        Err("the parent process did not hand it its snapshot file".into())
+    }
 }
 
 fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {

@@ -747,3 +747,88 @@ fn the_help_describes_the_default_determinization() {
     let says_off = help.contains("tsc (rdtsc trapping, off by default)");
     assert!(!(tsc_on && says_off), "help: tsc off by default; report: {}", ran.mem()["determinization"]);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Under --mem the command behaves exactly as without it
+// ---------------------------------------------------------------------------------------------------------
+
+/// Runs `script` (with `$D` a fresh directory) with and without `--mem`; both must give `code` and
+/// `stdout`.
+fn same_with_and_without_mem(opts: &[&str], script: &str, code: i32, stdout: &str) {
+    require_ptrace!();
+    for mem in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<OsString> = opts.iter().map(OsString::from).collect();
+        if mem {
+            args.insert(0, "--mem".into());
+        }
+        args.extend(argv!["--", "sh", "-c", script]);
+        let d = dir.path().to_str().unwrap();
+        let ran = tmr_json_env(&[("D", d)], args);
+        assert_eq!((ran.code, ran.stdout.as_str()), (code, stdout), "--mem {mem}: {}", ran.stderr);
+    }
+}
+
+/// A stopped replica stays stopped (a group-stop is not a signal to pass on and resume) until the
+/// timeout ends it, and a SIGCONT resumes it. (Under ptrace, /proc shows the stop as `t (tracing stop)`,
+/// not `T`.)
+#[test]
+fn a_replica_that_stops_itself_stays_stopped_until_sigcont_under_mem() {
+    same_with_and_without_mem(&["--timeout", "1s", "--reruns", "0"], "kill -STOP $$; echo resumed", 124, "");
+    let script = r#"p=$$
+        (while kill -0 $p 2>/dev/null && ! grep -q '^State:[[:space:]]*[Tt]' /proc/$p/status; do :; done; kill -CONT $p) &
+        kill -STOP $$; echo resumed"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "resumed\n");
+}
+
+/// `kill -TERM 0` reaches the whole process group; the replica traps it and survives, and so must the
+/// tracer beside it (were it killed, the replica would die with it).
+#[test]
+fn a_replica_that_signals_its_own_group_survives_under_mem() {
+    let script = r#"trap 'echo trapped' TERM; kill -TERM 0; echo survived"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "trapped\nsurvived\n");
+}
+
+/// A background child that writes after the replica exited is still heard (within the leak window):
+/// the child waits on a FIFO whose writer is the replica, so it writes only once the replica is gone.
+#[test]
+fn a_background_child_outlives_the_replica_under_mem() {
+    let script = r#"f="$D/fifo.$TMR_REPLICA"; mkfifo "$f"; (cat "$f" >/dev/null; echo late) & exec 5>"$f"; echo early"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "early\nlate\n");
+}
+
+/// SIGINT forwarded by tmr reaches the replica's INT trap, which runs and decides how the replica ends.
+#[test]
+fn a_forwarded_sigint_runs_the_replicas_trap_under_mem() {
+    require_ptrace!();
+    for mem in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report.json");
+        let mut cmd = tmr_std();
+        if mem {
+            cmd.arg("--mem");
+        }
+        cmd.args(["--format", "json", "-o"]).arg(&report).args([
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'exit 7' INT; touch "$D/ready.$TMR_REPLICA"; while :; do :; done"#,
+        ]);
+        cmd.env("D", dir.path());
+        let mut running = spawn(&mut cmd, Input::Null);
+        for i in 0..3 {
+            wait_for_file_while(&dir.path().join(format!("ready.{i}")), &mut running);
+        }
+        send_signal(running.pid(), libc::SIGINT);
+        let out = running.finish(LIMIT);
+        assert_eq!(out.status.code(), Some(130), "--mem {mem}: {}", text(&out.stderr));
+        let v: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        for r in v["runs"].as_array().unwrap() {
+            assert_eq!(
+                (&r["outcome"]["kind"], &r["outcome"]["code"]),
+                (&"exited".into(), &7.into()),
+                "--mem {mem}: {r}"
+            );
+        }
+    }
+}

@@ -51,16 +51,31 @@ pub struct Det {
     pub tid: bool,
     pub stack: bool,
     pub tsc: bool,
+    /// Vote the memory of a multithreaded replica too. Not a determinization step but a policy, spelled
+    /// like one so it travels in the same list: off by default (and not in `all`), because thread
+    /// scheduling makes such heaps differ from run to run, and a difference that is no fault must not turn
+    /// a run nondeterministic. Off, a multithreaded replica abstains from the memory vote, with a note.
+    pub strict_threads: bool,
 }
 
 impl Default for Det {
     fn default() -> Self {
-        Det { aslr: true, at_random: true, rseq: true, getrandom: true, tid: true, stack: true, tsc: false }
+        Det {
+            aslr: true,
+            at_random: true,
+            rseq: true,
+            getrandom: true,
+            tid: true,
+            stack: true,
+            tsc: false,
+            strict_threads: false,
+        }
     }
 }
 
 impl Det {
-    pub const NAMES: [&'static str; 7] = ["aslr", "at-random", "rseq", "getrandom", "tid", "stack", "tsc"];
+    pub const NAMES: [&'static str; 8] =
+        ["aslr", "at-random", "rseq", "getrandom", "tid", "stack", "tsc", "strict-threads"];
 
     pub fn parse(list: &str) -> Result<Det, String> {
         let mut d = Det {
@@ -71,6 +86,7 @@ impl Det {
             tid: false,
             stack: false,
             tsc: false,
+            strict_threads: false,
         };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
             match item {
@@ -82,6 +98,7 @@ impl Det {
                 "tid" => d.tid = true,
                 "stack" => d.stack = true,
                 "tsc" => d.tsc = true,
+                "strict-threads" => d.strict_threads = true,
                 other => {
                     return Err(format!(
                         "unknown determinization step '{other}': use {}, all or none",
@@ -94,7 +111,16 @@ impl Det {
     }
 
     pub fn to_list(self) -> String {
-        let on = [self.aslr, self.at_random, self.rseq, self.getrandom, self.tid, self.stack, self.tsc];
+        let on = [
+            self.aslr,
+            self.at_random,
+            self.rseq,
+            self.getrandom,
+            self.tid,
+            self.stack,
+            self.tsc,
+            self.strict_threads,
+        ];
         let names: Vec<&str> = Det::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() {
             "none".into()
@@ -540,6 +566,18 @@ impl Tracer {
             ));
             return;
         }
+        if self.snap.threads > 1 && !self.det.strict_threads {
+            // Still inject (the report shows what was flipped), but vote nothing of this replica's memory.
+            if let Some(spec) = self.inject.take_if(|s| s.when == crate::inject::When::Exit) {
+                self.inject_now(&spec);
+            }
+            self.snap.unavailable = Some(format!(
+                "multithreaded ({} threads): thread scheduling makes heaps differ between runs, so this \
+                 replica's memory was not voted (--mem-det ...,strict-threads votes it anyway)",
+                self.snap.threads
+            ));
+            return;
+        }
         let started = Instant::now();
         self.snap.unavailable = None;
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) {
@@ -820,5 +858,8 @@ mod tests {
         let d = Det::parse("aslr,tsc").unwrap();
         assert!(d.aslr && d.tsc && !d.getrandom);
         assert!(Det::parse("aslr,bogus").is_err());
+        assert!(!Det::parse("all").unwrap().strict_threads, "a policy, not a step: not in all");
+        let strict = Det::parse("aslr,strict-threads").unwrap();
+        assert!(strict.strict_threads && Det::parse(&strict.to_list()).unwrap() == strict);
     }
 }

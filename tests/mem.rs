@@ -867,3 +867,50 @@ fn a_forwarded_sigint_runs_the_replicas_trap_under_mem() {
         }
     }
 }
+
+/// A 16 GiB `MAP_NORESERVE` mapping with one touched page: never-populated pages are skipped unread (the
+/// monitor reads a few MiB, not 16 GiB), and tmr's own memory does not grow with the virtual size
+/// (before: 9 s and 660 MB of RSS). RSS is tmr's and its replicas' peak, from wait4.
+#[test]
+fn mem_cost_follows_populated_pages_not_virtual_size() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut cmd = tmr_std();
+    cmd.args(["--mem", "--reruns", "0", "--format", "json", "-o"])
+        .arg(&report)
+        .arg("--")
+        .arg(fixture("heapstate"))
+        .args(["--mb", "1", "--sparse-gb", "16"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Reaped below with wait4 (for its rusage), not with Child::wait.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data; `pid` is our own child, reaped here and nowhere else.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to locals.
+        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if got == pid {
+            break (status, usage);
+        }
+        if std::time::Instant::now() >= deadline {
+            send_signal(pid, libc::SIGTERM);
+            panic!("tmr did not finish in {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}");
+    let v: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["vote"]["unanimous"], true);
+    assert!(v["memory"]["pages_compared"].as_u64().unwrap() >= 4 << 20, "{}", v["memory"]["pages_compared"]);
+    for r in v["memory"]["replicas"].as_array().unwrap() {
+        assert!(r["bytes"].as_u64().unwrap() < 64 << 20, "read {} bytes", r["bytes"]);
+    }
+    assert!(usage.ru_maxrss < 200 << 10, "peak RSS {} KiB", usage.ru_maxrss);
+}

@@ -1,6 +1,8 @@
 //! Reading a stopped tracee's writable memory and hashing it page by page. Runs inside the per-replica
 //! monitor process (never in tmr itself), so a crash while reading one replica cannot take tmr down, and
-//! all replicas are hashed in parallel on all cores.
+//! all replicas are hashed in parallel on all cores. Anonymous pages that were never populated (neither
+//! present nor swapped in /proc/PID/pagemap) read as zeros and are not read at all, and runs of zero
+//! pages ship as one unit, so the cost follows the pages a replica touched, not its virtual size.
 
 use std::io::IoSliceMut;
 
@@ -8,9 +10,7 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{
-    pid_words, push_digest, to_hex, PidPage, Region, DIGEST_HEX, MAX_PID_PAGES, PAGE, UNREADABLE,
-};
+use crate::memvote::{pid_words, to_hex, Digests, PidPage, Region, MAX_PID_PAGES, PAGE};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +70,8 @@ pub struct Hashed {
 }
 
 /// Hash one page into `digests`; keep it whole if it holds the pid and is a place where copies live.
-fn hash_page(out: &mut Hashed, digests: &mut String, addr: u64, page: &[u8], pid: Option<u32>) {
-    push_digest(digests, page);
+fn hash_page(out: &mut Hashed, digests: &mut Digests, addr: u64, page: &[u8], pid: Option<u32>) {
+    digests.push_page(page);
     out.bytes += PAGE;
     if pid.is_some_and(|p| !pid_words(page, p).is_empty()) {
         if out.pid_pages.len() < MAX_PID_PAGES {
@@ -96,6 +96,7 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
     let env_strings = env_matcher(&masks.replica_env);
     let margin = masks.replica_env.iter().map(Vec::len).max().unwrap_or(0) as u64;
     let mut buf = vec![0u8; CHUNK + 2 * margin as usize];
+    let mut pagemap = Pagemap::open(pid);
     let mappings = writable_mappings(&maps);
     // The stack first: where the TMR_* strings sit in it bounds the pointers to them, which programs keep
     // elsewhere too (dash points into the environment block instead of copying it).
@@ -103,7 +104,7 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
     let mut env_range = None;
     if let Some(m) = mappings.iter().find(|m| m.name == "[stack]") {
         let start = masks.rsp.filter(|&r| r >= m.start && r < m.end).map_or(m.start, |rsp| rsp & !(PAGE - 1));
-        let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
+        let mut digests = Digests::default();
         // The live stack is small: read it whole, so masks see strings that straddle pages.
         let mut stack = vec![0u8; (m.end - start) as usize];
         let got = read_remote(pid, start, &mut stack);
@@ -113,9 +114,9 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
         }
         for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
-            digests.push_str(UNREADABLE);
+            digests.push_unreadable();
         }
-        stack_region = Some(Region { name: m.name.clone(), start, end: m.end, digests });
+        stack_region = Some(Region { name: m.name.clone(), start, end: m.end, digests: digests.finish() });
     }
     for m in mappings {
         if m.name == "[stack]" {
@@ -123,10 +124,17 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             continue;
         }
         let start = m.start;
-        let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
+        let mut digests = Digests::default();
+        // Anonymous memory never touched (or dropped) reads as zeros: skip it unread.
+        let anonymous = m.name == "[heap]" || m.name == "[anon]";
         let mut at = start;
         while at < m.end {
             let len = ((m.end - at) as usize).min(CHUNK);
+            if anonymous && pagemap.absent(at, len as u64 / PAGE) {
+                digests.push_zeros(len / PAGE as usize);
+                at += len as u64;
+                continue;
+            }
             // Read a margin on both sides, so a TMR_* string that straddles two chunks is found from
             // either; only the chunk itself is hashed.
             let (mut lo, mut hi) =
@@ -150,7 +158,7 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
                 let addr = at + i as u64 * PAGE;
                 if (i + 1) * PAGE as usize > got {
-                    digests.push_str(UNREADABLE);
+                    digests.push_unreadable();
                     continue;
                 }
                 let near_tcb =
@@ -160,9 +168,58 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             }
             at += len as u64;
         }
-        out.regions.push(Region { name: m.name, start, end: m.end, digests });
+        out.regions.push(Region { name: m.name, start, end: m.end, digests: digests.finish() });
     }
     Ok(out)
+}
+
+/// Which pages of the tracee are in memory or swap, from /proc/PID/pagemap (one 64-bit entry per page),
+/// read in batches: a page that is neither was never populated, and an anonymous one reads as zeros.
+struct Pagemap {
+    file: Option<std::fs::File>,
+    /// Page number of `entries[0]`.
+    first: u64,
+    entries: Vec<u64>,
+}
+
+/// Entries per read: 512 KiB of pagemap, covering 256 MiB of address space.
+const PAGEMAP_BATCH: usize = 1 << 16;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+
+impl Pagemap {
+    fn open(pid: Pid) -> Self {
+        let file = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok();
+        Pagemap { file, first: 0, entries: Vec::new() }
+    }
+
+    /// Are all `n` pages from `addr` unpopulated? False whenever pagemap cannot tell.
+    fn absent(&mut self, addr: u64, n: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else { return false };
+        let page = addr / PAGE;
+        let cached = page >= self.first && page + n <= self.first + self.entries.len() as u64;
+        if !cached {
+            let mut bytes = vec![0u8; PAGEMAP_BATCH.max(n as usize) * 8];
+            let got = match file.read_at(&mut bytes, page * 8) {
+                Ok(got) => got,
+                Err(_) => {
+                    self.file = None;
+                    return false;
+                }
+            };
+            self.first = page;
+            self.entries = bytes[..got - got % 8]
+                .chunks_exact(8)
+                .map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")))
+                .collect();
+            if (self.entries.len() as u64) < n {
+                return false;
+            }
+        }
+        let from = (page - self.first) as usize;
+        self.entries[from..from + n as usize].iter().all(|e| e & (PM_PRESENT | PM_SWAPPED) == 0)
+    }
 }
 
 /// Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
@@ -297,7 +354,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
                 pid_pages_dropped: 0,
                 pid_pages_from: None,
             };
-            let mut digests = String::new();
+            let mut digests = Digests::default();
             for p in 0..pages {
                 let mut page = vec![7u8; PAGE as usize];
                 if p < MAX_PID_PAGES {
@@ -312,7 +369,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
                     name: "[heap]".into(),
                     start,
                     end: start + pages as u64 * PAGE,
-                    digests,
+                    digests: digests.finish(),
                 }],
                 pid: Some(pid),
                 pid_pages: out.pid_pages,

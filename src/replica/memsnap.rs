@@ -392,11 +392,33 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
         assert_eq!(&page[..], b"PATH=/bin\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0X=1");
     }
 
+    /// Hash this very process and find a known buffer in the result: its pages carry exactly the digests
+    /// of their bytes, at their addresses, and a page of zeros reads as the zero digest.
     #[test]
-    fn our_own_memory_can_be_hashed() {
+    fn our_own_memory_is_hashed_page_by_page_at_the_right_addresses() {
+        use crate::memvote::{push_digest, zero_digest};
+        let pages = 4;
+        let mut buf = vec![0u8; (pages + 1) * PAGE as usize];
+        let base = (buf.as_ptr() as u64).next_multiple_of(PAGE);
+        let off = (base - buf.as_ptr() as u64) as usize;
+        for p in 0..pages - 1 {
+            buf[off + p * PAGE as usize..off + (p + 1) * PAGE as usize].fill(0xa0 + p as u8);
+        }
+        // The last page stays zeros.
         let h =
             hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: vec![] }).unwrap();
-        assert!(h.regions.iter().any(|r| r.name == "[heap]" || r.name == "[anon]"));
-        assert!(h.bytes > 0);
+        let region = h.regions.iter().find(|r| r.start <= base && base < r.end).expect("the buffer's region");
+        let digests: Vec<&str> =
+            region.pages().skip(((base - region.start) / PAGE) as usize).take(pages).collect();
+        for (p, got) in digests.iter().enumerate().take(pages - 1) {
+            let mut want = String::new();
+            push_digest(&mut want, &[0xa0 + p as u8; PAGE as usize]);
+            assert_eq!(*got, want, "page {p} of the buffer");
+        }
+        assert_eq!(digests[pages - 1], zero_digest());
+        assert_eq!(region.page_count() as u64, (region.end - region.start) / PAGE);
+        assert!(region.name == "[heap]" || region.name == "[anon]", "{}", region.name);
+        assert!(h.bytes >= pages as u64 * PAGE && h.bytes % PAGE == 0, "{} bytes", h.bytes);
+        std::hint::black_box(&buf);
     }
 }

@@ -6,7 +6,8 @@
 //! exactly; a bad spec is refused before anything runs, and an injection that could not happen is an
 //! error, not a silent pass.
 //!
-//! Every test skips itself (with a printed note) when the kernel refuses ptrace here. No sleeps, every
+//! Where the kernel refuses ptrace every test fails, unless TMR_TEST_ALLOW_SKIP=1 lets it skip (see
+//! `require_ptrace!`). No sleeps, every
 //! run bounded, no assertion on time.
 
 #[macro_use]

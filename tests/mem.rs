@@ -8,7 +8,8 @@
 //! is found at exactly its page, in the faulty replica; the vote on memory is switched by `--compare`; and
 //! the report says what it could not see (threads, static programs, crashes, kills).
 //!
-//! Every test skips itself (with a printed note) when the kernel refuses ptrace here. No sleeps, every
+//! Where the kernel refuses ptrace every test fails, unless TMR_TEST_ALLOW_SKIP=1 lets it skip (see
+//! `require_ptrace!`). No sleeps, every
 //! run bounded, no assertion on time.
 
 #[macro_use]

@@ -7,8 +7,7 @@
 //! error, not a silent pass.
 //!
 //! Where the kernel refuses ptrace every test fails, unless TMR_TEST_ALLOW_SKIP=1 lets it skip (see
-//! `require_ptrace!`). No sleeps, every
-//! run bounded, no assertion on time.
+//! `require_ptrace!`). No sleeps, every run bounded, no assertion on time.
 
 #[macro_use]
 mod common;

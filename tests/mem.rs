@@ -9,8 +9,7 @@
 //! the report says what it could not see (threads, static programs, crashes, kills).
 //!
 //! Where the kernel refuses ptrace every test fails, unless TMR_TEST_ALLOW_SKIP=1 lets it skip (see
-//! `require_ptrace!`). No sleeps, every
-//! run bounded, no assertion on time.
+//! `require_ptrace!`). No sleeps, every run bounded, no assertion on time.
 
 #[macro_use]
 mod common;

@@ -406,17 +406,31 @@ fn stack_pages(ran: &Ran) -> u64 {
     stack["pages"].as_u64().unwrap()
 }
 
+/// Pages of `region` that differ between the replicas at all: noise (no majority) or divergent (a
+/// minority differs).
+fn differing_in(ran: &Ran, region: &str) -> usize {
+    let divergent = ran.divergent().iter().filter(|d| d["region"] == region).count();
+    divergent + ran.noise_regions().iter().filter(|r| *r == region).count()
+}
+
 #[test]
 fn without_stack_trimming_dead_stack_is_compared_and_is_noise() {
     require_ptrace!();
-    // `date` leaves the time it read below the stack pointer (it prints only the year, so outputs agree).
-    // Trapped rdtsc makes clock reads coarse (equal within a tick), so tsc stays off on both sides to keep
-    // the three times distinct.
+    // `date` leaves what it computed below the stack pointer (it prints only the year, so outputs agree).
+    // Trapped rdtsc makes clock reads coarse (equal within a tick), so tsc stays off on both sides.
+    //
+    // The dead bytes need not differ three ways: which residue lands below the stack pointer depends on
+    // the stack's layout, and residue equal in two replicas splits them 2:1, a "divergence" of the odd
+    // one (with the monitor as the replica's parent, replica 0's dead page differed while 1 and 2
+    // matched, even pinned to one CPU). Asserting "noise" made this test fail 9 of 20 times under
+    // load (hunt -j 2 beside two CPU hogs). What the step guarantees is that dead bytes are not
+    // compared at all: without it the [stack] differs (as noise or divergence), with it no stack page
+    // does.
     let off = with_det(&all_but("stack").replace(",tsc", ""), argv!["date", "+%Y"]);
     let on = with_det(&ALL_STEPS.replace(",tsc", ""), argv!["date", "+%Y"]);
     println!("date -stack -tsc: {}\ndate -tsc: {}", off.summary(), on.summary());
-    assert!(off.noise_regions().iter().any(|r| r == "[stack]"), "{}", off.summary());
-    assert!(!on.noise_regions().iter().any(|r| r == "[stack]"), "{}", on.summary());
+    assert!(differing_in(&off, "[stack]") > 0, "{}", off.summary());
+    assert_eq!(differing_in(&on, "[stack]"), 0, "{}", on.summary());
     // With the step, only the live part of the stack (from the stack pointer's page up) is compared.
     assert!(stack_pages(&off) > stack_pages(&on), "{} vs {}", stack_pages(&off), stack_pages(&on));
 }

@@ -196,8 +196,18 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
     // SAFETY: a raw clone without CLONE_VM is a fork whose child sends no SIGCHLD (exit signal 0). This
     // process is single-threaded, so the child's copy of every lock is free. The child never returns
     // from `tracer_main`.
-    let tracer =
-        unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let clone =
+        || unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let mut tracer = clone();
+    // EAGAIN is a momentary shortage (a pids cgroup or RLIMIT_NPROC full of other replicas and their
+    // tracers, which come and go): wait for one to end rather than fail the replica. Bounded: ~2 s.
+    for attempt in 0..40 {
+        if tracer >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5 * (attempt + 1).min(10)));
+        tracer = clone();
+    }
     if tracer < 0 {
         return Err(fail(anyhow::anyhow!("starting the tracer: {}", std::io::Error::last_os_error())));
     }

@@ -53,7 +53,8 @@ pub struct PidPage {
 
 /// One writable private mapping. `digests` holds one 32-hex-digit digest (XXH3-128) per
 /// page, concatenated: one string per region instead of one per page keeps a 100 MiB snapshot cheap to
-/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`].
+/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`]; a run of pages of zeros is
+/// one unit (see [`Digests`]), so a huge sparse mapping costs what its touched pages cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Region {
     pub name: String,

@@ -213,9 +213,12 @@ fn the_heap_buffer_is_compared_page_by_page() {
     assert!(bytes >= 8 << 20, "the monitor hashed at least the buffer: {bytes} bytes");
 }
 
-fn assert_real_program_agrees(program: &str, arg: &Path) {
-    let direct = direct_stdout(Command::new(program).arg(arg).env("LC_ALL", "C"));
-    let ran = tmr_json_env(&[("LC_ALL", "C")], argv!["--mem", "--mem-det", "all", "--", program, arg]);
+fn assert_real_program_agrees(program: &str, opts: &[&str], arg: &Path) {
+    let direct = direct_stdout(Command::new(program).args(opts).arg(arg).env("LC_ALL", "C"));
+    let mut args = argv!["--mem", "--mem-det", "all", "--", program];
+    args.extend(opts.iter().map(OsString::from));
+    args.push(arg.into());
+    let ran = tmr_json_env(&[("LC_ALL", "C")], args);
     println!("{program}: {}", ran.summary());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.stdout, direct);
@@ -230,14 +233,17 @@ fn assert_real_program_agrees(program: &str, arg: &Path) {
 fn sort_has_no_divergent_and_no_noise_pages() {
     require_ptrace!();
     let (_dir, _listed, lines) = fixed_inputs();
-    assert_real_program_agrees("sort", &lines);
+    // Without -S, sort sizes its buffer from sysinfo(2)'s free RAM and keeps the size in its .bss: on a
+    // loaded machine free RAM changes between replicas, and that page differs for real (2 of 12 mem
+    // suite runs under load failed with "divergent 1 sort@rN"). That is sort's input, not a fault.
+    assert_real_program_agrees("sort", &["-S", "1M"], &lines);
 }
 
 #[test]
 fn ls_has_no_divergent_and_no_noise_pages() {
     require_ptrace!();
     let (_dir, listed, _lines) = fixed_inputs();
-    assert_real_program_agrees("ls", &listed);
+    assert_real_program_agrees("ls", &[], &listed);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -784,9 +784,9 @@ fn register<'a>(regs: &'a mut libc::user_regs_struct, name: &str) -> Option<&'a 
 
 /// Set by SIGALRM: the time of a timed injection has come.
 static ALARM: AtomicBool = AtomicBool::new(false);
-/// The traced replica, for the SIGALRM handler (0 until it is forked).
+/// The traced replica, for the SIGALRM handler (0 until the tracer has attached).
 static TRACEE: AtomicI32 = AtomicI32::new(0);
-/// The handler sent the replica its SIGSTOP.
+/// The handler already interrupted the replica (PTRACE_INTERRUPT).
 static STOP_SENT: AtomicBool = AtomicBool::new(false);
 
 /// Stops the replica right away: the tracer may be blocked in waitpid on a replica that computes without

@@ -422,8 +422,10 @@ fn differing_in(ran: &Ran, region: &str) -> usize {
 #[test]
 fn without_stack_trimming_dead_stack_is_compared_and_is_noise() {
     require_ptrace!();
-    // `date` leaves what it computed below the stack pointer (it prints only the year, so outputs agree).
+    // heapstate --dead-stack leaves the clock's nanoseconds below the stack pointer (outputs agree).
     // Trapped rdtsc makes clock reads coarse (equal within a tick), so tsc stays off on both sides.
+    // (`date +%Y`, used before, left its clock reading in the dead part only sometimes: now and then all
+    // three dead stacks were equal.)
     //
     // The dead bytes need not differ three ways: which residue lands below the stack pointer depends on
     // the stack's layout, and residue equal in two replicas splits them 2:1, a "divergence" of the odd
@@ -432,9 +434,10 @@ fn without_stack_trimming_dead_stack_is_compared_and_is_noise() {
     // load (hunt -j 2 beside two CPU hogs). What the step guarantees is that dead bytes are not
     // compared at all: without it the [stack] differs (as noise or divergence), with it no stack page
     // does.
-    let off = with_det(&all_but("stack").replace(",tsc", ""), argv!["date", "+%Y"]);
-    let on = with_det(&ALL_STEPS.replace(",tsc", ""), argv!["date", "+%Y"]);
-    println!("date -stack -tsc: {}\ndate -tsc: {}", off.summary(), on.summary());
+    let command = || argv![fixture("heapstate"), "--mb", "1", "--dead-stack"];
+    let off = with_det(&all_but("stack").replace(",tsc", ""), command());
+    let on = with_det(&ALL_STEPS.replace(",tsc", ""), command());
+    println!("heapstate -stack -tsc: {}\nheapstate -tsc: {}", off.summary(), on.summary());
     assert!(differing_in(&off, "[stack]") > 0, "{}", off.summary());
     assert_eq!(differing_in(&on, "[stack]"), 0, "{}", on.summary());
     // With the step, only the live part of the stack (from the stack pointer's page up) is compared.

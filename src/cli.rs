@@ -107,7 +107,8 @@ struct RunArgs {
 
     /// Determinization steps for --mem, comma-separated: aslr, at-random, rseq, getrandom, tid, stack,
     /// tsc (rdtsc trapping: it nearly stops the replicas' clocks, so only on request), all (every
-    /// step including tsc), none. Default: every step but tsc.
+    /// step including tsc), none. Default: every step but tsc. Add strict-threads to vote the memory of
+    /// multithreaded replicas too (by default they abstain: scheduling makes their heaps differ).
     #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det, help_heading = "Memory voting")]
     mem_det: Det,
 

@@ -16,6 +16,9 @@ use crate::memvote::PAGE;
 /// The environment variable that carries a spec from tmr to the monitors (removed before the command runs).
 pub const ENV: &str = "TMR_INJECT";
 
+/// Most bits one memory flip may change (a multi-bit upset; more is not a bit flip any longer).
+pub const MAX_BITS: u64 = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegionClass {
@@ -76,16 +79,34 @@ impl InjectSpec {
         let mut seed = 0;
         let (mut region, mut bits, mut page, mut offset, mut bit, mut reg) =
             (RegionClass::Any, 1u32, None, None, None, None);
+        let mut seen: Vec<&str> = Vec::new();
         for kv in rest.split(',').filter(|s| !s.is_empty()) {
             let (k, v) =
                 kv.split_once('=').ok_or_else(|| format!("'{kv}' in --inject: expected key=value"))?;
+            if seen.contains(&k) {
+                return Err(format!("--inject {k}: given twice"));
+            }
+            seen.push(k);
             let num = |v: &str| v.parse::<u64>().map_err(|_| format!("--inject {k}={v}: not a number"));
+            // Each key belongs to one kind: a key of the other kind would be silently ignored.
+            let only = |for_kind: &str| {
+                if kind == for_kind || !matches!(kind, "flip" | "reg") {
+                    Ok(())
+                } else {
+                    Err(format!("--inject {kind}: the key '{k}' applies only to {for_kind}:…"))
+                }
+            };
             match k {
-                "replica" => replica = Some(num(v)? as usize),
+                "replica" => {
+                    replica = Some(
+                        usize::try_from(num(v)?).map_err(|_| format!("--inject replica={v}: too large"))?,
+                    )
+                }
                 "after" if v == "exit" => when = When::Exit,
                 "after" => when = When::After(parse_duration(v).map_err(|e| format!("--inject after: {e}"))?),
                 "seed" => seed = num(v)?,
                 "region" => {
+                    only("flip")?;
                     region = match v {
                         "heap" => RegionClass::Heap,
                         "stack" => RegionClass::Stack,
@@ -95,14 +116,39 @@ impl InjectSpec {
                         _ => return Err(format!("--inject region={v}: use heap, stack, data, anon or any")),
                     }
                 }
-                "bits" => bits = num(v)?.clamp(1, 64) as u32,
-                "page" => page = Some(num(v)?),
-                "offset" if num(v)? < PAGE => offset = Some(num(v)?),
-                "offset" => return Err(format!("--inject offset={v}: must be below {PAGE}")),
-                "bit" => bit = Some(num(v)? as u8),
-                "reg" if v == "any" => reg = None,
-                "reg" if REGISTERS.contains(&v) => reg = Some(v.to_string()),
-                "reg" => return Err(format!("--inject reg={v}: use one of {} or any", REGISTERS.join(", "))),
+                "bits" => {
+                    only("flip")?;
+                    bits = match num(v)? {
+                        n @ 1..=MAX_BITS => n as u32,
+                        _ => return Err(format!("--inject bits={v}: flip 1 to {MAX_BITS} bits")),
+                    }
+                }
+                "page" => {
+                    only("flip")?;
+                    page = Some(num(v)?)
+                }
+                "offset" => {
+                    only("flip")?;
+                    match num(v)? {
+                        o if o < PAGE => offset = Some(o),
+                        _ => return Err(format!("--inject offset={v}: must be below {PAGE}")),
+                    }
+                }
+                // Checked against the kind's width below, before narrowing: 263 must not become 7.
+                "bit" => bit = Some(num(v)?),
+                "reg" => {
+                    only("reg")?;
+                    match v {
+                        "any" => reg = None,
+                        _ if REGISTERS.contains(&v) => reg = Some(v.to_string()),
+                        _ => {
+                            return Err(format!(
+                                "--inject reg={v}: use one of {} or any",
+                                REGISTERS.join(", ")
+                            ))
+                        }
+                    }
+                }
                 _ => return Err(format!("--inject: unknown key '{k}'")),
             }
         }
@@ -111,13 +157,25 @@ impl InjectSpec {
                 if bit.is_some_and(|b| b > 7) {
                     return Err("--inject bit: a memory flip takes a bit 0-7 of the chosen byte".into());
                 }
-                Target::Flip { region, bits, page, offset, bit }
+                // Distinct (offset, bit) pairs are all a flip can choose from: asking for more never ends.
+                let room = match (offset, bit) {
+                    (Some(_), Some(_)) => 1,
+                    (Some(_), None) => 8,
+                    (None, Some(_)) => PAGE,
+                    (None, None) => MAX_BITS,
+                };
+                if u64::from(bits) > room {
+                    return Err(format!(
+                        "--inject bits={bits}: only {room} distinct bit(s) exist with the given offset/bit"
+                    ));
+                }
+                Target::Flip { region, bits, page, offset, bit: bit.map(|b| b as u8) }
             }
             "reg" => {
                 if bit.is_some_and(|b| b > 63) {
                     return Err("--inject bit: a register has bits 0-63".into());
                 }
-                Target::Reg { reg, bit }
+                Target::Reg { reg, bit: bit.map(|b| b as u8) }
             }
             _ => return Err(format!("--inject '{kind}': expected flip:… or reg:…")),
         };
@@ -258,6 +316,14 @@ pub fn choose_flip(
             chosen
         }
     };
+    let room = match (offset, bit) {
+        (Some(_), Some(_)) => 1,
+        (Some(_), None) => 8,
+        _ => PAGE,
+    };
+    if u64::from(bits) > room {
+        return Err(format!("{bits} bit flips asked for, but only {room} distinct bit(s) to choose from"));
+    }
     let mut flips: Vec<(u64, u8)> = Vec::new();
     while flips.len() < bits as usize {
         let f = (offset.unwrap_or_else(|| rng.below(PAGE)), bit.unwrap_or_else(|| rng.below(8) as u8));
@@ -299,6 +365,47 @@ mod tests {
         ] {
             assert!(InjectSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Values that used to be narrowed or clamped into something else, and keys of the other kind that
+    /// used to be ignored: each is an error now, on one line.
+    #[test]
+    fn out_of_range_and_misplaced_keys_are_errors_not_coercions() {
+        for bad in [
+            "flip:bit=263",
+            "flip:bit=8",
+            "reg:bit=256",
+            "reg:bit=64",
+            "flip:bits=0",
+            "flip:bits=65",
+            "flip:offset=0,bits=9",
+            "flip:offset=0,bit=1,bits=2",
+            "flip:reg=rax",
+            "reg:region=heap",
+            "reg:bits=2",
+            "reg:offset=1",
+            "reg:page=1",
+            "flip:seed=1,seed=2",
+            "flip:replica=99999999999999999999",
+        ] {
+            let err = InjectSpec::parse(bad).expect_err(bad);
+            assert!(!err.contains('\n') && err.starts_with("--inject"), "{bad}: {err}");
+        }
+        for good in ["flip:offset=0,bits=8", "flip:bit=0,bits=64", "flip:bits=64", "reg:bit=63,reg=rax"] {
+            let spec = InjectSpec::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(InjectSpec::parse(&spec.to_text()).unwrap(), spec, "{good}");
+        }
+    }
+
+    #[test]
+    fn a_flip_never_asks_for_more_bits_than_exist() {
+        let cands: Vec<Candidate> = vec![("[heap]".into(), 0x10000, 0x20000)];
+        let pick = |bits, offset, bit| {
+            choose_flip(&mut Rng::new(1), &cands, RegionClass::Any, bits, None, offset, bit)
+        };
+        assert_eq!(pick(8, Some(0), None).unwrap().flips.len(), 8);
+        assert!(pick(9, Some(0), None).is_err());
+        assert!(pick(2, Some(0), Some(1)).is_err());
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub struct PidPage {
 
 /// One writable private mapping. `digests` holds one 32-hex-digit digest (XXH3-128) per
 /// page, concatenated: one string per region instead of one per page keeps a 100 MiB snapshot cheap to
-/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`].
+/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`]; a run of pages of zeros is
+/// one unit (see [`Digests`]), so a huge sparse mapping costs what its touched pages cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Region {
     pub name: String,
@@ -66,13 +67,84 @@ pub struct Region {
 pub const DIGEST_HEX: usize = 32;
 pub const UNREADABLE: &str = "--------------------------------";
 
+/// First character of a unit that stands for a run of pages reading as zeros: `z` and the run's length
+/// in 31 decimal digits. A never-touched page of a 16 GiB `MAP_NORESERVE` mapping costs nothing to read
+/// (the monitor skips it, see `replica::memsnap`), and must cost nothing to ship, parse and vote either.
+const ZERO_RUN: u8 = b'z';
+
+/// The digest of a page of zeros.
+pub fn zero_digest() -> &'static str {
+    static ZERO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ZERO.get_or_init(|| {
+        let mut d = String::with_capacity(DIGEST_HEX);
+        push_digest(&mut d, &[0u8; PAGE as usize]);
+        d
+    })
+}
+
+/// One unit of `Region::digests`: (digest, how many pages it stands for).
+fn unit(c: &[u8]) -> (&str, usize) {
+    if c.first() == Some(&ZERO_RUN) {
+        let n = std::str::from_utf8(&c[1..]).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+        (zero_digest(), n)
+    } else {
+        (std::str::from_utf8(c).unwrap_or(UNREADABLE), 1)
+    }
+}
+
 impl Region {
     pub fn pages(&self) -> impl Iterator<Item = &str> {
-        self.digests.as_bytes().chunks(DIGEST_HEX).map(|c| std::str::from_utf8(c).unwrap_or(UNREADABLE))
+        self.digests.as_bytes().chunks(DIGEST_HEX).map(unit).flat_map(|(d, n)| std::iter::repeat_n(d, n))
     }
 
     pub fn page_count(&self) -> usize {
-        self.digests.len() / DIGEST_HEX
+        self.digests.as_bytes().chunks(DIGEST_HEX).map(|c| unit(c).1).sum()
+    }
+}
+
+/// Builds `Region::digests`: one digest per page, with runs of zero pages folded into one unit.
+#[derive(Debug, Default)]
+pub struct Digests {
+    text: String,
+    zeros: usize,
+}
+
+impl Digests {
+    /// Hash one page's bytes.
+    pub fn push_page(&mut self, page: &[u8]) {
+        let at = self.text.len();
+        push_digest(&mut self.text, page);
+        if self.text[at..] == *zero_digest() {
+            self.text.truncate(at);
+            self.zeros += 1;
+        } else if self.zeros > 0 {
+            let digest = self.text.split_off(at);
+            self.flush();
+            self.text.push_str(&digest);
+        }
+    }
+
+    /// Pages known to read as zeros without reading them.
+    pub fn push_zeros(&mut self, n: usize) {
+        self.zeros += n;
+    }
+
+    pub fn push_unreadable(&mut self) {
+        self.flush();
+        self.text.push_str(UNREADABLE);
+    }
+
+    fn flush(&mut self) {
+        match std::mem::take(&mut self.zeros) {
+            0 => {}
+            1 => self.text.push_str(zero_digest()),
+            n => self.text.push_str(&format!("{}{n:031}", ZERO_RUN as char)),
+        }
+    }
+
+    pub fn finish(mut self) -> String {
+        self.flush();
+        self.text
     }
 }
 
@@ -234,6 +306,62 @@ fn agreeing_regions(
     (agreeing, pages)
 }
 
+/// Regions outside `agreeing` that every voter has with the same bounds: walked page by page in
+/// lockstep, so that only pages that differ are stored (a 16 GiB sparse mapping is 4 M pages, and tmr's
+/// memory must not grow with it).
+fn same_bounds(
+    snaps: &[Option<&MemSnapshot>],
+    agreeing: &std::collections::HashSet<(u64, u64)>,
+) -> std::collections::BTreeSet<(u64, u64)> {
+    let mut voters = snaps.iter().flatten();
+    let Some(first) = voters.next() else { return Default::default() };
+    let others: Vec<&&MemSnapshot> = voters.collect();
+    first
+        .regions
+        .iter()
+        .map(|r| (r.start, r.end))
+        .filter(|b| !agreeing.contains(b))
+        .filter(|&(s, e)| others.iter().all(|o| o.regions.iter().any(|r| r.start == s && r.end == e)))
+        .collect()
+}
+
+/// Walk the region `bounds` of every voter in lockstep; hand `found` (replica, address, digest, region)
+/// for each page where they do not all agree (or a pid page overrides a digest). Returns the number of
+/// pages where all agree.
+fn differing_pages<'a>(
+    snaps: &[Option<&'a MemSnapshot>],
+    pid: &'a PidView,
+    (start, end): (u64, u64),
+    found: &mut dyn FnMut(usize, u64, &'a str, &'a Region),
+) -> usize {
+    let regions: Vec<(usize, &'a Region)> = snaps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            s.and_then(|s| s.regions.iter().find(|r| r.start == start && r.end == end)).map(|r| (i, r))
+        })
+        .collect();
+    let mut iters: Vec<_> = regions.iter().map(|(_, r)| r.pages()).collect();
+    let mut row: Vec<&'a str> = Vec::with_capacity(regions.len());
+    let (mut addr, mut equal) = (start, 0);
+    loop {
+        row.clear();
+        row.extend(iters.iter_mut().map_while(Iterator::next));
+        if row.len() < regions.len() || row.is_empty() {
+            return equal;
+        }
+        let overridden = regions.iter().any(|(i, _)| pid.digests[*i].contains_key(&addr));
+        if !overridden && row.iter().all(|d| *d == row[0]) {
+            equal += 1;
+        } else {
+            for (&(i, r), d) in regions.iter().zip(&row) {
+                found(i, addr, pid.digests[i].get(&addr).map_or(*d, |o| o.as_str()), r);
+            }
+        }
+        addr += PAGE;
+    }
+}
+
 /// Vote page by page across replicas. `None` snapshots (memory voting unavailable for that replica)
 /// take no part; a page missing from a replica counts as a different value.
 pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
@@ -242,9 +370,21 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     let n = snaps.len();
     let pid = pid_view(snaps);
     let (agreeing, agreeing_pages) = agreeing_regions(snaps, &pid);
+    let lockstep = same_bounds(snaps, &agreeing);
+    let mut equal_pages = 0;
+    for &bounds in &lockstep {
+        equal_pages += differing_pages(snaps, &pid, bounds, &mut |i, addr, digest, r| {
+            let slot = pages.entry(addr).or_insert_with(|| vec![None; n]);
+            slot[i] = Some((digest, r.name.as_str(), r.start, r.end));
+        });
+    }
     for (i, snap) in snaps.iter().enumerate() {
         let Some(snap) = snap else { continue };
-        for r in snap.regions.iter().filter(|r| !agreeing.contains(&(r.start, r.end))) {
+        for r in snap
+            .regions
+            .iter()
+            .filter(|r| !agreeing.contains(&(r.start, r.end)) && !lockstep.contains(&(r.start, r.end)))
+        {
             for (p, digest) in r.pages().enumerate() {
                 let addr = r.start + p as u64 * PAGE;
                 let digest = pid.digests[i].get(&addr).map_or(digest, |d| d.as_str());
@@ -288,7 +428,7 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
         }
     }
     MemVerdict {
-        pages_compared: pages.len() + agreeing_pages,
+        pages_compared: pages.len() + agreeing_pages + equal_pages,
         divergent,
         noise,
         keys: per_replica.into_iter().map(|h| *h.finalize().as_bytes()).collect(),
@@ -302,24 +442,35 @@ pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoiseP
     let both = [Some(reference), Some(other)];
     let pid = pid_view(&both);
     let (agreeing, _) = agreeing_regions(&both, &pid);
+    let lockstep = same_bounds(&both, &agreeing);
+    // addr -> (reference's digest, other's digest), for the pages where they differ.
+    let mut differ: BTreeMap<u64, (Option<String>, Option<String>)> = BTreeMap::new();
+    for &bounds in &lockstep {
+        differing_pages(&both, &pid, bounds, &mut |i, addr, digest, _| {
+            let e = differ.entry(addr).or_default();
+            *(if i == 0 { &mut e.0 } else { &mut e.1 }) = Some(digest.to_string());
+        });
+    }
     let index = |s: &MemSnapshot, pid_digests: &BTreeMap<u64, String>| -> BTreeMap<u64, String> {
         s.regions
             .iter()
-            .filter(|r| !agreeing.contains(&(r.start, r.end)))
+            .filter(|r| !agreeing.contains(&(r.start, r.end)) && !lockstep.contains(&(r.start, r.end)))
             .flat_map(|r| r.pages().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d.to_string())))
             .map(|(addr, d)| (addr, pid_digests.get(&addr).cloned().unwrap_or(d)))
             .collect()
     };
     let (a, b) = (index(reference, &pid.digests[0]), index(other, &pid.digests[1]));
+    let addrs: std::collections::BTreeSet<u64> = a.keys().chain(b.keys()).copied().collect();
+    for addr in addrs {
+        differ.insert(addr, (a.get(&addr).cloned(), b.get(&addr).cloned()));
+    }
     let mut noisy: std::collections::HashSet<u64> = noise.iter().map(|n| n.addr).collect();
     noisy.extend(pid.abstain.iter().flatten());
     let mut h = blake3::Hasher::new();
-    let addrs: std::collections::BTreeSet<u64> = a.keys().chain(b.keys()).copied().collect();
-    for addr in addrs {
-        let (x, y) = (a.get(&addr), b.get(&addr));
+    for (addr, (x, y)) in differ {
         if x != y && !noisy.contains(&addr) {
             h.update(&addr.to_le_bytes());
-            h.update(y.map_or("-", |s| s.as_str()).as_bytes());
+            h.update(y.as_deref().unwrap_or("-").as_bytes());
         }
     }
     *h.finalize().as_bytes()
@@ -488,6 +639,35 @@ mod tests {
         assert_eq!(key_against(&a, &b, &v.noise), v.keys[0]);
         assert_eq!(key_against(&a, &c, &v.noise), v.keys[0]);
         assert_ne!(key_against(&a, &heap_of(503, &[(8, 503), (16, 502)]), &v.noise), v.keys[0]);
+    }
+
+    #[test]
+    fn zero_runs_fold_and_expand_to_the_same_pages() {
+        let page = |b: u8| vec![b; PAGE as usize];
+        let mut d = Digests::default();
+        d.push_page(&page(1));
+        d.push_page(&page(0));
+        d.push_zeros(1 << 16);
+        d.push_page(&page(0));
+        d.push_page(&page(2));
+        d.push_page(&page(0));
+        d.push_unreadable();
+        let folded = Region { name: "[anon]".into(), start: 0, end: 0, digests: d.finish() };
+        assert!(folded.digests.len() <= 6 * DIGEST_HEX, "{} bytes", folded.digests.len());
+        let mut expected = String::new();
+        push_digest(&mut expected, &page(1));
+        let mut two = String::new();
+        push_digest(&mut two, &page(2));
+        let pages: Vec<&str> = folded.pages().collect();
+        assert_eq!(folded.page_count(), pages.len());
+        assert_eq!(pages.len(), 1 + 1 + (1 << 16) + 1 + 1 + 1 + 1);
+        assert_eq!(
+            (pages[0], pages[1], pages[(1 << 16) + 2]),
+            (expected.as_str(), zero_digest(), zero_digest())
+        );
+        assert_eq!(pages[(1 << 16) + 3], two);
+        assert_eq!(pages[(1 << 16) + 4], zero_digest(), "a single zero page stays a plain digest");
+        assert_eq!(pages[(1 << 16) + 5], UNREADABLE);
     }
 
     #[test]

@@ -137,8 +137,12 @@ pub fn execute(config: &Config) -> Result<i32> {
     report.output = output;
     report.memory = memory;
     report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    report.injection = config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted));
-    if report.injection.as_ref().is_some_and(|i| i.error.is_some()) {
+    report.injection =
+        config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted, harness.interrupted));
+    // An interrupted run ends with the signal's code: the injection did not fail, tmr was stopped.
+    let inject_failed =
+        harness.interrupted.is_none() && report.injection.as_ref().is_some_and(|i| i.error.is_some());
+    if inject_failed {
         report.exit_code = exit::TMR_ERROR;
     }
     write_report(config, &report, report_file.as_mut().map(report::ReportFile::file))?;
@@ -151,7 +155,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     if config.classify.github {
         append_github_summary(&report)?;
     }
-    if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()) {
+    if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()).filter(|_| inject_failed) {
         return Err(
             ExitError { code: exit::TMR_ERROR, message: format!("tmr: --inject failed: {err}") }.into()
         );
@@ -164,6 +168,7 @@ fn injection_report(
     spec: &crate::inject::InjectSpec,
     records: &[RunRecord],
     voted: &Vote<Key>,
+    interrupted: Option<i32>,
 ) -> InjectionReport {
     let replica = spec.replica.unwrap_or(0);
     let rec = records.iter().find(|r| r.job.replica == replica);
@@ -173,9 +178,12 @@ fn injection_report(
         spec: spec.to_text(),
         replica,
         injected: snap.and_then(|s| s.injected.clone()),
-        error: match snap {
-            Some(s) => s.inject_error.clone(),
-            None => Some("the replica's monitor reported nothing".into()),
+        error: match (snap, interrupted) {
+            (Some(s), _) => s.inject_error.clone(),
+            (None, Some(sig)) => {
+                Some(format!("tmr was stopped by {} before the replica's monitor reported", signal_name(sig)))
+            }
+            (None, None) => Some("the replica's monitor reported nothing".into()),
         },
         faulty_replica_agreed: agreed,
     }

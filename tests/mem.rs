@@ -8,8 +8,8 @@
 //! is found at exactly its page, in the faulty replica; the vote on memory is switched by `--compare`; and
 //! the report says what it could not see (threads, static programs, crashes, kills).
 //!
-//! Every test skips itself (with a printed note) when the kernel refuses ptrace here. No sleeps, every
-//! run bounded, no assertion on time.
+//! Where the kernel refuses ptrace every test fails, unless TMR_TEST_ALLOW_SKIP=1 lets it skip (see
+//! `require_ptrace!`). No sleeps, every run bounded, no assertion on time.
 
 #[macro_use]
 mod common;
@@ -186,7 +186,7 @@ fn assert_ground_truth(name: &str, args: &[&str]) {
     assert!(ran.divergent().is_empty(), "no divergent page: {}", ran.summary());
     assert_eq!(ran.noise_pages(), 0, "no noise page: {}", ran.summary());
     assert_eq!(ran.report["vote"]["unanimous"], true);
-    assert_eq!(ran.class(), "unanimous");
+    assert_eq!(ran.class(), "none");
     check_snapshots(&ran, 3);
 }
 
@@ -213,16 +213,19 @@ fn the_heap_buffer_is_compared_page_by_page() {
     assert!(bytes >= 8 << 20, "the monitor hashed at least the buffer: {bytes} bytes");
 }
 
-fn assert_real_program_agrees(program: &str, arg: &Path) {
-    let direct = direct_stdout(Command::new(program).arg(arg).env("LC_ALL", "C"));
-    let ran = tmr_json_env(&[("LC_ALL", "C")], argv!["--mem", "--mem-det", "all", "--", program, arg]);
+fn assert_real_program_agrees(program: &str, opts: &[&str], arg: &Path) {
+    let direct = direct_stdout(Command::new(program).args(opts).arg(arg).env("LC_ALL", "C"));
+    let mut args = argv!["--mem", "--mem-det", "all", "--", program];
+    args.extend(opts.iter().map(OsString::from));
+    args.push(arg.into());
+    let ran = tmr_json_env(&[("LC_ALL", "C")], args);
     println!("{program}: {}", ran.summary());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.stdout, direct);
     assert!(ran.divergent().is_empty(), "no divergent page: {}", ran.summary());
     // The noise count is always reported; with the default determinization it is zero.
     assert_eq!(ran.noise_pages(), 0, "no noise with the default determinization: {}", ran.summary());
-    assert_eq!(ran.class(), "unanimous");
+    assert_eq!(ran.class(), "none");
     check_snapshots(&ran, 3);
 }
 
@@ -230,14 +233,17 @@ fn assert_real_program_agrees(program: &str, arg: &Path) {
 fn sort_has_no_divergent_and_no_noise_pages() {
     require_ptrace!();
     let (_dir, _listed, lines) = fixed_inputs();
-    assert_real_program_agrees("sort", &lines);
+    // Without -S, sort sizes its buffer from sysinfo(2)'s free RAM and keeps the size in its .bss: on a
+    // loaded machine free RAM changes between replicas, and that page differs for real (2 of 12 mem
+    // suite runs under load failed with "divergent 1 sort@rN"). That is sort's input, not a fault.
+    assert_real_program_agrees("sort", &["-S", "1M"], &lines);
 }
 
 #[test]
 fn ls_has_no_divergent_and_no_noise_pages() {
     require_ptrace!();
     let (_dir, listed, _lines) = fixed_inputs();
-    assert_real_program_agrees("ls", &listed);
+    assert_real_program_agrees("ls", &[], &listed);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -406,17 +412,34 @@ fn stack_pages(ran: &Ran) -> u64 {
     stack["pages"].as_u64().unwrap()
 }
 
+/// Pages of `region` that differ between the replicas at all: noise (no majority) or divergent (a
+/// minority differs).
+fn differing_in(ran: &Ran, region: &str) -> usize {
+    let divergent = ran.divergent().iter().filter(|d| d["region"] == region).count();
+    divergent + ran.noise_regions().iter().filter(|r| *r == region).count()
+}
+
 #[test]
 fn without_stack_trimming_dead_stack_is_compared_and_is_noise() {
     require_ptrace!();
-    // `date` leaves the time it read below the stack pointer (it prints only the year, so outputs agree).
-    // Trapped rdtsc makes clock reads coarse (equal within a tick), so tsc stays off on both sides to keep
-    // the three times distinct.
-    let off = with_det(&all_but("stack").replace(",tsc", ""), argv!["date", "+%Y"]);
-    let on = with_det(&ALL_STEPS.replace(",tsc", ""), argv!["date", "+%Y"]);
-    println!("date -stack -tsc: {}\ndate -tsc: {}", off.summary(), on.summary());
-    assert!(off.noise_regions().iter().any(|r| r == "[stack]"), "{}", off.summary());
-    assert!(!on.noise_regions().iter().any(|r| r == "[stack]"), "{}", on.summary());
+    // heapstate --dead-stack leaves the clock's nanoseconds below the stack pointer (outputs agree).
+    // Trapped rdtsc makes clock reads coarse (equal within a tick), so tsc stays off on both sides.
+    // (`date +%Y`, used before, left its clock reading in the dead part only sometimes: now and then all
+    // three dead stacks were equal.)
+    //
+    // The dead bytes need not differ three ways: which residue lands below the stack pointer depends on
+    // the stack's layout, and residue equal in two replicas splits them 2:1, a "divergence" of the odd
+    // one (with the monitor as the replica's parent, replica 0's dead page differed while 1 and 2
+    // matched, even pinned to one CPU). Asserting "noise" made this test fail 9 of 20 times under
+    // load (hunt -j 2 beside two CPU hogs). What the step guarantees is that dead bytes are not
+    // compared at all: without it the [stack] differs (as noise or divergence), with it no stack page
+    // does.
+    let command = || argv![fixture("heapstate"), "--mb", "1", "--dead-stack"];
+    let off = with_det(&all_but("stack").replace(",tsc", ""), command());
+    let on = with_det(&ALL_STEPS.replace(",tsc", ""), command());
+    println!("heapstate -stack -tsc: {}\nheapstate -tsc: {}", off.summary(), on.summary());
+    assert!(differing_in(&off, "[stack]") > 0, "{}", off.summary());
+    assert_eq!(differing_in(&on, "[stack]"), 0, "{}", on.summary());
     // With the step, only the live part of the stack (from the stack pointer's page up) is compared.
     assert!(stack_pages(&off) > stack_pages(&on), "{} vs {}", stack_pages(&off), stack_pages(&on));
 }
@@ -506,7 +529,7 @@ fn a_memory_only_divergence_does_not_split_an_output_vote() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.report["compare"], serde_json::json!(["exit", "stdout"]));
     assert_eq!(ran.report["vote"]["unanimous"], true, "{}", ran.report["vote"]);
-    assert_eq!(ran.class(), "unanimous");
+    assert_eq!(ran.class(), "none");
     assert_eq!(ran.report["classification"]["reruns"], 0, "nothing to settle");
     assert_eq!(ran.report["dissents"], serde_json::json!([]));
     assert_eq!(ran.report["injection"]["faulty_replica_agreed"], true);
@@ -539,19 +562,54 @@ fn with_memory_compared_a_flipped_replica_dissents_and_is_transient() {
 // Limits the report states
 // ---------------------------------------------------------------------------------------------------------
 
+/// Thread scheduling makes a multithreaded program's heap differ from run to run: that is no fault, so
+/// by default such a replica abstains from the memory vote (with a note saying so) and the run is
+/// unanimous. `strict-threads` votes it anyway and keeps the note about the threads.
 #[test]
-fn a_multithreaded_program_gets_a_note() {
+fn a_multithreaded_program_abstains_from_the_memory_vote_with_a_note() {
     require_ptrace!();
     let direct = direct_stdout(&mut Command::new(fixture("threads")));
-    let ran =
-        tmr_json(with(&["--mem", "--compare", "exit,stdout", "--reruns", "0"], argv![fixture("threads")]));
+    let ran = tmr_json(with(&["--mem", "--reruns", "0"], argv![fixture("threads")]));
     println!("threads: {}", ran.summary());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.stdout, direct);
+    assert_eq!(ran.report["vote"]["unanimous"], true, "{}", ran.summary());
     for r in 0..3 {
         assert_eq!(ran.replicas()[r]["threads"], 5, "main + 4 workers: {}", ran.replicas()[r]);
-        let notes = ran.notes(r);
+        let why = ran.replicas()[r]["unavailable"].as_str().unwrap_or_default().to_string();
+        assert!(why.contains("multithreaded (5 threads)") && why.contains("not voted"), "replica {r}: {why}");
+    }
+    let human =
+        tmr().timeout(LIMIT).args(["--mem", "--reruns", "0", "--"]).arg(fixture("threads")).output().unwrap();
+    let summary = text(&human.stderr);
+    assert!(summary.contains("multithreaded (5 threads)") && summary.contains("not voted"), "{summary}");
+    let strict = with_det(&format!("{DEFAULT_STEPS},strict-threads"), argv![fixture("threads")]);
+    assert_eq!(strict.mem()["determinization"], format!("{DEFAULT_STEPS},strict-threads"));
+    for r in 0..3 {
+        assert!(strict.replicas()[r]["unavailable"].is_null(), "{}", strict.replicas()[r]);
+        let notes = strict.notes(r);
         assert!(notes.iter().any(|n| n.contains("multithreaded (5 threads)")), "replica {r}: {notes:?}");
+    }
+}
+
+/// `sort` on 200,000 lines sorts with threads; its replicas' heaps differ by scheduling. Not a fault.
+#[test]
+fn a_threaded_sort_is_unanimous_under_mem() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines");
+    // A fixed permutation of 1..=200000 (multiplying by a unit mod 200003 and dropping 0 and 200001+).
+    let lines: String = (1..200_003u64)
+        .map(|i| i * 7919 % 200_003)
+        .filter(|v| (1..=200_000).contains(v))
+        .map(|v| format!("{v}\n"))
+        .collect();
+    fs::write(&input, lines).unwrap();
+    let ran = tmr_json(argv!["--mem", "--fail-on", "nondeterministic", "--", "sort", &input]);
+    assert_eq!(ran.code, 0, "{}", ran.summary());
+    assert_eq!(ran.report["vote"]["unanimous"], true, "{}", ran.summary());
+    for r in ran.replicas().iter().filter(|r| r["threads"].as_u64().unwrap_or(1) > 1) {
+        assert!(r["unavailable"].as_str().is_some_and(|w| w.contains("not voted")), "{r}");
     }
 }
 
@@ -642,6 +700,41 @@ fn a_deterministic_failure_stays_deterministic_under_mem() {
     assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
 }
 
+/// dash keeps pointers into the environment block on its heap: when TMR_ROUND gains a digit (rerun 10),
+/// every later TMR_* string starts one byte further on. Rerun 10 must not look like a different outcome.
+#[test]
+fn a_shell_failure_stays_deterministic_past_the_tenth_rerun() {
+    require_ptrace!();
+    let ran = tmr_json(argv!["--mem", "--reruns", "12", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(ran.code, 3);
+    let c = &ran.report["classification"];
+    assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
+    assert_eq!(c["reruns"], 12, "{c}");
+}
+
+/// Replicas 10..14 have a two-digit TMR_REPLICA; a shell's memory must agree with replicas 0..9's.
+#[test]
+fn fifteen_shell_replicas_agree_on_memory() {
+    require_ptrace!();
+    let ran =
+        tmr_json(argv!["-n", "15", "--mem", "--fail-on", "nondeterministic", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(ran.code, 0, "{}", ran.summary());
+    assert!(ran.divergent().is_empty(), "{}", ran.summary());
+    assert_eq!(ran.report["vote"]["unanimous"], true);
+}
+
+/// A fault injected once into a shell replica is transient under --mem, as without it: the reruns past
+/// round 10 must keep agreeing with the voted replica's memory.
+#[test]
+fn an_injected_fault_in_a_shell_is_transient_under_mem() {
+    require_ptrace!();
+    let spec = "flip:replica=1,after=exit,region=heap,seed=3";
+    let ran = tmr_json(argv!["--mem", "--inject", spec, "--reruns", "12", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let c = &ran.report["classification"];
+    assert_eq!(ran.class(), "transient", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
+}
+
 #[test]
 fn the_eleventh_replica_has_the_same_memory() {
     require_ptrace!();
@@ -701,14 +794,154 @@ fn the_replica_number_copied_to_the_heap_is_reported_as_noise_not_corruption() {
     assert!(ran.noise_pages() >= 1, "the copy is a blind spot and is counted: {}", ran.summary());
 }
 
+/// The help names every step and says which are on by default; a default run uses exactly those, and
+/// `all` adds tsc.
 #[test]
 fn the_help_describes_the_default_determinization() {
     require_ptrace!();
-    let help = text(&tmr().timeout(LIMIT).arg("--help").output().unwrap().stdout).replace('\n', " ");
+    let help = text(&tmr().timeout(LIMIT).arg("--help").output().unwrap().stdout);
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = help.find("--mem-det <STEPS>").expect("--mem-det is documented");
+    let entry = &help[start..help[start..].find("[default: ").map_or(help.len(), |i| start + i)];
+    for step in ALL_STEPS.split(',') {
+        assert!(entry.contains(step), "--mem-det's help names {step}: {entry}");
+    }
+    assert!(entry.contains("Default: every step but tsc"), "{entry}");
+    assert!(help.contains(&format!("[default: {DEFAULT_STEPS}]")), "the default clap shows is the real one");
     let ran = tmr_json(argv!["--mem", "--reruns", "0", "--", "true"]);
     assert_eq!(ran.mem()["determinization"], DEFAULT_STEPS, "every step but tsc by default");
-    let tsc_on = ran.mem()["determinization"].as_str().unwrap().split(',').any(|s| s == "tsc");
-    let says_off = help.contains("tsc (rdtsc trapping, off by default)");
-    assert!(!(tsc_on && says_off), "help: tsc off by default; report: {}", ran.mem()["determinization"]);
+    let all = tmr_json(argv!["--mem", "--mem-det", "all", "--reruns", "0", "--", "true"]);
+    assert_eq!(all.mem()["determinization"], ALL_STEPS, "all is every step, tsc included");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Under --mem the command behaves exactly as without it
+// ---------------------------------------------------------------------------------------------------------
+
+/// Runs `script` (with `$D` a fresh directory) with and without `--mem`; both must give `code` and
+/// `stdout`.
+fn same_with_and_without_mem(opts: &[&str], script: &str, code: i32, stdout: &str) {
+    require_ptrace!();
+    for mem in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<OsString> = opts.iter().map(OsString::from).collect();
+        if mem {
+            args.insert(0, "--mem".into());
+        }
+        args.extend(argv!["--", "sh", "-c", script]);
+        let d = dir.path().to_str().unwrap();
+        let ran = tmr_json_env(&[("D", d)], args);
+        assert_eq!((ran.code, ran.stdout.as_str()), (code, stdout), "--mem {mem}: {}", ran.stderr);
+    }
+}
+
+/// A stopped replica stays stopped (a group-stop is not a signal to pass on and resume) until the
+/// timeout ends it, and a SIGCONT resumes it. (Under ptrace, /proc shows the stop as `t (tracing stop)`,
+/// not `T`.)
+#[test]
+fn a_replica_that_stops_itself_stays_stopped_until_sigcont_under_mem() {
+    same_with_and_without_mem(&["--timeout", "1s", "--reruns", "0"], "kill -STOP $$; echo resumed", 124, "");
+    let script = r#"p=$$
+        (while kill -0 $p 2>/dev/null && ! grep -q '^State:[[:space:]]*[Tt]' /proc/$p/status; do :; done; kill -CONT $p) &
+        kill -STOP $$; echo resumed"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "resumed\n");
+}
+
+/// `kill -TERM 0` reaches the whole process group; the replica traps it and survives, and so must the
+/// tracer beside it (were it killed, the replica would die with it).
+#[test]
+fn a_replica_that_signals_its_own_group_survives_under_mem() {
+    let script = r#"trap 'echo trapped' TERM; kill -TERM 0; echo survived"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "trapped\nsurvived\n");
+}
+
+/// A background child that writes after the replica exited is still heard (within the leak window):
+/// the child waits on a FIFO whose writer is the replica, so it writes only once the replica is gone.
+#[test]
+fn a_background_child_outlives_the_replica_under_mem() {
+    let script = r#"f="$D/fifo.$TMR_REPLICA"; mkfifo "$f"; (cat "$f" >/dev/null; echo late) & exec 5>"$f"; echo early"#;
+    same_with_and_without_mem(&["--reruns", "0"], script, 0, "early\nlate\n");
+}
+
+/// SIGINT forwarded by tmr reaches the replica's INT trap, which runs and decides how the replica ends.
+#[test]
+fn a_forwarded_sigint_runs_the_replicas_trap_under_mem() {
+    require_ptrace!();
+    for mem in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report.json");
+        let mut cmd = tmr_std();
+        if mem {
+            cmd.arg("--mem");
+        }
+        cmd.args(["--format", "json", "-o"]).arg(&report).args([
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'exit 7' INT; touch "$D/ready.$TMR_REPLICA"; while :; do :; done"#,
+        ]);
+        cmd.env("D", dir.path());
+        let mut running = spawn(&mut cmd, Input::Null);
+        for i in 0..3 {
+            wait_for_file_while(&dir.path().join(format!("ready.{i}")), &mut running);
+        }
+        send_signal(running.pid(), libc::SIGINT);
+        let out = running.finish(LIMIT);
+        assert_eq!(out.status.code(), Some(130), "--mem {mem}: {}", text(&out.stderr));
+        let v: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        for r in v["runs"].as_array().unwrap() {
+            assert_eq!(
+                (&r["outcome"]["kind"], &r["outcome"]["code"]),
+                (&"exited".into(), &7.into()),
+                "--mem {mem}: {r}"
+            );
+        }
+    }
+}
+
+/// A 16 GiB `MAP_NORESERVE` mapping with one touched page: never-populated pages are skipped unread (the
+/// monitor reads a few MiB, not 16 GiB), and tmr's own memory does not grow with the virtual size
+/// (before: 9 s and 660 MB of RSS). RSS is tmr's and its replicas' peak, from wait4.
+#[test]
+fn mem_cost_follows_populated_pages_not_virtual_size() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut cmd = tmr_std();
+    cmd.args(["--mem", "--reruns", "0", "--format", "json", "-o"])
+        .arg(&report)
+        .arg("--")
+        .arg(fixture("heapstate"))
+        .args(["--mb", "1", "--sparse-gb", "16"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Reaped below with wait4 (for its rusage), not with Child::wait.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data; `pid` is our own child, reaped here and nowhere else.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to locals.
+        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if got == pid {
+            break (status, usage);
+        }
+        if std::time::Instant::now() >= deadline {
+            send_signal(pid, libc::SIGTERM);
+            panic!("tmr did not finish in {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}");
+    let v: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["vote"]["unanimous"], true);
+    assert!(v["memory"]["pages_compared"].as_u64().unwrap() >= 4 << 20, "{}", v["memory"]["pages_compared"]);
+    for r in v["memory"]["replicas"].as_array().unwrap() {
+        assert!(r["bytes"].as_u64().unwrap() < 64 << 20, "read {} bytes", r["bytes"]);
+    }
+    assert!(usage.ru_maxrss < 200 << 10, "peak RSS {} KiB", usage.ru_maxrss);
 }

@@ -1,6 +1,8 @@
 //! Reading a stopped tracee's writable memory and hashing it page by page. Runs inside the per-replica
 //! monitor process (never in tmr itself), so a crash while reading one replica cannot take tmr down, and
-//! all replicas are hashed in parallel on all cores.
+//! all replicas are hashed in parallel on all cores. Anonymous pages that were never populated (neither
+//! present nor swapped in /proc/PID/pagemap) read as zeros and are not read at all, and runs of zero
+//! pages ship as one unit, so the cost follows the pages a replica touched, not its virtual size.
 
 use std::io::IoSliceMut;
 
@@ -8,9 +10,7 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{
-    pid_words, push_digest, to_hex, PidPage, Region, DIGEST_HEX, MAX_PID_PAGES, PAGE, UNREADABLE,
-};
+use crate::memvote::{pid_words, to_hex, Digests, PidPage, Region, MAX_PID_PAGES, PAGE};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +52,10 @@ pub struct Masks {
     /// ([`crate::memvote::PidPage`]). A PID namespace would make it equal instead, but the replica would
     /// then be pid 1 and ignore the signals it sends itself (abort, kill $$).
     pub tid: Option<(u32, u64)>,
-    /// `TMR_REPLICA=<i>` and friends in the environment block on the stack: they differ by design
-    /// between replicas and rounds.
+    /// `TMR_REPLICA=<i>` and friends: they differ by design between replicas and rounds. Blanked in the
+    /// environment block on the stack and wherever a program copied them, and so are pointers to them.
+    /// The values themselves stay as users expect them (`[ "$TMR_REPLICA" = 0 ]`), unpadded: TMR_PAD
+    /// keeps the block's total length fixed, and the masks make the rest equal.
     pub replica_env: Vec<Vec<u8>>,
 }
 
@@ -68,8 +70,8 @@ pub struct Hashed {
 }
 
 /// Hash one page into `digests`; keep it whole if it holds the pid and is a place where copies live.
-fn hash_page(out: &mut Hashed, digests: &mut String, addr: u64, page: &[u8], pid: Option<u32>) {
-    push_digest(digests, page);
+fn hash_page(out: &mut Hashed, digests: &mut Digests, addr: u64, page: &[u8], pid: Option<u32>) {
+    digests.push_page(page);
     out.bytes += PAGE;
     if pid.is_some_and(|p| !pid_words(page, p).is_empty()) {
         if out.pid_pages.len() < MAX_PID_PAGES {
@@ -91,40 +93,69 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
         pid_pages_from: None,
     };
     let own_pid = masks.tid.map(|t| t.0);
-    // Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
-    let mut buf = vec![0u8; 1 << 16];
-    for m in writable_mappings(&maps) {
-        let mut start = m.start;
-        if m.name == "[stack]" {
-            if let Some(rsp) = masks.rsp.filter(|&r| r >= m.start && r < m.end) {
-                start = rsp & !(PAGE - 1);
-            }
+    let margin = masks.replica_env.iter().map(Vec::len).max().unwrap_or(0) as u64;
+    let mut buf = vec![0u8; CHUNK + 2 * margin as usize];
+    let mut pagemap = Pagemap::open(pid);
+    let mappings = writable_mappings(&maps);
+    // The stack first: where the TMR_* strings sit in it bounds the pointers to them, which programs keep
+    // elsewhere too (dash points into the environment block instead of copying it).
+    let mut stack_region = None;
+    let mut env_range = None;
+    if let Some(m) = mappings.iter().find(|m| m.name == "[stack]") {
+        let start = masks.rsp.filter(|&r| r >= m.start && r < m.end).map_or(m.start, |rsp| rsp & !(PAGE - 1));
+        let mut digests = Digests::default();
+        // The live stack is small: read it whole, so masks see strings that straddle pages.
+        let mut stack = vec![0u8; (m.end - start) as usize];
+        let got = read_remote(pid, start, &mut stack);
+        stack.truncate(got - got % PAGE as usize);
+        env_range = mask_stack(&mut stack, start, masks);
+        for (i, page) in stack.chunks(PAGE as usize).enumerate() {
+            hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
         }
-        let mut digests = String::with_capacity(((m.end - start) / PAGE) as usize * DIGEST_HEX);
+        for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
+            digests.push_unreadable();
+        }
+        stack_region = Some(Region { name: m.name.clone(), start, end: m.end, digests: digests.finish() });
+    }
+    let masker = Masker::new(&masks.replica_env, env_range);
+    for m in mappings {
         if m.name == "[stack]" {
-            // The live stack is small: read it whole, so masks see strings that straddle pages.
-            let mut stack = vec![0u8; (m.end - start) as usize];
-            let got = read_remote(pid, start, &mut stack);
-            stack.truncate(got - got % PAGE as usize);
-            mask_stack(&mut stack, start, masks);
-            for (i, page) in stack.chunks(PAGE as usize).enumerate() {
-                hash_page(&mut out, &mut digests, start + i as u64 * PAGE, page, own_pid);
-            }
-            for _ in 0..((m.end - start) as usize - stack.len()) / PAGE as usize {
-                digests.push_str(UNREADABLE);
-            }
-            out.regions.push(Region { name: m.name, start, end: m.end, digests });
+            out.regions.extend(stack_region.take());
             continue;
         }
+        let start = m.start;
+        let mut digests = Digests::default();
+        // Anonymous memory never touched (or dropped) reads as zeros: skip it unread.
+        let anonymous = m.name == "[heap]" || m.name == "[anon]";
         let mut at = start;
         while at < m.end {
-            let len = ((m.end - at) as usize).min(buf.len());
-            let chunk = &mut buf[..len];
-            let got = read_remote(pid, at, chunk);
+            let len = ((m.end - at) as usize).min(CHUNK);
+            if anonymous && pagemap.absent(at, len as u64 / PAGE) {
+                digests.push_zeros(len / PAGE as usize);
+                at += len as u64;
+                continue;
+            }
+            // Read a margin on both sides, so a TMR_* string that straddles two chunks is found from
+            // either; only the chunk itself is hashed.
+            let (mut lo, mut hi) =
+                (at.saturating_sub(margin).max(start), (at + len as u64 + margin).min(m.end));
+            let mut got_window = read_remote(pid, lo, &mut buf[..(hi - lo) as usize]);
+            if got_window < (at - lo) as usize + len {
+                // An unreadable page in the margin must not hide a readable chunk: read the chunk alone.
+                (lo, hi) = (at, at + len as u64);
+                got_window = read_remote(pid, lo, &mut buf[..(hi - lo) as usize]);
+            }
+            let window = &mut buf[..(hi - lo) as usize];
+            if let Some(masker) = &masker {
+                masker.mask(&mut window[..got_window], lo);
+            }
+            let skip = (at - lo) as usize;
+            let got = got_window.saturating_sub(skip).min(len);
+            let chunk = &window[skip..skip + len];
             for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
                 let addr = at + i as u64 * PAGE;
                 if (i + 1) * PAGE as usize > got {
-                    digests.push_str(UNREADABLE);
+                    digests.push_unreadable();
                     continue;
                 }
                 let near_tcb =
@@ -134,9 +165,138 @@ pub fn hash_memory(pid: Pid, masks: &Masks) -> Result<Hashed> {
             }
             at += len as u64;
         }
-        out.regions.push(Region { name: m.name, start, end: m.end, digests });
+        out.regions.push(Region { name: m.name, start, end: m.end, digests: digests.finish() });
     }
     Ok(out)
+}
+
+/// Which pages of the tracee are in memory or swap, from /proc/PID/pagemap (one 64-bit entry per page),
+/// read in batches: a page that is neither was never populated, and an anonymous one reads as zeros.
+struct Pagemap {
+    file: Option<std::fs::File>,
+    /// Page number of `entries[0]`.
+    first: u64,
+    entries: Vec<u64>,
+}
+
+/// Entries per read: 512 KiB of pagemap, covering 256 MiB of address space.
+const PAGEMAP_BATCH: usize = 1 << 16;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+
+impl Pagemap {
+    fn open(pid: Pid) -> Self {
+        let file = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok();
+        Pagemap { file, first: 0, entries: Vec::new() }
+    }
+
+    /// Are all `n` pages from `addr` unpopulated? False whenever pagemap cannot tell.
+    fn absent(&mut self, addr: u64, n: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else { return false };
+        let page = addr / PAGE;
+        let cached = page >= self.first && page + n <= self.first + self.entries.len() as u64;
+        if !cached {
+            let mut bytes = vec![0u8; PAGEMAP_BATCH.max(n as usize) * 8];
+            let got = match file.read_at(&mut bytes, page * 8) {
+                Ok(got) => got,
+                Err(_) => {
+                    self.file = None;
+                    return false;
+                }
+            };
+            self.first = page;
+            self.entries = bytes[..got - got % 8]
+                .chunks_exact(8)
+                .map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")))
+                .collect();
+            if (self.entries.len() as u64) < n {
+                return false;
+            }
+        }
+        let from = (page - self.first) as usize;
+        self.entries[from..from + n as usize].iter().all(|e| e & (PM_PRESENT | PM_SWAPPED) == 0)
+    }
+}
+
+/// Cache-sized: a 64 KiB piece is still in L2 when it is hashed (1 MiB measured 2x slower).
+const CHUNK: usize = 1 << 16;
+
+/// Blanks the TMR_* strings wherever a program copied them (sh keeps `NAME=value` copies of its
+/// environment on the heap) and aligned pointers into the stack's TMR_* strings (dash points into the
+/// environment block instead of copying it). The values differ by design between replicas and rounds; a
+/// blanked copy reads as zeros whatever the number's length, and TMR_PAD keeps the strings' total
+/// length fixed, so a copy of the block as a whole is equal too.
+///
+/// Two single-literal searches, which the regex crate runs as SIMD substring searches: the strings'
+/// shared prefix, and the six high bytes every pointer into the strings shares. Measured on 200 MiB:
+/// testing every aligned word, or one search for two literals, or a fused SWAR word loop, each cost
+/// more than both searches together.
+struct Masker {
+    prefix: regex::bytes::Regex,
+    strings: Vec<Vec<u8>>,
+    /// The stack addresses of the TMR_* strings, and the search for pointers to them (absent when the
+    /// strings straddle a 64 KiB boundary: then every aligned word is tested).
+    range: Option<(u64, u64)>,
+    needle: Option<regex::bytes::Regex>,
+}
+
+impl Masker {
+    fn new(strings: &[Vec<u8>], range: Option<(u64, u64)>) -> Option<Masker> {
+        let first = strings.first()?;
+        let shared = (0..first.len())
+            .take_while(|&i| strings.iter().all(|s| s.get(i) == Some(&first[i])))
+            .count()
+            .max(1);
+        let literal = |bytes: &[u8]| {
+            let pattern: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+            regex::bytes::RegexBuilder::new(&pattern).unicode(false).build().ok()
+        };
+        let needle = range
+            .filter(|&(lo, hi)| hi > lo && lo >> 16 == (hi - 1) >> 16)
+            .and_then(|(lo, _)| literal(&lo.to_le_bytes()[2..]));
+        Some(Masker { prefix: literal(&first[..shared])?, strings: strings.to_vec(), range, needle })
+    }
+
+    /// Mask `bytes`, which start at address `base`.
+    fn mask(&self, bytes: &mut [u8], base: u64) {
+        let mut at = 0;
+        while let Some(start) = self.prefix.find_at(bytes, at).map(|m| m.start()) {
+            at = start + 1;
+            if let Some(s) = self.strings.iter().find(|s| bytes[start..].starts_with(s)) {
+                bytes[start..start + s.len()].fill(0);
+                at = start + s.len();
+            }
+        }
+        let Some(range) = self.range else { return };
+        let Some(needle) = &self.needle else { return mask_pointer_words(bytes, base, range) };
+        let mut at = 2;
+        while let Some(start) = needle.find_at(bytes, at).map(|m| m.start()) {
+            at = start + 1;
+            let word = start - 2;
+            if (base + word as u64) % 8 == 0
+                && word + 8 <= bytes.len()
+                && in_range(&bytes[word..word + 8], range)
+            {
+                bytes[word..word + 8].fill(0);
+            }
+        }
+    }
+}
+
+fn in_range(word: &[u8], (lo, hi): (u64, u64)) -> bool {
+    let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+    v >= lo && v < hi
+}
+
+/// Blank aligned words that point into `[lo, hi)`, testing each; `bytes` starts at address `base`.
+fn mask_pointer_words(bytes: &mut [u8], base: u64, range: (u64, u64)) {
+    let skip = (((8 - base % 8) % 8) as usize).min(bytes.len());
+    for word in bytes[skip..].chunks_exact_mut(8) {
+        if in_range(word, range) {
+            word.fill(0);
+        }
+    }
 }
 
 /// Read as much of [addr, addr+len) as possible; returns the length of the readable prefix.
@@ -164,7 +324,7 @@ fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> usize {
 /// the stack pointer, the TMR_* environment strings, and the envp pointers into those strings
 /// (their block has a fixed start and length, but where each string starts inside it depends on the
 /// lengths of the numbers).
-fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
+fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) -> Option<(u64, u64)> {
     if let Some(rsp) = masks.rsp.filter(|&r| r >= base && r < base + stack.len() as u64) {
         stack[..(rsp - base) as usize].fill(0);
     }
@@ -175,14 +335,11 @@ fn mask_stack(stack: &mut [u8], base: u64, masks: &Masks) {
             hi = hi.max(base + (at + pattern.len()) as u64 + 1);
         }
     }
-    if lo < hi {
-        for word in stack.chunks_exact_mut(8) {
-            let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            if v >= lo && v < hi {
-                word.fill(0);
-            }
-        }
+    let range = (lo < hi).then_some((lo, hi));
+    if let Some(range) = range {
+        mask_pointer_words(stack, base, range);
     }
+    range
 }
 
 /// Blank `NAME=value` wherever it occurs in the page. The whole string, not just the value: the TMR_*
@@ -239,7 +396,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
                 pid_pages_dropped: 0,
                 pid_pages_from: None,
             };
-            let mut digests = String::new();
+            let mut digests = Digests::default();
             for p in 0..pages {
                 let mut page = vec![7u8; PAGE as usize];
                 if p < MAX_PID_PAGES {
@@ -254,7 +411,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
                     name: "[heap]".into(),
                     start,
                     end: start + pages as u64 * PAGE,
-                    digests,
+                    digests: digests.finish(),
                 }],
                 pid: Some(pid),
                 pid_pages: out.pid_pages,
@@ -271,17 +428,65 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
     }
 
     #[test]
+    fn tmr_strings_and_aligned_pointers_to_them_are_blanked() {
+        let (lo, hi) = (0x7fff_ffff_e100u64, 0x7fff_ffff_e180u64);
+        let mut page = vec![0x11u8; PAGE as usize];
+        let put = |page: &mut Vec<u8>, at: usize, v: u64| page[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put(&mut page, 16, lo);
+        put(&mut page, 64, hi - 1);
+        put(&mut page, 128, hi); // just past the strings
+        put(&mut page, 203, lo + 8); // unaligned: not a pointer slot
+        put(&mut page, 4088, lo + 0x40);
+        page[300..313].copy_from_slice(b"TMR_REPLICA=1");
+        let mut found = page.clone();
+        let mut every = page.clone();
+        let masker =
+            Masker::new(&[b"TMR_REPLICA=1".to_vec(), b"TMR_ROUND=0".to_vec()], Some((lo, hi))).unwrap();
+        masker.mask(&mut found, 0x5000);
+        mask_pointer_words(&mut every, 0x5000, (lo, hi));
+        every[300..313].fill(0);
+        assert_eq!(found, every, "the search finds what the word-by-word scan finds, and the string");
+        for at in [16, 64, 4088] {
+            assert_eq!(&found[at..at + 8], &[0; 8], "word at {at}");
+        }
+        assert_eq!(&found[128..136], &hi.to_le_bytes());
+        assert_eq!(&found[203..211], &(lo + 8).to_le_bytes());
+    }
+
+    #[test]
     fn replica_index_in_the_environment_is_blanked() {
         let mut page = b"PATH=/bin\0TMR_REPLICA=12\0X=1".to_vec();
         mask_env_value(&mut page, b"TMR_REPLICA=12");
         assert_eq!(&page[..], b"PATH=/bin\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0X=1");
     }
 
+    /// Hash this very process and find a known buffer in the result: its pages carry exactly the digests
+    /// of their bytes, at their addresses, and a page of zeros reads as the zero digest.
     #[test]
-    fn our_own_memory_can_be_hashed() {
+    fn our_own_memory_is_hashed_page_by_page_at_the_right_addresses() {
+        use crate::memvote::{push_digest, zero_digest};
+        let pages = 4;
+        let mut buf = vec![0u8; (pages + 1) * PAGE as usize];
+        let base = (buf.as_ptr() as u64).next_multiple_of(PAGE);
+        let off = (base - buf.as_ptr() as u64) as usize;
+        for p in 0..pages - 1 {
+            buf[off + p * PAGE as usize..off + (p + 1) * PAGE as usize].fill(0xa0 + p as u8);
+        }
+        // The last page stays zeros.
         let h =
             hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: vec![] }).unwrap();
-        assert!(h.regions.iter().any(|r| r.name == "[heap]" || r.name == "[anon]"));
-        assert!(h.bytes > 0);
+        let region = h.regions.iter().find(|r| r.start <= base && base < r.end).expect("the buffer's region");
+        let digests: Vec<&str> =
+            region.pages().skip(((base - region.start) / PAGE) as usize).take(pages).collect();
+        for (p, got) in digests.iter().enumerate().take(pages - 1) {
+            let mut want = String::new();
+            push_digest(&mut want, &[0xa0 + p as u8; PAGE as usize]);
+            assert_eq!(*got, want, "page {p} of the buffer");
+        }
+        assert_eq!(digests[pages - 1], zero_digest());
+        assert_eq!(region.page_count() as u64, (region.end - region.start) / PAGE);
+        assert!(region.name == "[heap]" || region.name == "[anon]", "{}", region.name);
+        assert!(h.bytes >= pages as u64 * PAGE && h.bytes % PAGE == 0, "{} bytes", h.bytes);
+        std::hint::black_box(&buf);
     }
 }

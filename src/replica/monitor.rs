@@ -1,13 +1,22 @@
 //! The per-replica monitor for `--mem` (and `--inject`): tmr re-executes itself as
-//! `tmr __tmr-monitor [OPTIONS] -- PATH ARGV...`; the monitor starts the real replica under ptrace,
-//! determinizes it (ASLR off, AT_RANDOM pinned, getrandom answered with fixed bytes, rdtsc optionally
-//! trapped), hashes its writable memory at the exit stop, writes the snapshot as JSON to fd 3, and exits
-//! the way the replica did. Process isolation as the lecture teaches it: if reading one replica's memory
-//! crashes, only that monitor dies, and replicas are hashed in parallel because each has its own monitor.
+//! `tmr __tmr-monitor [OPTIONS] -- PATH ARGV...`. That process becomes the replica: it starts a tracer
+//! (a clone child that sends no SIGCHLD, so the command's wait(2) never sees it), lets it PTRACE_SEIZE
+//! it, and execs the command. tmr's child is therefore the command itself — same pid, process group, exit
+//! status, rusage and signals as without `--mem`. The tracer determinizes the replica (ASLR off,
+//! AT_RANDOM pinned, getrandom answered with fixed bytes, rdtsc optionally trapped), passes every signal
+//! on and keeps group-stops stopped (PTRACE_LISTEN), hashes the writable memory at the exit stop, writes
+//! the snapshot as JSON to fd 3, and exits, which detaches it from the replica and its children before
+//! tmr can see the replica's exit. It ignores the signals sent to its group, so `kill -TERM 0` in the
+//! command or a signal tmr forwards reaches only the command. Process isolation as the lecture teaches
+//! it: if reading one replica's memory crashes, only that tracer dies, and replicas are hashed in
+//! parallel because each has its own tracer.
+//!
+//! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
+//! filter, so a getrandom(2) of theirs fails with ENOSYS from then on (and with the `tsc` step, rdtsc
+//! kills them).
 
 use std::ffi::{CString, OsString};
-use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::time::Instant;
 
@@ -42,16 +51,31 @@ pub struct Det {
     pub tid: bool,
     pub stack: bool,
     pub tsc: bool,
+    /// Vote the memory of a multithreaded replica too. Not a determinization step but a policy, spelled
+    /// like one so it travels in the same list: off by default (and not in `all`), because thread
+    /// scheduling makes such heaps differ from run to run, and a difference that is no fault must not turn
+    /// a run nondeterministic. Off, a multithreaded replica abstains from the memory vote, with a note.
+    pub strict_threads: bool,
 }
 
 impl Default for Det {
     fn default() -> Self {
-        Det { aslr: true, at_random: true, rseq: true, getrandom: true, tid: true, stack: true, tsc: false }
+        Det {
+            aslr: true,
+            at_random: true,
+            rseq: true,
+            getrandom: true,
+            tid: true,
+            stack: true,
+            tsc: false,
+            strict_threads: false,
+        }
     }
 }
 
 impl Det {
-    pub const NAMES: [&'static str; 7] = ["aslr", "at-random", "rseq", "getrandom", "tid", "stack", "tsc"];
+    pub const NAMES: [&'static str; 8] =
+        ["aslr", "at-random", "rseq", "getrandom", "tid", "stack", "tsc", "strict-threads"];
 
     pub fn parse(list: &str) -> Result<Det, String> {
         let mut d = Det {
@@ -62,6 +86,7 @@ impl Det {
             tid: false,
             stack: false,
             tsc: false,
+            strict_threads: false,
         };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
             match item {
@@ -73,6 +98,7 @@ impl Det {
                 "tid" => d.tid = true,
                 "stack" => d.stack = true,
                 "tsc" => d.tsc = true,
+                "strict-threads" => d.strict_threads = true,
                 other => {
                     return Err(format!(
                         "unknown determinization step '{other}': use {}, all or none",
@@ -85,7 +111,16 @@ impl Det {
     }
 
     pub fn to_list(self) -> String {
-        let on = [self.aslr, self.at_random, self.rseq, self.getrandom, self.tid, self.stack, self.tsc];
+        let on = [
+            self.aslr,
+            self.at_random,
+            self.rseq,
+            self.getrandom,
+            self.tid,
+            self.stack,
+            self.tsc,
+            self.strict_threads,
+        ];
         let names: Vec<&str> = Det::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() {
             "none".into()
@@ -95,8 +130,14 @@ impl Det {
     }
 }
 
-/// Entry point of the monitor process. Returns only on a usage error; otherwise it exits like the replica.
+/// Entry point of the monitor process, which becomes the replica: it starts its tracer, waits until the
+/// tracer has attached, applies the determinization that must happen before exec, and execs the command.
+/// Returns only on an error (exit code 125, or 126/127 when the command cannot be executed).
 pub fn main(args: &[OsString]) -> i32 {
+    if let Err(e) = launched_by_tmr() {
+        eprintln!("tmr: {ARG} is tmr's internal memory monitor and runs only under tmr --mem/--inject: {e}");
+        return 125;
+    }
     let mut det = Det::default();
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
@@ -119,128 +160,207 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("tmr monitor: usage: {ARG} [--det LIST] -- PATH ARGV0 [ARGS...]");
         return 125;
     }
-    // SAFETY: fd 3 was set up by tmr for this purpose (dup2 before exec); we own it from here on.
-    let mut out = unsafe { std::fs::File::from_raw_fd(SNAPSHOT_FD) };
-    let _ = nix::fcntl::fcntl(SNAPSHOT_FD, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    let (status, snap) = match run(command, det) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tmr monitor: {e:#}");
-            return 125;
+    match become_replica(command, det) {
+        Ok(never) => match never {},
+        Err((code, e)) => {
+            eprintln!("tmr: {e:#}");
+            code
         }
-    };
-    let _ = out.write_all(&serde_json::to_vec(&snap).expect("a snapshot serialises"));
-    drop(out);
-    mirror(status)
+    }
 }
 
-fn run(command: &[OsString], det: Det) -> Result<(WaitStatus, MemSnapshot)> {
+/// Start the tracer, then exec the command in this very process: tmr's child is the replica itself, so
+/// its pid, process group, exit status, rusage and signals are exactly those without `--mem`.
+///
+/// The tracer is a child of this process created with no exit signal (a "clone child"): wait(2) in the
+/// command, which only sees children that signal SIGCHLD, never waits for it. It detaches (by exiting) at
+/// the replica's exit stop, before the replica's exit is visible to tmr, so tmr never sees it running.
+fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
+    let fail = |e: anyhow::Error| (125, e);
     let c = |s: &OsString| CString::new(s.clone().into_vec()).context("NUL in an argument");
-    let path = c(&command[0])?;
-    let argv: Vec<CString> = command[1..].iter().map(c).collect::<Result<_>>()?;
+    let path = c(&command[0]).map_err(fail)?;
+    let argv: Vec<CString> = command[1..].iter().map(c).collect::<Result<_>>().map_err(fail)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let inject = take_inject_spec();
-    if let Some(spec) = &inject {
-        if let crate::inject::When::After(d) = spec.when {
-            arm_alarm(d)?;
-        }
-    }
-    trace_child(&path, &argv_ptrs, det, inject)
-}
-
-fn trace_child(
-    path: &CString,
-    argv_ptrs: &[*const libc::c_char],
-    det: Det,
-    inject: Option<InjectSpec>,
-) -> Result<(WaitStatus, MemSnapshot)> {
     let filter = getrandom_filter();
     let prog =
         libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-
-    // SAFETY: the monitor is single-threaded; the child only makes raw syscalls on data prepared above
-    // and then execs or `_exit`s.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        bail!("fork failed: {}", std::io::Error::last_os_error());
+    // The snapshot fd stays open only in the tracer.
+    let _ = nix::fcntl::fcntl(SNAPSHOT_FD, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .context("creating the tracer's pipe")
+        .map_err(fail)?;
+    let replica = nix::unistd::getpid();
+    let tmr = nix::unistd::getppid().as_raw();
+    // SAFETY: a raw clone without CLONE_VM is a fork whose child sends no SIGCHLD (exit signal 0). This
+    // process is single-threaded, so the child's copy of every lock is free. The child never returns
+    // from `tracer_main`.
+    let clone =
+        || unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let mut tracer = clone();
+    // EAGAIN is a momentary shortage (a pids cgroup or RLIMIT_NPROC full of other replicas and their
+    // tracers, which come and go): wait for one to end rather than fail the replica. Bounded: ~2 s.
+    for attempt in 0..40 {
+        if tracer >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5 * (attempt + 1).min(10)));
+        tracer = clone();
     }
-    if pid == 0 {
-        // SAFETY: freshly forked child of a single-threaded process; see `child`.
-        unsafe { child(path, argv_ptrs, &prog, det) }
+    if tracer < 0 {
+        return Err(fail(anyhow::anyhow!("starting the tracer: {}", std::io::Error::last_os_error())));
     }
-    TRACEE.store(pid, Ordering::SeqCst);
-    let pid = Pid::from_raw(pid);
-    let mut snap = MemSnapshot { threads: 1, ..Default::default() };
-    let stopped = waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED))?;
-    let traced = matches!(stopped, WaitStatus::Stopped(_, Signal::SIGSTOP))
-        && ptrace::setoptions(
-            pid,
-            Options::PTRACE_O_EXITKILL
-                | Options::PTRACE_O_TRACEEXEC
-                | Options::PTRACE_O_TRACEEXIT
-                | Options::PTRACE_O_TRACESECCOMP
-                | Options::PTRACE_O_TRACECLONE
-                // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
-                // getrandom fails with ENOSYS and their rdtsc kills them.
-                | Options::PTRACE_O_TRACEFORK
-                | Options::PTRACE_O_TRACEVFORK,
-        )
-        .is_ok();
-    if !traced {
-        // The kernel refused ptrace (a container's seccomp, yama): run without it, vote on outputs only.
-        snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
-        let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
-        loop {
-            match waitpid(pid, None)? {
-                s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok((s, snap)),
-                _ => continue,
+    if tracer == 0 {
+        drop(go_r);
+        tracer_main(replica.as_raw(), tmr, det, inject, go_w)
+    }
+    drop(go_w);
+    // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, tracer as libc::c_ulong, 0, 0, 0) };
+    let mut go = [0u8];
+    let traced = loop {
+        match nix::unistd::read(go_r.as_raw_fd(), &mut go) {
+            Ok(1) => break go[0] == 1,
+            // The tracer died before attaching: run the command anyway; tmr finds no snapshot.
+            Ok(_) => break false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break false,
+        }
+    };
+    drop(go_r);
+    // SAFETY: plain syscalls on values prepared above; the process execs right after.
+    unsafe {
+        if traced {
+            if det.aslr {
+                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+            }
+            if det.tsc {
+                libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV);
+            }
+            if det.getrandom {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                );
             }
         }
+        // Rust's runtime ignored SIGPIPE in this process; the command gets the default, as without --mem.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
     }
-    ptrace::cont(pid, None)?;
-    let mut tracer = Tracer {
-        pid,
-        det,
-        getrandom_calls: 0,
-        tsc: 0,
-        snap,
-        saw_exit_stop: false,
-        saw_glibc: false,
-        inject,
-        stop_requested: false,
-        started: Instant::now(),
-        last_fault: None,
-        forced: None,
-    };
-    let status = tracer.trace()?;
-    if let Some(spec) = &tracer.inject {
-        tracer.snap.inject_error.get_or_insert_with(|| match spec.when {
+    let err = std::io::Error::last_os_error();
+    let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+    Err((code, anyhow::Error::new(err).context(format!("cannot run {}", path.to_string_lossy()))))
+}
+
+/// The tracer process: attach to the replica, let it exec, trace it to its exit stop, publish the
+/// snapshot on fd 3, and leave (which detaches every tracee and lets the replica finish exiting).
+fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go: OwnedFd) -> ! {
+    // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    ignore_group_signals();
+    // SAFETY: fd 3 was set up by tmr for this purpose (dup2 before exec); only the tracer uses it.
+    let out = unsafe { std::fs::File::from_raw_fd(SNAPSHOT_FD) };
+    let pid = Pid::from_raw(replica);
+    let options = Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACECLONE
+        // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
+        // getrandom fails with ENOSYS and their rdtsc kills them.
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK;
+    let traced = ptrace::seize(pid, options).is_ok();
+    let mut tracer = Tracer::new(pid, tmr, det, inject, out);
+    if !traced {
+        // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
+        tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
+        if tracer.inject.is_some() {
+            tracer.snap.inject_error = Some("ptrace is not permitted here".into());
+        }
+    } else if let Some(spec) = &tracer.inject {
+        tracer.snap.inject_error = Some(match spec.when {
             crate::inject::When::After(d) => {
                 format!("the replica ended before the injection time ({:.1} ms)", d.as_secs_f64() * 1e3)
             }
             crate::inject::When::Exit => "the replica was killed before its exit stop".into(),
         });
     }
-    let mut snap = tracer.snap;
-    if !tracer.saw_exit_stop && snap.unavailable.is_none() {
-        snap.unavailable =
-            Some("the replica was killed before its exit stop; memory was not captured".into());
+    tracer.publish();
+    if traced {
+        if let Some(crate::inject::When::After(d)) = tracer.inject.as_ref().map(|s| s.when) {
+            TRACEE.store(replica, Ordering::SeqCst);
+            if let Err(e) = arm_alarm(d) {
+                tracer.snap.inject_error = Some(format!("{e:#}"));
+                tracer.inject = None;
+                tracer.publish();
+            }
+        }
     }
-    if det.rseq && !tracer.saw_glibc {
-        snap.notes
-            .push("no glibc mapped (static or non-glibc program): the rseq tunable had no effect".into());
+    let _ = nix::unistd::write(&go, &[u8::from(traced)]);
+    drop(go);
+    if traced {
+        tracer.trace();
     }
-    if snap.threads > 1 {
-        snap.notes.push(format!(
-            "multithreaded ({} threads): thread scheduling can make heaps differ between replicas",
-            snap.threads
-        ));
+    // SAFETY: leaving without running exit handlers: this process is a copy of the monitor, and nothing
+    // of its state needs flushing (the snapshot is written and flushed by `publish`).
+    unsafe { libc::_exit(0) }
+}
+
+/// The tracer sits in the replica's process group, so a signal the command sends its group (`kill -TERM
+/// 0`) or that tmr forwards reaches it too; it must not die or stop from those, or the replica would be
+/// killed (or frozen) with it. SIGKILL still ends it; synchronous faults keep their defaults.
+fn ignore_group_signals() {
+    let keep = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGALRM,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    for sig in 1..32 {
+        if !keep.contains(&sig) {
+            // SAFETY: setting a disposition to SIG_IGN has no memory-safety requirements.
+            unsafe { libc::signal(sig, libc::SIG_IGN) };
+        }
     }
-    if det.getrandom && tracer.getrandom_calls > 0 {
-        snap.notes.push(format!("answered {} getrandom call(s) with fixed bytes", tracer.getrandom_calls));
+}
+
+/// Was this monitor started by tmr for a replica? tmr hands it an unlinked snapshot file as fd 3 and keeps
+/// that file open itself; run by hand (or by a replica), fd 3 is missing, a named file, or not tmr's.
+/// Checked before anything runs, so a stray `tmr __tmr-monitor` neither runs a command under ptrace nor
+/// writes JSON into whatever fd 3 happens to be.
+fn launched_by_tmr() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let own = nix::sys::stat::fstat(SNAPSHOT_FD).map_err(|_| format!("fd {SNAPSHOT_FD} is not open"))?;
+    if own.st_mode & libc::S_IFMT != libc::S_IFREG || own.st_nlink != 0 {
+        return Err(format!("fd {SNAPSHOT_FD} is not tmr's snapshot file"));
     }
-    Ok((status, snap))
+    let parent = nix::unistd::getppid();
+    let fds = std::fs::read_dir(format!("/proc/{parent}/fd"))
+        .map_err(|e| format!("cannot check the parent process: {e}"))?;
+    let held = fds
+        .flatten()
+        .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == own.st_dev && m.ino() == own.st_ino));
+    if held {
+        Ok(())
+    } else {
+        Err("the parent process did not hand it its snapshot file".into())
+    }
 }
 
 struct Tracer {
@@ -249,84 +369,168 @@ struct Tracer {
     getrandom_calls: u64,
     tsc: u64,
     snap: MemSnapshot,
-    saw_exit_stop: bool,
+    /// The snapshot file (fd 3), rewritten whole whenever what tmr should read changes.
+    out: std::fs::File,
     saw_glibc: bool,
     /// A fault still to inject into this replica.
     inject: Option<InjectSpec>,
-    /// tmr sent the replica SIGSTOP for a timed injection and waits for that stop.
+    /// The time of a timed injection has come: inject at the replica's next stop.
     stop_requested: bool,
     started: Instant,
     /// The last fault delivered (thread, rip) and how often in a row.
     last_fault: Option<(Pid, u64, u32)>,
-    /// A fault that looped and was turned into the replica's death.
-    forced: Option<Signal>,
+    /// tmr's pid (the replica's parent), and the stop signal it sent the replica, if any.
+    tmr: i32,
+    stopped_by_tmr: Option<Signal>,
 }
 
 fn is_fault(s: Signal) -> bool {
     matches!(s, Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE)
 }
 
+/// What to do about a fault that keeps coming back (see [`Tracer::fault_loop`]).
+enum FaultLoop {
+    No,
+    /// Deliver it so that it kills.
+    Break,
+    /// That did not end it either (an alternate signal stack): SIGKILL.
+    Kill,
+}
+
+fn is_stop_signal(s: Signal) -> bool {
+    matches!(s, Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)
+}
+
 impl Tracer {
-    fn trace(&mut self) -> Result<WaitStatus> {
+    fn new(pid: Pid, tmr: i32, det: Det, inject: Option<InjectSpec>, out: std::fs::File) -> Self {
+        let snap = MemSnapshot {
+            threads: 1,
+            // What tmr reads if the replica never reaches its exit stop (SIGKILL): replaced there.
+            unavailable: Some("the replica was killed before its exit stop; memory was not captured".into()),
+            ..Default::default()
+        };
+        Tracer {
+            pid,
+            det,
+            getrandom_calls: 0,
+            tsc: 0,
+            snap,
+            out,
+            saw_glibc: false,
+            inject,
+            stop_requested: false,
+            started: Instant::now(),
+            last_fault: None,
+            tmr,
+            stopped_by_tmr: None,
+        }
+    }
+
+    /// Replace the snapshot file's contents. Always done while the replica is held (before it runs, in a
+    /// ptrace stop), so tmr, which reads the file after the replica has exited, reads a whole snapshot.
+    fn publish(&mut self) {
+        use std::io::{Seek, Write};
+        let json = serde_json::to_vec(&self.snap).unwrap_or_default();
+        let _ = self.out.set_len(0);
+        let _ = self.out.rewind();
+        let _ = self.out.write_all(&json);
+    }
+
+    /// Trace until the replica's exit stop (or its death without one).
+    fn trace(&mut self) {
         loop {
-            // The SIGALRM handler already sent the SIGSTOP; from here on, its stop is the injection point.
             if ALARM.swap(false, Ordering::SeqCst) && self.inject.is_some() {
                 self.stop_requested = true;
                 if !STOP_SENT.load(Ordering::SeqCst) {
-                    let _ = nix::sys::signal::kill(self.pid, Signal::SIGSTOP);
+                    let _ = ptrace::interrupt(self.pid);
                 }
             }
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).context("waitpid"),
+                Err(_) => return,
             };
+            // A timed injection lands at the replica's first stop after its time, whatever the stop.
+            if self.stop_requested && status.pid() == Some(self.pid) {
+                if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) = status {
+                    self.stop_requested = false;
+                    if let Some(spec) = self.inject.take() {
+                        self.inject_now(&spec);
+                        self.publish();
+                    }
+                }
+            }
             match status {
-                WaitStatus::Signaled(p, _, core) if p == self.pid && self.forced.is_some() => {
-                    return Ok(WaitStatus::Signaled(p, self.forced.expect("checked"), core));
-                }
-                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
-                    return Ok(status)
-                }
+                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => return,
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
-                WaitStatus::PtraceEvent(tid, _, event) => {
+                WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
                         libc::PTRACE_EVENT_EXEC => self.on_exec(),
                         libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(tid),
                         libc::PTRACE_EVENT_CLONE if tid == self.pid => self.snap.threads += 1,
-                        libc::PTRACE_EVENT_EXIT if tid == self.pid => self.on_exit(),
+                        libc::PTRACE_EVENT_EXIT if tid == self.pid => {
+                            self.on_exit();
+                            self.publish();
+                            // Leaving detaches every tracee: the replica finishes exiting, its children
+                            // run on untraced, as they would without --mem.
+                            return;
+                        }
+                        // A group-stop (SIGSTOP, SIGTSTP, ...): stay stopped, as without a tracer, until
+                        // a SIGCONT; PTRACE_CONT here would resume the replica at once.
+                        libc::PTRACE_EVENT_STOP if is_stop_signal(sig) => {
+                            // SAFETY: PTRACE_LISTEN takes no pointers.
+                            unsafe { libc::ptrace(libc::PTRACE_LISTEN, tid.as_raw(), 0, 0) };
+                            continue;
+                        }
                         _ => {}
                     }
                     let _ = ptrace::cont(tid, None);
                 }
+                // A signal-delivery-stop: deliver the signal, as the kernel would have.
                 WaitStatus::Stopped(tid, sig) => {
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) {
+                        self.note_stop_by_tmr(tid, sig);
+                    }
                     let deliver = match sig {
-                        // New threads start with a SIGSTOP of their own: not the program's signal.
-                        Signal::SIGSTOP if tid != self.pid => None,
-                        Signal::SIGSTOP if self.stop_requested => {
-                            self.stop_requested = false;
-                            if let Some(spec) = self.inject.take() {
-                                self.inject_now(&spec);
-                            }
-                            None
-                        }
                         Signal::SIGSEGV if self.det.tsc && self.emulate_rdtsc(tid) => None,
-                        Signal::SIGTRAP => None,
                         s => Some(s),
                     };
                     if let Some(s) = deliver.filter(|s| is_fault(*s)) {
-                        if self.fault_loop(tid, s) {
-                            // The kernel keeps re-raising the fault without ever running the program (an
-                            // unusable instruction pointer): end it the way the fault would have.
-                            self.forced = Some(s);
-                            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-                            continue;
+                        match self.fault_loop(tid, s) {
+                            FaultLoop::No => {}
+                            FaultLoop::Break => {
+                                // The kernel keeps re-raising the fault without the program getting
+                                // anywhere (a handler that returns to an unusable instruction pointer):
+                                // deliver it with an unusable stack pointer, so the handler cannot run
+                                // and the kernel ends the replica with SIGSEGV, as a crash would.
+                                if let Ok(mut regs) = ptrace::getregs(tid) {
+                                    regs.rsp = 0;
+                                    let _ = ptrace::setregs(tid, regs);
+                                }
+                                let _ = ptrace::cont(tid, Signal::SIGSEGV);
+                                continue;
+                            }
+                            FaultLoop::Kill => {
+                                let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+                                continue;
+                            }
                         }
                     }
                     let _ = ptrace::cont(tid, deliver);
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// tmr sends SIGTERM to a replica's group at its timeout and forwards SIGINT/SIGHUP/SIGTERM when it is
+    /// stopped itself: memory at that moment is wherever the replica happened to be, not a result.
+    fn note_stop_by_tmr(&mut self, tid: Pid, sig: Signal) {
+        let Ok(info) = ptrace::getsiginfo(tid) else { return };
+        // SAFETY: for SI_USER (kill/killpg) the siginfo holds the sender's pid.
+        let sender = unsafe { info.si_pid() };
+        if info.si_code == libc::SI_USER && sender == self.tmr {
+            self.stopped_by_tmr.get_or_insert(sig);
         }
     }
 
@@ -365,8 +569,27 @@ impl Tracer {
     }
 
     fn on_exit(&mut self) {
-        self.saw_exit_stop = true;
+        if let Some(sig) = self.stopped_by_tmr {
+            self.snap.unavailable = Some(format!(
+                "tmr stopped the replica with {} (timeout or interrupt); memory was not captured",
+                crate::fingerprint::signal_name(sig as i32)
+            ));
+            return;
+        }
+        if self.snap.threads > 1 && !self.det.strict_threads {
+            // Still inject (the report shows what was flipped), but vote nothing of this replica's memory.
+            if let Some(spec) = self.inject.take_if(|s| s.when == crate::inject::When::Exit) {
+                self.inject_now(&spec);
+            }
+            self.snap.unavailable = Some(format!(
+                "multithreaded ({} threads): thread scheduling makes heaps differ between runs, so this \
+                 replica's memory was not voted (--mem-det ...,strict-threads votes it anyway)",
+                self.snap.threads
+            ));
+            return;
+        }
         let started = Instant::now();
+        self.snap.unavailable = None;
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) {
             self.saw_glibc = maps.contains("libc.so") || maps.contains("libc-");
         }
@@ -401,6 +624,22 @@ impl Tracer {
             Err(e) => self.snap.unavailable = Some(format!("reading memory failed: {e:#}")),
         }
         self.snap.cost_ms = started.elapsed().as_secs_f64() * 1e3;
+        if self.det.rseq && !self.saw_glibc {
+            self.snap
+                .notes
+                .push("no glibc mapped (static or non-glibc program): the rseq tunable had no effect".into());
+        }
+        if self.snap.threads > 1 {
+            self.snap.notes.push(format!(
+                "multithreaded ({} threads): thread scheduling can make heaps differ between replicas",
+                self.snap.threads
+            ));
+        }
+        if self.det.getrandom && self.getrandom_calls > 0 {
+            self.snap
+                .notes
+                .push(format!("answered {} getrandom call(s) with fixed bytes", self.getrandom_calls));
+        }
     }
 
     /// Flip the chosen bits now (the replica is in a ptrace stop). Every open choice is drawn from the
@@ -467,20 +706,27 @@ impl Tracer {
             })(),
         };
         match result {
-            Ok(what) => self.snap.injected = Some(Injected { replica, at_ms, seed: spec.seed, what }),
+            Ok(what) => {
+                self.snap.injected = Some(Injected { replica, at_ms, seed: spec.seed, what });
+                self.snap.inject_error = None;
+            }
             Err(e) => self.snap.inject_error = Some(e),
         }
     }
 
-    /// True when the same fault keeps arriving at the same instruction without the program running.
-    fn fault_loop(&mut self, tid: Pid, _sig: Signal) -> bool {
+    /// Whether the same fault keeps arriving at the same instruction without the program running.
+    fn fault_loop(&mut self, tid: Pid, _sig: Signal) -> FaultLoop {
         let rip = ptrace::getregs(tid).map(|r| r.rip).unwrap_or(0);
         let count = match self.last_fault {
             Some((t, r, n)) if t == tid && r == rip => n + 1,
             _ => 1,
         };
         self.last_fault = Some((tid, rip, count));
-        count > 16
+        match count {
+            0..=16 => FaultLoop::No,
+            17 => FaultLoop::Break,
+            _ => FaultLoop::Kill,
+        }
     }
 
     /// With PR_SET_TSC(SIGSEGV), rdtsc/rdtscp fault: answer them from a counter every replica shares.
@@ -538,17 +784,18 @@ fn register<'a>(regs: &'a mut libc::user_regs_struct, name: &str) -> Option<&'a 
 
 /// Set by SIGALRM: the time of a timed injection has come.
 static ALARM: AtomicBool = AtomicBool::new(false);
-/// The traced replica, for the SIGALRM handler (0 until it is forked).
+/// The traced replica, for the SIGALRM handler (0 until the tracer has attached).
 static TRACEE: AtomicI32 = AtomicI32::new(0);
-/// The handler sent the replica its SIGSTOP.
+/// The handler already interrupted the replica (PTRACE_INTERRUPT).
 static STOP_SENT: AtomicBool = AtomicBool::new(false);
 
 /// Stops the replica right away: the tracer may be blocked in waitpid on a replica that computes without
-/// a single system call, so it could not do this itself in time.
+/// a single system call, so it could not do this itself in time. PTRACE_INTERRUPT, not SIGSTOP: the stop
+/// is the tracer's, and the program never sees a signal it did not get without --mem.
 extern "C" fn on_alarm(_: libc::c_int) {
     let pid = TRACEE.load(Ordering::SeqCst);
-    // SAFETY: kill(2) is async-signal-safe.
-    if pid > 0 && unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+    // SAFETY: ptrace(2) is a plain system call, safe in a handler; this handler runs on the tracer thread.
+    if pid > 0 && unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) } == 0 {
         STOP_SENT.store(true, Ordering::SeqCst);
     }
     ALARM.store(true, Ordering::SeqCst);
@@ -609,53 +856,6 @@ fn getrandom_filter() -> Vec<libc::sock_filter> {
     ]
 }
 
-/// Runs in the monitor's forked child: only raw syscalls, then exec.
-///
-/// # Safety
-/// Call only in a child just forked from the single-threaded monitor.
-unsafe fn child(path: &CString, argv: &[*const libc::c_char], prog: &libc::sock_fprog, det: Det) -> ! {
-    if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
-        if det.aslr {
-            libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
-        }
-        if det.tsc {
-            libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV);
-        }
-        // Wait here until the monitor has set its ptrace options (seccomp stops need them).
-        libc::raise(libc::SIGSTOP);
-        if det.getrandom {
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, prog as *const libc::sock_fprog);
-        }
-    } else {
-        libc::raise(libc::SIGSTOP);
-    }
-    libc::execv(path.as_ptr(), argv.as_ptr());
-    libc::_exit(127)
-}
-
-/// End the monitor the way the replica ended, so tmr sees the replica's own status.
-fn mirror(status: WaitStatus) -> i32 {
-    match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => {
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: plain syscalls on values owned here; the process ends right after.
-            unsafe {
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-                libc::signal(sig as i32, libc::SIG_DFL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, sig as i32);
-                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::raise(sig as i32);
-            }
-            128 + sig as i32
-        }
-        _ => 125,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,5 +868,8 @@ mod tests {
         let d = Det::parse("aslr,tsc").unwrap();
         assert!(d.aslr && d.tsc && !d.getrandom);
         assert!(Det::parse("aslr,bogus").is_err());
+        assert!(!Det::parse("all").unwrap().strict_threads, "a policy, not a step: not in all");
+        let strict = Det::parse("aslr,strict-threads").unwrap();
+        assert!(strict.strict_threads && Det::parse(&strict.to_list()).unwrap() == strict);
     }
 }

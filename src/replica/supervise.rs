@@ -37,7 +37,8 @@ const PIPE_SIZE: libc::c_int = 1 << 20;
 pub struct Launcher {
     pub path: CString,
     pub argv: Vec<CString>,
-    /// tmr's environment without TMR_REPLICA/TMR_REPLICAS/TMR_ROUND, which each replica gets afresh.
+    /// tmr's environment without tmr's internal variables (TMR_REPLICA, TMR_REPLICAS, TMR_ROUND, TMR_PAD,
+    /// TMR_INJECT): each replica gets the first four afresh, and TMR_INJECT only from `--inject`.
     pub base_env: Vec<CString>,
     /// Append TMR_PAD so the TMR_* variables always take the same number of bytes (memory voting:
     /// `TMR_ROUND=10` must not shift every later byte of the stack against `TMR_ROUND=9`).
@@ -53,10 +54,13 @@ impl Launcher {
     pub fn new(path: OsString, command: &[OsString]) -> Result<Self> {
         let c = |s: OsString| CString::new(s.into_vec()).context("an argument contains a NUL byte");
         let argv = command.iter().cloned().map(c).collect::<Result<Vec<_>>>()?;
+        // tmr's internal variables, as tmr's own environment may carry them (tmr run by a replica, or a
+        // stray export): an inherited TMR_INJECT would inject a hidden fault. tmr sets afresh the ones
+        // it means (`env_for`, `set_env`).
+        const INTERNAL: [&str; 5] =
+            ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD", crate::inject::ENV];
         let base_env = std::env::vars_os()
-            .filter(|(k, _)| {
-                !matches!(k.to_str(), Some("TMR_REPLICA" | "TMR_REPLICAS" | "TMR_ROUND" | "TMR_PAD"))
-            })
+            .filter(|(k, _)| !k.to_str().is_some_and(|k| INTERNAL.contains(&k)))
             .map(|(mut k, v)| {
                 k.push("=");
                 k.push(v);

@@ -71,7 +71,7 @@ pub struct StreamSummary {
 
 impl StreamSummary {
     pub fn hex(&self) -> String {
-        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+        blake3::Hash::from_bytes(self.digest).to_hex().to_string()
     }
 }
 

@@ -1,15 +1,15 @@
 //! Settling a run's class by re-running it: drives the pure [`Classifier`] with fresh executions from the
 //! harness until it is settled or the budget is spent, and turns its verdict into report data.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::classify::{next_round, Classifier, Policy, Verdict};
 use crate::config::{Config, RerunMode};
 use crate::fingerprint::{Fingerprint, Key, Outcome};
-use crate::replica::{BatchOpts, Control, Harness, Job, RunRecord};
-use crate::report::{ClassReport, OutcomeEntry, RunEntry};
+use crate::replica::{BatchOpts, Control, Job, RunRecord, Runner};
+use crate::report::{ClassReport, OutcomeEntry, RunEntry, StreamEntry};
 
 pub struct Reruns {
     pub verdict: Verdict<Key>,
@@ -29,7 +29,7 @@ pub struct Reruns {
 /// is the voted round's majority median, which a relative timeout multiplies for reruns.
 pub fn settle(
     config: &Config,
-    harness: &mut Harness,
+    harness: &mut dyn Runner,
     initial_keys: &[Key],
     initial: &[RunRecord],
     voted_wall: Duration,
@@ -58,10 +58,10 @@ pub fn settle(
     let mut runs = Vec::new();
     let mut swept = 0;
     let mut note = None;
-    let began = Instant::now();
-    if classifier.wants_rerun() && harness.interrupted.is_none() && !harness.stdin_replayable() {
+    let began = harness.now();
+    if classifier.wants_rerun() && harness.interrupted().is_none() && !harness.stdin_replayable() {
         note = Some("not rerun: stdin was too long to keep for replaying (see TMR_STDIN_SPOOL_LIMIT)".into());
-    } else if classifier.wants_rerun() && harness.interrupted.is_none() {
+    } else if classifier.wants_rerun() && harness.interrupted().is_none() {
         let n = config.replicas;
         // Sequential: rounds of one. Parallel: whole rounds of N, each waiting for the last, so every
         // rerun runs beside exactly the siblings of its own round, as in the voted round.
@@ -73,12 +73,13 @@ pub fn settle(
         let mut done = 0;
         let mut round = 1;
         let mut round_walls: Vec<f64> = Vec::new();
-        while classifier.wants_rerun() && harness.interrupted.is_none() {
+        while classifier.wants_rerun() && harness.interrupted().is_none() {
             let predicted = match crate::stats::median(&mut round_walls.clone()) {
                 Some(m) => Duration::from_secs_f64(m),
                 None => voted_wall,
             };
-            let size = next_round(round_size, c.reruns - done, time_budget, began.elapsed(), predicted);
+            let spent = harness.now().saturating_duration_since(began);
+            let size = next_round(round_size, c.reruns - done, time_budget, spent, predicted);
             if size == 0 {
                 break;
             }
@@ -86,7 +87,7 @@ pub fn settle(
                 RerunMode::Sequential => Job { replica: 0, replicas: 1, round },
                 RerunMode::Parallel => Job { replica: i, replicas: n, round },
             });
-            let round_began = Instant::now();
+            let round_began = harness.now();
             swept += harness.run_jobs(&mut jobs.into_iter(), &opts, &mut |rec| {
                 let fp = rec.fingerprint();
                 let key = key_of(&rec);
@@ -94,10 +95,10 @@ pub fn settle(
                     samples.push((key, fp));
                 }
                 classifier.record(key);
-                runs.push(crate::round::run_entry(&rec));
+                runs.push(run_entry(&rec));
                 Ok(if classifier.wants_rerun() { Control::Continue } else { Control::Stop })
             })?;
-            round_walls.push(round_began.elapsed().as_secs_f64());
+            round_walls.push(harness.now().saturating_duration_since(round_began).as_secs_f64());
             done += size;
             round += 1;
         }
@@ -107,10 +108,27 @@ pub fn settle(
         runs,
         samples,
         swept,
-        spent: began.elapsed(),
+        spent: harness.now().saturating_duration_since(began),
         time_budget,
         note,
     })
+}
+
+/// One finished execution as the report lists it.
+pub fn run_entry(r: &RunRecord) -> RunEntry {
+    RunEntry {
+        replica: r.job.replica,
+        round: r.job.round,
+        pid: r.pid,
+        outcome: r.outcome,
+        stdout: StreamEntry::from(r.stdout.summary),
+        stderr: StreamEntry::from(r.stderr.summary),
+        wall_ms: r.wall.as_secs_f64() * 1e3,
+        user_ms: r.user.as_secs_f64() * 1e3,
+        sys_ms: r.sys.as_secs_f64() * 1e3,
+        max_rss_kib: r.max_rss_kib,
+        leaked: r.leaked,
+    }
 }
 
 impl Reruns {
@@ -155,5 +173,159 @@ impl Reruns {
             outcomes,
             rerun_runs: self.runs.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::StreamSummary;
+    use crate::replica::capture::Captured;
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    /// A fake process layer: each job's outcome comes from `script(job)`, and every job takes `wall` on
+    /// a fake clock (a round of parallel jobs takes `wall` once).
+    struct Fake {
+        script: Box<dyn Fn(&Job) -> i32>,
+        wall: Duration,
+        clock: Cell<Instant>,
+        ran: Vec<Job>,
+        interrupted: Option<i32>,
+        replayable: bool,
+    }
+
+    impl Fake {
+        fn new(wall_ms: u64, script: impl Fn(&Job) -> i32 + 'static) -> Self {
+            Fake {
+                script: Box::new(script),
+                wall: Duration::from_millis(wall_ms),
+                clock: Cell::new(Instant::now()),
+                ran: Vec::new(),
+                interrupted: None,
+                replayable: true,
+            }
+        }
+    }
+
+    fn record(job: Job, code: i32) -> RunRecord {
+        let summary = StreamSummary { len: 0, digest: [0; 32] };
+        RunRecord {
+            job,
+            pid: 0,
+            outcome: Outcome::Exited { code },
+            stdout: Captured::summarised(summary),
+            stderr: Captured::summarised(summary),
+            wall: Duration::ZERO,
+            user: Duration::ZERO,
+            sys: Duration::ZERO,
+            max_rss_kib: 0,
+            leaked: false,
+            mem: None,
+            mem_key: None,
+            divergence: [None, None],
+        }
+    }
+
+    impl Runner for Fake {
+        fn run_jobs(
+            &mut self,
+            jobs: &mut dyn Iterator<Item = Job>,
+            _opts: &BatchOpts,
+            sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
+        ) -> Result<usize> {
+            self.clock.set(self.clock.get() + self.wall);
+            for job in jobs {
+                self.ran.push(job);
+                if sink(record(job, (self.script)(&job)))? == Control::Stop {
+                    break;
+                }
+            }
+            Ok(0)
+        }
+        fn interrupted(&self) -> Option<i32> {
+            self.interrupted
+        }
+        fn stdin_replayable(&self) -> bool {
+            self.replayable
+        }
+        fn now(&self) -> Instant {
+            self.clock.get()
+        }
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let argv = ["tmr"].iter().chain(args).chain(&["true"]).map(std::ffi::OsString::from);
+        match crate::cli::parse(argv) {
+            crate::cli::Parsed::Run(c) => c,
+            _ => panic!("bad test arguments {args:?}"),
+        }
+    }
+
+    /// Settle a voted round whose replicas exited with `initial` codes, as `settle` does in a run.
+    fn settle_with(args: &[&str], fake: &mut Fake, initial: &[i32], voted_ms: u64) -> Reruns {
+        let config = config(args);
+        let n = initial.len();
+        let records: Vec<RunRecord> = initial
+            .iter()
+            .enumerate()
+            .map(|(i, &code)| record(Job { replica: i, replicas: n, round: 0 }, code))
+            .collect();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let opts = crate::round::batch_opts(&config);
+        settle(&config, fake, &keys, &records, Duration::from_millis(voted_ms), opts, &key_of).unwrap()
+    }
+
+    #[test]
+    fn a_unanimous_failure_gets_two_parallel_rounds_under_the_default_budget() {
+        let mut fake = Fake::new(1000, |_| 3);
+        let r = settle_with(&[], &mut fake, &[3, 3, 3], 1000);
+        assert_eq!(r.verdict.class, crate::classify::Class::Deterministic);
+        assert_eq!((r.runs.len(), r.verdict.observations), (6, 9));
+        let rounds: Vec<(usize, usize)> = fake.ran.iter().map(|j| (j.round, j.replica)).collect();
+        assert_eq!(rounds, [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]);
+        assert_eq!(r.spent, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_odd_outcome_that_comes_back_stops_the_reruns() {
+        // Replica 1 of the voted round failed; in round 2, replica 2 fails too.
+        let mut fake = Fake::new(10, |j| if j.round == 2 && j.replica == 2 { 1 } else { 0 });
+        let r = settle_with(&["--rerun-budget", "1h"], &mut fake, &[0, 1, 0], 10);
+        assert_eq!(r.verdict.class, crate::classify::Class::Nondeterministic);
+        assert_eq!(fake.ran.len(), 6, "no round after the one where the odd outcome came back");
+    }
+
+    #[test]
+    fn the_count_budget_caps_the_last_round_and_sequential_runs_one_at_a_time() {
+        let mut fake = Fake::new(1, |_| 0);
+        let r = settle_with(&["--reruns", "4", "--rerun-budget", "1h"], &mut fake, &[0, 1, 0], 1);
+        assert_eq!((r.runs.len(), fake.ran.len()), (4, 4));
+        assert_eq!(fake.ran.last().map(|j| (j.round, j.replica)), Some((2, 0)), "a round of 1 after 3");
+        let mut fake = Fake::new(1, |_| 0);
+        settle_with(
+            &["--reruns", "3", "--rerun-mode", "sequential", "--rerun-budget", "1h"],
+            &mut fake,
+            &[0, 1, 0],
+            1,
+        );
+        let seen: Vec<(usize, usize, usize)> =
+            fake.ran.iter().map(|j| (j.round, j.replica, j.replicas)).collect();
+        assert_eq!(seen, [(1, 0, 1), (2, 0, 1), (3, 0, 1)]);
+    }
+
+    #[test]
+    fn no_reruns_when_interrupted_when_stdin_cannot_be_replayed_or_when_unanimous() {
+        let mut fake = Fake::new(1, |_| 3);
+        fake.interrupted = Some(libc::SIGINT);
+        assert!(settle_with(&[], &mut fake, &[3, 3, 3], 1).runs.is_empty());
+        let mut fake = Fake::new(1, |_| 3);
+        fake.replayable = false;
+        let r = settle_with(&[], &mut fake, &[3, 3, 3], 1);
+        assert!(r.runs.is_empty() && r.note.is_some());
+        let mut fake = Fake::new(1, |_| 0);
+        assert!(settle_with(&[], &mut fake, &[0, 0, 0], 1).runs.is_empty());
+        assert!(fake.ran.is_empty());
     }
 }

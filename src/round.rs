@@ -16,7 +16,7 @@ use crate::memvote::{key_against, vote_pages, MemSnapshot};
 use crate::replica::hub::{StreamPlan, Treatment};
 use crate::replica::monitor::{self, Det};
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
-use crate::report::{self, human, Dissent, RunEntry, RunReport, StreamEntry, VoteEntry};
+use crate::report::{self, human, Dissent, RunReport, VoteEntry};
 use crate::report::{InjectionReport, MemReport};
 use crate::vote::{vote, Vote};
 
@@ -332,22 +332,6 @@ fn line_diff(a: &File, b: &File, config: &Config) -> Result<Option<LineDiff>> {
     Ok(first_difference(open(a)?, open(b)?, &config.masks)?)
 }
 
-pub fn run_entry(r: &RunRecord) -> RunEntry {
-    RunEntry {
-        replica: r.job.replica,
-        round: r.job.round,
-        pid: r.pid,
-        outcome: r.outcome,
-        stdout: StreamEntry::from(r.stdout.summary),
-        stderr: StreamEntry::from(r.stderr.summary),
-        wall_ms: r.wall.as_secs_f64() * 1e3,
-        user_ms: r.user.as_secs_f64() * 1e3,
-        sys_ms: r.sys.as_secs_f64() * 1e3,
-        max_rss_kib: r.max_rss_kib,
-        leaked: r.leaked,
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     config: &Config,
@@ -369,7 +353,7 @@ fn build_report(
         compare: config.compare.names(),
         masks: config.masks.iter().map(|m| m.as_str().to_string()).collect(),
         timeout: config.timeout.as_ref().map(report::timeout_text),
-        runs: records.iter().map(run_entry).collect(),
+        runs: records.iter().map(crate::rerun::run_entry).collect(),
         vote: VoteEntry {
             result: match (voted.unanimous(), voted.majority().is_some()) {
                 (true, _) => "unanimous",

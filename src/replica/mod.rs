@@ -17,6 +17,47 @@ pub use capture::Captured;
 pub use spawn::ChildSetup;
 pub use supervise::{Batch, BatchOpts, Control, Harness, Job, Launcher, RunRecord};
 
+/// What the rerun loop needs from the process layer. [`Harness`] is the real one; tests drive the loop
+/// with a fake that scripts each job's outcome and advances a fake clock.
+pub trait Runner {
+    /// Run `jobs` as [`Harness::run_jobs`] does; returns the leftover processes killed afterwards.
+    fn run_jobs(
+        &mut self,
+        jobs: &mut dyn Iterator<Item = Job>,
+        opts: &BatchOpts,
+        sink: &mut dyn FnMut(RunRecord) -> anyhow::Result<Control>,
+    ) -> anyhow::Result<usize>;
+    /// The stop signal received, if any: no more jobs are started.
+    fn interrupted(&self) -> Option<i32>;
+    /// Whether a job started now gets the same stdin as the voted round did.
+    fn stdin_replayable(&self) -> bool;
+    /// The clock the time budget is measured on.
+    fn now(&self) -> std::time::Instant;
+}
+
+impl Runner for Harness {
+    fn run_jobs(
+        &mut self,
+        jobs: &mut dyn Iterator<Item = Job>,
+        opts: &BatchOpts,
+        sink: &mut dyn FnMut(RunRecord) -> anyhow::Result<Control>,
+    ) -> anyhow::Result<usize> {
+        Harness::run_jobs(self, jobs, opts, sink)
+    }
+
+    fn interrupted(&self) -> Option<i32> {
+        self.interrupted
+    }
+
+    fn stdin_replayable(&self) -> bool {
+        Harness::stdin_replayable(self)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}
+
 /// Make sure fds 0, 1 and 2 are open (on /dev/null if tmr was started without them), so that every pipe
 /// tmr creates gets a number above 2 and `dup2` in the child never meets its own source fd.
 pub fn ensure_standard_fds() {

@@ -399,7 +399,19 @@ fn an_injected_one_off_fault_is_transient() {
     assert!(stderr.contains("injected into replica 0"), "{stderr}");
     assert!(stderr.contains("replica 0: [heap]"), "the divergent page is named: {stderr}");
 
-    let ran = run_json(argv!["--mem", "--inject", spec, "--reruns", "4", "--", heapstate, "--mb", "4"]);
+    let ran = run_json(argv![
+        "--mem",
+        "--inject",
+        spec,
+        "--reruns",
+        "4",
+        "--rerun-budget",
+        "1h",
+        "--",
+        heapstate,
+        "--mb",
+        "4"
+    ]);
     assert_eq!(ran.code, 0);
     assert_eq!(ran.class(), "transient", "{}", ran.report["classification"]);
     assert_eq!(ran.report["classification"]["reruns"], 4);

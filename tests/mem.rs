@@ -543,7 +543,10 @@ fn a_memory_only_divergence_does_not_split_an_output_vote() {
 fn with_memory_compared_a_flipped_replica_dissents_and_is_transient() {
     require_ptrace!();
     let direct = direct_stdout(Command::new(fixture("heapstate")).args(["--mb", "4"]));
-    let ran = tmr_json(with(&["--mem", "--reruns", "3", "--inject", FLIP_R1], heapstate4()));
+    let ran = tmr_json(with(
+        &["--mem", "--reruns", "3", "--rerun-budget", "1h", "--inject", FLIP_R1],
+        heapstate4(),
+    ));
     println!("default compare: {}", ran.summary());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.stdout, direct, "the majority's output is delivered");
@@ -705,7 +708,21 @@ fn a_deterministic_failure_stays_deterministic_under_mem() {
 #[test]
 fn a_shell_failure_stays_deterministic_past_the_tenth_rerun() {
     require_ptrace!();
-    let ran = tmr_json(argv!["--mem", "--reruns", "12", "--", "sh", "-c", "exit 3"]);
+    // Sequential reruns count TMR_ROUND up by one each: rounds 10..12 gain a digit. The time budget is
+    // lifted so that the count, not the machine's speed, decides how many run.
+    let ran = tmr_json(argv![
+        "--mem",
+        "--reruns",
+        "12",
+        "--rerun-mode",
+        "sequential",
+        "--rerun-budget",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        "exit 3"
+    ]);
     assert_eq!(ran.code, 3);
     let c = &ran.report["classification"];
     assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
@@ -729,7 +746,21 @@ fn fifteen_shell_replicas_agree_on_memory() {
 fn an_injected_fault_in_a_shell_is_transient_under_mem() {
     require_ptrace!();
     let spec = "flip:replica=1,after=exit,region=heap,seed=3";
-    let ran = tmr_json(argv!["--mem", "--inject", spec, "--reruns", "12", "--", "sh", "-c", "echo hi"]);
+    let ran = tmr_json(argv![
+        "--mem",
+        "--inject",
+        spec,
+        "--reruns",
+        "12",
+        "--rerun-mode",
+        "sequential",
+        "--rerun-budget",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        "echo hi"
+    ]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let c = &ran.report["classification"];
     assert_eq!(ran.class(), "transient", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);

@@ -710,19 +710,8 @@ fn a_shell_failure_stays_deterministic_past_the_tenth_rerun() {
     require_ptrace!();
     // Sequential reruns count TMR_ROUND up by one each: rounds 10..12 gain a digit. The time budget is
     // lifted so that the count, not the machine's speed, decides how many run.
-    let ran = tmr_json(argv![
-        "--mem",
-        "--reruns",
-        "12",
-        "--rerun-mode",
-        "sequential",
-        "--rerun-budget",
-        "1h",
-        "--",
-        "sh",
-        "-c",
-        "exit 3"
-    ]);
+    let seq = ["--mem", "--reruns", "12", "--rerun-mode", "sequential", "--rerun-budget", "1h"];
+    let ran = tmr_json(with(&seq, argv!["sh", "-c", "exit 3"]));
     assert_eq!(ran.code, 3);
     let c = &ran.report["classification"];
     assert_eq!(ran.class(), "deterministic", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);
@@ -746,21 +735,9 @@ fn fifteen_shell_replicas_agree_on_memory() {
 fn an_injected_fault_in_a_shell_is_transient_under_mem() {
     require_ptrace!();
     let spec = "flip:replica=1,after=exit,region=heap,seed=3";
-    let ran = tmr_json(argv![
-        "--mem",
-        "--inject",
-        spec,
-        "--reruns",
-        "12",
-        "--rerun-mode",
-        "sequential",
-        "--rerun-budget",
-        "1h",
-        "--",
-        "sh",
-        "-c",
-        "echo hi"
-    ]);
+    let opts =
+        ["--mem", "--inject", spec, "--reruns", "12", "--rerun-mode", "sequential", "--rerun-budget", "1h"];
+    let ran = tmr_json(with(&opts, argv!["sh", "-c", "echo hi"]));
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let c = &ran.report["classification"];
     assert_eq!(ran.class(), "transient", "reruns {} · outcomes {}", c["reruns"], c["outcomes"]);

@@ -414,7 +414,6 @@ impl Harness {
                 }
             }
             let spool_len = self.stdin.spool().map(|s| s.len()).unwrap_or(0);
-            // SAFETY (for the borrows below): tmr's stdout and stderr stay open for the whole run.
             let outputs: Vec<(usize, std::os::fd::RawFd)> =
                 self.hub.as_ref().map(|h| h.waiting().collect()).unwrap_or_default();
             for &(stream, fd) in &outputs {

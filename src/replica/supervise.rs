@@ -30,6 +30,10 @@ use crate::memvote::MemSnapshot;
 use crate::stream::Divergence;
 use crate::supervisor::{Action, Event, Limits, Supervisor};
 
+/// One read per ready pipe per wake-up, of this size. Reading a pipe again at once, while its writer
+/// refills it, makes reader and writer fight over the pipe's lock: with 3 flooding replicas on 2 cores,
+/// draining each pipe to empty cost 1.45× a bare drain in kernel spinning alone; one 64 KiB read per
+/// wake-up (cache-sized) costs what the bare drain does.
 const READ_BUF: usize = 1 << 16;
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -472,7 +476,7 @@ impl Harness {
                         k,
                         self.hub.as_mut(),
                         &mut self.buf,
-                        PIPE_SIZE as usize,
+                        READ_BUF,
                     )?
                 }
                 Ready::Exec(i) => check_exec(&mut running[i]),
@@ -726,8 +730,9 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Read what the pipe holds, in cache-sized pieces, up to `budget` bytes per wake-up so that one
-/// flooding replica cannot starve the others (or the signal pipe) of turns. The bytes go to the hub
+/// Read what the pipe holds, in cache-sized pieces, up to `budget` bytes (one read per wake-up while
+/// running, see [`READ_BUF`]; a pipe's worth when the replica has ended), so that one flooding replica
+/// cannot starve the others (or the signal pipe) of turns. The bytes go to the hub
 /// (streamed) or to the stream's capture.
 fn read_stream(
     s: &mut Stream,

@@ -230,6 +230,7 @@ mod tests {
             before: b"first\nsec".to_vec(),
             majority: b"ond ok\nthird".to_vec(),
             replica: b"OND bad".to_vec(),
+            within: 0,
         };
         let diff = from_divergence(&d);
         assert_eq!(diff.line, 2);

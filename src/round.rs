@@ -304,7 +304,9 @@ fn dissents(config: &Config, records: &mut [RunRecord], voted: &Vote<Key>) -> Re
             // Streamed: where it left the committed stream, if it did (a replica that stopped short, or
             // a split with no majority, leaves nothing to show). Spooled: diffed from the spools.
             diffs[k] = match &records[i].divergence[k] {
-                Some(d) => Some(crate::diff::from_divergence(d)),
+                Some(d) if d.within == 0 => Some(crate::diff::from_divergence(d)),
+                // It lagged too far behind to be compared byte by byte: no line to show.
+                Some(_) => None,
                 None => match (records[reference].stream(k).kept(), records[i].stream(k).kept()) {
                     (Some(a), Some(b)) => line_diff(a, b, config)?,
                     _ => None,

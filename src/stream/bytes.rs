@@ -6,14 +6,27 @@
 //! end, computed without hashing agreeing bytes twice: the committed stream is hashed once, and a
 //! replica's digest is that state at its own length (or its own hasher from where it diverged).
 //!
+//! Storage: one shared *log* holds the bytes the replicas agree on, from the slowest follower's offset
+//! to the furthest one: the committed bytes still needed, then the bytes beyond the committed offset
+//! that replicas *on the log* wrote identically. A replica's bytes are copied once, by the first
+//! replica to write them; the others only compare theirs with the log. A replica that writes something
+//! else beyond the committed offset leaves the log and keeps its own copy from there, and when a
+//! majority commits bytes of such a copy, that copy becomes the log. In the common case (replicas that
+//! agree) this costs one copy, one comparison per other replica, and one hash per byte of output.
+//!
 //! Cost: every byte is compared once with each other replica's byte at the same offset (when the later
 //! of the two arrives), kept as a matrix of agreement lengths, so deciding a commit costs no byte work.
-//! Memory: a replica's bytes are kept only while they lie beyond the committed offset, and committed
-//! bytes only while an agreeing replica has not reached them. A replica whose bytes differ from what a
-//! majority committed has *diverged*: it can never join a committing majority again, and keeps nothing.
-//! A replica far ahead is either worth waiting for ([`ByteCommitter::should_wait`]: others can still
-//! catch up and agree) or *hopeless* (too few others can ever write the same bytes), in which case it
-//! keeps nothing either ([`ByteCommitter::give_up`]).
+//! A replica whose bytes differ from what a majority committed has *diverged*: it can never join a
+//! committing majority again, and keeps nothing. A replica far ahead is either worth waiting for
+//! ([`ByteCommitter::should_wait`]: others can still catch up and agree) or *hopeless* (too few others
+//! can ever write the same bytes), in which case it keeps nothing either ([`ByteCommitter::give_up`]).
+//!
+//! A replica far *behind* the committed offset (a starved or slower process) would make the log keep
+//! everything committed since its offset. Past a lag limit it is only hashed instead, from the digest
+//! state of the committed stream where it fell behind, and checked when it catches up with the oldest
+//! byte the log still holds: the same digest state there means the same bytes, and it rejoins the log;
+//! another means it diverged somewhere in between (reported as a range, not a byte). Memory stays
+//! bounded whatever the replicas' relative speeds, and no byte goes to disk.
 
 use super::fifo::Fifo;
 
@@ -32,32 +45,50 @@ pub struct Divergence {
     pub majority: Vec<u8>,
     /// What this replica wrote at `offset` (a short window).
     pub replica: Vec<u8>,
+    /// 0 when `offset` is the first differing byte. Otherwise the replica lagged too far behind to be
+    /// compared byte by byte: it differs somewhere in the `within` bytes from `offset` (and `line`,
+    /// `before`, `majority` and `replica` are unknown: 0 and empty).
+    pub within: u64,
 }
 
 #[derive(Default)]
 struct Lane {
     /// Bytes this replica has written.
     len: u64,
-    /// Its bytes beyond the committed offset, while it may still take part in a commit.
-    pending: Fifo,
+    /// Its own copy of its bytes beyond the committed offset, once they differ from the log's; `None`
+    /// while they are a prefix of the log's (the lane is *on the log*).
+    copy: Option<Fifo>,
     diverged: Option<Divergence>,
     /// Its own digest state once it no longer follows the committed stream (diverged or given up).
     own: Option<blake3::Hasher>,
+    /// While it lags too far behind: the offset it fell behind at (equal to the committed stream up to
+    /// there) and the digest state of everything it wrote.
+    behind: Option<(u64, blake3::Hasher)>,
     finished: bool,
     digest: Option<[u8; 32]>,
 }
 
 impl Lane {
     fn follows(&self) -> bool {
+        self.own.is_none() && self.behind.is_none()
+    }
+
+    /// Following, or lagging behind and maybe still equal: it may yet agree with what is committed.
+    fn may_agree(&self) -> bool {
         self.own.is_none()
+    }
+
+    fn on_log(&self) -> bool {
+        self.follows() && self.copy.is_none()
     }
 }
 
 pub struct ByteCommitter {
     majority: usize,
     committed: u64,
-    /// Committed bytes from `base` up to `committed`, kept for following replicas that lag behind.
-    tail: Fifo,
+    /// Stream bytes from offset `base`: committed ones that a lagging follower or the caller still
+    /// needs, then, past the committed offset, what the lanes on the log wrote.
+    log: Fifo,
     base: u64,
     /// Digest state of the committed stream's first `base` bytes, and their number of newlines.
     hasher: blake3::Hasher,
@@ -65,19 +96,25 @@ pub struct ByteCommitter {
     /// The last committed bytes, for divergence context.
     recent: Fifo,
     lanes: Vec<Lane>,
-    /// `agree[i][j]`: how many of the first bytes of lanes i's and j's pending bytes are equal.
+    /// `agree[i][j]`: how many of the first bytes of lanes i's and j's bytes beyond the committed offset
+    /// are equal.
     agree: Vec<Vec<usize>>,
     /// Committed bytes below this offset may be hashed and dropped; the ones above it were just handed
-    /// to the caller (borrowed from the tail until its next call).
+    /// to the caller (borrowed from the log until its next call).
     hold: u64,
+    /// How far behind the committed offset a replica may lag before it is only hashed.
+    lag_limit: u64,
 }
 
 impl ByteCommitter {
-    pub fn new(replicas: usize) -> Self {
+    /// `lag_limit`: bytes a replica may lag behind the committed offset and still be compared byte by
+    /// byte (the log keeps them for it); beyond, it is hashed and checked when it catches up.
+    pub fn new(replicas: usize, lag_limit: u64) -> Self {
         ByteCommitter {
+            lag_limit,
             majority: replicas / 2 + 1,
             committed: 0,
-            tail: Fifo::default(),
+            log: Fifo::default(),
             base: 0,
             hasher: blake3::Hasher::new(),
             base_lines: 0,
@@ -92,14 +129,18 @@ impl ByteCommitter {
         self.committed
     }
 
-    /// Bytes held in RAM, beyond the committed offset and behind it (for laggards).
+    /// Bytes held in RAM: the log, and the copies of lanes off it.
     pub fn held(&self) -> usize {
-        self.tail.len() + self.lanes.iter().map(|l| l.pending.len()).sum::<usize>()
+        self.log.len() + self.lanes.iter().filter_map(|l| l.copy.as_ref()).map(Fifo::len).sum::<usize>()
     }
 
     /// Bytes `replica` holds beyond the committed offset.
     pub fn ahead(&self, replica: usize) -> usize {
-        self.lanes[replica].pending.len()
+        if self.lanes[replica].follows() {
+            self.view_len(replica)
+        } else {
+            0
+        }
     }
 
     pub fn divergence(&self, replica: usize) -> Option<&Divergence> {
@@ -110,7 +151,7 @@ impl ByteCommitter {
     /// what is left to deliver if it wins the vote.
     pub fn remainder(&self, replica: usize) -> Option<&[u8]> {
         let lane = &self.lanes[replica];
-        (lane.follows() && lane.len >= self.committed).then_some(lane.pending.as_slice())
+        (lane.follows() && lane.len >= self.committed).then(|| self.view(replica))
     }
 
     /// `replica` wrote `chunk` (appended to what it wrote before). Returns the bytes this commits, which
@@ -120,51 +161,143 @@ impl ByteCommitter {
         let before = self.committed;
         self.hold = self.committed;
         self.absorb(replica, chunk);
-        self.trim_tail();
+        self.trim_log();
         let from = (before - self.base) as usize;
-        &self.tail.as_slice()[from..]
+        let to = (self.committed - self.base) as usize;
+        &self.log.as_slice()[from..to]
+    }
+
+    /// Where the log ends.
+    fn frontier(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+
+    /// A following lane's bytes beyond the committed offset.
+    fn view(&self, i: usize) -> &[u8] {
+        let lane = &self.lanes[i];
+        match &lane.copy {
+            Some(copy) => copy.as_slice(),
+            None if lane.len > self.committed => {
+                &self.log.as_slice()[(self.committed - self.base) as usize..(lane.len - self.base) as usize]
+            }
+            None => &[],
+        }
+    }
+
+    fn view_len(&self, i: usize) -> usize {
+        self.lanes[i].len.saturating_sub(self.committed) as usize
     }
 
     fn absorb(&mut self, replica: usize, chunk: &[u8]) {
-        let at = self.lanes[replica].len;
-        self.lanes[replica].len += chunk.len() as u64;
+        if self.lanes[replica].behind.is_some() {
+            return self.absorb_behind(replica, chunk);
+        }
+        let mut at = self.lanes[replica].len;
         if let Some(own) = self.lanes[replica].own.as_mut() {
             own.update(chunk);
+            self.lanes[replica].len += chunk.len() as u64;
             return;
         }
         let mut chunk = chunk;
         if at < self.committed {
-            // A laggard: what it wrote must repeat committed bytes, which the tail still holds.
+            // A laggard (on the log): what it wrote must repeat committed bytes, which the log holds.
             let k = ((self.committed - at) as usize).min(chunk.len());
             let from = (at - self.base) as usize;
-            let same = lcp(&self.tail.as_slice()[from..from + k], &chunk[..k]);
+            let same = lcp(&self.log.as_slice()[from..from + k], &chunk[..k]);
             if same < k {
                 let offset = at + same as u64;
-                let majority = self.tail.as_slice()[from + same..].iter().take(64).copied().collect();
+                let end = (self.committed - self.base) as usize;
+                let majority = self.log.as_slice()[from + same..end].iter().take(64).copied().collect();
                 let mut own = self.state_at(offset, &[]);
                 own.update(&chunk[same..]);
+                self.lanes[replica].len += chunk.len() as u64;
                 self.diverge(replica, offset, &[], majority, &chunk[same..], own);
                 return;
             }
+            self.lanes[replica].len += k as u64;
+            at += k as u64;
             chunk = &chunk[k..];
         }
         if chunk.is_empty() {
             return;
         }
-        // Compare the new bytes once with every other following lane's bytes at the same offsets.
-        let old = self.lanes[replica].pending.len();
+        let old = self.view_len(replica);
+        if self.lanes[replica].on_log() {
+            let start = (at - self.base) as usize;
+            let overlap = ((self.frontier() - at) as usize).min(chunk.len());
+            let same = lcp(&self.log.as_slice()[start..start + overlap], &chunk[..overlap]);
+            if same < overlap {
+                // It wrote something else than the log holds: from here on it keeps its own copy.
+                let mut copy = Fifo::default();
+                copy.extend(&self.log.as_slice()[(self.committed - self.base) as usize..start]);
+                self.lanes[replica].copy = Some(copy);
+            } else {
+                // The log's bytes, then new ones: the only copy these bytes get.
+                self.log.extend(&chunk[overlap..]);
+            }
+        }
+        self.lanes[replica].len += chunk.len() as u64;
+        // Compare the new bytes once with every other following lane's bytes at the same offsets; two
+        // lanes on the log agree as far as both got, with no byte work.
+        let on_log = self.lanes[replica].on_log();
         for j in 0..self.lanes.len() {
             if j == replica || !self.lanes[j].follows() || self.agree[replica][j] != old {
                 continue;
             }
-            let theirs = self.lanes[j].pending.as_slice();
-            let overlap = theirs.len().saturating_sub(old).min(chunk.len());
-            let more = lcp(&theirs[old..old + overlap], &chunk[..overlap]);
+            let more = if on_log && self.lanes[j].on_log() {
+                self.view_len(j).min(old + chunk.len()) - old
+            } else {
+                let theirs = self.view(j);
+                let overlap = theirs.len().saturating_sub(old).min(chunk.len());
+                lcp(&theirs[old..old + overlap], &chunk[..overlap])
+            };
             self.agree[replica][j] += more;
             self.agree[j][replica] += more;
         }
-        self.lanes[replica].pending.extend(chunk);
+        if let Some(copy) = self.lanes[replica].copy.as_mut() {
+            copy.extend(chunk);
+        }
         self.try_commit();
+    }
+
+    /// A lagging replica's bytes: hashed until it reaches the log's oldest byte (`base`); there its
+    /// digest state either equals the committed stream's, and it rejoins the log with the rest of the
+    /// chunk, or not, and it has diverged somewhere since it fell behind.
+    fn absorb_behind(&mut self, replica: usize, chunk: &[u8]) {
+        let at = self.lanes[replica].len;
+        let split = (self.base.saturating_sub(at) as usize).min(chunk.len());
+        let (head, rest) = chunk.split_at(split);
+        let lane = &mut self.lanes[replica];
+        let (from, hasher) = lane.behind.as_mut().expect("a lagging lane");
+        hasher.update(head);
+        lane.len += head.len() as u64;
+        if lane.len < self.base {
+            return;
+        }
+        let from = *from;
+        let (_, hasher) = lane.behind.take().expect("a lagging lane");
+        if hasher.finalize() == self.hasher.finalize() {
+            // Equal to the committed stream up to `base`, which the log holds from: back on it.
+            self.absorb(replica, rest);
+            return;
+        }
+        let mut own = hasher;
+        own.update(rest);
+        self.lanes[replica].len += rest.len() as u64;
+        let offset = from;
+        self.lanes[replica].own = Some(own);
+        for row in &mut self.agree {
+            row[replica] = 0;
+        }
+        self.agree[replica].iter_mut().for_each(|a| *a = 0);
+        self.lanes[replica].diverged = Some(Divergence {
+            offset,
+            line: 0,
+            before: Vec::new(),
+            majority: Vec::new(),
+            replica: Vec::new(),
+            within: self.base - from,
+        });
     }
 
     /// `replica`'s stream ended.
@@ -172,13 +305,17 @@ impl ByteCommitter {
         self.hold = self.committed;
         let lane = &mut self.lanes[replica];
         lane.finished = true;
-        if let Some(own) = &lane.own {
+        if let Some((_, hasher)) = lane.behind.take() {
+            // It ended before catching up: shorter than the committed stream, so different from it.
+            lane.digest = Some(*hasher.finalize().as_bytes());
+            lane.own = Some(hasher);
+        } else if let Some(own) = &lane.own {
             lane.digest = Some(*own.finalize().as_bytes());
         } else if lane.len <= self.committed {
             let len = lane.len;
             self.lanes[replica].digest = Some(*self.state_at(len, &[]).finalize().as_bytes());
         }
-        self.trim_tail();
+        self.trim_log();
     }
 
     /// The digest of everything `replica` wrote, once its stream has ended.
@@ -189,7 +326,7 @@ impl ByteCommitter {
         }
         lane.digest.or_else(|| {
             // It ended ahead of the committed offset: the committed stream, then its own remainder.
-            Some(*self.state_at(self.committed, lane.pending.as_slice()).finalize().as_bytes())
+            Some(*self.state_at(self.committed, self.view(replica)).finalize().as_bytes())
         })
     }
 
@@ -200,7 +337,11 @@ impl ByteCommitter {
         let r = &self.lanes[replica];
         r.follows()
             && self.lanes.iter().enumerate().any(|(s, l)| {
-                s != replica && l.follows() && !l.finished && l.len < r.len && self.agrees_so_far(s, replica)
+                s != replica
+                    && l.may_agree()
+                    && !l.finished
+                    && l.len < r.len
+                    && (l.behind.is_some() || self.agrees_so_far(s, replica))
             })
     }
 
@@ -216,8 +357,8 @@ impl ByteCommitter {
             .lanes
             .iter()
             .enumerate()
-            .filter(|(s, l)| l.follows() && (*s == replica || !l.finished || l.len >= r.len))
-            .filter(|(s, _)| self.agrees_so_far(*s, replica))
+            .filter(|(s, l)| l.may_agree() && (*s == replica || !l.finished || l.len >= r.len))
+            .filter(|(s, l)| l.behind.is_some() || self.agrees_so_far(*s, replica))
             .count();
         hopeful < self.majority
     }
@@ -233,33 +374,33 @@ impl ByteCommitter {
             let digest = self.digest(replica);
             let lane = &mut self.lanes[replica];
             lane.digest = digest;
-            lane.pending.clear();
+            lane.copy = None;
             lane.own = Some(blake3::Hasher::new());
-            return;
+        } else {
+            let len = self.lanes[replica].len.min(self.committed);
+            let own = self.state_at(len, self.view(replica));
+            self.lanes[replica].copy = None;
+            self.lanes[replica].own = Some(own);
         }
-        let len = self.lanes[replica].len.min(self.committed);
-        let own = self.state_at(len, self.lanes[replica].pending.as_slice());
-        self.lanes[replica].pending.clear();
-        self.lanes[replica].own = Some(own);
-        self.trim_tail();
+        self.shrink_log();
+        self.trim_log();
     }
 
     /// Lanes `a` and `b` wrote the same bytes as far as both got (one is a prefix of the other).
     fn agrees_so_far(&self, a: usize, b: usize) -> bool {
-        a == b || self.agree[a][b] == self.lanes[a].pending.len().min(self.lanes[b].pending.len())
+        a == b || self.agree[a][b] == self.view_len(a).min(self.view_len(b))
     }
 
     /// The committed stream's digest state at `offset` (between `base` and `committed`), then `extra`.
     fn state_at(&self, offset: u64, extra: &[u8]) -> blake3::Hasher {
         let mut h = self.hasher.clone();
-        let upto = (offset.saturating_sub(self.base) as usize).min(self.tail.len());
-        h.update(&self.tail.as_slice()[..upto]);
+        let upto = (offset.min(self.committed).saturating_sub(self.base)) as usize;
+        h.update(&self.log.as_slice()[..upto]);
         h.update(extra);
         h
     }
 
-    /// Extend the committed prefix as far as a strict majority of following replicas share it; the
-    /// committed bytes are appended to the tail.
+    /// Extend the committed prefix as far as a strict majority of following replicas share it.
     fn try_commit(&mut self) {
         let alive: Vec<usize> = (0..self.lanes.len()).filter(|&i| self.lanes[i].follows()).collect();
         if alive.len() < self.majority {
@@ -270,13 +411,7 @@ impl ByteCommitter {
         let mut shared: Vec<usize> = Vec::with_capacity(alive.len());
         for &r in &alive[..=alive.len() - self.majority] {
             shared.clear();
-            shared.extend(alive.iter().map(|&s| {
-                if s == r {
-                    self.lanes[r].pending.len()
-                } else {
-                    self.agree[r][s]
-                }
-            }));
+            shared.extend(alive.iter().map(|&s| if s == r { self.view_len(r) } else { self.agree[r][s] }));
             shared.sort_unstable_by(|a, b| b.cmp(a));
             let e = shared[self.majority - 1];
             if e > best.0 {
@@ -287,23 +422,35 @@ impl ByteCommitter {
         if e == 0 {
             return;
         }
-        self.tail.extend(&self.lanes[r].pending.as_slice()[..e]);
-        let start = self.tail.len() - e;
+        if !self.lanes[r].on_log() {
+            self.rebase(r);
+        }
+        // The committed bytes are the log's, from the committed offset.
+        let start = (self.committed - self.base) as usize;
         for &s in &alive {
-            let have = self.lanes[s].pending.len();
+            let have = self.view_len(s);
             let same = if s == r { have } else { self.agree[r][s] };
             if same < have.min(e) {
-                // It wrote something else where the majority committed: diverged.
+                // It wrote something else where the majority committed: diverged. (Only a lane off
+                // the log can: the log's lanes agree with `r`, which is on it.)
                 let offset = self.committed + same as u64;
-                let bytes = &self.tail.as_slice()[start..];
+                let bytes = &self.log.as_slice()[start..start + e];
                 let majority = bytes[same..].iter().take(64).copied().collect();
                 let before = bytes[..same].to_vec();
-                let theirs = self.lanes[s].pending.take();
+                let theirs = match self.lanes[s].copy.take() {
+                    Some(mut copy) => copy.take(),
+                    None => self.view(s).to_vec(),
+                };
                 let mut own = self.state_at(self.committed, &before);
                 own.update(&theirs[same..]);
                 self.diverge(s, offset, &before, majority, &theirs[same..], own);
-            } else {
-                self.lanes[s].pending.consume(e);
+            } else if let Some(copy) = self.lanes[s].copy.as_mut() {
+                if same == have {
+                    // Everything it wrote is on the log after all: it needs no copy.
+                    self.lanes[s].copy = None;
+                } else {
+                    copy.consume(e);
+                }
             }
         }
         for &s in &alive {
@@ -312,10 +459,50 @@ impl ByteCommitter {
             }
         }
         self.committed += e as u64;
+        // A finished replica that the commit passed wrote a strict prefix of the committed stream: its
+        // digest is the committed stream's state at its length, taken now, before those bytes are hashed
+        // and dropped.
+        for &s in &alive {
+            let lane = &self.lanes[s];
+            if lane.finished && lane.digest.is_none() && lane.follows() && lane.len <= self.committed {
+                let digest = *self.state_at(lane.len, &[]).finalize().as_bytes();
+                self.lanes[s].digest = Some(digest);
+            }
+        }
         let keep = e.min(CONTEXT);
-        let bytes = &self.tail.as_slice()[self.tail.len() - keep..];
+        let end = (self.committed - self.base) as usize;
+        let bytes = &self.log.as_slice()[end - keep..end];
         self.recent.extend(bytes);
         self.recent.consume(self.recent.len().saturating_sub(CONTEXT));
+    }
+
+    /// A majority commits bytes of `r`'s own copy: that copy becomes the log beyond the committed
+    /// offset. Lanes on the old log whose bytes are not a prefix of it take their own copies.
+    fn rebase(&mut self, r: usize) {
+        let copy = self.lanes[r].copy.take().map(|mut c| c.take()).unwrap_or_default();
+        for s in 0..self.lanes.len() {
+            if s == r || !self.lanes[s].on_log() {
+                continue;
+            }
+            let have = self.view_len(s);
+            if have > 0 && !(have <= copy.len() && self.agree[r][s] == have) {
+                let mut own = Fifo::default();
+                own.extend(self.view(s));
+                self.lanes[s].copy = Some(own);
+            }
+        }
+        self.log.truncate((self.committed - self.base) as usize);
+        self.log.extend(&copy);
+    }
+
+    /// After a lane left the log: the log beyond the committed offset needs to reach only as far as the
+    /// furthest lane still on it.
+    fn shrink_log(&mut self) {
+        let furthest =
+            self.lanes.iter().filter(|l| l.on_log()).map(|l| l.len).max().unwrap_or(0).max(self.committed);
+        if furthest < self.frontier() {
+            self.log.truncate((furthest - self.base) as usize);
+        }
     }
 
     /// `pending_before`: when the divergence lies beyond the committed offset (found while committing),
@@ -329,21 +516,22 @@ impl ByteCommitter {
         theirs: &[u8],
         own: blake3::Hasher,
     ) {
-        // Context: committed bytes before the divergence, from the tail if it reaches back, else the
+        // Context: committed bytes before the divergence, from the log if it reaches back, else the
         // most recent committed bytes and the part of the current commit before `offset`.
-        let before: Vec<u8> = if offset < self.committed && offset >= self.base && !self.tail.is_empty() {
+        let committed_in_log = (self.committed - self.base) as usize;
+        let before: Vec<u8> = if offset < self.committed && offset >= self.base && committed_in_log > 0 {
             let end = (offset - self.base) as usize;
-            self.tail.as_slice()[end.saturating_sub(CONTEXT)..end].to_vec()
+            self.log.as_slice()[end.saturating_sub(CONTEXT)..end].to_vec()
         } else {
             let mut b: Vec<u8> = [self.recent.as_slice(), pending_before].concat();
             b.drain(..b.len().saturating_sub(CONTEXT));
             b
         };
-        // Its line: the newlines of the committed stream before `offset` (hashed, in the tail, or in the
+        // Its line: the newlines of the committed stream before `offset` (hashed, in the log, or in the
         // bytes being committed right now).
-        let in_tail = (offset.min(self.committed).saturating_sub(self.base) as usize).min(self.tail.len());
+        let in_log = (offset.min(self.committed).saturating_sub(self.base) as usize).min(committed_in_log);
         let mut newlines =
-            self.base_lines + memchr::memchr_iter(b'\n', &self.tail.as_slice()[..in_tail]).count() as u64;
+            self.base_lines + memchr::memchr_iter(b'\n', &self.log.as_slice()[..in_log]).count() as u64;
         if offset > self.committed {
             newlines += memchr::memchr_iter(b'\n', pending_before).count() as u64;
         }
@@ -352,7 +540,7 @@ impl ByteCommitter {
         }
         self.agree[replica].iter_mut().for_each(|a| *a = 0);
         let lane = &mut self.lanes[replica];
-        lane.pending.clear();
+        lane.copy = None;
         if lane.finished {
             lane.digest = Some(*own.finalize().as_bytes());
         }
@@ -363,12 +551,29 @@ impl ByteCommitter {
             before,
             majority,
             replica: theirs.iter().take(64).copied().collect(),
+            within: 0,
         });
+        self.shrink_log();
     }
 
     /// Hash and drop committed bytes every following, unfinished replica has passed (and the caller has
     /// taken).
-    fn trim_tail(&mut self) {
+    fn trim_log(&mut self) {
+        for s in 0..self.lanes.len() {
+            let lane = &self.lanes[s];
+            if lane.follows()
+                && !lane.finished
+                && self.committed - lane.len.min(self.committed) > self.lag_limit
+            {
+                // Only a lane on the log can lag behind the committed offset.
+                let state = self.state_at(lane.len, &[]);
+                self.agree[s].iter_mut().for_each(|a| *a = 0);
+                for row in &mut self.agree {
+                    row[s] = 0;
+                }
+                self.lanes[s].behind = Some((self.lanes[s].len, state));
+            }
+        }
         let slowest = self
             .lanes
             .iter()
@@ -378,11 +583,11 @@ impl ByteCommitter {
             .unwrap_or(self.committed)
             .min(self.hold);
         if slowest > self.base {
-            let n = ((slowest - self.base) as usize).min(self.tail.len());
-            let done = &self.tail.as_slice()[..n];
+            let n = (slowest - self.base) as usize;
+            let done = &self.log.as_slice()[..n];
             self.hasher.update(done);
             self.base_lines += memchr::memchr_iter(b'\n', done).count() as u64;
-            self.tail.consume(n);
+            self.log.consume(n);
             self.base += n as u64;
         }
     }

@@ -38,6 +38,11 @@ impl Fifo {
         }
     }
 
+    /// Keep only the first `n` bytes.
+    pub fn truncate(&mut self, n: usize) {
+        self.data.truncate(self.start + n);
+    }
+
     pub fn clear(&mut self) {
         self.data = Vec::new();
         self.start = 0;
@@ -62,7 +67,10 @@ mod tests {
             let mut f = Fifo::default();
             let mut model: std::collections::VecDeque<u8> = Default::default();
             for (push, bytes, n) in ops {
-                if push {
+                if n == 59 {
+                    f.truncate(bytes.len());
+                    model.truncate(bytes.len());
+                } else if push {
                     f.extend(&bytes);
                     model.extend(&bytes);
                 } else {

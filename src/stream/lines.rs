@@ -227,6 +227,7 @@ impl LineCommitter {
             before: Vec::new(),
             majority: majority.iter().take(256).copied().collect(),
             replica: theirs.iter().take(256).copied().collect(),
+            within: 0,
         });
     }
 

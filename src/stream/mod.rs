@@ -256,6 +256,23 @@ mod tests {
         c.finish(2);
         assert_eq!(c.digest(0), Some(*blake3::hash(b"abc").as_bytes()));
         assert_eq!(c.digest(1), Some(*blake3::hash(b"abcd").as_bytes()));
+
+        // The same under masks, line by line.
+        let mask = Regex::new("[0-9]+").unwrap();
+        let masked = |o: &[u8]| {
+            let mut h = crate::mask::MaskedHasher::new(vec![mask.clone()]);
+            h.update(o);
+            h.finalize()
+        };
+        let mut c = Committer::new(3, vec![mask.clone()]);
+        c.push(0, b"a1\nb2\n");
+        c.finish(0);
+        c.push(1, b"a1\nb2\nc3\n");
+        c.push(2, b"a1\nb2\nc3\n");
+        c.finish(1);
+        c.finish(2);
+        assert_eq!(c.digest(0), Some(masked(b"a1\nb2\n")));
+        assert_eq!(c.digest(1), Some(masked(b"a1\nb2\nc3\n")));
     }
 
     #[test]

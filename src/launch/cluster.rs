@@ -78,7 +78,7 @@ impl Cluster {
                 notes.push(format!("running inside the caller's allocation {job}"));
                 if cfg.spread == Spread::Nodes && nodes.len() < wanted {
                     notes.push(format!(
-                        "allocation {job} has {} node(s) for {wanted} concurrent replicas: some share a node",
+                        "allocation {job} has {} node(s) for {wanted} concurrent executions: some share a node",
                         nodes.len()
                     ));
                 }

@@ -121,7 +121,9 @@ pub fn human_lines(r: &SlurmReport) -> Vec<String> {
         .filter_map(|(i, n)| n.as_ref().map(|n| format!("replica {i} on {n}")))
         .collect();
     let whose = if r.allocation.own_allocation { "allocation" } else { "the caller's allocation" };
-    if !placed.is_empty() {
+    if placed.is_empty() {
+        out.push(format!("slurm {whose} {} on {}", r.allocation.job, r.allocation.nodes.join(", ")));
+    } else {
         out.push(format!("slurm {whose} {}: {}", r.allocation.job, placed.join(", ")));
     }
     for f in &r.node_failures {
@@ -139,7 +141,9 @@ pub fn human_lines(r: &SlurmReport) -> Vec<String> {
             f.node, f.round
         ));
     }
-    for t in &r.per_node {
+    let mut per_node: Vec<&NodeTally> = r.per_node.iter().collect();
+    per_node.sort_by(|a, b| a.node.cmp(&b.node));
+    for t in per_node {
         out.push(format!("  node {}: {} run(s), {} failing", t.node, t.runs, t.failing));
     }
     if let Some(s) = &r.suspect {

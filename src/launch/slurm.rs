@@ -141,8 +141,8 @@ pub fn allocation_argv(
             let n = wanted.min(usable).max(1);
             if n < wanted {
                 note = Some(format!(
-                    "only {n} usable node(s) for {wanted} concurrent replicas: some share a node, so a \
-                     fault of that machine can hit more than one"
+                    "only {n} usable node(s) for {wanted} concurrent executions: some share a node, so \
+                     a fault of that machine can hit more than one"
                 ));
             }
             argv.push(format!("--nodes={n}"));

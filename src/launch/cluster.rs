@@ -212,14 +212,20 @@ pub struct Said {
 }
 
 impl Said {
-    /// Its message as one line: stderr if any, else stdout.
+    /// Its message as one line: stderr if any, else stdout; its first lines joined, banners dropped.
     pub fn summary(&self) -> String {
         let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
-        let text = crate::report::one_line(text.trim());
-        if text.is_empty() {
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.chars().any(|c| c.is_alphanumeric()))
+            .take(2)
+            .map(crate::report::one_line)
+            .collect();
+        if lines.is_empty() {
             "no output".into()
         } else {
-            text
+            lines.join("; ")
         }
     }
 }

@@ -46,7 +46,7 @@ fn slurm_conf() -> PathBuf {
 
 /// Is the local cluster up (`slurm-local status` exits 0)?
 fn cluster_up() -> bool {
-    slurm_conf().is_file() && run(&mut slurm_local().arg("status"), Input::Null).status.success()
+    slurm_conf().is_file() && run(slurm_local().arg("status"), Input::Null).status.success()
 }
 
 /// Skip (opted in, logged) or fail when there is no cluster; otherwise hold the cluster lock.

@@ -10,6 +10,7 @@ pub mod slurm;
 use std::ffi::CString;
 
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::replica::Job;
 
@@ -155,4 +156,77 @@ pub fn human_lines(r: &SlurmReport) -> Vec<String> {
     out
 }
 
-use serde::Serialize;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Parsed};
+
+    fn args(v: &[&str]) -> Vec<std::ffi::OsString> {
+        v.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_launcher_is_in_every_mode_s_config() {
+        let Parsed::Run(c) = parse(args(&[
+            "tmr",
+            "--launcher",
+            "slurm",
+            "--spread",
+            "any",
+            "--slurm-opt=-p debug",
+            "--slurm-opt",
+            "--time=5",
+            "--",
+            "true",
+        ])) else {
+            panic!("not a run")
+        };
+        assert_eq!(
+            c.launch,
+            LaunchConfig {
+                kind: LauncherKind::Slurm,
+                spread: Spread::Any,
+                slurm_opts: vec!["-p debug".into(), "--time=5".into()]
+            }
+        );
+        assert_eq!(c.command, args(&["true"]));
+        let Parsed::Run(c) = parse(args(&["tmr", "true"])) else { panic!("not a run") };
+        assert_eq!(c.launch, LaunchConfig::default());
+        let Parsed::Hunt(h) = parse(args(&["tmr", "hunt", "--launcher", "slurm", "true"])) else {
+            panic!("not a hunt")
+        };
+        assert_eq!((h.launch.kind, h.launch.spread), (LauncherKind::Slurm, Spread::Nodes));
+        let Parsed::Exit { code, .. } = parse(args(&["tmr", "--launcher", "pbs", "true"])) else {
+            panic!("pbs accepted")
+        };
+        assert_eq!(code, crate::exit::TMR_ERROR);
+    }
+
+    #[test]
+    fn the_summary_names_nodes_failures_and_the_suspect() {
+        let r = SlurmReport {
+            allocation: cluster::AllocationInfo {
+                job: "42".into(),
+                own_allocation: true,
+                nodes: vec!["n1".into(), "n3".into()],
+                failed_nodes: vec!["n2".into()],
+                notes: vec![],
+            },
+            replica_nodes: vec![Some("n1".into()), Some("n3".into()), Some("n3".into())],
+            node_failures: vec![cluster::NodeFailure {
+                replica: 1,
+                round: 0,
+                node: "n2".into(),
+                rescheduled_on: Some("n3".into()),
+            }],
+            suspect: None,
+            per_node: vec![],
+        };
+        let lines = human_lines(&r);
+        assert_eq!(lines[0], "slurm allocation 42: replica 0 on n1, replica 1 on n3, replica 2 on n3");
+        assert!(
+            lines[1].contains("node n2 failed under replica 1") && lines[1].ends_with("rescheduled on n3")
+        );
+        assert!(lines[1].contains("not counted as an outcome"));
+    }
+}

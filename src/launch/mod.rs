@@ -125,7 +125,11 @@ pub fn human_lines(r: &SlurmReport) -> Vec<String> {
     if placed.is_empty() {
         out.push(format!("slurm {whose} {} on {}", r.allocation.job, r.allocation.nodes.join(", ")));
     } else {
-        out.push(format!("slurm {whose} {}: {}", r.allocation.job, placed.join(", ")));
+        out.push(format!(
+            "slurm {whose} {}: {} (user, sys and rss above are srun's)",
+            r.allocation.job,
+            placed.join(", ")
+        ));
     }
     for f in &r.node_failures {
         let what = if r.replica_nodes.len() > 1 {
@@ -223,7 +227,9 @@ mod tests {
             per_node: vec![],
         };
         let lines = human_lines(&r);
-        assert_eq!(lines[0], "slurm allocation 42: replica 0 on n1, replica 1 on n3, replica 2 on n3");
+        assert!(
+            lines[0].starts_with("slurm allocation 42: replica 0 on n1, replica 1 on n3, replica 2 on n3")
+        );
         assert!(
             lines[1].contains("node n2 failed under replica 1") && lines[1].ends_with("rescheduled on n3")
         );

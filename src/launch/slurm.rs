@@ -208,9 +208,11 @@ impl Suspect {
     }
 }
 
-/// The node that hosted a dissenter in every round where some replica disagreed with the majority, when
-/// there is exactly one such node and no replica on it ever agreed in those rounds. One disagreeing
-/// round is not evidence about a machine (a transient fault hits some node), so at least two are needed.
+/// The node that was the whole minority of every round where some replica disagreed with the majority:
+/// each such round's dissenters all ran there, and none of its replicas there agreed. One disagreeing
+/// round is not evidence about a machine (a transient fault hits some node), so at least two are needed;
+/// a flaky program spreads its dissent over the nodes, which this rejects as soon as two nodes dissent in
+/// a round or the minority moves.
 pub fn suspect_node(runs: &[Placed]) -> Option<Suspect> {
     let mut rounds: Vec<usize> = runs.iter().filter(|p| !p.agrees).map(|p| p.round).collect();
     rounds.sort_unstable();
@@ -218,26 +220,23 @@ pub fn suspect_node(runs: &[Placed]) -> Option<Suspect> {
     if rounds.len() < 2 {
         return None;
     }
-    let mut nodes: Vec<&str> = runs.iter().map(|p| p.node.as_str()).collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    let always: Vec<&str> = nodes
-        .into_iter()
-        .filter(|n| {
-            rounds.iter().all(|&r| {
-                let here: Vec<&Placed> = runs.iter().filter(|p| p.round == r && p.node == *n).collect();
-                !here.is_empty() && here.iter().all(|p| !p.agrees)
-            })
-        })
-        .collect();
-    match always.as_slice() {
-        [node] => Some(Suspect {
-            node: node.to_string(),
-            minority_rounds: rounds.len(),
-            disagreeing_rounds: rounds.len(),
-        }),
-        _ => None,
+    let mut suspect: Option<&str> = None;
+    for &r in &rounds {
+        let here = || runs.iter().filter(move |p| p.round == r);
+        let mut dissenting: Vec<&str> = here().filter(|p| !p.agrees).map(|p| p.node.as_str()).collect();
+        dissenting.sort_unstable();
+        dissenting.dedup();
+        let [node] = dissenting.as_slice() else { return None };
+        if here().any(|p| p.node == *node && p.agrees) || suspect.is_some_and(|s| s != *node) {
+            return None;
+        }
+        suspect = Some(node);
     }
+    suspect.map(|node| Suspect {
+        node: node.to_string(),
+        minority_rounds: rounds.len(),
+        disagreeing_rounds: rounds.len(),
+    })
 }
 
 #[cfg(test)]
@@ -370,5 +369,15 @@ mod tests {
             placed(2, "n3", false),
         ];
         assert_eq!(suspect_node(&cleared), None);
+        // A flaky program: the voted round's minority on n3, then two dissenters in the rerun round.
+        let flaky = [
+            placed(0, "n1", true),
+            placed(0, "n2", true),
+            placed(0, "n3", false),
+            placed(1, "n1", true),
+            placed(1, "n2", false),
+            placed(1, "n3", false),
+        ];
+        assert_eq!(suspect_node(&flaky), None);
     }
 }

@@ -216,10 +216,13 @@ fn a_failed_node_is_not_an_outcome_its_replica_is_rescheduled() {
     let mut tmr = spawn(&mut cmd, Input::Null);
     wait_for_ready(d, 3, &mut tmr);
     let restore = RestoreNode("n2");
+    let killed_at = Instant::now();
     let killed = run(slurm_local().args(["kill-node", "n2"]), Input::Null);
     assert!(killed.status.success(), "kill-node: {}", text(&killed.stderr));
     std::fs::write(d.join("go"), "").expect("go");
     let out = tmr.finish(NODE_FAILURE_TIMEOUT);
+    // Reported, not asserted: how long Slurm took to declare the node dead, plus the rerun.
+    eprintln!("node failure to voted result: {:.1}s", killed_at.elapsed().as_secs_f64());
     drop(restore);
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -295,4 +298,25 @@ fn inside_an_allocation_it_uses_the_allocation() {
     assert_eq!(report["slurm"]["job"], job.as_str());
     assert_eq!(report["slurm"]["own_allocation"], false);
     assert_eq!(nodes_of(&report), ["n1", "n2", "n3"]);
+}
+
+#[test]
+fn a_node_that_keeps_losing_the_vote_is_called_out() {
+    let _cluster = require_slurm!();
+    // A "bad machine": only n2 computes a different answer, in every round.
+    let script = "if [ $SLURMD_NODENAME = n2 ]; then echo bad; else echo good; fi";
+    let ran = json_report(&["--reruns", "3"], &["sh", "-c", script]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "good\n");
+    let suspect = &ran.report["slurm"]["suspect"];
+    assert_eq!(suspect["node"], "n2", "{}", ran.report);
+    assert_eq!(suspect["disagreeing_rounds"], suspect["minority_rounds"]);
+    assert!(suspect["disagreeing_rounds"].as_u64().unwrap() >= 2, "{suspect}");
+    // In the human summary too.
+    let out = run(
+        tmr_slurm().args(["--launcher", "slurm", "--reruns", "3", "--", "sh", "-c", script]),
+        Input::Null,
+    );
+    let summary = text(&out.stderr);
+    assert!(summary.contains("disagreeing rounds: suspect node n2"), "{summary}");
 }

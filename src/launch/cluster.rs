@@ -152,11 +152,7 @@ impl Placement for Cluster {
     }
 
     fn health(&self, node: &str) -> Result<NodeHealth> {
-        let out = run_bounded("squeue", ["-h", "-t", "all", "-j", &self.job, "-o", "%T|%N"], QUERY_LIMIT)
-            .map_err(|e| fail(format!("asking Slurm about allocation {}: {e}", self.job)))?;
-        let Some((state, nodes)) = job_state(&out.stdout) else {
-            return Err(fail(format!("allocation {} is gone: {}", self.job, out.summary())));
-        };
+        let (state, nodes) = query_job(&self.job)?;
         if state != "RUNNING" {
             return Err(fail(format!("allocation {} ended ({state})", self.job)));
         }
@@ -185,14 +181,38 @@ fn cancel(job: &str) {
     let _ = run_bounded("scancel", [job], QUERY_LIMIT);
 }
 
+/// How long a job query may keep failing before tmr gives up: a controller busy with a node that just
+/// came back answered `Socket timed out on send/recv operation` once in ten test runs beside CPU hogs.
+const QUERY_RETRY: Duration = Duration::from_secs(20);
+
+/// A job's state and expanded node list, retried while the controller does not answer; an unknown job
+/// is an error at once.
+fn query_job(job: &str) -> Result<(String, Vec<String>)> {
+    let deadline = Instant::now() + QUERY_RETRY;
+    loop {
+        let said = run_bounded("squeue", ["-h", "-t", "all", "-j", job, "-o", "%T|%N"], QUERY_LIMIT);
+        let why = match said {
+            Ok(out) => match job_state(&out.stdout) {
+                Some(answer) => return Ok(answer),
+                None if out.stderr.contains("Invalid job id") => {
+                    return Err(fail(format!("allocation {job} is gone: {}", out.summary())))
+                }
+                None => out.summary(),
+            },
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(fail(format!("asking Slurm about allocation {job}: {why}")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The expanded node list of a running job.
 fn allocation_nodes(job: &str) -> Result<Vec<String>> {
-    let out = run_bounded("squeue", ["-h", "-t", "all", "-j", job, "-o", "%T|%N"], QUERY_LIMIT)
-        .map_err(|e| fail(format!("squeue -j {job}: {e}")))?;
-    match job_state(&out.stdout) {
-        Some((state, nodes)) if state == "RUNNING" && !nodes.is_empty() => Ok(nodes),
-        Some((state, _)) => Err(fail(format!("allocation {job} is {state}, not running"))),
-        None => Err(fail(format!("allocation {job} not found: {}", out.summary()))),
+    match query_job(job)? {
+        (state, nodes) if state == "RUNNING" && !nodes.is_empty() => Ok(nodes),
+        (state, _) => Err(fail(format!("allocation {job} is {state}, not running"))),
     }
 }
 

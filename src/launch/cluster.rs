@@ -86,17 +86,20 @@ impl Cluster {
             }
             None => {
                 let mut sinfo = vec!["-h".to_string(), "-N".into(), "-o".into(), "%N %T".into()];
-                if let Some(p) = slurm::partition_of(&opts) {
-                    sinfo.extend(["-p".into(), p]);
+                let partition = slurm::partition_of(&opts);
+                if let Some(p) = &partition {
+                    sinfo.extend(["-p".into(), p.clone()]);
                 }
                 let out =
                     run_bounded("sinfo", &sinfo, QUERY_LIMIT).map_err(|e| fail(format!("sinfo: {e}")))?;
                 let usable = slurm::usable_nodes(&out.stdout);
                 if usable.is_empty() {
-                    return Err(fail(format!(
-                        "no usable node (sinfo: {})",
-                        crate::report::one_line(out.stdout.trim())
-                    )));
+                    let place = partition.map_or("".into(), |p| format!(" in partition {p}"));
+                    let states = match out.stdout.trim() {
+                        "" => "sinfo lists no node".to_string(),
+                        text => format!("sinfo: {}", text.lines().collect::<Vec<_>>().join(", ")),
+                    };
+                    return Err(fail(format!("no idle or partly used node{place} ({states})")));
                 }
                 let (argv, note) = allocation_argv(wanted, usable.len(), cfg.spread, &opts);
                 notes.extend(note);

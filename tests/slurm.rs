@@ -320,3 +320,16 @@ fn a_node_that_keeps_losing_the_vote_is_called_out() {
     let summary = text(&out.stderr);
     assert!(summary.contains("disagreeing rounds: suspect node n2"), "{summary}");
 }
+
+#[test]
+fn a_script_without_a_shebang_runs_through_srun_as_it_does_locally() {
+    let _cluster = require_slurm!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let script = dir.path().join("plain.sh");
+    std::fs::write(&script, "echo from a plain script\n").expect("writing the script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = run(tmr_slurm().args(["--launcher", "slurm", "--reruns", "0", "--"]).arg(&script), Input::Null);
+    // slurmstepd's execve alone fails with ENOEXEC (exit 8); locally execvp falls back to /bin/sh.
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from a plain script\n");
+}

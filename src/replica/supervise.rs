@@ -6,7 +6,7 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -400,6 +400,10 @@ impl Harness {
             Some(p) => {
                 let w = p.wrap(&job)?;
                 let mut argv = w.prefix;
+                // slurmstepd's execve has no /bin/sh fallback for a script without `#!` (exit 8).
+                if self.launcher.script && !has_shebang(&self.launcher.path) {
+                    argv.push(c"/bin/sh".to_owned());
+                }
                 argv.push(self.launcher.path.clone());
                 argv.extend(self.launcher.argv.iter().skip(1).cloned());
                 if let Some(f) = self.node_failures.iter_mut().rev().find(|f| from.as_ref() == Some(&f.node))
@@ -783,6 +787,14 @@ impl Harness {
     pub fn stdin_replayable(&self) -> bool {
         self.stdin.replayable()
     }
+}
+
+/// Whether the file starts with `#!` (read per remote launch: a step costs ~0.1 s anyway).
+fn has_shebang(path: &std::ffi::CStr) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"#!"
 }
 
 /// The offset of the slowest running replica still reading stdin (the spool's length when none is).

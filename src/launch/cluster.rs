@@ -205,7 +205,10 @@ fn query_job(job: &str) -> Result<(String, Vec<String>)> {
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            return Err(fail(format!("asking Slurm about allocation {job}: {why}")));
+            return Err(fail(format!(
+                "Slurm's controller stopped answering about allocation {job} ({why}): cannot tell \
+                 whether a replica's node failed"
+            )));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

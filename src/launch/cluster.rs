@@ -22,6 +22,9 @@ const QUERY_LIMIT: Duration = Duration::from_secs(8);
 /// Bound of the allocation: `--immediate` plus the controller's answer.
 const ALLOC_LIMIT: Duration = Duration::from_secs(slurm::IMMEDIATE_SECS as u64 + 10);
 
+/// A job's state and its expanded node list.
+type JobAnswer = (String, Vec<String>);
+
 /// A Slurm allocation that replicas run in, as steps.
 pub struct Cluster {
     srun: CString,
@@ -33,6 +36,8 @@ pub struct Cluster {
     healthy: RefCell<Vec<String>>,
     failed: RefCell<Vec<String>>,
     pub notes: Vec<String>,
+    /// The last answer about the allocation (state, nodes) and when it was asked for.
+    last: RefCell<Option<(Instant, JobAnswer)>>,
 }
 
 /// The allocation as the report shows it.
@@ -126,6 +131,7 @@ impl Cluster {
             healthy: RefCell::new(nodes),
             failed: RefCell::new(Vec::new()),
             notes,
+            last: RefCell::new(None),
         })
     }
 
@@ -154,8 +160,19 @@ impl Placement for Cluster {
         Ok(Wrapped { path: self.srun.clone(), prefix, node })
     }
 
-    fn health(&self, node: &str) -> Result<NodeHealth> {
-        let (state, nodes) = query_job(&self.job)?;
+    fn health(&self, node: &str, ended: Instant) -> Result<NodeHealth> {
+        // An answer asked for after the job ended is as good as a new one: jobs that finish together
+        // (a hunt's) share one query.
+        let cached = self.last.borrow().as_ref().filter(|(at, _)| *at >= ended).map(|(_, a)| a.clone());
+        let (state, nodes) = match cached {
+            Some(answer) => answer,
+            None => {
+                let asked = Instant::now();
+                let answer = query_job(&self.job)?;
+                *self.last.borrow_mut() = Some((asked, answer.clone()));
+                answer
+            }
+        };
         if state != "RUNNING" {
             return Err(fail(format!("allocation {} ended ({state})", self.job)));
         }
@@ -190,7 +207,7 @@ const QUERY_RETRY: Duration = Duration::from_secs(20);
 
 /// A job's state and expanded node list, retried while the controller does not answer; an unknown job
 /// is an error at once.
-fn query_job(job: &str) -> Result<(String, Vec<String>)> {
+fn query_job(job: &str) -> Result<JobAnswer> {
     let deadline = Instant::now() + QUERY_RETRY;
     loop {
         let said = run_bounded("squeue", ["-h", "-t", "all", "-j", job, "-o", "%T|%N"], QUERY_LIMIT);

@@ -59,9 +59,9 @@ pub enum NodeHealth {
 pub trait Placement {
     /// The srun argv prefix that runs `job` on a healthy node.
     fn wrap(&self, job: &Job) -> Result<Wrapped>;
-    /// Asked after a job on `node` ended. A failed node is excluded from then on; an allocation that is
-    /// gone altogether is an error (nothing more can run).
-    fn health(&self, node: &str) -> Result<NodeHealth>;
+    /// Asked after a job on `node` ended, at the latest at `ended`. A failed node is excluded from then
+    /// on; an allocation that is gone altogether is an error (nothing more can run).
+    fn health(&self, node: &str, ended: std::time::Instant) -> Result<NodeHealth>;
 }
 
 /// `--launcher slurm` for one run or hunt: reach Slurm, get an allocation for `wanted` concurrent

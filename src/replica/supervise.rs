@@ -324,8 +324,10 @@ impl Harness {
                 if running.is_empty() && (retry.is_empty() || stop || self.interrupted.is_some()) {
                     return Ok(());
                 }
-                for rec in self.step(&mut sup, &mut running, &mut leftovers)? {
-                    if let Some(rec) = self.node_check(rec, &mut retry)? {
+                let finished = self.step(&mut sup, &mut running, &mut leftovers)?;
+                let ended = Instant::now();
+                for rec in finished {
+                    if let Some(rec) = self.node_check(rec, ended, &mut retry)? {
                         stop |= sink(rec)? == Control::Stop;
                     }
                 }
@@ -376,11 +378,18 @@ impl Harness {
 
     /// A record whose node failed under it is not the program's outcome: it is noted, and its job goes
     /// back in the queue (the placement has excluded the node). Everything else passes through.
-    fn node_check(&mut self, rec: RunRecord, retry: &mut Vec<(Job, String)>) -> Result<Option<RunRecord>> {
+    /// `ended`: every record of this batch had ended by then (one Slurm query can answer for all of them).
+    fn node_check(
+        &mut self,
+        rec: RunRecord,
+        ended: Instant,
+        retry: &mut Vec<(Job, String)>,
+    ) -> Result<Option<RunRecord>> {
         let (Some(placement), Some(node)) = (self.launcher.placement.clone(), rec.node.clone()) else {
             return Ok(Some(rec));
         };
-        if self.interrupted.is_some() || placement.health(&node)? == crate::launch::NodeHealth::Healthy {
+        if self.interrupted.is_some() || placement.health(&node, ended)? == crate::launch::NodeHealth::Healthy
+        {
             return Ok(Some(rec));
         }
         self.node_failures.push(crate::launch::cluster::NodeFailure {

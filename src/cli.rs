@@ -41,6 +41,8 @@ EXAMPLES
       a test suite: vote on the exit status (runners reorder their output)
   tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh
       hunt a flaky test (see tmr hunt --help)
+  tmr --launcher slurm -- ./solver x.dat
+      each replica as a Slurm job step on a node of its own
 
 The vote says what came out (unanimous, majority, no-majority); the class says why, settled by reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time): none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on names the class.
 Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round; reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
@@ -639,7 +641,8 @@ pub struct LaunchArgs {
     #[arg(long, value_enum, default_value = "nodes", help_heading = "Launcher")]
     spread: SpreadArg,
 
-    /// An option for Slurm's salloc and srun, e.g. '-p debug', '--account=x', '--time=10' (repeatable).
+    /// An option for Slurm's salloc and srun, one value each, e.g. --slurm-opt='-p debug',
+    /// --slurm-opt=--account=x, --slurm-opt=--time=10 (repeatable).
     #[arg(long = "slurm-opt", value_name = "OPT", allow_hyphen_values = true, help_heading = "Launcher")]
     slurm_opts: Vec<String>,
 }

@@ -30,7 +30,14 @@ fn repo() -> &'static Path {
 
 fn slurm_local() -> Command {
     let mut cmd = Command::new(repo().join("scripts/slurm-local"));
-    cmd.env("SLURM_CONF", slurm_conf());
+    let conf = slurm_conf();
+    // The cluster's directory holds etc/slurm.conf: found from SLURM_CONF when only that is set.
+    if std::env::var_os("TMR_SLURM_DIR").is_none() {
+        if let Some(dir) = conf.parent().and_then(Path::parent) {
+            cmd.env("TMR_SLURM_DIR", dir);
+        }
+    }
+    cmd.env("SLURM_CONF", conf);
     cmd
 }
 

@@ -41,6 +41,8 @@ EXAMPLES
       a test suite: vote on the exit status (runners reorder their output)
   tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh
       hunt a flaky test (see tmr hunt --help)
+  tmr --launcher slurm -- ./solver x.dat
+      each replica as a Slurm job step on a node of its own
 
 The vote says what came out (unanimous, majority, no-majority); the class says why, settled by reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time): none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on names the class.
 Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round; reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
@@ -155,6 +157,9 @@ struct RunArgs {
     /// Append a Markdown summary to $GITHUB_STEP_SUMMARY (default when GITHUB_ACTIONS=true).
     #[arg(long, help_heading = "Classification")]
     github: bool,
+
+    #[command(flatten)]
+    launch: LaunchArgs,
 
     /// The command to run, and its arguments (passed through untouched).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
@@ -415,6 +420,7 @@ impl RunArgs {
                 junit: self.junit,
                 github: self.github || std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             },
+            launch: self.launch.config(),
         })
     }
 }
@@ -615,9 +621,60 @@ struct HuntArgs {
     #[arg(long, value_enum, default_value = "human")]
     format: FormatArg,
 
+    #[command(flatten)]
+    launch: LaunchArgs,
+
     /// The command to run, and its arguments (passed through untouched).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<OsString>,
+}
+
+/// Where replicas run; shared by every mode that runs the command (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LaunchArgs {
+    /// Where replicas run: on this machine, or each as a Slurm job step (srun) on a node of its own.
+    #[arg(long, value_enum, default_value = "local", help_heading = "Launcher")]
+    launcher: LauncherArg,
+
+    /// With --launcher slurm: one node per concurrent replica (default; a note says when the cluster has
+    /// too few), or wherever Slurm packs them.
+    #[arg(long, value_enum, default_value = "nodes", help_heading = "Launcher")]
+    spread: SpreadArg,
+
+    /// An option for Slurm's salloc and srun, one value each, e.g. --slurm-opt='-p debug',
+    /// --slurm-opt=--account=x, --slurm-opt=--time=10 (repeatable).
+    #[arg(long = "slurm-opt", value_name = "OPT", allow_hyphen_values = true, help_heading = "Launcher")]
+    slurm_opts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LauncherArg {
+    Local,
+    Slurm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SpreadArg {
+    Nodes,
+    Any,
+}
+
+impl LaunchArgs {
+    /// The launch configuration, for any mode's config.
+    pub fn config(&self) -> crate::launch::LaunchConfig {
+        use crate::launch::{LaunchConfig, LauncherKind, Spread};
+        LaunchConfig {
+            kind: match self.launcher {
+                LauncherArg::Local => LauncherKind::Local,
+                LauncherArg::Slurm => LauncherKind::Slurm,
+            },
+            spread: match self.spread {
+                SpreadArg::Nodes => Spread::Nodes,
+                SpreadArg::Any => Spread::Any,
+            },
+            slurm_opts: self.slurm_opts.clone(),
+        }
+    }
 }
 
 impl HuntArgs {
@@ -638,6 +695,7 @@ impl HuntArgs {
             confidence: self.confidence,
             output: self.output,
             format: format(self.format),
+            launch: self.launch.config(),
         }
     }
 }

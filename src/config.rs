@@ -61,6 +61,8 @@ pub struct Config {
     /// A fault to inject into one replica of the voted round (`--inject`), its replica already chosen.
     pub inject: Option<crate::inject::InjectSpec>,
     pub classify: ClassifyConfig,
+    /// Where replicas run (`--launcher`, `--spread`, `--slurm-opt`).
+    pub launch: crate::launch::LaunchConfig,
 }
 
 /// `tmr campaign`: a golden run, then K TMR rounds with one injected fault each.
@@ -97,6 +99,8 @@ pub struct HuntConfig {
     pub confidence: f64,
     pub output: Option<PathBuf>,
     pub format: Format,
+    /// Where runs execute (`--launcher`, `--spread`, `--slurm-opt`).
+    pub launch: crate::launch::LaunchConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

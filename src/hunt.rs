@@ -42,6 +42,9 @@ pub struct HuntReport {
     pub voting: Vec<VotingEstimate>,
     pub kept: Option<String>,
     pub leaked_processes: usize,
+    /// `--launcher slurm`: the allocation, node failures, and runs per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::launch::SlurmReport>,
     pub exit_code: i32,
 }
 
@@ -78,7 +81,11 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         prepare_keep_dir(dir)?;
     }
     let path = crate::resolve::resolve(&cfg.command[0])?;
-    let mut harness = Harness::new(Launcher::new(path.into_os_string(), &cfg.command)?)?;
+    let mut launcher = Launcher::new(path.into_os_string(), &cfg.command)?;
+    // --launcher slurm: each run is an srun step, round robin over the allocation's nodes (src/launch).
+    let cluster = crate::launch::attach(&cfg.launch, &mut launcher, cfg.jobs)?;
+    let mut per_node = Vec::new();
+    let mut harness = Harness::new(launcher)?;
     // Drawn lazily: a hunt of a billion runs allocates nothing up front.
     let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
     let masks = |on: bool| if on { cfg.masks.clone() } else { Vec::new() };
@@ -102,6 +109,9 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
     let mut index = None;
     let swept = harness.run_jobs(&mut jobs, &opts, &mut |mut rec| {
         let failing = tally.add(&rec, cfg);
+        if let Some(node) = &rec.node {
+            crate::launch::tally(&mut per_node, node, failing);
+        }
         if failing {
             if let Some(dir) = &cfg.keep {
                 keep_run(dir, &mut rec, &mut index)?;
@@ -132,7 +142,14 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         None if tally.failures > 0 => FOUND_FAILURES,
         None => 0,
     };
-    let report = tally.report(cfg, stopped, started.elapsed(), swept, exit_code);
+    let mut report = tally.report(cfg, stopped, started.elapsed(), swept, exit_code);
+    report.slurm = cluster.map(|c| crate::launch::SlurmReport {
+        allocation: c.info(),
+        replica_nodes: Vec::new(),
+        node_failures: harness.node_failures.clone(),
+        suspect: None,
+        per_node,
+    });
     let text = match cfg.format {
         Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
         Format::Human => render(&report),
@@ -215,6 +232,7 @@ impl Tally {
                 .collect(),
             kept: cfg.keep.as_ref().map(|d| d.display().to_string()),
             leaked_processes: swept,
+            slurm: None,
             exit_code,
         }
     }
@@ -295,6 +313,11 @@ pub fn render(r: &HuntReport) -> String {
              [3-way: P = 3p² − 2p³]",
             v.join(", ")
         ));
+    }
+    if let Some(slurm) = &r.slurm {
+        for text in crate::launch::human_lines(slurm) {
+            line(text);
+        }
     }
     if let Some(dir) = &r.kept {
         if r.failures > 0 {

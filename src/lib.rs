@@ -11,6 +11,7 @@ pub mod exit;
 pub mod fingerprint;
 pub mod hunt;
 pub mod inject;
+pub mod launch;
 pub mod mask;
 pub mod memvote;
 pub mod replay;

@@ -128,6 +128,8 @@ pub fn run_entry(r: &RunRecord) -> RunEntry {
         sys_ms: r.sys.as_secs_f64() * 1e3,
         max_rss_kib: r.max_rss_kib,
         leaked: r.leaked,
+        node: r.node.clone(),
+        rescheduled_from: r.rescheduled_from.clone(),
     }
 }
 
@@ -224,6 +226,8 @@ mod tests {
             mem: None,
             mem_key: None,
             divergence: [None, None],
+            node: None,
+            rescheduled_from: None,
         }
     }
 

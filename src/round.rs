@@ -34,6 +34,13 @@ pub fn execute(config: &Config) -> Result<i32> {
     if let Some(spec) = &config.inject {
         launcher.set_env(crate::inject::ENV, &spec.to_text())?;
     }
+    // --launcher slurm: each replica becomes an srun step on a node of its own (src/launch).
+    if config.launch.kind != crate::launch::LauncherKind::Local && config.mem.is_some() {
+        let message =
+            "tmr: --mem and --inject trace replicas on this machine: not with --launcher slurm".into();
+        return Err(ExitError { code: exit::TMR_ERROR, message }.into());
+    }
+    let cluster = crate::launch::attach(&config.launch, &mut launcher, config.replicas)?;
     let mut harness = Harness::new(launcher)?;
     if let Some(note) = harness.stdin_note().filter(|_| !config.quiet) {
         let _ = writeln!(std::io::stderr(), "{note}");
@@ -67,9 +74,22 @@ pub fn execute(config: &Config) -> Result<i32> {
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
     // already known. A stop signal while the reader is slow ends the delivery (the harness watches).
-    let winner = voted.representative();
+    // A replica rerun after a node failure has no lane in the stream hub: deliver another member of the
+    // majority when there is one, else the rerun's spool past what was already delivered.
+    let winner = voted.majority().map(|g| {
+        g.members.iter().copied().find(|&i| records[i].rescheduled_from.is_none()).unwrap_or(g.members[0])
+    });
     let output = if streamed {
-        let mut out = harness.finish_streaming(winner)?;
+        let rescheduled = winner.filter(|&w| records[w].rescheduled_from.is_some());
+        let mut out = harness.finish_streaming(winner.filter(|_| rescheduled.is_none()))?;
+        if let Some(w) = rescheduled.filter(|_| harness.interrupted.is_none()) {
+            let rec = &mut records[w];
+            let (out_at, err_at) = (out.stdout.bytes, out.stderr.bytes);
+            harness.deliver_from(rec.stdout.file()?, libc::STDOUT_FILENO, out_at)?;
+            harness.deliver_from(rec.stderr.file()?, libc::STDERR_FILENO, err_at)?;
+            out.stdout.bytes = rec.stdout.summary.len.max(out_at);
+            out.stderr.bytes = rec.stderr.summary.len.max(err_at);
+        }
         out.buffered = config.buffered;
         out
     } else {
@@ -114,6 +134,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         MemReport::new(config.mem.map(|d| d.to_list()).unwrap_or_default(), v, &snaps)
     });
     swept += reruns.swept;
+    let slurm = cluster.map(|c| slurm_report(&c, &harness, config, &records, &voted, &reruns.runs));
     let classification = reruns.report(config);
 
     harness.check_stop();
@@ -133,6 +154,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         exit_code,
     );
     report.stopped_replicas = harness.stopped;
+    report.slurm = slurm;
     report.delivered = delivered;
     report.output = output;
     report.memory = memory;
@@ -161,6 +183,52 @@ pub fn execute(config: &Config) -> Result<i32> {
         );
     }
     Ok(exit_code)
+}
+
+/// The report's `slurm` section: where each replica ran, node failures, and a node whose replicas kept
+/// losing the vote (the voted round and every parallel rerun round, compared with the winner).
+fn slurm_report(
+    cluster: &crate::launch::cluster::Cluster,
+    harness: &Harness,
+    config: &Config,
+    records: &[RunRecord],
+    voted: &Vote<Key>,
+    reruns: &[report::RunEntry],
+) -> crate::launch::SlurmReport {
+    use crate::launch::slurm::{suspect_node, Placed};
+    let mut replica_nodes = vec![None; config.replicas];
+    for r in records {
+        if let Some(slot) = replica_nodes.get_mut(r.job.replica) {
+            slot.clone_from(&r.node);
+        }
+    }
+    let mut placed: Vec<Placed> = Vec::new();
+    if let Some(w) = voted.winner {
+        for (i, r) in records.iter().enumerate() {
+            if let Some(node) = &r.node {
+                placed.push(Placed { round: 0, node: node.clone(), agrees: voted.group_of(i) == w });
+            }
+        }
+        let win = crate::rerun::run_entry(&records[voted.groups[w].members[0]]);
+        let c = config.compare;
+        // Sequential reruns are all replica 0 on one node: no evidence about the others.
+        let parallel = config.classify.rerun_mode == crate::config::RerunMode::Parallel;
+        for e in reruns.iter().filter(|_| parallel) {
+            let agrees = (!c.exit || e.outcome == win.outcome)
+                && (!c.stdout || e.stdout.blake3 == win.stdout.blake3)
+                && (!c.stderr || e.stderr.blake3 == win.stderr.blake3);
+            if let Some(node) = &e.node {
+                placed.push(Placed { round: e.round, node: node.clone(), agrees });
+            }
+        }
+    }
+    crate::launch::SlurmReport {
+        allocation: cluster.info(),
+        replica_nodes,
+        node_failures: harness.node_failures.clone(),
+        suspect: suspect_node(&placed),
+        per_node: Vec::new(),
+    }
 }
 
 /// What was injected where, and whether the vote outvoted the faulty replica.
@@ -376,6 +444,7 @@ fn build_report(
         classification,
         memory: None,
         injection: None,
+        slurm: None,
         exit_code,
         // Filled in by `execute` once the whole run has ended.
         wall_ms: 0.0,

@@ -6,7 +6,7 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -49,6 +49,9 @@ pub struct Launcher {
     pub pad_env: bool,
     /// The command is a text file without `#!`: run it with /bin/sh if the kernel refuses it.
     pub script: bool,
+    /// Run each job elsewhere (`--launcher slurm`): its argv is prefixed with the placement's, and its
+    /// node's health is checked when it ends (see `Harness::node_check`).
+    pub placement: Option<std::rc::Rc<dyn crate::launch::Placement>>,
 }
 
 /// Digits of TMR_REPLICA, TMR_REPLICAS and TMR_ROUND plus TMR_PAD's value, whatever the numbers.
@@ -72,7 +75,7 @@ impl Launcher {
             })
             .collect::<Result<Vec<_>>>()?;
         let script = super::spawn::looks_like_script(std::path::Path::new(&path));
-        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false, script })
+        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false, script, placement: None })
     }
 
     /// Set (or replace) one variable of every replica's environment.
@@ -144,6 +147,10 @@ pub struct RunRecord {
     pub mem_key: Option<[u8; 32]>,
     /// Where its streamed stdout/stderr first differed from what a majority committed.
     pub divergence: [Option<Divergence>; 2],
+    /// The node it ran on (`--launcher slurm`).
+    pub node: Option<String>,
+    /// It reran this job because the node named here failed under the first attempt.
+    pub rescheduled_from: Option<String>,
 }
 
 impl RunRecord {
@@ -199,6 +206,8 @@ pub struct Harness {
     hub: Option<StreamHub>,
     /// Slots the supervisor said are done, waiting to be finalized by the loop.
     done: Vec<(usize, bool)>,
+    /// Jobs whose node failed under them (`--launcher slurm`), each rerun on another node.
+    pub node_failures: Vec<crate::launch::cluster::NodeFailure>,
 }
 
 /// One output stream of a running replica: its pipe until EOF, and where its bytes go.
@@ -224,6 +233,8 @@ struct Running {
     mem_file: Option<std::fs::File>,
     exited: bool,
     closed_reported: bool,
+    node: Option<String>,
+    rescheduled_from: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -253,6 +264,7 @@ impl Harness {
             stopped: 0,
             hub: None,
             done: Vec::new(),
+            node_failures: Vec::new(),
         })
     }
 
@@ -294,21 +306,34 @@ impl Harness {
         let mut next_slot = 0;
         let mut stop = false;
         let mut leftovers = std::collections::HashSet::new();
+        // Jobs to run again because their node failed, with that node: they go before new jobs.
+        let mut retry: Vec<(Job, String)> = Vec::new();
         let result = (|| -> Result<()> {
             loop {
                 self.take_signals(&mut sup, &mut running);
                 while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
-                    let Some(job) = jobs.next() else { break };
-                    let r = self.launch(job, next_slot, opts)?;
+                    let (job, from) = match retry.pop() {
+                        Some((job, node)) => (job, Some(node)),
+                        None => match jobs.next() {
+                            Some(job) => (job, None),
+                            None => break,
+                        },
+                    };
+                    let r = self.launch(job, next_slot, opts, from)?;
                     self.act(sup.handle(Event::Launched { slot: next_slot }, r.started), &mut running);
                     next_slot += 1;
                     running.push(r);
                 }
-                if running.is_empty() {
+                // Retries wait for a launch, which a stop or a signal prevents.
+                if running.is_empty() && (retry.is_empty() || stop || self.interrupted.is_some()) {
                     return Ok(());
                 }
-                for rec in self.step(&mut sup, &mut running, &mut leftovers)? {
-                    stop |= sink(rec)? == Control::Stop;
+                let finished = self.step(&mut sup, &mut running, &mut leftovers)?;
+                let ended = Instant::now();
+                for rec in finished {
+                    if let Some(rec) = self.node_check(rec, ended, &mut retry)? {
+                        stop |= sink(rec)? == Control::Stop;
+                    }
                 }
             }
         })();
@@ -355,9 +380,58 @@ impl Harness {
         }
     }
 
-    fn launch(&mut self, job: Job, slot: usize, opts: &BatchOpts) -> Result<Running> {
+    /// A record whose node failed under it is not the program's outcome: it is noted, and its job goes
+    /// back in the queue (the placement has excluded the node). Everything else passes through.
+    /// `ended`: every record of this batch had ended by then (one Slurm query can answer for all of them).
+    fn node_check(
+        &mut self,
+        rec: RunRecord,
+        ended: Instant,
+        retry: &mut Vec<(Job, String)>,
+    ) -> Result<Option<RunRecord>> {
+        let (Some(placement), Some(node)) = (self.launcher.placement.clone(), rec.node.clone()) else {
+            return Ok(Some(rec));
+        };
+        if self.interrupted.is_some() || placement.health(&node, ended)? == crate::launch::NodeHealth::Healthy
+        {
+            return Ok(Some(rec));
+        }
+        self.node_failures.push(crate::launch::cluster::NodeFailure {
+            replica: rec.job.replica,
+            round: rec.job.round,
+            node: node.clone(),
+            rescheduled_on: None,
+        });
+        retry.push((rec.job, node));
+        Ok(None)
+    }
+
+    fn launch(&mut self, job: Job, slot: usize, opts: &BatchOpts, from: Option<String>) -> Result<Running> {
         let env = self.launcher.env_for(&job);
-        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
+        // Under a placement the command runs as `srun … -w NODE -- PATH ARGS…`.
+        let placed = match &self.launcher.placement {
+            Some(p) => {
+                let w = p.wrap(&job)?;
+                let mut argv = w.prefix;
+                // slurmstepd's execve has no /bin/sh fallback for a script without `#!` (exit 8).
+                if self.launcher.script && !has_shebang(&self.launcher.path) {
+                    argv.push(c"/bin/sh".to_owned());
+                }
+                argv.push(self.launcher.path.clone());
+                argv.extend(self.launcher.argv.iter().skip(1).cloned());
+                if let Some(f) = self.node_failures.iter_mut().rev().find(|f| from.as_ref() == Some(&f.node))
+                {
+                    f.rescheduled_on = Some(w.node.clone());
+                }
+                Some((w.path, argv, w.node))
+            }
+            None => None,
+        };
+        let (path, argv) = match &placed {
+            Some((path, argv, _)) => (path, argv),
+            None => (&self.launcher.path, &self.launcher.argv),
+        };
+        let image = ExecImage::new(path, argv, &env, self.launcher.script && placed.is_none());
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
@@ -372,8 +446,11 @@ impl Harness {
         let spawned = spawn(&image, stdio, setup, &self.caught)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
-        let hubbed = self.hub.is_some();
-        let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), opts.keep));
+        // A rerun after a node failure cannot join the hub's lane, which already ended: it is captured,
+        // and kept, in case it must be delivered from its spool.
+        let hubbed = self.hub.is_some() && from.is_none();
+        let keep = opts.keep || (self.hub.is_some() && from.is_some());
+        let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), keep));
         Ok(Running {
             job,
             slot,
@@ -389,6 +466,8 @@ impl Harness {
             exec_errno: None,
             exited: false,
             closed_reported: false,
+            node: placed.map(|(_, _, node)| node),
+            rescheduled_from: from,
         })
     }
 
@@ -601,6 +680,8 @@ impl Harness {
             mem: r.mem_file.and_then(read_snapshot),
             mem_key: None,
             divergence: [None, None],
+            node: r.node,
+            rescheduled_from: r.rescheduled_from,
         })
     }
 
@@ -649,7 +730,7 @@ impl Harness {
     /// batch has run (a replica may finish before the bytes it differs from are committed).
     pub fn note_divergences(&self, records: &mut [RunRecord]) {
         if let Some(hub) = &self.hub {
-            for r in records {
+            for r in records.iter_mut().filter(|r| r.rescheduled_from.is_none()) {
                 let lane = r.job.replica;
                 r.divergence = [hub.divergence(lane, 0).cloned(), hub.divergence(lane, 1).cloned()];
             }
@@ -692,8 +773,12 @@ impl Harness {
     /// time: a reader that stops reading must not make tmr deaf to SIGINT/SIGTERM. A reader that goes
     /// away (EPIPE) ends the copy quietly.
     pub fn deliver(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd) -> Result<()> {
+        self.deliver_from(spool, fd, 0)
+    }
+
+    /// [`Harness::deliver`] from offset `at` of the spool.
+    pub fn deliver_from(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd, mut at: u64) -> Result<()> {
         let mut out = super::deliver::Output::new(fd);
-        let mut at = 0u64;
         loop {
             self.check_stop();
             if self.interrupted.is_some() {
@@ -715,6 +800,14 @@ impl Harness {
     pub fn stdin_replayable(&self) -> bool {
         self.stdin.replayable()
     }
+}
+
+/// Whether the file starts with `#!` (read per remote launch: a step costs ~0.1 s anyway).
+fn has_shebang(path: &std::ffi::CStr) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"#!"
 }
 
 /// The offset of the slowest running replica still reading stdin (the spool's length when none is).

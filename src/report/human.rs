@@ -103,6 +103,11 @@ pub fn render(r: &RunReport, style: &Style) -> String {
             line(text);
         }
     }
+    if let Some(slurm) = &r.slurm {
+        for text in crate::launch::human_lines(slurm) {
+            line(text);
+        }
+    }
     if !r.vote.unanimous {
         for (name, d) in [("stdout", &r.output.stdout), ("stderr", &r.output.stderr)] {
             if let (Some(shown), true) = (d.shown_replica, d.bytes > 0) {
@@ -454,6 +459,8 @@ mod tests {
             sys_ms: 1.0,
             max_rss_kib: 2048,
             leaked: false,
+            node: None,
+            rescheduled_from: None,
         }
     }
 

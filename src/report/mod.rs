@@ -49,6 +49,9 @@ pub struct RunReport {
     pub memory: Option<MemReport>,
     /// The fault injected with `--inject`.
     pub injection: Option<InjectionReport>,
+    /// `--launcher slurm`: the allocation, each replica's node, node failures, a suspect node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::launch::SlurmReport>,
     pub exit_code: i32,
     /// Wall time of the whole run: the voted round, the reruns and tmr's own work (JUnit's `time`).
     pub wall_ms: f64,
@@ -193,6 +196,12 @@ pub struct RunEntry {
     pub max_rss_kib: u64,
     /// Its output pipes stayed open after it exited (a grandchild held them); tmr killed its group.
     pub leaked: bool,
+    /// The Slurm node it ran on (`--launcher slurm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// It was run again because this node failed under its first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rescheduled_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -452,6 +461,8 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         sys_ms: 1.0,
         max_rss_kib: 2048,
         leaked: false,
+        node: None,
+        rescheduled_from: None,
     };
     RunReport {
         schema: SCHEMA,
@@ -496,6 +507,7 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         },
         memory: None,
         injection: None,
+        slurm: None,
         exit_code: 0,
         wall_ms: 10.0,
     }

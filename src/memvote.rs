@@ -79,8 +79,13 @@ pub struct SequenceDivergence {
 pub fn vote_sequences(snaps: &[Option<&MemSnapshot>]) -> Vec<SequenceDivergence> {
     let mut out = Vec::new();
     let inputs: Vec<Option<&InputStats>> = snaps.iter().map(|s| s.and_then(|s| s.inputs.as_ref())).collect();
-    let kinds: std::collections::BTreeSet<&str> =
-        inputs.iter().flatten().flat_map(|i| i.kinds.iter().map(|k| k.kind.as_str())).collect();
+    // Children's questions are replicated but not voted: concurrent children ask in the scheduler's order.
+    let kinds: std::collections::BTreeSet<&str> = inputs
+        .iter()
+        .flatten()
+        .flat_map(|i| i.kinds.iter().map(|k| k.kind.as_str()))
+        .filter(|k| !k.ends_with("-children"))
+        .collect();
     let voters: Vec<usize> = (0..snaps.len()).filter(|&i| inputs[i].is_some()).collect();
     let detail = inputs.iter().flatten().find_map(|i| i.mismatch.clone());
     for kind in kinds {
@@ -628,6 +633,40 @@ mod tests {
             ),
             v.keys[0]
         );
+    }
+
+    fn asked(kinds: &[(&str, u64, &str)], mismatch: Option<&str>) -> MemSnapshot {
+        let kinds = kinds
+            .iter()
+            .map(|&(kind, asked, sequence)| KindStats {
+                kind: kind.into(),
+                asked,
+                sequence: sequence.into(),
+                ..Default::default()
+            })
+            .collect();
+        MemSnapshot {
+            inputs: Some(InputStats { kinds, mismatch: mismatch.map(str::to_string) }),
+            ..snap(&["a"], &["s"])
+        }
+    }
+
+    #[test]
+    fn the_replica_that_asked_other_questions_dissents_whoever_saw_the_difference() {
+        let same = asked(&[("clock", 2, "aa"), ("clock-children", 5, "c1")], Some("clock question #1: …"));
+        let odd = asked(&[("clock", 3, "bb"), ("clock-children", 7, "c2")], None);
+        let snaps = [same.clone(), odd, asked(&[("clock", 2, "aa"), ("clock-children", 1, "c3")], None)];
+        let v = verdict(&snaps);
+        assert_eq!(v.sequences.len(), 1, "children's questions are not voted: {:?}", v.sequences);
+        let d = &v.sequences[0];
+        assert_eq!((d.replica, d.kind.as_str(), d.asked, d.majority_asked), (1, "clock", 3, 2));
+        assert_eq!(d.detail.as_deref(), Some("clock question #1: …"), "the detail another replica saw");
+        assert!(v.divergent.is_empty());
+        assert_eq!(v.keys[0], v.keys[2]);
+        assert_ne!(v.keys[0], v.keys[1], "the odd replica's memory key dissents");
+        // No majority (all three differ): nobody is named.
+        let three = [same, asked(&[("clock", 3, "bb")], None), asked(&[("clock", 4, "cc")], None)];
+        assert!(verdict(&three).sequences.is_empty());
     }
 
     #[test]

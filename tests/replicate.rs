@@ -193,3 +193,20 @@ fn programs_print_the_same_under_replication() {
         assert_eq!(divergent(&ran), 0, "{p:?}: {}", summary(&ran));
     }
 }
+
+/// A shell's children share the log too (in their own sequences, which are not voted): `date +%s%N`
+/// prints the same nanoseconds in every replica, so the output vote is unanimous; without the clock
+/// step no two replicas agree.
+#[test]
+fn a_shells_children_print_the_same_nanoseconds() {
+    require_ptrace!();
+    let script = || vec![OsString::from("sh"), "-c".into(), "date +%s%N; date +%s%N | cat".into()];
+    let on = run_mem(ALL, &[], script());
+    assert_eq!(on.code, 0, "{}", summary(&on));
+    assert_eq!(on.report["vote"]["unanimous"], true, "{}", on.report["vote"]);
+    let children = answered(&on, "clock-children");
+    assert!(children.iter().all(|c| c.0 > 0 && c.0 == c.1 + c.2), "{children:?}");
+    // (Without tsc too: trapped rdtsc answers the vDSO's clock from a shared counter.)
+    let off = run_mem(&all_but("clock").replace(",tsc", ""), &[], script());
+    assert_eq!(off.report["vote"]["unanimous"], false, "{}", off.report["vote"]);
+}

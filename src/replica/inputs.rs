@@ -90,18 +90,20 @@ impl Place {
 
 /// The tracer's side of input replication.
 pub struct Inputs {
+    /// The replica's own process (its main thread): the questions whose sequence is voted.
+    main: Pid,
     clock: bool,
     urandom: bool,
     place: Option<Place>,
     log: Option<RepLog>,
-    stats: [KindStats; 2],
-    digests: [u64; 2],
+    stats: [KindStats; 4],
+    digests: [u64; 4],
     mismatch: Option<String>,
     notes: Vec<String>,
 }
 
 impl Inputs {
-    pub fn new(clock: bool, urandom: bool, place: Option<Place>) -> Inputs {
+    pub fn new(main: Pid, clock: bool, urandom: bool, place: Option<Place>) -> Inputs {
         let log =
             place.as_ref().and_then(|p| RepLog::open(&p.dir.join(format!("round-{}.log", p.round))).ok());
         let mut notes = Vec::new();
@@ -109,12 +111,13 @@ impl Inputs {
             notes.push("no answer log: clock and /dev/urandom answers were not replicated".into());
         }
         Inputs {
+            main,
             clock,
             urandom,
             place,
             log,
             stats: KINDS.map(|k| KindStats { kind: k.name().into(), ..Default::default() }),
-            digests: [0; 2],
+            digests: [0; 4],
             mismatch: None,
             notes,
         }
@@ -152,7 +155,8 @@ impl Inputs {
     }
 
     /// Ask the log; count and digest the question.
-    fn ask(&mut self, kind: Kind, question: u64, real: impl FnOnce() -> Answer) -> Option<Answer> {
+    fn ask(&mut self, tid: Pid, kind: Kind, question: u64, real: impl FnOnce() -> Answer) -> Option<Answer> {
+        let kind = if tid == self.main { kind } else { kind.of_child() };
         let i = kind as usize;
         let k = self.stats[i].asked;
         self.stats[i].asked += 1;
@@ -164,7 +168,7 @@ impl Inputs {
             return None;
         };
         let asked = log.ask(kind, k, question, real);
-        if let (Some(other), None) = (asked.other, &self.mismatch) {
+        if let (Some(other), None, true) = (asked.other, &self.mismatch, tid == self.main) {
             self.mismatch = Some(format!(
                 "{} question #{k}: asked {} where another replica had asked {}",
                 kind.name(),
@@ -231,7 +235,7 @@ impl Inputs {
                 answer(t, &[t])
             }),
         };
-        let Some(a) = self.ask(Kind::Clock, question, || real(a0)) else { return };
+        let Some(a) = self.ask(tid, Kind::Clock, question, || real(a0)) else { return };
         let mut ret = a.ret;
         let word = |i: usize| &a.data[8 * i..8 * i + 8];
         let writes: Vec<(u64, &[u8])> = match nr {
@@ -268,10 +272,11 @@ impl Inputs {
             return;
         };
         let Some(place) = self.place.clone() else { return };
-        let k = self.stats[Kind::Urandom as usize].asked;
-        let file = place.dir.join(format!("round-{}-urandom-{k}", place.round));
+        let kind = if tid == self.main { Kind::Urandom } else { Kind::ChildUrandom };
+        let k = self.stats[kind as usize].asked;
+        let file = place.dir.join(format!("round-{}-{}-{k}", place.round, kind.name()));
         let question = ((nr as u64) << 32) | which;
-        let made = self.ask(Kind::Urandom, question, || {
+        let made = self.ask(tid, Kind::Urandom, question, || {
             let ok = fill_random_file(&file).is_ok();
             answer(if ok { 0 } else { -1 }, &[])
         });
@@ -296,8 +301,8 @@ impl Inputs {
             kinds: KINDS
                 .iter()
                 .filter(|k| match k {
-                    Kind::Clock => self.clock,
-                    Kind::Urandom => self.urandom,
+                    Kind::Clock | Kind::ChildClock => self.clock,
+                    Kind::Urandom | Kind::ChildUrandom => self.urandom,
                 })
                 .map(|&k| self.stats[k as usize].clone())
                 .collect(),

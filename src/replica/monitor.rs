@@ -315,7 +315,7 @@ fn tracer_main(
         | Options::PTRACE_O_TRACEVFORK;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
-    tracer.inputs = super::inputs::Inputs::new(det.clock, det.urandom, place);
+    tracer.inputs = super::inputs::Inputs::new(pid, det.clock, det.urandom, place);
     if !traced {
         // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
@@ -461,7 +461,7 @@ impl Tracer {
             last_fault: None,
             tmr,
             stopped_by_tmr: None,
-            inputs: super::inputs::Inputs::new(false, false, None),
+            inputs: super::inputs::Inputs::new(pid, false, false, None),
         }
     }
 

@@ -23,27 +23,41 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// Kinds of questions, each with its own sequence numbers.
+/// Kinds of questions, each with its own sequence numbers. The replica's own process asks in an order
+/// its program fixes; its children (a shell's commands) share a second set of sequences, because
+/// concurrent children ask in whatever order the scheduler picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Clock = 0,
     Urandom = 1,
+    ChildClock = 2,
+    ChildUrandom = 3,
 }
 
-pub const KINDS: [Kind; 2] = [Kind::Clock, Kind::Urandom];
+pub const KINDS: [Kind; 4] = [Kind::Clock, Kind::Urandom, Kind::ChildClock, Kind::ChildUrandom];
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Clock => "clock",
             Kind::Urandom => "urandom",
+            Kind::ChildClock => "clock-children",
+            Kind::ChildUrandom => "urandom-children",
+        }
+    }
+
+    /// The same kind asked by one of the replica's children.
+    pub fn of_child(self) -> Kind {
+        match self {
+            Kind::Clock | Kind::ChildClock => Kind::ChildClock,
+            Kind::Urandom | Kind::ChildUrandom => Kind::ChildUrandom,
         }
     }
 }
 
-/// Entries per kind. A clock entry is 256 bytes, so a round's log is at most 32 MiB of a sparse file,
+/// Entries per kind. A clock entry is 256 bytes, so a round's log is at most 48 MiB of a sparse file,
 /// of which only the entries asked for are ever touched.
-pub const CAPACITY: [u64; 2] = [1 << 17, 1 << 8];
+pub const CAPACITY: [u64; 4] = [1 << 17, 1 << 8, 1 << 16, 1 << 8];
 /// Distinct questions one entry can answer.
 const VARIANTS: usize = 4;
 /// Bytes of answer data per variant.

@@ -207,7 +207,7 @@ pub fn monitor_launcher(
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
     launcher.pad_env = true;
     if det.clock || det.urandom {
-        // Input replication: each round's replicas share an answer log in this private directory.
+        // Input replication: every replica of every round shares one answer log in this private directory.
         // In /dev/shm when there is one: the log is shared memory, and a directory made in $TMPDIR
         // would change what `ls -la $TMPDIR/...` shows the replicas of a concurrent run.
         let dir = tempfile::Builder::new()

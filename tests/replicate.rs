@@ -210,3 +210,24 @@ fn a_shells_children_print_the_same_nanoseconds() {
     let off = run_mem(&all_but("clock").replace(",tsc", ""), &[], script());
     assert_eq!(off.report["vote"]["unanimous"], false, "{}", off.report["vote"]);
 }
+
+/// Reruns replay the voted round's answers: a rerun that does the majority's work has the majority's
+/// memory, clock readings included, so it counts as the majority's outcome (with fresh readings every
+/// rerun differed from it in memory, a new outcome each time).
+#[test]
+fn reruns_replay_the_voted_rounds_answers() {
+    require_ptrace!();
+    let args = with(&["--mem", "--mem-det", ALL, "--reruns", "4"], vec![fixture("clock-heap").into()]);
+    let ran = tmr_json_report(None, &[("CLOCK_HEAP_EXITS", "0,3,0")], &args, "tmr-report");
+    let outcomes = ran.report["classification"]["outcomes"].as_array().expect("a list").clone();
+    let shown: Vec<(i64, u64, u64)> = outcomes
+        .iter()
+        .map(|o| {
+            let n = |k: &str| o[k].as_u64().expect("a count");
+            (o["outcome"]["code"].as_i64().expect("an exit code"), n("initial"), n("reruns"))
+        })
+        .collect();
+    assert_eq!(shown.len(), 2, "one outcome per exit code, memory included: {shown:?}");
+    let passing = shown.iter().find(|o| o.0 == 0).expect("the majority's outcome");
+    assert!(passing.1 == 2 && passing.2 > 0, "reruns that exit 0 join the majority: {shown:?}");
+}

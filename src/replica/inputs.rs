@@ -1,5 +1,5 @@
 //! Input replication in the tracer (`--mem-det clock,urandom`): the replica's nondeterministic inputs
-//! are answered from the round's shared answer log ([`super::replog`]), so every replica of a round
+//! are answered from the run's shared answer log ([`super::replog`]), so every replica of every round
 //! reads the same clock and the same random bytes.
 //!
 //! - **clock**: at every exec stop the auxiliary vector's `AT_SYSINFO_EHDR` is turned into `AT_IGNORE`,
@@ -71,20 +71,18 @@ pub fn trapped(clock: bool, urandom: bool) -> Vec<u32> {
     v
 }
 
-/// Where this replica's log lives: the run's directory and the round, taken from the environment
+/// Where this replica's log lives: the run's directory, taken from the environment
 /// before the command runs (and removed from it, so the command never sees it).
 #[derive(Debug, Clone)]
 pub struct Place {
     dir: PathBuf,
-    round: String,
 }
 
 impl Place {
     pub fn take_from_env() -> Option<Place> {
         let dir = std::env::var_os(ENV)?;
         std::env::remove_var(ENV);
-        let round = std::env::var("TMR_ROUND").unwrap_or_else(|_| "0".into());
-        Some(Place { dir: dir.into(), round })
+        Some(Place { dir: dir.into() })
     }
 }
 
@@ -104,8 +102,7 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn new(main: Pid, clock: bool, urandom: bool, place: Option<Place>) -> Inputs {
-        let log =
-            place.as_ref().and_then(|p| RepLog::open(&p.dir.join(format!("round-{}.log", p.round))).ok());
+        let log = place.as_ref().and_then(|p| RepLog::open(&p.dir.join("answers.log")).ok());
         let mut notes = Vec::new();
         if (clock || urandom) && log.is_none() {
             notes.push("no answer log: clock and /dev/urandom answers were not replicated".into());
@@ -274,7 +271,7 @@ impl Inputs {
         let Some(place) = self.place.clone() else { return };
         let kind = if tid == self.main { Kind::Urandom } else { Kind::ChildUrandom };
         let k = self.stats[kind as usize].asked;
-        let file = place.dir.join(format!("round-{}-{}-{k}", place.round, kind.name()));
+        let file = place.dir.join(format!("{}-{k}", kind.name()));
         let question = ((nr as u64) << 32) | which;
         let made = self.ask(tid, Kind::Urandom, question, || {
             let ok = fill_random_file(&file).is_ok();

@@ -1,5 +1,8 @@
-//! The replicated answer log of input replication (`--mem-det clock,urandom`): one shared file per
-//! round, mapped by the monitor of every replica of that round. Replicas ask nondeterministic questions
+//! The replicated answer log of input replication (`--mem-det clock,urandom`): one shared file per run,
+//! mapped by the monitor of every replica of every round. Reruns replay the voted round's answers, so a
+//! rerun that repeats a replica's work repeats its memory too, and is compared with it for what it is
+//! (a rerun with fresh clock readings would differ from the voted round wherever the time is stored,
+//! and turn a one-off fault into "nondeterministic"). Replicas ask nondeterministic questions
 //! (what time is it, which random bytes do I get) in their own order; the k-th question of a kind is
 //! answered by entry k of that kind. The first replica to reach entry k gets the real answer and writes
 //! it; every later replica gets the logged answer, so all replicas see the same inputs and their memory
@@ -55,7 +58,7 @@ impl Kind {
     }
 }
 
-/// Entries per kind. A clock entry is 256 bytes, so a round's log is at most 48 MiB of a sparse file,
+/// Entries per kind. A clock entry is 256 bytes, so a run's log is at most 48 MiB of a sparse file,
 /// of which only the entries asked for are ever touched.
 pub const CAPACITY: [u64; 4] = [1 << 17, 1 << 8, 1 << 16, 1 << 8];
 /// Distinct questions one entry can answer.
@@ -113,7 +116,7 @@ pub struct Asked {
     pub other: Option<u64>,
 }
 
-/// One round's log, mapped shared.
+/// One run's log, mapped shared.
 pub struct RepLog {
     map: memmap2::MmapMut,
 }

@@ -108,7 +108,9 @@ struct RunArgs {
     mem: bool,
 
     /// Determinization steps for --mem, comma-separated: aslr, at-random, rseq, getrandom, tid, stack,
-    /// tsc (rdtsc trapping: it nearly stops the replicas' clocks, so only on request), all (every
+    /// clock and urandom (input replication: every replica of a round reads the clock and /dev/urandom
+    /// answers the first one got), tsc (rdtsc trapping: it nearly stops the replicas' clocks, so only on
+    /// request), all (every
     /// step including tsc), none. Default: every step but tsc. Add strict-threads to vote the memory of
     /// multithreaded replicas too (by default they abstain: scheduling makes their heaps differ).
     #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det, help_heading = "Memory voting")]
@@ -199,7 +201,7 @@ fn parse_inject(s: &str) -> Result<InjectSpec, String> {
 }
 
 /// Every determinization step but rdtsc trapping, which would nearly stop the replicas' clocks.
-const DEFAULT_DET: &str = "aslr,at-random,rseq,getrandom,tid,stack";
+const DEFAULT_DET: &str = "aslr,at-random,rseq,getrandom,tid,stack,clock,urandom";
 
 fn parse_det(s: &str) -> Result<Det, String> {
     Det::parse(s)

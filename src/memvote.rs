@@ -37,6 +37,80 @@ pub struct MemSnapshot {
     /// were not all shipped.
     #[serde(default)]
     pub pid_pages_from: Option<u64>,
+    /// Input replication (`--mem-det clock,urandom`): what this replica asked and how it was answered.
+    #[serde(default)]
+    pub inputs: Option<InputStats>,
+}
+
+/// One replica's replicated inputs, per kind of question.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputStats {
+    pub kinds: Vec<KindStats>,
+    /// The first entry of the answer log where another replica had asked a different question.
+    pub mismatch: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindStats {
+    pub kind: String,
+    /// Questions asked, and how they were answered: from another replica's logged answer, first (the
+    /// real answer, logged for the others), or for real without replication (log full, say why in notes).
+    pub asked: u64,
+    pub replicated: u64,
+    pub first: u64,
+    pub unreplicated: u64,
+    /// A digest of the sequence of questions (syscall and argument): equal in replicas that asked the same.
+    pub sequence: String,
+}
+
+/// A replica whose sequence of questions of one kind differs from the one a strict majority asked: its
+/// control flow left theirs (a fault), even if its memory and outputs happen to agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SequenceDivergence {
+    pub replica: usize,
+    pub kind: String,
+    pub asked: u64,
+    pub majority_asked: u64,
+    /// Where the monitors saw the questions part (a replica's `InputStats::mismatch`), when one did.
+    pub detail: Option<String>,
+}
+
+/// Vote the question sequences kind by kind among the replicas with a snapshot.
+pub fn vote_sequences(snaps: &[Option<&MemSnapshot>]) -> Vec<SequenceDivergence> {
+    let mut out = Vec::new();
+    let inputs: Vec<Option<&InputStats>> = snaps.iter().map(|s| s.and_then(|s| s.inputs.as_ref())).collect();
+    // Children's questions are replicated but not voted: concurrent children ask in the scheduler's order.
+    let kinds: std::collections::BTreeSet<&str> = inputs
+        .iter()
+        .flatten()
+        .flat_map(|i| i.kinds.iter().map(|k| k.kind.as_str()))
+        .filter(|k| !k.ends_with("-children"))
+        .collect();
+    let voters: Vec<usize> = (0..snaps.len()).filter(|&i| inputs[i].is_some()).collect();
+    let detail = inputs.iter().flatten().find_map(|i| i.mismatch.clone());
+    for kind in kinds {
+        let seen: Vec<(u64, &str)> = voters
+            .iter()
+            .map(|&i| {
+                let k = inputs[i].and_then(|s| s.kinds.iter().find(|k| k.kind == kind));
+                k.map_or((0, ""), |k| (k.asked, k.sequence.as_str()))
+            })
+            .collect();
+        let v = crate::vote::vote(&seen);
+        let Some(g) = v.majority() else { continue };
+        for (j, &i) in voters.iter().enumerate() {
+            if seen[j] != g.key {
+                out.push(SequenceDivergence {
+                    replica: i,
+                    kind: kind.to_string(),
+                    asked: seen[j].0,
+                    majority_asked: g.key.0,
+                    detail: inputs[i].and_then(|s| s.mismatch.clone()).or_else(|| detail.clone()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A page in which the replica found its own pid (an aligned 32-bit word equal to it), shipped whole
@@ -172,6 +246,8 @@ pub struct MemVerdict {
     pub pages_compared: usize,
     pub divergent: Vec<PageDivergence>,
     pub noise: Vec<NoisePage>,
+    /// Replicas that asked other questions than the majority (input replication).
+    pub sequences: Vec<SequenceDivergence>,
     /// Per replica: a digest of its divergent pages, equal for every replica that agrees with the
     /// page-majority everywhere, so memory can join the fingerprint without noise pages breaking ties.
     #[serde(skip)]
@@ -427,10 +503,16 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
             None => noise.push(NoisePage { region: name.to_string(), addr: *addr, distinct: v.groups.len() }),
         }
     }
+    let sequences = vote_sequences(snaps);
+    for d in &sequences {
+        per_replica[d.replica].update(b"questions");
+        per_replica[d.replica].update(d.kind.as_bytes());
+    }
     MemVerdict {
         pages_compared: pages.len() + agreeing_pages + equal_pages,
         divergent,
         noise,
+        sequences,
         keys: per_replica.into_iter().map(|h| *h.finalize().as_bytes()).collect(),
     }
 }
@@ -551,6 +633,40 @@ mod tests {
             ),
             v.keys[0]
         );
+    }
+
+    fn asked(kinds: &[(&str, u64, &str)], mismatch: Option<&str>) -> MemSnapshot {
+        let kinds = kinds
+            .iter()
+            .map(|&(kind, asked, sequence)| KindStats {
+                kind: kind.into(),
+                asked,
+                sequence: sequence.into(),
+                ..Default::default()
+            })
+            .collect();
+        MemSnapshot {
+            inputs: Some(InputStats { kinds, mismatch: mismatch.map(str::to_string) }),
+            ..snap(&["a"], &["s"])
+        }
+    }
+
+    #[test]
+    fn the_replica_that_asked_other_questions_dissents_whoever_saw_the_difference() {
+        let same = asked(&[("clock", 2, "aa"), ("clock-children", 5, "c1")], Some("clock question #1: …"));
+        let odd = asked(&[("clock", 3, "bb"), ("clock-children", 7, "c2")], None);
+        let snaps = [same.clone(), odd, asked(&[("clock", 2, "aa"), ("clock-children", 1, "c3")], None)];
+        let v = verdict(&snaps);
+        assert_eq!(v.sequences.len(), 1, "children's questions are not voted: {:?}", v.sequences);
+        let d = &v.sequences[0];
+        assert_eq!((d.replica, d.kind.as_str(), d.asked, d.majority_asked), (1, "clock", 3, 2));
+        assert_eq!(d.detail.as_deref(), Some("clock question #1: …"), "the detail another replica saw");
+        assert!(v.divergent.is_empty());
+        assert_eq!(v.keys[0], v.keys[2]);
+        assert_ne!(v.keys[0], v.keys[1], "the odd replica's memory key dissents");
+        // No majority (all three differ): nobody is named.
+        let three = [same, asked(&[("clock", 3, "bb")], None), asked(&[("clock", 4, "cc")], None)];
+        assert!(verdict(&three).sequences.is_empty());
     }
 
     #[test]

@@ -274,6 +274,18 @@ pub fn monitor_launcher(
     argv.extend(command.iter().cloned());
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
     launcher.pad_env = true;
+    if det.clock || det.urandom {
+        // Input replication: every replica of every round shares one answer log in this private directory.
+        // In /dev/shm when there is one: the log is shared memory, and a directory made in $TMPDIR
+        // would change what `ls -la $TMPDIR/...` shows the replicas of a concurrent run.
+        let dir = tempfile::Builder::new()
+            .prefix("tmr-replog-")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::Builder::new().prefix("tmr-replog-").tempdir())
+            .context("creating the answer log's directory")?;
+        launcher.set_env(crate::replica::inputs::ENV, &dir.path().to_string_lossy())?;
+        launcher.scratch = Some(dir);
+    }
     if det.rseq {
         // The kernel writes the current CPU into glibc's rseq area: it would fake 2-of-3 majorities.
         let tunables = match std::env::var("GLIBC_TUNABLES") {

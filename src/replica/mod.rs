@@ -5,9 +5,11 @@
 pub mod capture;
 mod deliver;
 pub mod hub;
+pub mod inputs;
 pub mod memsnap;
 pub mod monitor;
 mod reap;
+mod replog;
 mod signals;
 pub mod spawn;
 mod stdin;

@@ -3,7 +3,8 @@
 //! (a clone child that sends no SIGCHLD, so the command's wait(2) never sees it), lets it PTRACE_SEIZE
 //! it, and execs the command. tmr's child is therefore the command itself — same pid, process group, exit
 //! status, rusage and signals as without `--mem`. The tracer determinizes the replica (ASLR off,
-//! AT_RANDOM pinned, getrandom answered with fixed bytes, rdtsc optionally trapped), passes every signal
+//! AT_RANDOM pinned, getrandom answered with fixed bytes, rdtsc optionally trapped, the clock and
+//! /dev/urandom replicated across the round's replicas by `super::inputs`), passes every signal
 //! on and keeps group-stops stopped (PTRACE_LISTEN), hashes the writable memory at the exit stop, writes
 //! the snapshot as JSON to fd 3, and exits, which detaches it from the replica and its children before
 //! tmr can see the replica's exit. It ignores the signals sent to its group, so `kill -TERM 0` in the
@@ -12,8 +13,9 @@
 //! parallel because each has its own tracer.
 //!
 //! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
-//! filter, so a getrandom(2) of theirs fails with ENOSYS from then on (and with the `tsc` step, rdtsc
-//! kills them).
+//! filter, so a trapped call of theirs (getrandom; with `clock`/`urandom`, clock_gettime, gettimeofday,
+//! time, open and openat) fails with ENOSYS from then on (and with the `tsc` step, rdtsc kills them).
+//! tmr sweeps such leftovers when the batch ends.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -51,6 +53,9 @@ pub struct Det {
     pub tid: bool,
     pub stack: bool,
     pub tsc: bool,
+    /// Input replication (`replica::inputs`): the clock and /dev/urandom answered alike in every replica.
+    pub clock: bool,
+    pub urandom: bool,
     /// Vote the memory of a multithreaded replica too. Not a determinization step but a policy, spelled
     /// like one so it travels in the same list: off by default (and not in `all`), because thread
     /// scheduling makes such heaps differ from run to run, and a difference that is no fault must not turn
@@ -68,14 +73,26 @@ impl Default for Det {
             tid: true,
             stack: true,
             tsc: false,
+            clock: true,
+            urandom: true,
             strict_threads: false,
         }
     }
 }
 
 impl Det {
-    pub const NAMES: [&'static str; 8] =
-        ["aslr", "at-random", "rseq", "getrandom", "tid", "stack", "tsc", "strict-threads"];
+    pub const NAMES: [&'static str; 10] = [
+        "aslr",
+        "at-random",
+        "rseq",
+        "getrandom",
+        "tid",
+        "stack",
+        "tsc",
+        "clock",
+        "urandom",
+        "strict-threads",
+    ];
 
     pub fn parse(list: &str) -> Result<Det, String> {
         let mut d = Det {
@@ -86,6 +103,8 @@ impl Det {
             tid: false,
             stack: false,
             tsc: false,
+            clock: false,
+            urandom: false,
             strict_threads: false,
         };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
@@ -98,6 +117,8 @@ impl Det {
                 "tid" => d.tid = true,
                 "stack" => d.stack = true,
                 "tsc" => d.tsc = true,
+                "clock" => d.clock = true,
+                "urandom" => d.urandom = true,
                 "strict-threads" => d.strict_threads = true,
                 other => {
                     return Err(format!(
@@ -119,6 +140,8 @@ impl Det {
             self.tid,
             self.stack,
             self.tsc,
+            self.clock,
+            self.urandom,
             self.strict_threads,
         ];
         let names: Vec<&str> = Det::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
@@ -183,7 +206,12 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let inject = take_inject_spec();
-    let filter = getrandom_filter();
+    let place = super::inputs::Place::take_from_env();
+    let mut trapped = super::inputs::trapped(det.clock, det.urandom);
+    if det.getrandom {
+        trapped.push(libc::SYS_getrandom as u32);
+    }
+    let filter = trap_filter(&trapped);
     let prog =
         libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     // The snapshot fd stays open only in the tracer.
@@ -213,7 +241,7 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, det, inject, go_w)
+        tracer_main(replica.as_raw(), tmr, det, inject, place, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
@@ -239,7 +267,7 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
             if det.tsc {
                 libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV);
             }
-            if det.getrandom {
+            if !trapped.is_empty() {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 libc::prctl(
                     libc::PR_SET_SECCOMP,
@@ -259,7 +287,14 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
 
 /// The tracer process: attach to the replica, let it exec, trace it to its exit stop, publish the
 /// snapshot on fd 3, and leave (which detaches every tracee and lets the replica finish exiting).
-fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go: OwnedFd) -> ! {
+fn tracer_main(
+    replica: i32,
+    tmr: i32,
+    det: Det,
+    inject: Option<InjectSpec>,
+    place: Option<super::inputs::Place>,
+    go: OwnedFd,
+) -> ! {
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -280,6 +315,7 @@ fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go:
         | Options::PTRACE_O_TRACEVFORK;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
+    tracer.inputs = super::inputs::Inputs::new(pid, det.clock, det.urandom, place);
     if !traced {
         // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
@@ -382,6 +418,8 @@ struct Tracer {
     /// tmr's pid (the replica's parent), and the stop signal it sent the replica, if any.
     tmr: i32,
     stopped_by_tmr: Option<Signal>,
+    /// Input replication: clock and /dev/urandom answers shared with the other replicas.
+    inputs: super::inputs::Inputs,
 }
 
 fn is_fault(s: Signal) -> bool {
@@ -423,6 +461,7 @@ impl Tracer {
             last_fault: None,
             tmr,
             stopped_by_tmr: None,
+            inputs: super::inputs::Inputs::new(pid, false, false, None),
         }
     }
 
@@ -465,7 +504,10 @@ impl Tracer {
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
                 WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
-                        libc::PTRACE_EVENT_EXEC => self.on_exec(),
+                        libc::PTRACE_EVENT_EXEC => {
+                            self.inputs.on_exec(tid);
+                            self.on_exec()
+                        }
                         libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(tid),
                         libc::PTRACE_EVENT_CLONE if tid == self.pid => self.snap.threads += 1,
                         libc::PTRACE_EVENT_EXIT if tid == self.pid => {
@@ -550,9 +592,13 @@ impl Tracer {
     }
 
     /// A getrandom(2) stopped by the seccomp filter: fill the buffer with the same bytes in every
-    /// replica and skip the real call.
+    /// replica and skip the real call. The other trapped calls are input replication's.
     fn on_seccomp(&mut self, tid: Pid) {
         let Ok(mut regs) = ptrace::getregs(tid) else { return };
+        if regs.orig_rax != libc::SYS_getrandom as u64 {
+            self.inputs.on_seccomp(tid, &mut regs);
+            return;
+        }
         let (buf, len) = (regs.rdi, regs.rsi as usize);
         let mut bytes = vec![0u8; len.min(1 << 20)];
         let mut xof = blake3::Hasher::new_derive_key("tmr getrandom v1")
@@ -569,6 +615,8 @@ impl Tracer {
     }
 
     fn on_exit(&mut self) {
+        self.snap.inputs = self.inputs.stats();
+        self.snap.notes.extend(self.inputs.notes().iter().cloned());
         if let Some(sig) = self.stopped_by_tmr {
             self.snap.unavailable = Some(format!(
                 "tmr stopped the replica with {} (timeout or interrupt); memory was not captured",
@@ -839,21 +887,27 @@ pub fn write_remote(pid: Pid, addr: u64, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A seccomp filter that stops getrandom(2) for the tracer and allows everything else.
-fn getrandom_filter() -> Vec<libc::sock_filter> {
+/// A seccomp filter that stops the `trapped` syscalls (getrandom, input replication's) for the tracer
+/// and allows everything else.
+fn trap_filter(trapped: &[u32]) -> Vec<libc::sock_filter> {
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
     const RET_K: u16 = 0x06;
     const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
     let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    vec![
+    let n = trapped.len() as u8;
+    let mut prog = vec![
         f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        f(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        f(JEQ_K, 0, n + 1, AUDIT_ARCH_X86_64),
         f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        f(JEQ_K, 0, 1, libc::SYS_getrandom as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_TRACE),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ]
+    ];
+    // The i-th comparison jumps over the remaining ones to RET_TRACE.
+    for (i, &nr) in trapped.iter().enumerate() {
+        prog.push(f(JEQ_K, n - i as u8, 0, nr));
+    }
+    prog.push(f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    prog.push(f(RET_K, 0, 0, libc::SECCOMP_RET_TRACE));
+    prog
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Launcher {
     /// Run each job elsewhere (`--launcher slurm`): its argv is prefixed with the placement's, and its
     /// node's health is checked when it ends (see `Harness::node_check`).
     pub placement: Option<std::rc::Rc<dyn crate::launch::Placement>>,
+    /// A private directory that lives as long as the launcher: the memory monitor's answer logs.
+    pub scratch: Option<tempfile::TempDir>,
 }
 
 /// Digits of TMR_REPLICA, TMR_REPLICAS and TMR_ROUND plus TMR_PAD's value, whatever the numbers.
@@ -64,8 +66,8 @@ impl Launcher {
         // tmr's internal variables, as tmr's own environment may carry them (tmr run by a replica, or a
         // stray export): an inherited TMR_INJECT would inject a hidden fault. tmr sets afresh the ones
         // it means (`env_for`, `set_env`).
-        const INTERNAL: [&str; 5] =
-            ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD", crate::inject::ENV];
+        const INTERNAL: [&str; 6] =
+            ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD", crate::inject::ENV, "TMR_REPLOG"];
         let base_env = std::env::vars_os()
             .filter(|(k, _)| !k.to_str().is_some_and(|k| INTERNAL.contains(&k)))
             .map(|(mut k, v)| {
@@ -75,7 +77,15 @@ impl Launcher {
             })
             .collect::<Result<Vec<_>>>()?;
         let script = super::spawn::looks_like_script(std::path::Path::new(&path));
-        Ok(Launcher { path: c(path)?, argv, base_env, pad_env: false, script, placement: None })
+        Ok(Launcher {
+            path: c(path)?,
+            argv,
+            base_env,
+            pad_env: false,
+            script,
+            placement: None,
+            scratch: None,
+        })
     }
 
     /// Set (or replace) one variable of every replica's environment.

@@ -208,6 +208,7 @@ fn memory_lines(m: &super::MemReport) -> Vec<String> {
             m.divergent.len() - DIVERGENCES_SHOWN
         ));
     }
+    out.extend(input_lines(m));
     let mut notes: Vec<String> = Vec::new();
     for r in &m.replicas {
         for n in r.notes.iter().chain(&r.unavailable) {
@@ -217,6 +218,43 @@ fn memory_lines(m: &super::MemReport) -> Vec<String> {
         }
     }
     out.extend(notes.into_iter().map(|n| format!("  memory: {n}")));
+    out
+}
+
+/// Input replication: answers shared per kind (when any), and replicas that asked other questions.
+fn input_lines(m: &super::MemReport) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut kinds: Vec<(String, u64, u64)> = Vec::new();
+    for k in m.replicas.iter().filter_map(|r| r.inputs.as_ref()).flat_map(|i| &i.kinds) {
+        match kinds.iter_mut().find(|(name, ..)| *name == k.kind) {
+            Some(e) => {
+                e.1 += k.replicated;
+                e.2 += k.unreplicated;
+            }
+            None => kinds.push((k.kind.clone(), k.replicated, k.unreplicated)),
+        }
+    }
+    let shown: Vec<String> = kinds
+        .iter()
+        .filter(|(_, r, u)| r + u > 0)
+        .map(|(name, r, u)| match u {
+            0 => format!("{name} {r}"),
+            u => format!("{name} {r} ({u} not replicated)"),
+        })
+        .collect();
+    if !shown.is_empty() {
+        out.push(format!("  memory: answers replicated from the log: {}", shown.join(", ")));
+    }
+    for d in &m.sequence_divergent {
+        out.push(format!(
+            "  replica {}: its {} questions differ from the majority's ({} asked, majority {}){}",
+            d.replica,
+            d.kind,
+            d.asked,
+            d.majority_asked,
+            d.detail.as_ref().map(|t| format!(": {t}")).unwrap_or_default()
+        ));
+    }
     out
 }
 
@@ -368,7 +406,14 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
                     .memory
                     .as_ref()
                     .map_or(0, |m| m.divergent.iter().filter(|p| p.replica == d.replica).count());
-                parts.push(format!("memory: {pages} page(s) differ from the majority"));
+                let asked = r
+                    .memory
+                    .as_ref()
+                    .map_or(0, |m| m.sequence_divergent.iter().filter(|s| s.replica == d.replica).count());
+                parts.push(match asked {
+                    0 => format!("memory: {pages} page(s) differ from the majority"),
+                    _ => format!("memory: {pages} page(s) and its syscall sequence differ from the majority"),
+                });
             }
             _ => {}
         }

@@ -107,6 +107,8 @@ pub struct MemReport {
     /// Pages with no majority: blind spots of the memory vote.
     pub noise_pages: usize,
     pub noise: Vec<NoisePage>,
+    /// Replicas whose clock or /dev/urandom questions differed from the majority's (input replication).
+    pub sequence_divergent: Vec<crate::memvote::SequenceDivergence>,
     pub replicas: Vec<MemReplicaEntry>,
 }
 
@@ -120,6 +122,8 @@ pub struct MemReplicaEntry {
     pub bytes: u64,
     /// Time the monitor spent reading and hashing this replica's memory.
     pub cost_ms: f64,
+    /// Input replication: questions asked per kind and how they were answered.
+    pub inputs: Option<crate::memvote::InputStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +280,7 @@ impl MemReport {
                     unavailable: snap.unavailable,
                     bytes: snap.bytes,
                     cost_ms: snap.cost_ms,
+                    inputs: snap.inputs,
                 }
             })
             .collect();
@@ -285,6 +290,7 @@ impl MemReport {
             divergent: verdict.divergent.clone(),
             noise_pages: verdict.noise.len(),
             noise: verdict.noise.iter().take(NOISE_LISTED).cloned().collect(),
+            sequence_divergent: verdict.sequences.clone(),
             replicas,
         }
     }

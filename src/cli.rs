@@ -43,6 +43,8 @@ EXAMPLES
       hunt a flaky test (see tmr hunt --help)
   tmr --launcher slurm -- ./solver x.dat
       each replica as a Slurm job step on a node of its own
+  tmr record -o run-$HOST.json -- ./job; tmr vote run-*.json
+      one run per machine (e.g. a CI matrix), voted on one of them
 
 The vote says what came out (unanimous, majority, no-majority); the class says why, settled by reruns within --reruns and --rerun-budget (default 2x: a failing run costs about 3x its own time): none, transient, nondeterministic, deterministic. tmr exits with the voted outcome unless --fail-on names the class.
 Each replica gets TMR_REPLICA (0..N-1), TMR_REPLICAS (N) and TMR_ROUND (0 for the voted round; reruns count rounds up from 1; with --rerun-mode sequential each rerun is replica 0 of 1).
@@ -251,6 +253,19 @@ pub enum Parsed {
     Run(Config),
     Hunt(HuntConfig),
     Campaign(CampaignConfig),
+    /// `tmr record`: run once, write what happened to `out`.
+    Record {
+        argv: Vec<OsString>,
+        out: PathBuf,
+        max_output: u64,
+    },
+    /// `tmr vote`: vote on record files.
+    Vote {
+        files: Vec<PathBuf>,
+        on: crate::record::VoteOn,
+        strict: bool,
+        quiet: bool,
+    },
     /// `--help`, `--version` or an error: print `text` to stdout (code 0) or stderr, and exit with `code`.
     Exit {
         text: String,
@@ -263,7 +278,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
     let args: Vec<OsString> = args.into_iter().collect();
     let hunt = args.get(1).is_some_and(|a| a == "hunt");
     let campaign = args.get(1).is_some_and(|a| a == "campaign");
-    let parsed = if campaign {
+    let sub = args.get(1).and_then(|a| a.to_str()).filter(|a| matches!(*a, "record" | "vote"));
+    let parsed = if let Some(sub) = sub {
+        let name = format!("tmr {sub}");
+        let rest = std::iter::once(OsString::from(&name)).chain(args[2..].iter().cloned());
+        let parsed = if sub == "record" {
+            RecordArgs::try_parse_from(rest).map(RecordArgs::into_parsed)
+        } else {
+            VoteArgs::try_parse_from(rest).and_then(VoteArgs::into_parsed)
+        };
+        return match parsed {
+            Ok(p) => p,
+            Err(e) => exit_for(e, &name),
+        };
+    } else if campaign {
         let rest = std::iter::once(OsString::from("tmr campaign")).chain(args[2..].iter().cloned());
         CampaignArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Campaign)
     } else if hunt {
@@ -286,10 +314,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         }
         Ok(p) => p,
         Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => exit::TMR_ERROR,
-            };
             let name = if hunt {
                 "tmr hunt"
             } else if campaign {
@@ -297,10 +321,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
             } else {
                 "tmr"
             };
-            let text = if code == 0 { e.render().to_string() } else { one_line_error(&e, name) };
-            Parsed::Exit { text, code }
+            exit_for(e, name)
         }
     }
+}
+
+/// `--help`/`--version` (exit 0, on stdout) or a usage error (one line, exit 125).
+fn exit_for(e: clap::Error, name: &str) -> Parsed {
+    let code = match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+        _ => exit::TMR_ERROR,
+    };
+    let text = if code == 0 { e.render().to_string() } else { one_line_error(&e, name) };
+    Parsed::Exit { text, code }
 }
 
 /// clap's error as one line saying what is wrong, and one pointing to --help. clap spreads its messages
@@ -702,6 +735,98 @@ impl HuntArgs {
     }
 }
 
+/// `tmr record`: one run on this machine, written down for `tmr vote`.
+#[derive(Parser)]
+#[command(
+    name = "tmr record",
+    about = "Run a command once, as `time` would, and record its outcome and output for `tmr vote`.",
+    after_help = "EXAMPLES\n  tmr record -o run-$(hostname).json -- make test\n\n\
+The command's output passes through live; its exit code is tmr's. The record holds the exit status, \
+each stream's length and blake3 digest, and the streams themselves when they fit --max-output.",
+    override_usage = "tmr record -o FILE [OPTIONS] [--] COMMAND [ARGS]..."
+)]
+struct RecordArgs {
+    /// Where to write the record (JSON).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    out: PathBuf,
+
+    /// Output kept per stream, in bytes (K, M, G suffixes); beyond it only the digest is recorded, and
+    /// `tmr vote` cannot deliver it.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    max_output: u64,
+
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+impl RecordArgs {
+    fn into_parsed(self) -> Parsed {
+        Parsed::Record { argv: self.command, out: self.out, max_output: self.max_output }
+    }
+}
+
+/// `tmr vote`: vote on the records of several machines.
+#[derive(Parser)]
+#[command(
+    name = "tmr vote",
+    about = "Majority-vote records written by `tmr record` on several machines; deliver the winner's output.",
+    after_help = format!("EXAMPLES\n  tmr vote run-a.json run-b.json run-c.json\n\n\
+Records must come from the same command and tmr version. Without reruns a disagreement cannot be \
+classified: rerun it with `tmr hunt` on the dissenting machine.\n\n{}", exit::TABLE),
+    override_usage = "tmr vote [OPTIONS] RECORD RECORD...",
+)]
+struct VoteArgs {
+    /// What defines an outcome, comma-separated.
+    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit,stdout")]
+    compare: Vec<Field>,
+
+    /// Exit 121 when any record disagreed with the majority.
+    #[arg(long)]
+    strict: bool,
+
+    /// No summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+
+    #[arg(required = true, num_args = 2.., value_name = "RECORD")]
+    files: Vec<PathBuf>,
+}
+
+impl VoteArgs {
+    fn into_parsed(self) -> Result<Parsed, clap::Error> {
+        if self.compare.contains(&Field::Mem) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                "--compare mem: records hold no memory; compare exit, stdout, stderr\n",
+            ));
+        }
+        let on = crate::record::VoteOn {
+            exit: self.compare.contains(&Field::Exit),
+            stdout: self.compare.contains(&Field::Stdout),
+            stderr: self.compare.contains(&Field::Stderr),
+        };
+        Ok(Parsed::Vote { files: self.files, on, strict: self.strict, quiet: self.quiet })
+    }
+}
+
+/// A byte count with an optional K, M or G suffix (powers of 1024), at most 1 GiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 10),
+        None => match s.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 20),
+            None => match s.strip_suffix(['G', 'g']) {
+                Some(d) => (d, 30),
+                None => (s, 0),
+            },
+        },
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?} (e.g. 512K, 16M)"))?;
+    n.checked_shl(shift)
+        .filter(|v| *v <= 1 << 30 && v >> shift == n)
+        .ok_or_else(|| format!("{s}: at most 1G"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,14 +834,20 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Config {
         match parse(args.iter().map(OsString::from)) {
             Parsed::Run(c) => c,
-            Parsed::Hunt(_) | Parsed::Campaign(_) => panic!("unexpected subcommand"),
+            Parsed::Hunt(_) | Parsed::Campaign(_) | Parsed::Record { .. } | Parsed::Vote { .. } => {
+                panic!("unexpected subcommand")
+            }
             Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
         }
     }
 
     fn parse_err(args: &[&str]) -> (String, i32) {
         match parse(args.iter().map(OsString::from)) {
-            Parsed::Run(_) | Parsed::Hunt(_) | Parsed::Campaign(_) => {
+            Parsed::Run(_)
+            | Parsed::Hunt(_)
+            | Parsed::Campaign(_)
+            | Parsed::Record { .. }
+            | Parsed::Vote { .. } => {
                 panic!("expected an error for {args:?}")
             }
             Parsed::Exit { text, code } => (text, code),
@@ -936,6 +1067,8 @@ mod tests {
                 }
                 Parsed::Hunt(h) => prop_assert!(h.runs as u64 <= MAX_HUNT_RUNS && h.jobs >= 1),
                 Parsed::Campaign(c) => prop_assert!(c.trials as u64 <= MAX_TRIALS),
+                Parsed::Record { max_output, .. } => prop_assert!(max_output <= 1 << 30),
+                Parsed::Vote { files, .. } => prop_assert!(files.len() >= 2),
                 Parsed::Exit { text, code: 0 } => prop_assert!(!text.is_empty()),
                 Parsed::Exit { text, code } => {
                     prop_assert_eq!(code, 125, "{:?}: {}", args, text);

@@ -14,6 +14,7 @@ pub mod inject;
 pub mod launch;
 pub mod mask;
 pub mod memvote;
+pub mod record;
 pub mod replay;
 pub mod replica;
 pub mod report;

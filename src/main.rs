@@ -25,6 +25,10 @@ fn main() {
         Parsed::Hunt(config) => finish(tmr::hunt::execute(&config)),
         Parsed::Campaign(config) => finish(tmr::campaign::execute(&config)),
         Parsed::Run(config) => finish(tmr::round::execute(&config)),
+        Parsed::Record { argv, out, max_output } => finish(tmr::record::record(&argv, &out, max_output)),
+        Parsed::Vote { files, on, strict, quiet } => {
+            finish(tmr::record::vote_files(&files, on, strict, quiet))
+        }
     };
     std::process::exit(code);
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::{Format, HuntConfig};
 use crate::exit::{self, ExitError};
 use crate::fingerprint::{signal_name, Fingerprint, Key};
-use crate::replica::{BatchOpts, ChildSetup, Control, Harness, Job, Launcher, RunRecord};
+use crate::replica::{BatchOpts, ChildSetup, Control, Harness, Job, Launcher, RunRecord, Runner};
 use crate::report::StreamEntry;
 use crate::stats::{majority_failure_probability, rule_of_three, wilson, Interval};
 
@@ -84,10 +84,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
     let mut launcher = Launcher::new(path.into_os_string(), &cfg.command)?;
     // --launcher slurm: each run is an srun step, round robin over the allocation's nodes (src/launch).
     let cluster = crate::launch::attach(&cfg.launch, &mut launcher, cfg.jobs)?;
-    let mut per_node = Vec::new();
     let mut harness = Harness::new(launcher)?;
-    // Drawn lazily: a hunt of a billion runs allocates nothing up front.
-    let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
     let masks = |on: bool| if on { cfg.masks.clone() } else { Vec::new() };
     let opts = BatchOpts {
         parallel: cfg.jobs,
@@ -104,17 +101,15 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         "tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}",
     );
     let started = Instant::now();
-    let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
-    let mut stopped = "completed".to_string();
     let mut index = None;
-    let swept = harness.run_jobs(&mut jobs, &opts, &mut |mut rec| {
-        let failing = tally.add(&rec, cfg);
+    let mut per_node = Vec::new();
+    let hunted = hunt(&mut harness, cfg, &opts, &mut |rec, failing, tally| {
         if let Some(node) = &rec.node {
             crate::launch::tally(&mut per_node, node, failing);
         }
         if failing {
             if let Some(dir) = &cfg.keep {
-                keep_run(dir, &mut rec, &mut index)?;
+                keep_run(dir, rec, &mut index)?;
             }
         }
         progress.inc(1);
@@ -123,25 +118,10 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
             tally.failures,
             100.0 * tally.failures as f64 / tally.runs as f64
         ));
-        if failing && cfg.until_fail {
-            stopped = "until-fail".into();
-            return Ok(Control::Stop);
-        }
-        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
-            stopped = "duration".into();
-            return Ok(Control::Stop);
-        }
-        Ok(Control::Continue)
+        Ok(())
     })?;
     progress.finish_and_clear();
-    if let Some(sig) = harness.interrupted {
-        stopped = signal_name(sig);
-    }
-    let exit_code = match harness.interrupted {
-        Some(sig) => exit::for_signal(sig),
-        None if tally.failures > 0 => FOUND_FAILURES,
-        None => 0,
-    };
+    let Hunted { tally, stopped, swept, exit_code } = hunted;
     let mut report = tally.report(cfg, stopped, started.elapsed(), swept, exit_code);
     report.slurm = cluster.map(|c| crate::launch::SlurmReport {
         allocation: c.info(),
@@ -156,6 +136,58 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
     };
     crate::report::emit(report_file, &text)?;
     Ok(exit_code)
+}
+
+/// What a hunt's loop leaves for its report.
+struct Hunted {
+    tally: Tally,
+    /// completed, until-fail, duration, or the stop signal's name.
+    stopped: String,
+    swept: usize,
+    exit_code: i32,
+}
+
+/// The hunt's loop and its policy (when to stop, the exit code), on any process layer: `each` sees every
+/// run with whether it failed (to keep it, count it per node, show progress).
+fn hunt(
+    runner: &mut dyn Runner,
+    cfg: &HuntConfig,
+    opts: &BatchOpts,
+    each: &mut dyn FnMut(&mut RunRecord, bool, &Tally) -> Result<()>,
+) -> Result<Hunted> {
+    // Drawn lazily: a hunt of a billion runs allocates nothing up front.
+    let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
+    let clock = runner.clock();
+    let started = clock();
+    let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
+    let mut stopped = "completed".to_string();
+    let swept = runner.run_jobs(&mut jobs, opts, &mut |mut rec| {
+        let failing = tally.add(&rec, cfg);
+        each(&mut rec, failing, &tally)?;
+        if failing && cfg.until_fail {
+            stopped = "until-fail".into();
+            return Ok(Control::Stop);
+        }
+        if cfg.duration.is_some_and(|d| clock().duration_since(started) >= d) {
+            stopped = "duration".into();
+            return Ok(Control::Stop);
+        }
+        Ok(Control::Continue)
+    })?;
+    if let Some(sig) = runner.interrupted() {
+        stopped = signal_name(sig);
+    }
+    let exit_code = exit_code(runner.interrupted(), tally.failures);
+    Ok(Hunted { tally, stopped, swept, exit_code })
+}
+
+/// 128+N when a signal stopped the hunt, 1 when any run failed, else 0.
+fn exit_code(interrupted: Option<i32>, failures: usize) -> i32 {
+    match interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if failures > 0 => FOUND_FAILURES,
+        None => 0,
+    }
 }
 
 impl Tally {
@@ -408,4 +440,72 @@ fn write_row(f: &mut File, row: &[u8]) -> std::io::Result<()> {
     f.write_all(row).inspect_err(|_| {
         let _ = f.set_len(before);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::fake::Fake;
+
+    fn config(args: &[&str]) -> HuntConfig {
+        let argv = ["tmr", "hunt"].iter().chain(args).chain(&["true"]).map(std::ffi::OsString::from);
+        match crate::cli::parse(argv) {
+            crate::cli::Parsed::Hunt(h) => h,
+            _ => panic!("bad test arguments {args:?}"),
+        }
+    }
+
+    fn run(args: &[&str], fake: &mut Fake) -> Hunted {
+        let cfg = config(args);
+        let opts = BatchOpts {
+            parallel: 1,
+            timeout: None,
+            stdout_masks: Vec::new(),
+            stderr_masks: Vec::new(),
+            setup: ChildSetup::default(),
+            mem: false,
+            reference_wall: None,
+            keep: false,
+        };
+        hunt(fake, &cfg, &opts, &mut |_, _, _| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn every_run_is_counted_and_any_failure_exits_1() {
+        let mut fake = Fake::new(10, |j| if j.round % 4 == 3 { 2 } else { 0 });
+        let h = run(&["--runs", "100"], &mut fake);
+        assert_eq!((h.tally.runs, h.tally.failures, h.exit_code), (100, 25, FOUND_FAILURES));
+        assert_eq!(h.stopped, "completed");
+        let outcomes: Vec<usize> = h.tally.outcomes.iter().map(|o| o.2).collect();
+        assert_eq!(outcomes, vec![75, 25]);
+        let mut clean = Fake::new(10, |_| 0);
+        assert_eq!(run(&["--runs", "7"], &mut clean).exit_code, 0);
+    }
+
+    #[test]
+    fn until_fail_stops_at_the_first_failing_run() {
+        let mut fake = Fake::new(10, |j| (j.round == 41) as i32);
+        let h = run(&["--runs", "1000", "--until-fail"], &mut fake);
+        assert_eq!((h.tally.runs, h.stopped.as_str()), (42, "until-fail"));
+        assert_eq!(fake.ran.len(), 42);
+    }
+
+    #[test]
+    fn duration_stops_new_runs_on_the_runners_clock() {
+        // 50 ms per run on the fake clock: a 1 s hunt takes 20 runs, whatever the real clock says.
+        let mut fake = Fake::new(50, |_| 0);
+        fake.per_job = true;
+        let h = run(&["--runs", "1000", "--duration", "1s"], &mut fake);
+        assert_eq!((h.tally.runs, h.stopped.as_str()), (20, "duration"));
+    }
+
+    #[test]
+    fn a_stop_signal_is_the_exit_code_and_the_reason() {
+        let mut fake = Fake::new(10, |_| 1);
+        fake.interrupted = Some(libc::SIGTERM);
+        let h = run(&["--runs", "5"], &mut fake);
+        assert_eq!((h.exit_code, h.stopped.as_str()), (128 + libc::SIGTERM, "SIGTERM"));
+        assert_eq!(exit_code(None, 0), 0);
+        assert_eq!(exit_code(Some(libc::SIGINT), 3), 130);
+    }
 }

@@ -4,6 +4,8 @@
 
 pub mod capture;
 mod deliver;
+#[cfg(test)]
+pub mod fake;
 pub mod hub;
 pub mod inputs;
 pub mod memsnap;
@@ -35,7 +37,14 @@ pub trait Runner {
     fn stdin_replayable(&self) -> bool;
     /// The clock the time budget is measured on.
     fn now(&self) -> std::time::Instant;
+    /// The same clock, to read while jobs run (a hunt's `--duration`).
+    fn clock(&self) -> Clock {
+        std::rc::Rc::new(std::time::Instant::now)
+    }
 }
+
+/// A clock that can be read while the runner is busy.
+pub type Clock = std::rc::Rc<dyn Fn() -> std::time::Instant>;
 
 impl Runner for Harness {
     fn run_jobs(

@@ -4,6 +4,8 @@
 //! `require_ptrace!` does). The no-Slurm error needs no cluster and always runs.
 //!
 //! The tests share one cluster and one of them kills a node, so they take a lock and run one at a time.
+//! The failover test starts a cluster of its own (a backup controller, its own directory and ports) and
+//! needs root and `ip netns`; it takes the lock too, so as not to load the others' daemons.
 //! Every wait is bounded; readiness is signalled by files the replicas create.
 
 mod common;
@@ -435,6 +437,9 @@ fn a_run_survives_the_primary_controllers_death_through_the_backup() {
         skip_because(test, &why);
         return;
     }
+    // Not the shared cluster, but not beside its tests either: on two cores their daemons and this
+    // cluster's would slow each other (a node still `completing` fails the next test's allocation).
+    let _one_at_a_time = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().expect("a temp dir");
     let d = scratch.path();
     // munged (user munge) and the steps must reach the cluster's and the handshake's files.

@@ -4,6 +4,8 @@
 //! `require_ptrace!` does). The no-Slurm error needs no cluster and always runs.
 //!
 //! The tests share one cluster and one of them kills a node, so they take a lock and run one at a time.
+//! The failover test starts a cluster of its own (a backup controller, its own directory and ports) and
+//! needs root and `ip netns`; it takes the lock too, so as not to load the others' daemons.
 //! Every wait is bounded; readiness is signalled by files the replicas create.
 
 mod common;
@@ -339,4 +341,177 @@ fn a_script_without_a_shebang_runs_through_srun_as_it_does_locally() {
     // slurmstepd's execve alone fails with ENOEXEC (exit 8); locally execvp falls back to /bin/sh.
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "from a plain script\n");
+}
+
+/// Port of the failover test's own cluster (the nodes take the next three): apart from `.ci/run`'s
+/// (16917), the default (16817) and `scripts/slurm-local-test`'s (17817).
+const FAILOVER_PORT: &str = "17017";
+/// Its veth subnet, apart from the default one that a user's backup cluster may hold.
+const FAILOVER_NET: &str = "10.250.117";
+/// Its `SlurmctldTimeout`: above tmr's usual 20 s of retries, so that only a window sized for the
+/// takeover (SlurmctldTimeout × 4/3 plus a margin) lets the run survive.
+const FAILOVER_SLURMCTLD_TIMEOUT: &str = "20";
+/// Bound of the takeover (measured 23 s with SlurmctldTimeout=20): reaching it means it never happens.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Fail, or skip when opted in (logged like [`skip_without_slurm`]), for a missing prerequisite.
+fn skip_because(test: &str, why: &str) {
+    let allowed = std::env::var_os("TMR_TEST_ALLOW_SKIP").is_some_and(|v| v == "1");
+    assert!(allowed, "{test}: {why}, or set TMR_TEST_ALLOW_SKIP=1 to skip");
+    eprintln!("skipped: {test}: {why}");
+    if let Some(log) = std::env::var_os("TMR_TEST_SKIP_LOG").filter(|v| !v.is_empty()) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("skip log");
+        f.write_all(format!("{test}\n").as_bytes()).expect("appending to TMR_TEST_SKIP_LOG");
+    }
+}
+
+/// Why a cluster with a backup controller cannot run here, if it cannot: `slurm-local` needs root,
+/// Slurm installed (a test does not install it) and network namespaces (`ip netns`).
+fn failover_unavailable() -> Option<String> {
+    if text(&run(Command::new("id").arg("-u"), Input::Null).stdout).trim() != "0" {
+        return Some("needs root (slurm-local runs slurmd and a namespaced backup slurmctld)".into());
+    }
+    let found = |p: &str| run(Command::new("sh").args(["-c", &format!("command -v {p}")]), Input::Null);
+    for program in ["slurmctld", "slurmd", "srun", "scontrol", "munged", "ip", "unshare"] {
+        if !found(program).status.success() {
+            return Some(format!("{program} is not installed"));
+        }
+    }
+    let probe = format!("tmrprobe{}", std::process::id());
+    let added = run(Command::new("ip").args(["netns", "add", &probe]), Input::Null);
+    if !added.status.success() {
+        return Some(format!("`ip netns add` does not work here: {}", text(&added.stderr).trim()));
+    }
+    run(Command::new("ip").args(["netns", "del", &probe]), Input::Null);
+    None
+}
+
+/// A private cluster with a backup controller, stopped whatever the test's outcome.
+struct FailoverCluster {
+    dir: PathBuf,
+}
+
+impl FailoverCluster {
+    fn script(&self, arg: &str) -> Command {
+        let mut cmd = Command::new(repo().join("scripts/slurm-local"));
+        cmd.arg(arg)
+            .env("TMR_SLURM_DIR", &self.dir)
+            .env("TMR_SLURM_PORT", FAILOVER_PORT)
+            .env("TMR_SLURM_BACKUP", "1")
+            .env("TMR_SLURM_BACKUP_NET", FAILOVER_NET)
+            .env("TMR_SLURM_SLURMCTLD_TIMEOUT", FAILOVER_SLURMCTLD_TIMEOUT)
+            .env_remove("TMR_SLURM_SLURMD_TIMEOUT")
+            // A start that fails says why (its logs) before `run`'s 60 s deadline would cut it off.
+            .env("TMR_SLURM_WAIT", "40")
+            .env("SLURM_CONF", self.conf());
+        cmd
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("etc/slurm.conf")
+    }
+
+    /// `scontrol ping`, bounded by `run`'s deadline and by scontrol's own `timeout`.
+    fn ping(&self) -> String {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["10", "scontrol", "ping"]).env("SLURM_CONF", self.conf());
+        text(&run(&mut cmd, Input::Null).stdout)
+    }
+}
+
+impl Drop for FailoverCluster {
+    fn drop(&mut self) {
+        let out = run(&mut self.script("stop"), Input::Null);
+        if !out.status.success() && !std::thread::panicking() {
+            panic!("slurm-local stop failed: {}", text(&out.stderr));
+        }
+    }
+}
+
+#[test]
+fn a_run_survives_the_primary_controllers_death_through_the_backup() {
+    fn here() {}
+    let name = std::any::type_name_of_val(&here);
+    let test = name.strip_suffix("::here").unwrap_or(name);
+    if let Some(why) = failover_unavailable() {
+        skip_because(test, &why);
+        return;
+    }
+    // Not the shared cluster, but not beside its tests either: on two cores their daemons and this
+    // cluster's would slow each other (a node still `completing` fails the next test's allocation).
+    let _one_at_a_time = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let d = scratch.path();
+    // munged (user munge) and the steps must reach the cluster's and the handshake's files.
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let cluster = FailoverCluster { dir: d.join("cluster") };
+    let started = run(&mut cluster.script("start"), Input::Null);
+    assert!(
+        started.status.success(),
+        "slurm-local start: {}{}",
+        text(&started.stdout),
+        text(&started.stderr)
+    );
+    let ping = cluster.ping();
+    assert!(ping.contains("(primary)") && ping.contains("(backup)"), "two controllers: {ping}");
+
+    let hs = d.join("handshake");
+    std::fs::create_dir(&hs).expect("handshake dir");
+    let report = d.join("report.json");
+    // Each replica says it started, then waits (bounded) for `go`.
+    let script = format!(
+        "touch {hs}/ready-$SLURMD_NODENAME; i=0; \
+         while [ ! -e {hs}/go ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; echo done",
+        hs = hs.display()
+    );
+    let mut cmd = tmr_std();
+    for k in ["SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NODELIST", "SLURM_NODELIST"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("SLURM_CONF", cluster.conf())
+        .args(["--launcher", "slurm", "--format", "json", "-o"])
+        .arg(&report)
+        .args(["--", "sh", "-c", &script]);
+    let mut tmr = spawn(&mut cmd, Input::Null);
+    wait_for_ready(&hs, 3, &mut tmr);
+
+    let pid = read_pid(&cluster.dir.join("run/slurmctld.pid"));
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL to the primary slurmctld");
+    // At once, not after the takeover: the steps end while no controller answers, so tmr's node check
+    // after each step has to wait for the backup. (Once the backup rules, squeue answers at once.)
+    std::fs::write(hs.join("go"), "").expect("go");
+
+    // The backup's log says when it took over; `scontrol ping` then finds the primary down.
+    let backup_log = cluster.dir.join("backup/log/slurmctld.log");
+    let took_over =
+        || std::fs::read_to_string(&backup_log).is_ok_and(|l| l.contains("Running as primary controller"));
+    while !took_over() {
+        assert!(
+            killed_at.elapsed() < TAKEOVER_TIMEOUT,
+            "the backup did not take over within {TAKEOVER_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reported, not asserted.
+    eprintln!("primary killed to backup in charge: {:.1}s", killed_at.elapsed().as_secs_f64());
+    let ping = cluster.ping();
+    assert!(ping.contains("(primary) at") && ping.contains("is DOWN"), "{ping}");
+    assert!(ping.lines().any(|l| l.contains("(backup)") && l.contains("is UP")), "{ping}");
+
+    let out = tmr.finish(TAKEOVER_TIMEOUT + TIMEOUT);
+    eprintln!("primary killed to tmr's exit: {:.1}s", killed_at.elapsed().as_secs_f64());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n", "the voted output, once");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+    assert_eq!(report["vote"]["result"], "unanimous", "{report}");
+    assert_eq!(report["classification"]["class"], "none", "{report}");
+    let slurm = &report["slurm"];
+    assert_eq!(slurm["replica_nodes"], serde_json::json!(["n1", "n2", "n3"]), "{slurm}");
+    assert_eq!(slurm["node_failures"], serde_json::json!([]), "a dead controller is no node failure");
+    let ready = std::fs::read_dir(&hs).unwrap().filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "go"));
+    assert_eq!(ready.count(), 3, "no replica ran twice");
+    drop(cluster);
 }

@@ -2,6 +2,8 @@
 //! allocation, turn each job into an `srun` step on a chosen node, ask after each step whether its node
 //! failed, and release the allocation at the end. Every Slurm command runs under a deadline of tmr's own
 //! ([`run_bounded`]): Slurm's clients retry for up to a minute when the controller or munge is gone.
+//! When the cluster has a backup controller, the node check keeps retrying long enough for the backup to
+//! take over ([`retry_window`]), so a run survives the primary's death.
 
 use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
@@ -38,6 +40,8 @@ pub struct Cluster {
     pub notes: Vec<String>,
     /// The last answer about the allocation (state, nodes) and when it was asked for.
     last: RefCell<Option<(Instant, JobAnswer)>>,
+    /// How long a job query may keep failing: longer when a backup controller may be taking over.
+    query_retry: Duration,
 }
 
 /// The allocation as the report shows it.
@@ -75,11 +79,14 @@ impl Cluster {
         if !ping.ok || !ping.stdout.contains("is UP") {
             return Err(fail(format!("Slurm is not reachable: scontrol ping: {}", ping.summary())));
         }
+        let query_retry = retry_window(&ping.stdout, || {
+            run_bounded("scontrol", ["show", "config"], QUERY_LIMIT).ok().map(|out| out.stdout)
+        });
         let opts = cfg.slurm_opts.clone();
         let mut notes = Vec::new();
         let (job, owned, nodes) = match std::env::var("SLURM_JOB_ID").ok().filter(|j| !j.is_empty()) {
             Some(job) => {
-                let nodes = allocation_nodes(&job)?;
+                let nodes = allocation_nodes(&job, query_retry)?;
                 notes.push(format!("running inside the caller's allocation {job}"));
                 if cfg.spread == Spread::Nodes && nodes.len() < wanted {
                     notes.push(format!(
@@ -112,7 +119,7 @@ impl Cluster {
                     run_bounded("salloc", &argv, ALLOC_LIMIT).map_err(|e| fail(format!("salloc: {e}")))?;
                 let job = slurm::granted_job(&out.stderr)
                     .ok_or_else(|| fail(format!("salloc {}: {}", argv.join(" "), out.summary())))?;
-                let nodes = match allocation_nodes(&job) {
+                let nodes = match allocation_nodes(&job, query_retry) {
                     Ok(n) => n,
                     Err(e) => {
                         cancel(&job);
@@ -132,6 +139,7 @@ impl Cluster {
             failed: RefCell::new(Vec::new()),
             notes,
             last: RefCell::new(None),
+            query_retry,
         })
     }
 
@@ -168,7 +176,7 @@ impl Placement for Cluster {
             Some(answer) => answer,
             None => {
                 let asked = Instant::now();
-                let answer = query_job(&self.job)?;
+                let answer = query_job(&self.job, self.query_retry)?;
                 *self.last.borrow_mut() = Some((asked, answer.clone()));
                 answer
             }
@@ -204,11 +212,42 @@ fn cancel(job: &str) {
 /// How long a job query may keep failing before tmr gives up: a controller busy with a node that just
 /// came back answered `Socket timed out on send/recv operation` once in ten test runs beside CPU hogs.
 const QUERY_RETRY: Duration = Duration::from_secs(20);
+/// Slurm's default `SlurmctldTimeout`, assumed when a backup is listed but the value cannot be read.
+const DEFAULT_SLURMCTLD_TIMEOUT: u64 = 120;
+/// Beyond the takeover's own schedule: the backup loading the saved state on a loaded machine (the
+/// takeover took up to 2.4 s longer than SlurmctldTimeout × 4/3 here, with a load average of 13).
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(15);
 
-/// A job's state and expanded node list, retried while the controller does not answer; an unknown job
-/// is an error at once.
-fn query_job(job: &str) -> Result<JobAnswer> {
-    let deadline = Instant::now() + QUERY_RETRY;
+/// How long the job query retries. With a backup `SlurmctldHost` (`scontrol ping` lists more than one
+/// controller), a dead primary is not the end: the backup pings it every `SlurmctldTimeout`/3 and takes
+/// over once it has been silent for `SlurmctldTimeout`, i.e. up to 4/3 of it after the death (measured
+/// 11.6–15.7 s with 10 s, 23.0 s with 20 s). Giving up after [`QUERY_RETRY`] would abort a run that
+/// Slurm was about to rescue; Slurm's default of 120 s makes that certain. `config` (`scontrol show
+/// config`) is asked only when there is a backup, to spare single-controller clusters a round trip.
+fn retry_window(ping: &str, config: impl FnOnce() -> Option<String>) -> Duration {
+    let controllers = ping.lines().filter(|l| l.trim_start().starts_with("Slurmctld(")).count();
+    if controllers < 2 {
+        return QUERY_RETRY;
+    }
+    let timeout = config().and_then(|c| slurmctld_timeout(&c)).unwrap_or(DEFAULT_SLURMCTLD_TIMEOUT);
+    QUERY_RETRY.max(Duration::from_secs(timeout + timeout.div_ceil(3)) + TAKEOVER_MARGIN)
+}
+
+/// `SlurmctldTimeout = 10 sec` from `scontrol show config`, in seconds.
+fn slurmctld_timeout(config: &str) -> Option<u64> {
+    config.lines().find_map(|l| {
+        let (key, value) = l.split_once('=')?;
+        if key.trim() != "SlurmctldTimeout" {
+            return None;
+        }
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// A job's state and expanded node list, retried for `retry` while the controller does not answer; an
+/// unknown job is an error at once.
+fn query_job(job: &str, retry: Duration) -> Result<JobAnswer> {
+    let deadline = Instant::now() + retry;
     loop {
         let said = run_bounded("squeue", ["-h", "-t", "all", "-j", job, "-o", "%T|%N"], QUERY_LIMIT);
         let why = match said {
@@ -223,8 +262,9 @@ fn query_job(job: &str) -> Result<JobAnswer> {
         };
         if Instant::now() >= deadline {
             return Err(fail(format!(
-                "Slurm's controller stopped answering about allocation {job} ({why}): cannot tell \
-                 whether a replica's node failed"
+                "Slurm's controller stopped answering about allocation {job} for {}s ({why}): cannot \
+                 tell whether a replica's node failed",
+                retry.as_secs()
             )));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -232,8 +272,8 @@ fn query_job(job: &str) -> Result<JobAnswer> {
 }
 
 /// The expanded node list of a running job.
-fn allocation_nodes(job: &str) -> Result<Vec<String>> {
-    match query_job(job)? {
+fn allocation_nodes(job: &str, retry: Duration) -> Result<Vec<String>> {
+    match query_job(job, retry)? {
         (state, nodes) if state == "RUNNING" && !nodes.is_empty() => Ok(nodes),
         (state, _) => Err(fail(format!("allocation {job} is {state}, not running"))),
     }
@@ -330,4 +370,41 @@ pub struct NodeFailure {
     pub node: String,
     /// The node its rerun was scheduled on (absent if tmr was stopped first).
     pub rescheduled_on: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = "Slurmctld(primary) at vm is UP\n";
+    const TWO: &str = "Slurmctld(primary) at vm is DOWN\nSlurmctld(backup) at ctl2 is UP\n\
+                       *****************************************\n** RESTORE SLURMCTLD DAEMON TO SERVICE **\n";
+    const CONFIG: &str = "MessageTimeout          = 5 sec\nSlurmctldHost[0]        = vm(10.9.0.1)\n\
+                          SlurmctldHost[1]        = ctl2(10.9.0.2)\nSlurmctldTimeout        = 20 sec\n";
+
+    #[test]
+    fn without_a_backup_the_window_is_the_default_and_the_config_is_not_asked() {
+        assert_eq!(retry_window(ONE, || panic!("asked for the config")), QUERY_RETRY);
+    }
+
+    #[test]
+    fn with_a_backup_the_window_outlasts_its_takeover() {
+        // 20 + 7 + margin.
+        assert_eq!(retry_window(TWO, || Some(CONFIG.into())), Duration::from_secs(27) + TAKEOVER_MARGIN);
+        // A short SlurmctldTimeout never shortens the usual window.
+        let short = CONFIG.replace("= 20 sec", "= 1 sec");
+        assert_eq!(
+            retry_window(TWO, || Some(short)),
+            QUERY_RETRY.max(Duration::from_secs(2) + TAKEOVER_MARGIN)
+        );
+        // Unreadable: Slurm's default.
+        assert_eq!(retry_window(TWO, || None), Duration::from_secs(160) + TAKEOVER_MARGIN);
+    }
+
+    #[test]
+    fn slurmctld_timeout_is_read_from_show_config() {
+        assert_eq!(slurmctld_timeout(CONFIG), Some(20));
+        assert_eq!(slurmctld_timeout("SlurmctldTimeoutX = 3 sec\n"), None);
+        assert_eq!(slurmctld_timeout(""), None);
+    }
 }

@@ -37,6 +37,9 @@ pub struct MemSnapshot {
     /// were not all shipped.
     #[serde(default)]
     pub pid_pages_from: Option<u64>,
+    /// `--checkpoint`: the checkpoints taken and the rollbacks done in this replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::epoch::CheckpointLog>,
 }
 
 /// A page in which the replica found its own pid (an aligned 32-bit word equal to it), shipped whole

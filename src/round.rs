@@ -28,7 +28,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
     let mut launcher = match config.mem {
-        Some(det) => monitor_launcher(path.into_os_string(), &config.command, det)?,
+        Some(det) => monitor_launcher_with(path.into_os_string(), &config.command, det, config.checkpoint)?,
         None => Launcher::new(path.into_os_string(), &config.command)?,
     };
     if let Some(spec) = &config.inject {
@@ -200,9 +200,23 @@ pub fn monitor_launcher(
     command: &[std::ffi::OsString],
     det: Det,
 ) -> Result<Launcher> {
+    monitor_launcher_with(path, command, det, None)
+}
+
+/// The monitor launcher, with `--checkpoint`'s interval passed on to each replica's tracer.
+pub fn monitor_launcher_with(
+    path: std::ffi::OsString,
+    command: &[std::ffi::OsString],
+    det: Det,
+    checkpoint: Option<std::time::Duration>,
+) -> Result<Launcher> {
     let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
     let mut argv: Vec<std::ffi::OsString> =
-        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into(), "--".into(), path];
+        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into()];
+    if let Some(d) = checkpoint {
+        argv.extend(["--checkpoint-ms".into(), d.as_millis().max(1).to_string().into()]);
+    }
+    argv.extend(["--".into(), path]);
     argv.extend(command.iter().cloned());
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
     launcher.pad_env = true;

@@ -3,6 +3,7 @@
 //! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
 
 pub mod capture;
+mod checkpoint;
 mod deliver;
 pub mod hub;
 pub mod memsnap;

@@ -28,6 +28,7 @@ use nix::unistd::Pid;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use super::checkpoint::Checkpointer;
 use super::memsnap::{hash_memory, writable_mappings, Masks};
 use crate::inject::{
     choose_flip, Candidate, FlipChoice, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS,
@@ -139,9 +140,19 @@ pub fn main(args: &[OsString]) -> i32 {
         return 125;
     }
     let mut det = Det::default();
+    let mut checkpoint = None;
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
-        if args[i] == "--det" && i + 1 < args.len() {
+        if args[i] == "--checkpoint-ms" && i + 1 < args.len() {
+            match args[i + 1].to_string_lossy().parse::<u64>() {
+                Ok(ms) if ms > 0 => checkpoint = Some(std::time::Duration::from_millis(ms)),
+                _ => {
+                    eprintln!("tmr monitor: bad --checkpoint-ms {:?}", args[i + 1]);
+                    return 125;
+                }
+            }
+            i += 2;
+        } else if args[i] == "--det" && i + 1 < args.len() {
             match Det::parse(&args[i + 1].to_string_lossy()) {
                 Ok(d) => det = d,
                 Err(e) => {
@@ -160,7 +171,7 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("tmr monitor: usage: {ARG} [--det LIST] -- PATH ARGV0 [ARGS...]");
         return 125;
     }
-    match become_replica(command, det) {
+    match become_replica(command, det, checkpoint) {
         Ok(never) => match never {},
         Err((code, e)) => {
             eprintln!("tmr: {e:#}");
@@ -175,7 +186,11 @@ pub fn main(args: &[OsString]) -> i32 {
 /// The tracer is a child of this process created with no exit signal (a "clone child"): wait(2) in the
 /// command, which only sees children that signal SIGCHLD, never waits for it. It detaches (by exiting) at
 /// the replica's exit stop, before the replica's exit is visible to tmr, so tmr never sees it running.
-fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
+fn become_replica(
+    command: &[OsString],
+    det: Det,
+    checkpoint: Option<std::time::Duration>,
+) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
     let fail = |e: anyhow::Error| (125, e);
     let c = |s: &OsString| CString::new(s.clone().into_vec()).context("NUL in an argument");
     let path = c(&command[0]).map_err(fail)?;
@@ -213,7 +228,7 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, det, inject, go_w)
+        tracer_main(replica.as_raw(), tmr, det, inject, checkpoint, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
@@ -259,7 +274,14 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
 
 /// The tracer process: attach to the replica, let it exec, trace it to its exit stop, publish the
 /// snapshot on fd 3, and leave (which detaches every tracee and lets the replica finish exiting).
-fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go: OwnedFd) -> ! {
+fn tracer_main(
+    replica: i32,
+    tmr: i32,
+    det: Det,
+    inject: Option<InjectSpec>,
+    checkpoint: Option<std::time::Duration>,
+    go: OwnedFd,
+) -> ! {
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -277,9 +299,12 @@ fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go:
         // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
         // getrandom fails with ENOSYS and their rdtsc kills them.
         | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK;
+        | Options::PTRACE_O_TRACEVFORK
+        // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
+        | Options::PTRACE_O_TRACESYSGOOD;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
+    tracer.ckpt = checkpoint.filter(|_| traced).map(|d| Checkpointer::new(d, tracer.started));
     if !traced {
         // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
@@ -304,6 +329,9 @@ fn tracer_main(replica: i32, tmr: i32, det: Det, inject: Option<InjectSpec>, go:
                 tracer.publish();
             }
         }
+    }
+    if let Some(c) = &mut tracer.ckpt {
+        c.start(pid);
     }
     let _ = nix::unistd::write(&go, &[u8::from(traced)]);
     drop(go);
@@ -365,6 +393,8 @@ fn launched_by_tmr() -> Result<(), String> {
 
 struct Tracer {
     pid: Pid,
+    /// The replica itself (tmr's child); differs from `pid` after a rollback.
+    original: Pid,
     det: Det,
     getrandom_calls: u64,
     tsc: u64,
@@ -382,6 +412,9 @@ struct Tracer {
     /// tmr's pid (the replica's parent), and the stop signal it sent the replica, if any.
     tmr: i32,
     stopped_by_tmr: Option<Signal>,
+    /// `--checkpoint`: the checkpoints of this replica. `pid` is the running process: the replica, or
+    /// after a rollback the checkpoint resumed in its place.
+    ckpt: Option<Checkpointer>,
 }
 
 fn is_fault(s: Signal) -> bool {
@@ -411,6 +444,7 @@ impl Tracer {
         };
         Tracer {
             pid,
+            original: pid,
             det,
             getrandom_calls: 0,
             tsc: 0,
@@ -423,6 +457,7 @@ impl Tracer {
             last_fault: None,
             tmr,
             stopped_by_tmr: None,
+            ckpt: None,
         }
     }
 
@@ -445,7 +480,11 @@ impl Tracer {
                     let _ = ptrace::interrupt(self.pid);
                 }
             }
-            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            if let Some(c) = &mut self.ckpt {
+                c.poll();
+            }
+            let pending = self.ckpt.as_mut().and_then(|c| c.pending.take());
+            let status = match pending.map_or_else(|| waitpid(None, Some(WaitPidFlag::__WALL)), Ok) {
                 Ok(s) => s,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
@@ -461,15 +500,47 @@ impl Tracer {
                 }
             }
             match status {
-                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => return,
+                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
+                    if let Some(c) = &mut self.ckpt {
+                        c.finish(p, None);
+                    }
+                    return;
+                }
+                WaitStatus::PtraceSyscall(tid) => {
+                    if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
+                        c.at_syscall_stop(tid);
+                        if c.pending.is_some() {
+                            continue;
+                        }
+                    }
+                    self.resume(tid, None);
+                    continue;
+                }
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
                 WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
                         libc::PTRACE_EVENT_EXEC => self.on_exec(),
                         libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(tid),
-                        libc::PTRACE_EVENT_CLONE if tid == self.pid => self.snap.threads += 1,
+                        libc::PTRACE_EVENT_CLONE if tid == self.pid => {
+                            self.snap.threads += 1;
+                            if let Some(c) = &mut self.ckpt {
+                                c.stop("the replica started a thread: a fork would copy only one".into());
+                            }
+                        }
+                        libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK if tid == self.pid => {
+                            if let Some(c) = &mut self.ckpt {
+                                c.stop(
+                                    "the replica started a child process, which a rollback would orphan"
+                                        .into(),
+                                );
+                            }
+                        }
                         libc::PTRACE_EVENT_EXIT if tid == self.pid => {
                             self.on_exit();
+                            if let Some(c) = &mut self.ckpt {
+                                self.snap.checkpoints = Some(c.log.clone());
+                                c.finish(tid, ptrace::getevent(tid).ok().map(|s| s as i32));
+                            }
                             self.publish();
                             // Leaving detaches every tracee: the replica finishes exiting, its children
                             // run on untraced, as they would without --mem.
@@ -484,7 +555,7 @@ impl Tracer {
                         }
                         _ => {}
                     }
-                    let _ = ptrace::cont(tid, None);
+                    self.resume(tid, None);
                 }
                 // A signal-delivery-stop: deliver the signal, as the kernel would have.
                 WaitStatus::Stopped(tid, sig) => {
@@ -495,6 +566,15 @@ impl Tracer {
                         Signal::SIGSEGV if self.det.tsc && self.emulate_rdtsc(tid) => None,
                         s => Some(s),
                     };
+                    if let (Some(c), Some(s)) = (self.ckpt.as_mut().filter(|_| tid == self.pid), deliver) {
+                        if let Some(resumed) = c.on_signal(tid, self.original, s) {
+                            // The failed process stays stopped; its checkpoint runs on as the replica.
+                            self.pid = resumed;
+                            TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
+                            self.last_fault = None;
+                            continue;
+                        }
+                    }
                     if let Some(s) = deliver.filter(|s| is_fault(*s)) {
                         match self.fault_loop(tid, s) {
                             FaultLoop::No => {}
@@ -516,9 +596,19 @@ impl Tracer {
                             }
                         }
                     }
-                    let _ = ptrace::cont(tid, deliver);
+                    self.resume(tid, deliver);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Resume a stopped tracee; while a checkpoint is due, the running process stops at its next syscall.
+    fn resume(&self, tid: Pid, sig: Option<Signal>) {
+        match &self.ckpt {
+            Some(c) => c.resume(tid, self.pid, sig),
+            None => {
+                let _ = ptrace::cont(tid, sig);
             }
         }
     }

@@ -117,6 +117,9 @@ pub struct MemReplicaEntry {
     pub bytes: u64,
     /// Time the monitor spent reading and hashing this replica's memory.
     pub cost_ms: f64,
+    /// `--checkpoint`: epochs taken and rollbacks done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::epoch::CheckpointLog>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -267,6 +270,7 @@ impl MemReport {
                     unavailable: snap.unavailable,
                     bytes: snap.bytes,
                     cost_ms: snap.cost_ms,
+                    checkpoints: snap.checkpoints,
                 }
             })
             .collect();

@@ -1,0 +1,229 @@
+//! Checkpoint policy for `--checkpoint` (pure: times are arguments, no processes). The tracer in
+//! `replica::checkpoint` asks it when the next checkpoint is due and what to do when its replica fails;
+//! the log it fills travels to tmr in the memory snapshot and into the report.
+//!
+//! One checkpoint is kept per replica: the newest. There is no epoch vote yet, so "good" means "taken
+//! while the replica was still running normally"; older ones are released as soon as a newer exists.
+//! A failed replica is rolled back only when that is exact as far as tmr can tell: it did no read or
+//! write (`rchar`/`wchar` of /proc/PID/io) since the checkpoint, because file offsets and pipes are
+//! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// At most this many rollbacks per replica: a replica that keeps failing from fresh checkpoints is
+/// reported, not restarted forever.
+pub const MAX_ROLLBACKS: u32 = 8;
+
+/// What the tracer reports about its replica's checkpoints (in the snapshot JSON, then the report).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointLog {
+    pub interval_ms: f64,
+    pub epochs: Vec<Epoch>,
+    pub rollbacks: Vec<Rollback>,
+    /// Why checkpointing stopped early (threads, child processes, a failed remote fork).
+    pub stopped: Option<String>,
+}
+
+/// One checkpoint taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    /// 1-based checkpoint number within this replica.
+    pub index: u32,
+    /// Time since the tracer attached.
+    pub at_ms: f64,
+    /// Pages the replica wrote since the previous checkpoint (all present pages for the first).
+    pub dirty_pages: u64,
+    /// blake3 over those pages and their addresses (what an epoch vote would compare).
+    pub written_blake3: String,
+    /// Time the replica was held: the page scan plus the remote fork.
+    pub cost_ms: f64,
+}
+
+/// A failure of the replica and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub at_ms: f64,
+    /// What failed (e.g. "SIGSEGV").
+    pub cause: String,
+    /// The checkpoint resumed, or `None` when the failure was left to stand.
+    pub resumed_epoch: Option<u32>,
+    /// Why it was not rolled back, or that it was.
+    pub note: String,
+}
+
+/// When the next checkpoint is due: `interval` after the previous one (or after the start).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    interval: Duration,
+    next: Duration,
+}
+
+impl Schedule {
+    pub fn new(interval: Duration) -> Self {
+        Schedule { interval, next: interval }
+    }
+    /// `now` is the time since the tracer attached.
+    pub fn due(&self, now: Duration) -> bool {
+        now >= self.next
+    }
+    /// Time left until due (what the timer is armed with).
+    pub fn wait(&self, now: Duration) -> Duration {
+        self.next.saturating_sub(now)
+    }
+    /// A checkpoint was taken (or the running process was replaced) at `now`.
+    pub fn taken(&mut self, now: Duration) {
+        self.next = now + self.interval;
+    }
+}
+
+/// The lineage of one replica: its kept checkpoint and what it was resumed from.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    /// The epoch of the checkpoint held now.
+    pub kept: Option<u32>,
+    /// The epoch the running process was resumed from, if it is a resumed checkpoint.
+    pub resumed_from: Option<u32>,
+    pub rollbacks: u32,
+    pub epochs: u32,
+    /// What made the last rollback necessary.
+    last_cause: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Resume the kept checkpoint of this epoch in place of the failed process.
+    Rollback(u32),
+    /// Let the failure stand, for this reason.
+    Stand(String),
+}
+
+impl Lineage {
+    /// A new checkpoint was taken: it replaces the kept one (which the caller releases). Returns its epoch.
+    pub fn checkpoint(&mut self) -> u32 {
+        self.epochs += 1;
+        self.kept = Some(self.epochs);
+        self.epochs
+    }
+
+    /// The running process failed with `cause`; `io_since` is the bytes it read or wrote since the kept
+    /// checkpoint. A resumed process that fails the same way again is a deterministic fault, even if it
+    /// took a newer checkpoint meanwhile (that one holds the same fault's cause).
+    pub fn on_failure(&mut self, cause: &str, io_since: u64) -> Decision {
+        if let (Some(r), Some(last)) = (self.resumed_from, &self.last_cause) {
+            if last == cause {
+                return Decision::Stand(format!(
+                    "failed again ({cause}) after resuming checkpoint {r}: a deterministic fault"
+                ));
+            }
+        }
+        let Some(k) = self.kept else {
+            return Decision::Stand(match self.resumed_from {
+                Some(r) => format!(
+                    "failed again after resuming checkpoint {r}: a deterministic fault of that checkpoint"
+                ),
+                None => "no checkpoint had been taken yet".into(),
+            });
+        };
+        if self.rollbacks >= MAX_ROLLBACKS {
+            return Decision::Stand(format!("already rolled back {MAX_ROLLBACKS} times"));
+        }
+        if io_since > 0 {
+            return Decision::Stand(format!(
+                "it read or wrote {io_since} bytes since checkpoint {k}; rolling back I/O is not implemented"
+            ));
+        }
+        self.rollbacks += 1;
+        self.last_cause = Some(cause.to_string());
+        self.kept = None;
+        self.resumed_from = Some(k);
+        Decision::Rollback(k)
+    }
+}
+
+/// The human report's lines for one replica's checkpoints: a summary, then one line per failure.
+pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
+    let Some(log) = log else { return Vec::new() };
+    let pages: u64 = log.epochs.iter().map(|e| e.dirty_pages).sum();
+    let cost: f64 = log.epochs.iter().map(|e| e.cost_ms).sum();
+    let mut out = vec![format!(
+        "  replica {replica}: {} checkpoint(s) every {:.0} ms · {pages} written pages hashed · {cost:.1} ms held",
+        log.epochs.len(),
+        log.interval_ms
+    )];
+    for r in &log.rollbacks {
+        out.push(match r.resumed_epoch {
+            Some(k) => format!(
+                "  replica {replica}: {} at {:.0} ms: rolled back to checkpoint {k} (epoch {k}), which ran on",
+                r.cause, r.at_ms
+            ),
+            None => format!("  replica {replica}: {} at {:.0} ms: not rolled back: {}", r.cause, r.at_ms, r.note),
+        });
+    }
+    if let Some(why) = &log.stopped {
+        out.push(format!("  replica {replica}: checkpoints stopped: {why}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_checkpoint_is_due_one_interval_after_the_previous() {
+        let mut s = Schedule::new(100 * MS);
+        assert!(!s.due(99 * MS));
+        assert_eq!(s.wait(40 * MS), 60 * MS);
+        assert!(s.due(100 * MS));
+        // Taken late (the replica made no system call for a while): the next is an interval after that.
+        s.taken(250 * MS);
+        assert!(!s.due(300 * MS));
+        assert!(s.due(350 * MS));
+        assert_eq!(s.wait(400 * MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_failure_rolls_back_to_the_newest_checkpoint_once() {
+        let mut l = Lineage::default();
+        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Stand("no checkpoint had been taken yet".into()));
+        assert_eq!(l.checkpoint(), 1);
+        assert_eq!(l.checkpoint(), 2);
+        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Rollback(2));
+        // Fails again before a new checkpoint: deterministic.
+        match l.on_failure("SIGSEGV", 0) {
+            Decision::Stand(why) => assert!(why.contains("failed again") && why.contains('2'), "{why}"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_resumed_replica_that_reaches_a_new_checkpoint_can_roll_back_again() {
+        let mut l = Lineage::default();
+        l.checkpoint();
+        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Rollback(1));
+        assert_eq!(l.checkpoint(), 2);
+        assert_eq!(l.on_failure("SIGBUS", 0), Decision::Rollback(2));
+        // The same cause again, even from a newer checkpoint: deterministic.
+        l.checkpoint();
+        assert!(
+            matches!(l.on_failure("SIGBUS", 0), Decision::Stand(w) if w.contains("failed again (SIGBUS)"))
+        );
+    }
+
+    #[test]
+    fn io_since_the_checkpoint_or_too_many_rollbacks_leave_the_failure_standing() {
+        let mut l = Lineage::default();
+        l.checkpoint();
+        assert!(matches!(l.on_failure("SIGSEGV", 12), Decision::Stand(w) if w.contains("12 bytes")));
+        for i in 0..MAX_ROLLBACKS {
+            l.checkpoint();
+            assert!(matches!(l.on_failure(&format!("cause {i}"), 0), Decision::Rollback(_)));
+        }
+        l.checkpoint();
+        assert!(matches!(l.on_failure("SIGSEGV", 0), Decision::Stand(w) if w.contains("already")));
+    }
+}

@@ -1,0 +1,556 @@
+//! Checkpoints by injected fork (`--checkpoint`), inside the per-replica tracer of `monitor.rs`.
+//!
+//! - **Taking one.** A timer marks a checkpoint due and interrupts the replica; from then on the tracer
+//!   resumes it with PTRACE_SYSCALL, and at the next syscall-entry stop rewrites the call into
+//!   `clone(flags = 0)` (rr's remote syscall). Flags 0 means a fork whose child sends no SIGCHLD, so the
+//!   command's own wait(2) never sees it. At the syscall-exit stop both processes get the original
+//!   registers back with `rip` rewound by 2 and `rax` = the original call, so the original call runs again
+//!   when each resumes. The child gets PR_SET_PDEATHSIG(SIGKILL) by a second remote syscall (a fork clears
+//!   it) and stays stopped: it is the checkpoint, costing only the pages the replica writes afterwards.
+//!   Only the newest checkpoint is kept.
+//! - **Pages written per epoch.** Just before each fork, the pages of the replica's writable mappings that
+//!   are present and *exclusively mapped* (bit 56 of /proc/PID/pagemap) are those it wrote (or first
+//!   touched) since the previous fork: the copy-on-write broke their sharing with the checkpoint. They
+//!   are read and hashed, so the cost follows the written pages, not the resident size.
+//! - **Rollback.** When the running process is about to die of an uncaught crash signal and
+//!   `crate::epoch::Lineage` allows it, the failed process is kept stopped (it is tmr's child: its pid,
+//!   exit status and process group are what tmr waits on), and the checkpoint is resumed in its place.
+//!   When the resumed process ends, the original one is made to end the same way (a remote
+//!   `exit_group(code)`, or the same signal), so tmr sees one replica with one outcome.
+//!
+//! Limits: single-threaded replicas without child processes only (checkpointing stops, with a note,
+//! at the first thread or child); CPU-bound code that makes no system call is checkpointed at its next
+//! one; killed checkpoints stay zombies of the replica until it exits; `getppid()` in a resumed process is
+//! the failed one's pid.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use super::memsnap::writable_mappings;
+use crate::epoch::{CheckpointLog, Decision, Epoch, Lineage, Rollback, Schedule};
+use crate::memvote::PAGE;
+
+/// Set by the timer's signal: a checkpoint is due.
+static DUE: AtomicBool = AtomicBool::new(false);
+/// The running process, for the timer handler to interrupt (0 before the first arming).
+static RUNNING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_timer(_: libc::c_int) {
+    DUE.store(true, Ordering::SeqCst);
+    let pid = RUNNING.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: ptrace(2) is a plain system call, async-signal-safe; no pointers.
+        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
+    }
+}
+
+/// A stopped fork of the replica, and the replica's I/O counters when it was taken.
+struct Kept {
+    pid: Pid,
+    epoch: u32,
+    io: u64,
+}
+
+pub struct Checkpointer {
+    schedule: Schedule,
+    lineage: Lineage,
+    pub log: CheckpointLog,
+    kept: Option<Kept>,
+    /// A checkpoint is due: resume the running process with PTRACE_SYSCALL until the next entry stop.
+    want: bool,
+    /// Why checkpoints are no longer taken.
+    off: bool,
+    /// The address of a `syscall` instruction in the replica (for remote syscalls at any stop).
+    gadget: Option<u64>,
+    /// The original replica (tmr's child), held stopped once a checkpoint runs in its place.
+    proxy: Option<Pid>,
+    /// Resumed processes that failed in turn: held stopped (their checkpoints are their children, and
+    /// would die with them), killed at the end.
+    held: Vec<Pid>,
+    timer: Option<libc::timer_t>,
+    started: Instant,
+    /// A wait status for the running process seen while taking a checkpoint, for the trace loop.
+    pub pending: Option<WaitStatus>,
+}
+
+impl Checkpointer {
+    pub fn new(interval: Duration, started: Instant) -> Self {
+        Checkpointer {
+            schedule: Schedule::new(interval),
+            lineage: Lineage::default(),
+            log: CheckpointLog { interval_ms: interval.as_secs_f64() * 1e3, ..Default::default() },
+            kept: None,
+            want: false,
+            off: false,
+            gadget: None,
+            proxy: None,
+            held: Vec::new(),
+            timer: None,
+            started,
+            pending: None,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Install the timer for the first checkpoint (the replica is attached, `running` is its pid).
+    pub fn start(&mut self, running: Pid) {
+        RUNNING.store(running.as_raw(), Ordering::SeqCst);
+        if let Err(e) = self.install_timer() {
+            self.stop(format!("no checkpoint timer: {e:#}"));
+            return;
+        }
+        self.arm();
+    }
+
+    fn install_timer(&mut self) -> Result<()> {
+        let signo = libc::SIGRTMIN() + 5;
+        // nix's Signal has no real-time signals: install with libc directly. No SA_RESTART, so a
+        // waitpid in the trace loop returns EINTR at the tick.
+        // SAFETY: a zeroed sigaction with a handler that only stores to atomics and calls ptrace(2),
+        // both async-signal-safe.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_timer as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigaction(signo, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            bail!("sigaction: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: a zeroed sigevent is valid; the fields set below are the ones SIGEV_SIGNAL reads.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = signo;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to locals; the timer id is written by the kernel.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer) } != 0 {
+            bail!("timer_create: {}", std::io::Error::last_os_error());
+        }
+        self.timer = Some(timer);
+        Ok(())
+    }
+
+    fn arm(&mut self) {
+        let Some(timer) = self.timer else { return };
+        let wait = self.schedule.wait(self.now()).max(Duration::from_micros(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 },
+        };
+        // SAFETY: `timer` was created by timer_create; the spec is a valid local.
+        unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Called at the top of the trace loop: turn a timer tick into a wish to checkpoint.
+    pub fn poll(&mut self) {
+        if DUE.swap(false, Ordering::SeqCst) && !self.off {
+            self.want = true;
+        }
+    }
+
+    /// Resume `tid` (the running process gets PTRACE_SYSCALL while a checkpoint is wanted).
+    pub fn resume(&self, tid: Pid, running: Pid, sig: Option<Signal>) {
+        if self.want && tid == running {
+            let _ = ptrace::syscall(tid, sig);
+        } else {
+            let _ = ptrace::cont(tid, sig);
+        }
+    }
+
+    /// Stop taking checkpoints, with the reason in the log; the kept one is released.
+    pub fn stop(&mut self, why: String) {
+        if self.off {
+            return;
+        }
+        self.off = true;
+        self.want = false;
+        self.log.stopped = Some(why);
+        if let Some(k) = self.kept.take() {
+            kill_stopped(k.pid);
+        }
+        self.lineage.kept = None;
+    }
+
+    /// A syscall stop of the running process: take the checkpoint at an entry stop if one is wanted.
+    pub fn at_syscall_stop(&mut self, running: Pid) {
+        if !self.want || self.off || syscall_op(running) != Some(PTRACE_SYSCALL_INFO_ENTRY) {
+            return;
+        }
+        let Ok(regs) = ptrace::getregs(running) else { return };
+        if skip(regs.orig_rax as i64) {
+            return;
+        }
+        let t0 = Instant::now();
+        let at_ms = self.now().as_secs_f64() * 1e3;
+        let (dirty, digest) = written_pages(running).unwrap_or_default();
+        match self.fork_at_entry(running, regs) {
+            Ok(Some(child)) => {
+                if let Some(old) = self.kept.take() {
+                    kill_stopped(old.pid);
+                }
+                let epoch = self.lineage.checkpoint();
+                self.kept = Some(Kept { pid: child, epoch, io: io_bytes(running) });
+                self.gadget.get_or_insert(regs.rip - 2);
+                self.log.epochs.push(Epoch {
+                    index: epoch,
+                    at_ms,
+                    dirty_pages: dirty,
+                    written_blake3: digest,
+                    cost_ms: t0.elapsed().as_secs_f64() * 1e3,
+                });
+            }
+            Ok(None) => return, // the replica went away; `pending` has its status
+            Err(e) => self.stop(format!("a remote fork failed: {e:#}")),
+        }
+        self.want = false;
+        self.schedule.taken(self.now());
+        self.arm();
+    }
+
+    /// At a syscall-entry stop of `r` with registers `regs`: run clone(0) instead, restore both.
+    fn fork_at_entry(&mut self, r: Pid, regs: libc::user_regs_struct) -> Result<Option<Pid>> {
+        let mut call = regs;
+        call.orig_rax = libc::SYS_clone as u64;
+        (call.rdi, call.rsi, call.rdx, call.r10, call.r8) = (0, 0, 0, 0, 0);
+        ptrace::setregs(r, call).context("setting the clone registers")?;
+        ptrace::syscall(r, None)?;
+        let mut child = None;
+        loop {
+            match wait(r)? {
+                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE) => {
+                    child = Some(Pid::from_raw(ptrace::getevent(r)? as i32));
+                    ptrace::syscall(r, None)?;
+                }
+                WaitStatus::PtraceSyscall(_) => break,
+                other => {
+                    // Killed meanwhile (SIGKILL from tmr): hand the status back to the trace loop.
+                    self.pending = Some(other);
+                    return Ok(None);
+                }
+            }
+        }
+        let mut back = regs;
+        back.rax = regs.orig_rax;
+        back.rip = regs.rip - 2;
+        ptrace::setregs(r, back).context("restoring the replica's registers")?;
+        let child = child.ok_or_else(|| {
+            anyhow!("clone returned {}", ptrace::getregs(r).map(|g| g.rax as i64).unwrap_or(0))
+        })?;
+        // The child's first stop (it was attached automatically).
+        loop {
+            match wait(child)? {
+                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_STOP) => break,
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => bail!("the checkpoint died at birth"),
+                _ => {}
+            }
+        }
+        let set = remote_syscall(
+            child,
+            regs,
+            regs.rip - 2,
+            libc::SYS_prctl as u64,
+            [libc::PR_SET_PDEATHSIG as u64, libc::SIGKILL as u64, 0],
+        );
+        if let Err(e) = set.and_then(|rc| if rc == 0 { Ok(()) } else { Err(anyhow!("prctl returned {rc}")) })
+        {
+            kill_stopped(child);
+            return Err(e.context("PR_SET_PDEATHSIG in the checkpoint"));
+        }
+        ptrace::setregs(child, back).context("setting the checkpoint's registers")?;
+        fix_tcb_tid(child, regs.fs_base, r, child);
+        Ok(Some(child))
+    }
+
+    /// The running process `r` is about to receive `sig`. If that would kill it and a rollback is
+    /// allowed, resume the kept checkpoint instead and return its pid (the new running process); the
+    /// caller then must not resume `r`.
+    pub fn on_signal(&mut self, r: Pid, original: Pid, sig: Signal) -> Option<Pid> {
+        let crash = matches!(
+            sig,
+            Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGABRT
+        );
+        if !crash || caught(r, sig) || (self.kept.is_none() && self.lineage.resumed_from.is_none()) {
+            return None;
+        }
+        let at_ms = self.now().as_secs_f64() * 1e3;
+        let cause = crate::fingerprint::signal_name(sig as i32);
+        let io_since = self.kept.as_ref().map_or(0, |k| io_bytes(r).saturating_sub(k.io));
+        let decision = if self.off {
+            Decision::Stand("checkpointing had stopped".into())
+        } else {
+            self.lineage.on_failure(&cause, io_since)
+        };
+        match decision {
+            Decision::Stand(note) => {
+                self.log.rollbacks.push(Rollback { at_ms, cause, resumed_epoch: None, note });
+                None
+            }
+            Decision::Rollback(epoch) => {
+                let kept = self.kept.take()?;
+                debug_assert_eq!(kept.epoch, epoch);
+                if r == original {
+                    self.proxy = Some(r);
+                } else {
+                    self.held.push(r);
+                }
+                if ptrace::cont(kept.pid, None).is_err() {
+                    return None;
+                }
+                RUNNING.store(kept.pid.as_raw(), Ordering::SeqCst);
+                self.log.rollbacks.push(Rollback {
+                    at_ms,
+                    cause,
+                    resumed_epoch: Some(epoch),
+                    note: format!("resumed checkpoint {epoch} in place of the failed process"),
+                });
+                self.want = false;
+                self.schedule.taken(self.now());
+                self.arm();
+                Some(kept.pid)
+            }
+        }
+    }
+
+    /// The running process is ending with wait status `status` (None: gone without one). Release the
+    /// checkpoint, and make the original replica end the same way if a checkpoint ran in its place.
+    pub fn finish(&mut self, running: Pid, status: Option<i32>) {
+        if let Some(timer) = self.timer.take() {
+            // SAFETY: created by timer_create, deleted once.
+            unsafe { libc::timer_delete(timer) };
+        }
+        if let Some(k) = self.kept.take() {
+            kill_stopped(k.pid);
+        }
+        for h in std::mem::take(&mut self.held) {
+            kill_stopped(h);
+        }
+        let Some(proxy) = self.proxy.take() else { return };
+        if status.is_some() {
+            // Let the resumed process finish exiting first, so that tmr, which sees the original one end,
+            // never finds it still running (a leftover).
+            let _ = ptrace::cont(running, None);
+            for _ in 0..16 {
+                match wait(running) {
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = ptrace::cont(running, None);
+                    }
+                }
+            }
+        }
+        let ended = match status {
+            Some(s) if libc::WIFEXITED(s) => self.exit_proxy(proxy, libc::WEXITSTATUS(s)),
+            Some(s) if libc::WIFSIGNALED(s) => {
+                let sig = Signal::try_from(libc::WTERMSIG(s)).ok();
+                match sig.filter(|s| !caught(proxy, *s) && *s != Signal::SIGKILL) {
+                    Some(s) => ptrace::cont(proxy, s).is_ok(),
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if !ended {
+            let _ = nix::sys::signal::kill(proxy, Signal::SIGKILL);
+        }
+    }
+
+    /// Make the held original replica call exit_group(code) when it resumes.
+    fn exit_proxy(&self, proxy: Pid, code: i32) -> bool {
+        let Some(gadget) = self.gadget else { return false };
+        let Ok(mut regs) = ptrace::getregs(proxy) else { return false };
+        if ptrace::read(proxy, gadget as ptrace::AddressType).map(|w| (w as u64) & 0xffff) != Ok(0x050f) {
+            return false;
+        }
+        regs.rip = gadget;
+        regs.rax = libc::SYS_exit_group as u64;
+        regs.orig_rax = u64::MAX;
+        regs.rdi = code as u64;
+        ptrace::setregs(proxy, regs).is_ok() && ptrace::cont(proxy, None).is_ok()
+    }
+}
+
+const PTRACE_SYSCALL_INFO_ENTRY: u8 = 1;
+
+/// The kind of syscall stop `pid` is in (PTRACE_GET_SYSCALL_INFO: 1 entry, 2 exit, 3 seccomp).
+fn syscall_op(pid: Pid) -> Option<u8> {
+    let mut info = [0u8; 88];
+    // SAFETY: the kernel writes at most `info.len()` bytes into the buffer.
+    let rc =
+        unsafe { libc::ptrace(libc::PTRACE_GET_SYSCALL_INFO, pid.as_raw(), info.len(), info.as_mut_ptr()) };
+    (rc > 0).then_some(info[0])
+}
+
+/// System calls not to checkpoint at: those that end, replace or clone the process, and those whose
+/// rerun after a rewind would differ (sigreturn, restart_syscall), and skipped ones (-1).
+fn skip(nr: i64) -> bool {
+    nr < 0
+        || [
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_rt_sigreturn,
+            libc::SYS_restart_syscall,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_getrandom,
+        ]
+        .contains(&nr)
+}
+
+/// Run one system call in stopped `pid` at `gadget` (a `syscall` instruction), starting from `base`
+/// registers; returns its result. The caller restores the registers it wants afterwards.
+fn remote_syscall(
+    pid: Pid,
+    base: libc::user_regs_struct,
+    gadget: u64,
+    nr: u64,
+    args: [u64; 3],
+) -> Result<i64> {
+    let mut regs = base;
+    regs.rip = gadget;
+    regs.rax = nr;
+    regs.orig_rax = u64::MAX;
+    (regs.rdi, regs.rsi, regs.rdx) = (args[0], args[1], args[2]);
+    ptrace::setregs(pid, regs)?;
+    for _ in 0..2 {
+        ptrace::syscall(pid, None)?;
+        match wait(pid)? {
+            WaitStatus::PtraceSyscall(_) => {}
+            other => bail!("unexpected stop in a remote syscall: {other:?}"),
+        }
+    }
+    Ok(ptrace::getregs(pid)?.rax as i64)
+}
+
+/// A raw clone does not do what glibc's fork does in the child: store the new tid in the thread control
+/// block. Without it, raise(3) and abort(3) in a resumed checkpoint would signal a tid that is not its
+/// own. The slot is found as the one aligned 32-bit word equal to the parent's tid in the TCB's first
+/// page (glibc keeps it at a fixed, version-dependent offset); if it is not found exactly once, nothing
+/// is written.
+fn fix_tcb_tid(child: Pid, fs_base: u64, parent: Pid, new: Pid) {
+    let mut tcb = vec![0u8; PAGE as usize];
+    let remote = [nix::sys::uio::RemoteIoVec { base: fs_base as usize, len: tcb.len() }];
+    if fs_base == 0
+        || nix::sys::uio::process_vm_readv(child, &mut [std::io::IoSliceMut::new(&mut tcb)], &remote).is_err()
+    {
+        return;
+    }
+    let want = (parent.as_raw() as u32).to_ne_bytes();
+    let hits: Vec<usize> =
+        tcb.chunks_exact(4).enumerate().filter(|(_, w)| *w == want).map(|(i, _)| i * 4).collect();
+    if let [at] = hits[..] {
+        let _ =
+            super::monitor::write_remote(child, fs_base + at as u64, &(new.as_raw() as u32).to_ne_bytes());
+    }
+}
+
+/// waitpid for one tracee, retried when the checkpoint timer's signal interrupts it.
+fn wait(pid: Pid) -> nix::Result<WaitStatus> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// SIGKILL a stopped tracee and consume its end (bounded: a killed tracee exits at once).
+fn kill_stopped(pid: Pid) {
+    if nix::sys::signal::kill(pid, Signal::SIGKILL).is_err() {
+        return;
+    }
+    for _ in 0..16 {
+        match wait(pid) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return,
+            Ok(_) => {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+    }
+}
+
+/// Does `pid` have a handler for `sig` (then the signal does not end it by itself)?
+fn caught(pid: Pid, sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
+}
+
+/// Bytes read plus bytes written by `pid` so far (/proc/PID/io).
+fn io_bytes(pid: Pid) -> u64 {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else { return u64::MAX };
+    io.lines()
+        .filter_map(|l| l.strip_prefix("rchar:").or_else(|| l.strip_prefix("wchar:")))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Pages of `pid`'s writable private mappings that are present and exclusively mapped: written (or
+/// first touched) since its last fork. Each is read and hashed with its address, as an epoch vote
+/// would: returns the count and the digest.
+pub fn written_pages(pid: Pid) -> Result<(u64, String)> {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading maps")?;
+    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap")?;
+    let mut hasher = blake3::Hasher::new();
+    let mut entries = vec![0u8; 8 * 4096];
+    let mut page = vec![0u8; PAGE as usize];
+    let mut count = 0;
+    for m in writable_mappings(&maps) {
+        let mut at = m.start;
+        while at < m.end {
+            let n = (((m.end - at) / PAGE) as usize).min(4096);
+            let buf = &mut entries[..8 * n];
+            let got = pagemap.read_at(buf, at / PAGE * 8).unwrap_or(0) / 8;
+            for (i, e) in buf.chunks_exact(8).take(got).enumerate() {
+                let e = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
+                if e >> 63 & 1 == 1 && e >> 56 & 1 == 1 {
+                    count += 1;
+                    let addr = at + i as u64 * PAGE;
+                    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: PAGE as usize }];
+                    if nix::sys::uio::process_vm_readv(
+                        pid,
+                        &mut [std::io::IoSliceMut::new(&mut page)],
+                        &remote,
+                    )
+                    .is_ok()
+                    {
+                        hasher.update(&addr.to_le_bytes());
+                        hasher.update(&page);
+                    }
+                }
+            }
+            at += n.max(1) as u64 * PAGE;
+        }
+    }
+    Ok((count, hasher.finalize().to_hex().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewinding_is_refused_for_calls_that_end_replace_or_clone() {
+        assert!(skip(-1));
+        assert!(skip(libc::SYS_exit_group));
+        assert!(skip(libc::SYS_execve));
+        assert!(!skip(libc::SYS_write));
+        assert!(!skip(libc::SYS_getppid));
+    }
+}

@@ -226,4 +226,38 @@ mod tests {
         l.checkpoint();
         assert!(matches!(l.on_failure("SIGSEGV", 0), Decision::Stand(w) if w.contains("already")));
     }
+
+    #[test]
+    fn the_report_names_each_restart_its_epoch_and_cause() {
+        let log = CheckpointLog {
+            interval_ms: 20.0,
+            epochs: vec![Epoch {
+                index: 1,
+                at_ms: 21.0,
+                dirty_pages: 5,
+                written_blake3: String::new(),
+                cost_ms: 0.5,
+            }],
+            rollbacks: vec![
+                Rollback {
+                    at_ms: 30.0,
+                    cause: "SIGSEGV".into(),
+                    resumed_epoch: Some(1),
+                    note: String::new(),
+                },
+                Rollback {
+                    at_ms: 40.0,
+                    cause: "SIGSEGV".into(),
+                    resumed_epoch: None,
+                    note: "failed again".into(),
+                },
+            ],
+            stopped: None,
+        };
+        let lines = describe(2, Some(&log));
+        assert!(lines[0].contains("replica 2: 1 checkpoint(s) every 20 ms · 5 written pages"), "{lines:?}");
+        assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
+        assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
+        assert!(describe(0, None).is_empty());
+    }
 }

@@ -1,0 +1,131 @@
+//! End-to-end tests of `--checkpoint`: each replica's tracer checkpoints it by an injected fork, and a
+//! replica that crashes is replaced by its last checkpoint, which re-executes from there.
+//!
+//! The fixture `checkpointee` waits (making system calls, doing no I/O) until it has a child process,
+//! which under `--checkpoint` is its checkpoint: that is the readiness handshake, so a fault always
+//! lands after a checkpoint, with no sleep. `crash-once MARKER` crashes in the one replica that creates
+//! MARKER; the checkpoint resumed in its place finds MARKER and completes. No assertion on time.
+
+#[macro_use]
+mod common;
+
+use std::ffi::OsString;
+
+use common::*;
+use serde_json::Value;
+
+fn checkpointee(args: &[&str]) -> Vec<OsString> {
+    let mut v = vec![fixture("checkpointee").into_os_string()];
+    v.extend(args.iter().map(OsString::from));
+    v
+}
+
+fn checkpoint_logs(report: &Value) -> Vec<Value> {
+    report["memory"]["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no memory replicas in {report}"))
+        .iter()
+        .map(|r| r["checkpoints"].clone())
+        .collect()
+}
+
+fn rollbacks(log: &Value) -> Vec<Value> {
+    log["rollbacks"].as_array().cloned().unwrap_or_default()
+}
+
+/// The sum the fixture prints when nothing crashes: MARKER present from the start. (Run alone, the
+/// fixture would wait for a checkpoint that never comes.)
+fn plain_sum() -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, b"").expect("creating the marker");
+    let run = tmr_json_report(
+        None,
+        &[],
+        &with(&["--checkpoint", "20ms"], checkpointee(&["crash-once", marker.to_str().expect("utf-8")])),
+        "tmr-report",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+}
+
+#[test]
+fn a_replica_that_crashes_once_is_rolled_back_and_the_vote_is_unanimous() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    let args = with(
+        &["--checkpoint", "20ms", "--reruns", "0"],
+        checkpointee(&["crash-once", marker.to_str().expect("utf-8")]),
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert!(marker.exists(), "one replica crashed (it created the marker)");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.stdout, plain_sum(), "the resumed replica computed the same result");
+    let logs = checkpoint_logs(&run.report);
+    assert_eq!(logs.len(), 3);
+    let rolled: Vec<Value> = logs.iter().flat_map(rollbacks).collect();
+    assert_eq!(rolled.len(), 1, "exactly one failure, rolled back: {rolled:?}");
+    assert_eq!(rolled[0]["cause"], "SIGSEGV");
+    assert!(rolled[0]["resumed_epoch"].as_u64().is_some_and(|e| e >= 1), "{rolled:?}");
+    // Every replica was checkpointed (that is how each got past its handshake).
+    assert!(logs.iter().all(|l| l["epochs"].as_array().is_some_and(|e| !e.is_empty())), "{logs:?}");
+}
+
+#[test]
+fn a_replica_that_fails_again_after_its_rollback_is_reported_deterministic() {
+    require_ptrace!();
+    let args = with(&["--checkpoint", "20ms", "--reruns", "0"], checkpointee(&["crash-always"]));
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!(run.code, 128 + libc::SIGSEGV, "the voted outcome is the crash: {}", run.stderr);
+    for log in checkpoint_logs(&run.report) {
+        let r = rollbacks(&log);
+        assert_eq!(r.len(), 2, "rolled back once, then left to stand: {r:?}");
+        assert!(r[0]["resumed_epoch"].as_u64().is_some());
+        assert!(r[1]["resumed_epoch"].is_null());
+        let note = r[1]["note"].as_str().unwrap_or_default();
+        assert!(note.contains("failed again") && note.contains("deterministic"), "{note}");
+    }
+}
+
+#[test]
+fn a_real_program_gives_the_same_output_under_checkpoints() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let input = dir.path().join("numbers");
+    // 300k numbers in a scrambled but fixed order.
+    let text: String = (0u64..300_000).map(|i| format!("{}\n", (i * 7_919) % 300_007)).collect();
+    std::fs::write(&input, text).expect("writing the input");
+    let plain =
+        std::process::Command::new("sort").args(["-n", "--parallel=1"]).arg(&input).output().expect("sort");
+    assert!(plain.status.success());
+    let args = with(
+        &["--checkpoint", "10ms", "--reruns", "0"],
+        vec!["sort".into(), "-n".into(), "--parallel=1".into(), input.clone().into_os_string()],
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.as_bytes(), &plain.stdout[..], "sort's output is unchanged by checkpoints");
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    let logs = checkpoint_logs(&run.report);
+    assert!(
+        logs.iter().any(|l| l["epochs"].as_array().is_some_and(|e| !e.is_empty())),
+        "sort was checkpointed at least once: {logs:?}"
+    );
+}
+
+#[test]
+fn a_multithreaded_replica_is_not_checkpointed_and_the_report_says_why() {
+    require_ptrace!();
+    let run = tmr_json_report(
+        None,
+        &[],
+        &with(&["--checkpoint", "10ms", "--reruns", "0"], vec![fixture("threads").into_os_string()]),
+        "tmr-report",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for log in checkpoint_logs(&run.report) {
+        assert!(log["stopped"].as_str().is_some_and(|s| s.contains("thread")), "{log}");
+    }
+}

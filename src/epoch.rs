@@ -68,6 +68,9 @@ impl Schedule {
     pub fn due(&self, now: Duration) -> bool {
         now >= self.next
     }
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
     /// Time left until due (what the timer is armed with).
     pub fn wait(&self, now: Duration) -> Duration {
         self.next.saturating_sub(now)
@@ -76,6 +79,21 @@ impl Schedule {
     pub fn taken(&mut self, now: Duration) {
         self.next = now + self.interval;
     }
+}
+
+/// A replica still running is hung at this multiple of the median wall of its finished siblings.
+pub const HANG_FACTOR: f64 = 4.0;
+
+/// Whether a replica that has run for `elapsed` (not counting time lost to rollbacks) is hung, as tmr's
+/// relative timeout judges (`HANG_FACTOR` × the median wall of the siblings that finished, once a strict
+/// majority of all `replicas` has), but never before `floor`.
+pub fn hung(elapsed: Duration, finished: &[Duration], replicas: usize, floor: Duration) -> bool {
+    if replicas < 2 || finished.len() < replicas / 2 + 1 {
+        return false;
+    }
+    let mut walls: Vec<f64> = finished.iter().map(Duration::as_secs_f64).collect();
+    let Some(median) = crate::stats::median(&mut walls) else { return false };
+    elapsed >= Duration::from_secs_f64(median * HANG_FACTOR).max(floor)
 }
 
 /// The lineage of one replica: its kept checkpoint and what it was resumed from.
@@ -225,6 +243,17 @@ mod tests {
         }
         l.checkpoint();
         assert!(matches!(l.on_failure("SIGSEGV", 0), Decision::Stand(w) if w.contains("already")));
+    }
+
+    #[test]
+    fn a_replica_is_hung_once_a_majority_finished_long_enough_ago() {
+        let walls = [100 * MS, 120 * MS];
+        // One sibling finished: no majority of three yet.
+        assert!(!hung(10_000 * MS, &walls[..1], 3, MS));
+        assert!(!hung(439 * MS, &walls, 3, MS));
+        assert!(hung(440 * MS, &walls, 3, MS), "4 × the median (110 ms)");
+        assert!(!hung(440 * MS, &walls, 3, 500 * MS), "never before the floor");
+        assert!(!hung(10_000 * MS, &[], 1, MS), "a single replica has no siblings to compare with");
     }
 
     #[test]

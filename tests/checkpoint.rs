@@ -129,3 +129,28 @@ fn a_multithreaded_replica_is_not_checkpointed_and_the_report_says_why() {
         assert!(log["stopped"].as_str().is_some_and(|s| s.contains("thread")), "{log}");
     }
 }
+
+#[test]
+fn a_hung_replica_is_rolled_back_and_completes() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    // --timeout bounds the run if the hang were not caught (then the vote would not be unanimous).
+    let args = with(
+        &["--checkpoint", "20ms", "--timeout", "60s", "--reruns", "0"],
+        checkpointee(&["hang-once", marker.to_str().expect("utf-8")]),
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert!(marker.exists(), "one replica hung (it created the marker)");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.stdout, plain_sum());
+    let rolled: Vec<Value> = checkpoint_logs(&run.report).iter().flat_map(rollbacks).collect();
+    assert_eq!(rolled.len(), 1, "{rolled:?}");
+    assert_eq!(rolled[0]["cause"], "hang");
+    assert!(rolled[0]["resumed_epoch"].as_u64().is_some(), "{rolled:?}");
+    assert!(
+        run.report["memory"]["divergent"].as_array().is_some_and(|d| d.is_empty()),
+        "the resumed replica's memory agrees"
+    );
+}

@@ -18,6 +18,14 @@
 //!   When the resumed process ends, the original one is made to end the same way (a remote
 //!   `exit_group(code)`, or the same signal), so tmr sees one replica with one outcome.
 //!
+//! - **Hangs.** Each tracer writes its replica's wall into a directory tmr made for the run when the
+//!   replica exits. A replica still running at `crate::epoch::HANG_FACTOR` × the median wall of a
+//!   majority of finished siblings is interrupted and rolled back the same way ("hang").
+//!
+//! A resumed process keeps the original's thread id in its thread control block (a raw clone does not
+//! do glibc's fork bookkeeping): glibc ≥ 2.34 asks the kernel (gettid) where it matters (raise), and the
+//! memory vote blanks the original pid, which is also what the copies made before the checkpoint hold.
+//!
 //! Limits: single-threaded replicas without child processes only (checkpointing stops, with a note,
 //! at the first thread or child); CPU-bound code that makes no system call is checkpointed at its next
 //! one; killed checkpoints stay zombies of the replica until it exits; `getppid()` in a resumed process is
@@ -41,11 +49,14 @@ use crate::memvote::PAGE;
 static DUE: AtomicBool = AtomicBool::new(false);
 /// The running process, for the timer handler to interrupt (0 before the first arming).
 static RUNNING: AtomicI32 = AtomicI32::new(0);
+/// A checkpoint is already wanted: the running process stops at its next system call anyway, and an
+/// interrupt now would only make the injected clone fail (a pending stop makes fork restart).
+static WANTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_timer(_: libc::c_int) {
     DUE.store(true, Ordering::SeqCst);
     let pid = RUNNING.load(Ordering::SeqCst);
-    if pid > 0 {
+    if pid > 0 && !WANTED.load(Ordering::SeqCst) {
         // SAFETY: ptrace(2) is a plain system call, async-signal-safe; no pointers.
         unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
     }
@@ -56,6 +67,17 @@ struct Kept {
     pid: Pid,
     epoch: u32,
     io: u64,
+    /// When it was taken (since the tracer attached).
+    at: Duration,
+}
+
+/// Where the replicas' tracers of one run tell each other that their replica finished (a directory tmr
+/// made for the run): `done.<round>.<replica>` holds its wall in ms. Hang detection reads it.
+struct Peers {
+    dir: std::path::PathBuf,
+    replica: usize,
+    replicas: usize,
+    round: usize,
 }
 
 pub struct Checkpointer {
@@ -67,6 +89,8 @@ pub struct Checkpointer {
     want: bool,
     /// Why checkpoints are no longer taken.
     off: bool,
+    /// Remote forks interrupted in a row.
+    retries: u32,
     /// The address of a `syscall` instruction in the replica (for remote syscalls at any stop).
     gadget: Option<u64>,
     /// The original replica (tmr's child), held stopped once a checkpoint runs in its place.
@@ -76,6 +100,12 @@ pub struct Checkpointer {
     held: Vec<Pid>,
     timer: Option<libc::timer_t>,
     started: Instant,
+    peers: Option<Peers>,
+    /// The running process was found hung: roll back at its next stop.
+    hang_pending: bool,
+    /// Time lost to rollbacks (failure time minus checkpoint time, summed): not counted against the
+    /// resumed process when judging a hang.
+    lost: Duration,
     /// A wait status for the running process seen while taking a checkpoint, for the trace loop.
     pub pending: Option<WaitStatus>,
 }
@@ -89,13 +119,55 @@ impl Checkpointer {
             kept: None,
             want: false,
             off: false,
+            retries: 0,
             gadget: None,
             proxy: None,
             held: Vec::new(),
             timer: None,
             started,
+            peers: None,
+            hang_pending: false,
+            lost: Duration::ZERO,
             pending: None,
         }
+    }
+
+    /// Judge hangs against the sibling replicas that report in `dir` (their numbers from TMR_REPLICA,
+    /// TMR_REPLICAS and TMR_ROUND, which tmr sets for every replica).
+    pub fn with_peers(mut self, dir: std::path::PathBuf) -> Self {
+        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+        if let (Some(replica), Some(replicas), Some(round)) =
+            (var("TMR_REPLICA"), var("TMR_REPLICAS"), var("TMR_ROUND"))
+        {
+            self.peers = Some(Peers { dir, replica, replicas, round });
+        }
+        self
+    }
+
+    /// Tell the siblings this replica finished (at its exit stop).
+    pub fn done(&self) {
+        if let Some(p) = &self.peers {
+            let wall = self.now().saturating_sub(self.lost).as_secs_f64() * 1e3;
+            let _ = std::fs::write(p.dir.join(format!("done.{}.{}", p.round, p.replica)), format!("{wall}"));
+        }
+    }
+
+    /// Is the running process hung, judged against the siblings that finished?
+    fn hung(&self) -> bool {
+        let Some(p) = &self.peers else { return false };
+        let walls: Vec<Duration> = (0..p.replicas)
+            .filter(|&j| j != p.replica)
+            .filter_map(|j| std::fs::read_to_string(p.dir.join(format!("done.{}.{j}", p.round))).ok())
+            .filter_map(|t| t.trim().parse::<f64>().ok())
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3))
+            .collect();
+        let floor = 2 * self.schedule.interval();
+        crate::epoch::hung(self.now().saturating_sub(self.lost), &walls, p.replicas, floor)
+    }
+
+    fn set_want(&mut self, want: bool) {
+        self.want = want;
+        WANTED.store(want, Ordering::SeqCst);
     }
 
     fn now(&self) -> Duration {
@@ -141,9 +213,14 @@ impl Checkpointer {
 
     fn arm(&mut self) {
         let Some(timer) = self.timer else { return };
+        // Periodic: ticks also come while no checkpoint can be taken (no system call), to judge hangs.
         let wait = self.schedule.wait(self.now()).max(Duration::from_micros(1));
+        let every = self.schedule.interval();
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: every.as_secs() as i64,
+                tv_nsec: every.subsec_nanos() as i64,
+            },
             it_value: libc::timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 },
         };
         // SAFETY: `timer` was created by timer_create; the spec is a valid local.
@@ -152,9 +229,32 @@ impl Checkpointer {
 
     /// Called at the top of the trace loop: turn a timer tick into a wish to checkpoint.
     pub fn poll(&mut self) {
-        if DUE.swap(false, Ordering::SeqCst) && !self.off {
-            self.want = true;
+        if !DUE.swap(false, Ordering::SeqCst) {
+            return;
         }
+        if !self.off && self.schedule.due(self.now()) {
+            self.set_want(true);
+        }
+        if !self.hang_pending && self.hung() {
+            self.hang_pending = true;
+            // It may be spinning without a system call: make it stop.
+            let _ = ptrace::interrupt(Pid::from_raw(RUNNING.load(Ordering::SeqCst)));
+        }
+    }
+
+    /// Any stop of the running process `r`: if it was found hung, roll it back now. Returns the
+    /// resumed checkpoint's pid (the caller must not resume `r`).
+    pub fn at_stop(&mut self, r: Pid, original: Pid) -> Option<Pid> {
+        if !self.hang_pending {
+            return None;
+        }
+        self.hang_pending = false;
+        let resumed = self.roll(r, original, "hang".into());
+        if resumed.is_none() {
+            // Left to stand: judged once; tmr's own timeout, if any, ends it.
+            self.peers = None;
+        }
+        resumed
     }
 
     /// Resume `tid` (the running process gets PTRACE_SYSCALL while a checkpoint is wanted).
@@ -172,7 +272,7 @@ impl Checkpointer {
             return;
         }
         self.off = true;
-        self.want = false;
+        self.set_want(false);
         self.log.stopped = Some(why);
         if let Some(k) = self.kept.take() {
             kill_stopped(k.pid);
@@ -198,7 +298,7 @@ impl Checkpointer {
                     kill_stopped(old.pid);
                 }
                 let epoch = self.lineage.checkpoint();
-                self.kept = Some(Kept { pid: child, epoch, io: io_bytes(running) });
+                self.kept = Some(Kept { pid: child, epoch, io: io_bytes(running), at: self.now() });
                 self.gadget.get_or_insert(regs.rip - 2);
                 self.log.epochs.push(Epoch {
                     index: epoch,
@@ -208,10 +308,19 @@ impl Checkpointer {
                     cost_ms: t0.elapsed().as_secs_f64() * 1e3,
                 });
             }
-            Ok(None) => return, // the replica went away; `pending` has its status
+            // The replica went away (`pending` has its status), or the clone was interrupted by a stop
+            // request and must be retried at the next entry stop (bounded).
+            Ok(None) => {
+                self.retries += 1;
+                if self.pending.is_none() && self.retries > 1000 {
+                    self.stop("the remote fork was interrupted 1000 times in a row".into());
+                }
+                return;
+            }
             Err(e) => self.stop(format!("a remote fork failed: {e:#}")),
         }
-        self.want = false;
+        self.retries = 0;
+        self.set_want(false);
         self.schedule.taken(self.now());
         self.arm();
     }
@@ -238,13 +347,20 @@ impl Checkpointer {
                 }
             }
         }
+        let ret = ptrace::getregs(r)?.rax;
         let mut back = regs;
         back.rax = regs.orig_rax;
         back.rip = regs.rip - 2;
         ptrace::setregs(r, back).context("restoring the replica's registers")?;
-        let child = child.ok_or_else(|| {
-            anyhow!("clone returned {}", ptrace::getregs(r).map(|g| g.rax as i64).unwrap_or(0))
-        })?;
+        let Some(child) = child else {
+            // The original call runs again either way (registers restored above). A signal or stop
+            // request pending at the clone makes it fail with ERESTARTNOINTR: retry later.
+            let rc = ret as i64;
+            if rc == -513 || rc == -(libc::EINTR as i64) || rc == -(libc::EAGAIN as i64) {
+                return Ok(None);
+            }
+            bail!("clone returned {rc}");
+        };
         // The child's first stop (it was attached automatically).
         loop {
             match wait(child)? {
@@ -266,7 +382,6 @@ impl Checkpointer {
             return Err(e.context("PR_SET_PDEATHSIG in the checkpoint"));
         }
         ptrace::setregs(child, back).context("setting the checkpoint's registers")?;
-        fix_tcb_tid(child, regs.fs_base, r, child);
         Ok(Some(child))
     }
 
@@ -278,11 +393,19 @@ impl Checkpointer {
             sig,
             Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGABRT
         );
-        if !crash || caught(r, sig) || (self.kept.is_none() && self.lineage.resumed_from.is_none()) {
+        if !crash || caught(r, sig) {
+            return None;
+        }
+        self.roll(r, original, crate::fingerprint::signal_name(sig as i32))
+    }
+
+    /// The running process `r` failed with `cause`: resume the kept checkpoint in its place if the
+    /// lineage allows it, and log either way.
+    fn roll(&mut self, r: Pid, original: Pid, cause: String) -> Option<Pid> {
+        if self.kept.is_none() && self.lineage.resumed_from.is_none() {
             return None;
         }
         let at_ms = self.now().as_secs_f64() * 1e3;
-        let cause = crate::fingerprint::signal_name(sig as i32);
         let io_since = self.kept.as_ref().map_or(0, |k| io_bytes(r).saturating_sub(k.io));
         let decision = if self.off {
             Decision::Stand("checkpointing had stopped".into())
@@ -306,13 +429,14 @@ impl Checkpointer {
                     return None;
                 }
                 RUNNING.store(kept.pid.as_raw(), Ordering::SeqCst);
+                self.lost += self.now().saturating_sub(kept.at);
                 self.log.rollbacks.push(Rollback {
                     at_ms,
                     cause,
                     resumed_epoch: Some(epoch),
                     note: format!("resumed checkpoint {epoch} in place of the failed process"),
                 });
-                self.want = false;
+                self.set_want(false);
                 self.schedule.taken(self.now());
                 self.arm();
                 Some(kept.pid)
@@ -432,28 +556,6 @@ fn remote_syscall(
         }
     }
     Ok(ptrace::getregs(pid)?.rax as i64)
-}
-
-/// A raw clone does not do what glibc's fork does in the child: store the new tid in the thread control
-/// block. Without it, raise(3) and abort(3) in a resumed checkpoint would signal a tid that is not its
-/// own. The slot is found as the one aligned 32-bit word equal to the parent's tid in the TCB's first
-/// page (glibc keeps it at a fixed, version-dependent offset); if it is not found exactly once, nothing
-/// is written.
-fn fix_tcb_tid(child: Pid, fs_base: u64, parent: Pid, new: Pid) {
-    let mut tcb = vec![0u8; PAGE as usize];
-    let remote = [nix::sys::uio::RemoteIoVec { base: fs_base as usize, len: tcb.len() }];
-    if fs_base == 0
-        || nix::sys::uio::process_vm_readv(child, &mut [std::io::IoSliceMut::new(&mut tcb)], &remote).is_err()
-    {
-        return;
-    }
-    let want = (parent.as_raw() as u32).to_ne_bytes();
-    let hits: Vec<usize> =
-        tcb.chunks_exact(4).enumerate().filter(|(_, w)| *w == want).map(|(i, _)| i * 4).collect();
-    if let [at] = hits[..] {
-        let _ =
-            super::monitor::write_remote(child, fs_base + at as u64, &(new.as_raw() as u32).to_ne_bytes());
-    }
 }
 
 /// waitpid for one tracee, retried when the checkpoint timer's signal interrupts it.

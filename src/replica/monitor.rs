@@ -141,6 +141,7 @@ pub fn main(args: &[OsString]) -> i32 {
     }
     let mut det = Det::default();
     let mut checkpoint = None;
+    let mut peers = None;
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
         if args[i] == "--checkpoint-ms" && i + 1 < args.len() {
@@ -151,6 +152,9 @@ pub fn main(args: &[OsString]) -> i32 {
                     return 125;
                 }
             }
+            i += 2;
+        } else if args[i] == "--checkpoint-dir" && i + 1 < args.len() {
+            peers = Some(std::path::PathBuf::from(&args[i + 1]));
             i += 2;
         } else if args[i] == "--det" && i + 1 < args.len() {
             match Det::parse(&args[i + 1].to_string_lossy()) {
@@ -171,7 +175,7 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("tmr monitor: usage: {ARG} [--det LIST] -- PATH ARGV0 [ARGS...]");
         return 125;
     }
-    match become_replica(command, det, checkpoint) {
+    match become_replica(command, det, checkpoint.map(|d| (d, peers))) {
         Ok(never) => match never {},
         Err((code, e)) => {
             eprintln!("tmr: {e:#}");
@@ -189,7 +193,7 @@ pub fn main(args: &[OsString]) -> i32 {
 fn become_replica(
     command: &[OsString],
     det: Det,
-    checkpoint: Option<std::time::Duration>,
+    checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
 ) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
     let fail = |e: anyhow::Error| (125, e);
     let c = |s: &OsString| CString::new(s.clone().into_vec()).context("NUL in an argument");
@@ -279,7 +283,7 @@ fn tracer_main(
     tmr: i32,
     det: Det,
     inject: Option<InjectSpec>,
-    checkpoint: Option<std::time::Duration>,
+    checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
     go: OwnedFd,
 ) -> ! {
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
@@ -304,7 +308,13 @@ fn tracer_main(
         | Options::PTRACE_O_TRACESYSGOOD;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
-    tracer.ckpt = checkpoint.filter(|_| traced).map(|d| Checkpointer::new(d, tracer.started));
+    tracer.ckpt = checkpoint.filter(|_| traced).map(|(d, peers)| {
+        let c = Checkpointer::new(d, tracer.started);
+        match peers {
+            Some(dir) => c.with_peers(dir),
+            None => c,
+        }
+    });
     if !traced {
         // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
@@ -499,6 +509,20 @@ impl Tracer {
                     }
                 }
             }
+            // A replica found hung (by the checkpoint timer) is rolled back at its next stop.
+            if let Some(c) = self.ckpt.as_mut().filter(|_| status.pid() == Some(self.pid)) {
+                let stop = match status {
+                    WaitStatus::PtraceEvent(_, _, e) => e != libc::PTRACE_EVENT_EXIT,
+                    WaitStatus::PtraceSyscall(_) | WaitStatus::Stopped(..) => true,
+                    _ => false,
+                };
+                if let Some(resumed) = stop.then(|| c.at_stop(self.pid, self.original)).flatten() {
+                    self.pid = resumed;
+                    TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
+                    self.last_fault = None;
+                    continue;
+                }
+            }
             match status {
                 WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
                     if let Some(c) = &mut self.ckpt {
@@ -538,6 +562,7 @@ impl Tracer {
                         libc::PTRACE_EVENT_EXIT if tid == self.pid => {
                             self.on_exit();
                             if let Some(c) = &mut self.ckpt {
+                                c.done();
                                 self.snap.checkpoints = Some(c.log.clone());
                                 c.finish(tid, ptrace::getevent(tid).ok().map(|s| s as i32));
                             }
@@ -689,7 +714,9 @@ impl Tracer {
         }
         let masks = Masks {
             rsp: regs.filter(|_| self.det.stack).map(|r| r.rsp),
-            tid: regs.filter(|_| self.det.tid).map(|r| (self.pid.as_raw() as u32, r.fs_base)),
+            // After a rollback the resumed process holds the original pid wherever it was copied before
+            // the checkpoint (its own shows only where it called getpid since): blank the original.
+            tid: regs.filter(|_| self.det.tid).map(|r| (self.original.as_raw() as u32, r.fs_base)),
             replica_env: ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD"]
                 .iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}").into_bytes()))

@@ -96,11 +96,15 @@ pub fn hung(elapsed: Duration, finished: &[Duration], replicas: usize, floor: Du
     elapsed >= Duration::from_secs_f64(median * HANG_FACTOR).max(floor)
 }
 
-/// The lineage of one replica: its kept checkpoint and what it was resumed from.
+/// Checkpoints kept per replica: the newest, and the one before it, for when the newest was taken
+/// after the fault had already struck (in a signal handler on the way to the crash, say).
+pub const KEEP: usize = 2;
+
+/// The lineage of one replica: its kept checkpoints and what the running process was resumed from.
 #[derive(Debug, Clone, Default)]
 pub struct Lineage {
-    /// The epoch of the checkpoint held now.
-    pub kept: Option<u32>,
+    /// Epochs of the checkpoints held now, oldest first (at most [`KEEP`]).
+    pub kept: Vec<u32>,
     /// The epoch the running process was resumed from, if it is a resumed checkpoint.
     pub resumed_from: Option<u32>,
     pub rollbacks: u32,
@@ -111,50 +115,58 @@ pub struct Lineage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Resume the kept checkpoint of this epoch in place of the failed process.
+    /// Resume the kept checkpoint of this epoch in place of the failed process; the kept ones newer
+    /// than it are released.
     Rollback(u32),
     /// Let the failure stand, for this reason.
     Stand(String),
 }
 
 impl Lineage {
-    /// A new checkpoint was taken: it replaces the kept one (which the caller releases). Returns its epoch.
-    pub fn checkpoint(&mut self) -> u32 {
+    /// A new checkpoint was taken. Returns its epoch and the epoch released to make room, if any.
+    pub fn checkpoint(&mut self) -> (u32, Option<u32>) {
         self.epochs += 1;
-        self.kept = Some(self.epochs);
-        self.epochs
+        self.kept.push(self.epochs);
+        let released = (self.kept.len() > KEEP).then(|| self.kept.remove(0));
+        (self.epochs, released)
     }
 
-    /// The running process failed with `cause`; `io_since` is the bytes it read or wrote since the kept
-    /// checkpoint. A resumed process that fails the same way again is a deterministic fault, even if it
-    /// took a newer checkpoint meanwhile (that one holds the same fault's cause).
-    pub fn on_failure(&mut self, cause: &str, io_since: u64) -> Decision {
-        if let (Some(r), Some(last)) = (self.resumed_from, &self.last_cause) {
-            if last == cause {
-                return Decision::Stand(format!(
-                    "failed again ({cause}) after resuming checkpoint {r}: a deterministic fault"
-                ));
+    /// Which checkpoint a failure with `cause` would go back to. The newest, unless the running process
+    /// was resumed and failed the same way again: then the newest one older than the one it was
+    /// resumed from (the newer ones may hold the fault already), if any.
+    pub fn candidate(&self, cause: &str) -> Result<u32, String> {
+        match self.resumed_from {
+            Some(r) if self.last_cause.as_deref() == Some(cause) => {
+                self.kept.iter().rev().copied().find(|&e| e < r).ok_or_else(|| {
+                    format!("failed again ({cause}) after resuming checkpoint {r}, and no older one is kept: a deterministic fault")
+                })
             }
+            Some(r) => self.kept.last().copied().ok_or_else(|| format!("no checkpoint kept since resuming checkpoint {r}")),
+            None => self.kept.last().copied().ok_or_else(|| "no checkpoint had been taken yet".to_string()),
         }
-        let Some(k) = self.kept else {
-            return Decision::Stand(match self.resumed_from {
-                Some(r) => format!(
-                    "failed again after resuming checkpoint {r}: a deterministic fault of that checkpoint"
-                ),
-                None => "no checkpoint had been taken yet".into(),
-            });
+    }
+
+    /// The running process failed with `cause`; `io_since(k)` is the bytes read or written since
+    /// checkpoint `k` that a rollback could not take back.
+    pub fn on_failure(&mut self, cause: &str, io_since: impl FnOnce(u32) -> u64) -> Decision {
+        let k = match self.candidate(cause) {
+            Ok(k) => k,
+            Err(why) => return Decision::Stand(why),
         };
         if self.rollbacks >= MAX_ROLLBACKS {
             return Decision::Stand(format!("already rolled back {MAX_ROLLBACKS} times"));
         }
-        if io_since > 0 {
-            return Decision::Stand(format!(
-                "it read or wrote {io_since} bytes since checkpoint {k}; rolling back I/O is not implemented"
-            ));
+        let io = io_since(k);
+        if io > 0 {
+            return Decision::Stand(if io == u64::MAX {
+                format!("its I/O since checkpoint {k} is unknown")
+            } else {
+                format!("it read or wrote {io} bytes since checkpoint {k} (besides stdout/stderr); those cannot be taken back")
+            });
         }
         self.rollbacks += 1;
         self.last_cause = Some(cause.to_string());
-        self.kept = None;
+        self.kept.retain(|&e| e < k);
         self.resumed_from = Some(k);
         Decision::Rollback(k)
     }
@@ -205,44 +217,52 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_rolls_back_to_the_newest_checkpoint_once() {
+    fn a_failure_rolls_back_to_the_newest_checkpoint_then_to_the_one_before() {
         let mut l = Lineage::default();
-        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Stand("no checkpoint had been taken yet".into()));
-        assert_eq!(l.checkpoint(), 1);
-        assert_eq!(l.checkpoint(), 2);
-        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Rollback(2));
-        // Fails again before a new checkpoint: deterministic.
-        match l.on_failure("SIGSEGV", 0) {
-            Decision::Stand(why) => assert!(why.contains("failed again") && why.contains('2'), "{why}"),
+        let none = |_| 0;
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Stand("no checkpoint had been taken yet".into()));
+        assert_eq!(l.checkpoint(), (1, None));
+        assert_eq!(l.checkpoint(), (2, None));
+        assert_eq!(l.checkpoint(), (3, Some(1)), "two are kept");
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Rollback(3));
+        // The same fault again: checkpoint 3 may hold it already; go back to 2.
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Rollback(2));
+        match l.on_failure("SIGSEGV", none) {
+            Decision::Stand(why) => {
+                assert!(why.contains("failed again (SIGSEGV)") && why.contains("checkpoint 2"))
+            }
             d => panic!("{d:?}"),
         }
     }
 
     #[test]
-    fn a_resumed_replica_that_reaches_a_new_checkpoint_can_roll_back_again() {
+    fn checkpoints_taken_after_resuming_are_newer_than_the_fault_and_skipped_when_it_recurs() {
         let mut l = Lineage::default();
         l.checkpoint();
-        assert_eq!(l.on_failure("SIGSEGV", 0), Decision::Rollback(1));
-        assert_eq!(l.checkpoint(), 2);
-        assert_eq!(l.on_failure("SIGBUS", 0), Decision::Rollback(2));
-        // The same cause again, even from a newer checkpoint: deterministic.
         l.checkpoint();
-        assert!(
-            matches!(l.on_failure("SIGBUS", 0), Decision::Stand(w) if w.contains("failed again (SIGBUS)"))
-        );
+        assert_eq!(l.on_failure("SIGSEGV", |_| 0), Decision::Rollback(2));
+        assert_eq!(l.checkpoint(), (3, None));
+        assert_eq!(l.kept, vec![1, 3]);
+        // A different fault rolls back to the newest; the same one again skips past 3 and 2.
+        assert_eq!(l.clone().on_failure("SIGBUS", |_| 0), Decision::Rollback(3));
+        assert_eq!(l.on_failure("SIGSEGV", |_| 0), Decision::Rollback(1));
+        assert!(l.kept.is_empty(), "3 is newer than 1: released");
     }
 
     #[test]
     fn io_since_the_checkpoint_or_too_many_rollbacks_leave_the_failure_standing() {
         let mut l = Lineage::default();
         l.checkpoint();
-        assert!(matches!(l.on_failure("SIGSEGV", 12), Decision::Stand(w) if w.contains("12 bytes")));
+        assert!(
+            matches!(l.on_failure("SIGSEGV", |k| if k == 1 { 12 } else { 0 }), Decision::Stand(w) if w.contains("12 bytes"))
+        );
+        assert!(matches!(l.on_failure("SIGSEGV", |_| u64::MAX), Decision::Stand(w) if w.contains("unknown")));
         for i in 0..MAX_ROLLBACKS {
             l.checkpoint();
-            assert!(matches!(l.on_failure(&format!("cause {i}"), 0), Decision::Rollback(_)));
+            assert!(matches!(l.on_failure(&format!("cause {i}"), |_| 0), Decision::Rollback(_)));
         }
         l.checkpoint();
-        assert!(matches!(l.on_failure("SIGSEGV", 0), Decision::Stand(w) if w.contains("already")));
+        assert!(matches!(l.on_failure("SIGSEGV", |_| 0), Decision::Stand(w) if w.contains("already")));
     }
 
     #[test]

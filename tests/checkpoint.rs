@@ -74,17 +74,22 @@ fn a_replica_that_crashes_once_is_rolled_back_and_the_vote_is_unanimous() {
 }
 
 #[test]
-fn a_replica_that_fails_again_after_its_rollback_is_reported_deterministic() {
+fn a_replica_that_fails_again_after_its_rollbacks_is_reported_deterministic() {
     require_ptrace!();
     let args = with(&["--checkpoint", "20ms", "--reruns", "0"], checkpointee(&["crash-always"]));
     let run = tmr_json_report(None, &[], &args, "tmr-report");
     assert_eq!(run.code, 128 + libc::SIGSEGV, "the voted outcome is the crash: {}", run.stderr);
     for log in checkpoint_logs(&run.report) {
         let r = rollbacks(&log);
-        assert_eq!(r.len(), 2, "rolled back once, then left to stand: {r:?}");
-        assert!(r[0]["resumed_epoch"].as_u64().is_some());
-        assert!(r[1]["resumed_epoch"].is_null());
-        let note = r[1]["note"].as_str().unwrap_or_default();
+        // Rolled back to the newest checkpoint, then (the same fault again: the newest may hold it) to
+        // the one before if there was one, then left to stand.
+        assert!((2..=3).contains(&r.len()), "{r:?}");
+        let (last, before) = r.split_last().expect("not empty");
+        assert!(before.iter().all(|b| b["resumed_epoch"].as_u64().is_some()), "{r:?}");
+        let epochs: Vec<u64> = before.iter().filter_map(|b| b["resumed_epoch"].as_u64()).collect();
+        assert!(epochs.windows(2).all(|w| w[1] < w[0]), "each time further back: {epochs:?}");
+        assert!(last["resumed_epoch"].is_null());
+        let note = last["note"].as_str().unwrap_or_default();
         assert!(note.contains("failed again") && note.contains("deterministic"), "{note}");
     }
 }
@@ -149,8 +154,26 @@ fn a_hung_replica_is_rolled_back_and_completes() {
     assert_eq!(rolled.len(), 1, "{rolled:?}");
     assert_eq!(rolled[0]["cause"], "hang");
     assert!(rolled[0]["resumed_epoch"].as_u64().is_some(), "{rolled:?}");
-    assert!(
-        run.report["memory"]["divergent"].as_array().is_some_and(|d| d.is_empty()),
-        "the resumed replica's memory agrees"
+    // No assertion on memory pages: the fixture's handshake leaves pids (which differ) in freed heap.
+}
+
+#[test]
+fn output_written_after_the_checkpoint_by_a_failed_replica_is_dropped() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    let args = with(
+        &["--checkpoint", "20ms", "--reruns", "0"],
+        checkpointee(&["print-once", marker.to_str().expect("utf-8")]),
     );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert!(marker.exists(), "one replica crashed (it created the marker)");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(run.stdout, expected, "the failed process's last line is not in the output");
+    assert!(!run.stderr.contains("also on stderr"), "nor its stderr: {}", run.stderr);
+    let rolled: Vec<Value> = checkpoint_logs(&run.report).iter().flat_map(rollbacks).collect();
+    assert_eq!(rolled.len(), 1, "{rolled:?}");
+    assert!(rolled[0]["resumed_epoch"].as_u64().is_some(), "{rolled:?}");
 }

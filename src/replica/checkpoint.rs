@@ -41,6 +41,7 @@ use nix::unistd::Pid;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use super::hold::Hold;
 use super::memsnap::writable_mappings;
 use crate::epoch::{CheckpointLog, Decision, Epoch, Lineage, Rollback, Schedule};
 use crate::memvote::PAGE;
@@ -66,9 +67,29 @@ extern "C" fn on_timer(_: libc::c_int) {
 struct Kept {
     pid: Pid,
     epoch: u32,
-    io: u64,
+    /// rchar and wchar of the replica when it was taken.
+    io: (u64, u64),
     /// When it was taken (since the tracer attached).
     at: Duration,
+    /// The process it is a fork of, and a `syscall` instruction in it (where it was taken).
+    from: Pid,
+    gadget: u64,
+}
+
+/// The checkpoint the running process was resumed from, for judging a rollback past it.
+struct Resumed {
+    epoch: u32,
+    from: Pid,
+    /// rchar/wchar of `from` at that checkpoint, and of the resumed process when it was resumed.
+    io_at_checkpoint: (u64, u64),
+    io_at_resume: (u64, u64),
+}
+
+fn io_diff(now: (u64, u64), then: (u64, u64)) -> u64 {
+    if now.0 == u64::MAX || then.0 == u64::MAX {
+        return u64::MAX;
+    }
+    now.0.saturating_sub(then.0).saturating_add(now.1.saturating_sub(then.1))
 }
 
 /// Where the replicas' tracers of one run tell each other that their replica finished (a directory tmr
@@ -84,21 +105,24 @@ pub struct Checkpointer {
     schedule: Schedule,
     lineage: Lineage,
     pub log: CheckpointLog,
-    kept: Option<Kept>,
+    /// Oldest first; mirrors `lineage.kept`.
+    kept: Vec<Kept>,
+    resumed: Option<Resumed>,
     /// A checkpoint is due: resume the running process with PTRACE_SYSCALL until the next entry stop.
     want: bool,
     /// Why checkpoints are no longer taken.
     off: bool,
     /// Remote forks interrupted in a row.
     retries: u32,
-    /// The address of a `syscall` instruction in the replica (for remote syscalls at any stop).
-    gadget: Option<u64>,
-    /// The original replica (tmr's child), held stopped once a checkpoint runs in its place.
-    proxy: Option<Pid>,
+    /// The original replica (tmr's child), held stopped once a checkpoint runs in its place, and a
+    /// `syscall` instruction in it (to make it exit).
+    proxy: Option<(Pid, u64)>,
     /// Resumed processes that failed in turn: held stopped (their checkpoints are their children, and
     /// would die with them), killed at the end.
     held: Vec<Pid>,
     timer: Option<libc::timer_t>,
+    /// The replica's stdout/stderr, held back until the next checkpoint.
+    hold: Option<Hold>,
     started: Instant,
     peers: Option<Peers>,
     /// The running process was found hung: roll back at its next stop.
@@ -116,14 +140,15 @@ impl Checkpointer {
             schedule: Schedule::new(interval),
             lineage: Lineage::default(),
             log: CheckpointLog { interval_ms: interval.as_secs_f64() * 1e3, ..Default::default() },
-            kept: None,
+            kept: Vec::new(),
+            resumed: None,
             want: false,
             off: false,
             retries: 0,
-            gadget: None,
             proxy: None,
             held: Vec::new(),
             timer: None,
+            hold: None,
             started,
             peers: None,
             hang_pending: false,
@@ -141,6 +166,12 @@ impl Checkpointer {
         {
             self.peers = Some(Peers { dir, replica, replicas, round });
         }
+        self
+    }
+
+    /// Hold the replica's output back until each checkpoint (see `hold.rs`).
+    pub fn with_hold(mut self, hold: Hold) -> Self {
+        self.hold = Some(hold);
         self
     }
 
@@ -174,8 +205,13 @@ impl Checkpointer {
         self.started.elapsed()
     }
 
-    /// Install the timer for the first checkpoint (the replica is attached, `running` is its pid).
+    /// Install the timer for the first checkpoint, one interval after the command's exec (`running` is
+    /// the replica). Once.
     pub fn start(&mut self, running: Pid) {
+        if self.timer.is_some() || self.off {
+            return;
+        }
+        self.schedule.taken(self.now());
         RUNNING.store(running.as_raw(), Ordering::SeqCst);
         if let Err(e) = self.install_timer() {
             self.stop(format!("no checkpoint timer: {e:#}"));
@@ -185,7 +221,7 @@ impl Checkpointer {
     }
 
     fn install_timer(&mut self) -> Result<()> {
-        let signo = libc::SIGRTMIN() + 5;
+        let signo = timer_signal();
         // nix's Signal has no real-time signals: install with libc directly. No SA_RESTART, so a
         // waitpid in the trace loop returns EINTR at the tick.
         // SAFETY: a zeroed sigaction with a handler that only stores to atomics and calls ptrace(2),
@@ -232,7 +268,8 @@ impl Checkpointer {
         if !DUE.swap(false, Ordering::SeqCst) {
             return;
         }
-        if !self.off && self.schedule.due(self.now()) {
+        let full = super::hold::FULL.swap(false, Ordering::SeqCst);
+        if !self.off && (full || self.schedule.due(self.now())) {
             self.set_want(true);
         }
         if !self.hang_pending && self.hung() {
@@ -274,10 +311,13 @@ impl Checkpointer {
         self.off = true;
         self.set_want(false);
         self.log.stopped = Some(why);
-        if let Some(k) = self.kept.take() {
+        if let Some(h) = &self.hold {
+            h.passthrough();
+        }
+        for k in self.kept.drain(..) {
             kill_stopped(k.pid);
         }
-        self.lineage.kept = None;
+        self.lineage.kept.clear();
     }
 
     /// A syscall stop of the running process: take the checkpoint at an entry stop if one is wanted.
@@ -294,12 +334,16 @@ impl Checkpointer {
         let (dirty, digest) = written_pages(running).unwrap_or_default();
         match self.fork_at_entry(running, regs) {
             Ok(Some(child)) => {
-                if let Some(old) = self.kept.take() {
-                    kill_stopped(old.pid);
+                let (epoch, released) = self.lineage.checkpoint();
+                if let Some(pos) = released.and_then(|e| self.kept.iter().position(|k| k.epoch == e)) {
+                    kill_stopped(self.kept.remove(pos).pid);
                 }
-                let epoch = self.lineage.checkpoint();
-                self.kept = Some(Kept { pid: child, epoch, io: io_bytes(running), at: self.now() });
-                self.gadget.get_or_insert(regs.rip - 2);
+                let io = io_counts(running);
+                let at = self.now();
+                self.kept.push(Kept { pid: child, epoch, io, at, from: running, gadget: regs.rip - 2 });
+                if let Some(h) = &self.hold {
+                    h.commit();
+                }
                 self.log.epochs.push(Epoch {
                     index: epoch,
                     at_ms,
@@ -402,11 +446,31 @@ impl Checkpointer {
     /// The running process `r` failed with `cause`: resume the kept checkpoint in its place if the
     /// lineage allows it, and log either way.
     fn roll(&mut self, r: Pid, original: Pid, cause: String) -> Option<Pid> {
-        if self.kept.is_none() && self.lineage.resumed_from.is_none() {
+        if self.kept.is_empty() && self.lineage.resumed_from.is_none() {
             return None;
         }
         let at_ms = self.now().as_secs_f64() * 1e3;
-        let io_since = self.kept.as_ref().map_or(0, |k| io_bytes(r).saturating_sub(k.io));
+        // Reads, and writes other than to stdout/stderr (those are held, and dropped below), since the
+        // checkpoint: they cannot be taken back.
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        let now_io = io_counts(r);
+        let (kept, resumed) = (&self.kept, &self.resumed);
+        let io_since = |epoch: u32| {
+            let Some(k) = kept.iter().find(|k| k.epoch == epoch) else { return u64::MAX };
+            let since = if k.from == r {
+                io_diff(now_io, k.io)
+            } else {
+                // An older checkpoint, of the process the running one was resumed from: its I/O
+                // between the two checkpoints (committed output included), plus ours since resuming.
+                match resumed {
+                    Some(res) if res.from == k.from && res.epoch > epoch => {
+                        io_diff(res.io_at_checkpoint, k.io).saturating_add(io_diff(now_io, res.io_at_resume))
+                    }
+                    _ => u64::MAX,
+                }
+            };
+            since.saturating_sub(held)
+        };
         let decision = if self.off {
             Decision::Stand("checkpointing had stopped".into())
         } else {
@@ -418,18 +482,32 @@ impl Checkpointer {
                 None
             }
             Decision::Rollback(epoch) => {
-                let kept = self.kept.take()?;
-                debug_assert_eq!(kept.epoch, epoch);
+                // Newer checkpoints are futures of the failed run: release them.
+                for k in self.kept.iter().filter(|k| k.epoch > epoch) {
+                    kill_stopped(k.pid);
+                }
+                self.kept.retain(|k| k.epoch <= epoch);
+                let pos = self.kept.iter().position(|k| k.epoch == epoch)?;
+                let kept = self.kept.remove(pos);
                 if r == original {
-                    self.proxy = Some(r);
+                    self.proxy = Some((r, kept.gadget));
                 } else {
                     self.held.push(r);
+                }
+                if let Some(h) = &self.hold {
+                    h.discard();
                 }
                 if ptrace::cont(kept.pid, None).is_err() {
                     return None;
                 }
                 RUNNING.store(kept.pid.as_raw(), Ordering::SeqCst);
                 self.lost += self.now().saturating_sub(kept.at);
+                self.resumed = Some(Resumed {
+                    epoch,
+                    from: kept.from,
+                    io_at_checkpoint: kept.io,
+                    io_at_resume: io_counts(kept.pid),
+                });
                 self.log.rollbacks.push(Rollback {
                     at_ms,
                     cause,
@@ -451,13 +529,22 @@ impl Checkpointer {
             // SAFETY: created by timer_create, deleted once.
             unsafe { libc::timer_delete(timer) };
         }
-        if let Some(k) = self.kept.take() {
+        for k in self.kept.drain(..) {
             kill_stopped(k.pid);
         }
         for h in std::mem::take(&mut self.held) {
             kill_stopped(h);
         }
-        let Some(proxy) = self.proxy.take() else { return };
+        let hold = self.hold.take();
+        self.end_proxy(running, status);
+        // Everything left is committed and passed on before the tracer leaves (and tmr sees EOF).
+        if let Some(h) = hold {
+            h.finish();
+        }
+    }
+
+    fn end_proxy(&mut self, running: Pid, status: Option<i32>) {
+        let Some((proxy, gadget)) = self.proxy.take() else { return };
         if status.is_some() {
             // Let the resumed process finish exiting first, so that tmr, which sees the original one end,
             // never finds it still running (a leftover).
@@ -472,7 +559,7 @@ impl Checkpointer {
             }
         }
         let ended = match status {
-            Some(s) if libc::WIFEXITED(s) => self.exit_proxy(proxy, libc::WEXITSTATUS(s)),
+            Some(s) if libc::WIFEXITED(s) => exit_proxy(proxy, gadget, libc::WEXITSTATUS(s)),
             Some(s) if libc::WIFSIGNALED(s) => {
                 let sig = Signal::try_from(libc::WTERMSIG(s)).ok();
                 match sig.filter(|s| !caught(proxy, *s) && *s != Signal::SIGKILL) {
@@ -486,20 +573,20 @@ impl Checkpointer {
             let _ = nix::sys::signal::kill(proxy, Signal::SIGKILL);
         }
     }
+}
 
-    /// Make the held original replica call exit_group(code) when it resumes.
-    fn exit_proxy(&self, proxy: Pid, code: i32) -> bool {
-        let Some(gadget) = self.gadget else { return false };
-        let Ok(mut regs) = ptrace::getregs(proxy) else { return false };
-        if ptrace::read(proxy, gadget as ptrace::AddressType).map(|w| (w as u64) & 0xffff) != Ok(0x050f) {
-            return false;
-        }
-        regs.rip = gadget;
-        regs.rax = libc::SYS_exit_group as u64;
-        regs.orig_rax = u64::MAX;
-        regs.rdi = code as u64;
-        ptrace::setregs(proxy, regs).is_ok() && ptrace::cont(proxy, None).is_ok()
+/// Make the held original replica call exit_group(code) when it resumes, at `gadget` (a `syscall`
+/// instruction in it, checked).
+fn exit_proxy(proxy: Pid, gadget: u64, code: i32) -> bool {
+    let Ok(mut regs) = ptrace::getregs(proxy) else { return false };
+    if ptrace::read(proxy, gadget as ptrace::AddressType).map(|w| (w as u64) & 0xffff) != Ok(0x050f) {
+        return false;
     }
+    regs.rip = gadget;
+    regs.rax = libc::SYS_exit_group as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rdi = code as u64;
+    ptrace::setregs(proxy, regs).is_ok() && ptrace::cont(proxy, None).is_ok()
 }
 
 const PTRACE_SYSCALL_INFO_ENTRY: u8 = 1;
@@ -593,13 +680,21 @@ fn caught(pid: Pid, sig: Signal) -> bool {
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
 }
 
-/// Bytes read plus bytes written by `pid` so far (/proc/PID/io).
-fn io_bytes(pid: Pid) -> u64 {
-    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else { return u64::MAX };
-    io.lines()
-        .filter_map(|l| l.strip_prefix("rchar:").or_else(|| l.strip_prefix("wchar:")))
-        .filter_map(|v| v.trim().parse::<u64>().ok())
-        .sum()
+/// Bytes read and bytes written by `pid` so far (rchar, wchar of /proc/PID/io; unreadable: as if huge).
+fn io_counts(pid: Pid) -> (u64, u64) {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else { return (u64::MAX, u64::MAX) };
+    let field = |k: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    (field("rchar:"), field("wchar:"))
+}
+
+/// The signal of the checkpoint timer (also sent by the output thread when its buffer is full).
+pub fn timer_signal() -> i32 {
+    libc::SIGRTMIN() + 5
 }
 
 /// Pages of `pid`'s writable private mappings that are present and exclusively mapped: written (or

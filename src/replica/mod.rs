@@ -5,6 +5,7 @@
 pub mod capture;
 mod checkpoint;
 mod deliver;
+mod hold;
 pub mod hub;
 pub mod memsnap;
 pub mod monitor;

@@ -212,6 +212,11 @@ fn become_replica(
         .map_err(fail)?;
     let replica = nix::unistd::getpid();
     let tmr = nix::unistd::getppid().as_raw();
+    // `--checkpoint`: stdout and stderr go through the tracer, which holds each epoch back (hold.rs).
+    let interposed = match checkpoint {
+        Some(_) => Some(super::hold::interpose().map_err(fail)?),
+        None => None,
+    };
     // SAFETY: a raw clone without CLONE_VM is a fork whose child sends no SIGCHLD (exit signal 0). This
     // process is single-threaded, so the child's copy of every lock is free. The child never returns
     // from `tracer_main`.
@@ -232,16 +237,17 @@ fn become_replica(
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, det, inject, checkpoint, go_w)
+        tracer_main(replica.as_raw(), tmr, det, inject, checkpoint, interposed, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PTRACER, tracer as libc::c_ulong, 0, 0, 0) };
     let mut go = [0u8];
+    // 0: not traced; 1: traced; 2: traced, and the tracer copies stdout/stderr (hold.rs).
     let traced = loop {
         match nix::unistd::read(go_r.as_raw_fd(), &mut go) {
-            Ok(1) => break go[0] == 1,
+            Ok(1) => break go[0] >= 1,
             // The tracer died before attaching: run the command anyway; tmr finds no snapshot.
             Ok(_) => break false,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -249,6 +255,9 @@ fn become_replica(
         }
     };
     drop(go_r);
+    if let Some(i) = interposed.filter(|_| go[0] == 2) {
+        i.in_replica();
+    }
     // SAFETY: plain syscalls on values prepared above; the process execs right after.
     unsafe {
         if traced {
@@ -284,6 +293,7 @@ fn tracer_main(
     det: Det,
     inject: Option<InjectSpec>,
     checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
+    interposed: Option<super::hold::Interposed>,
     go: OwnedFd,
 ) -> ! {
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
@@ -308,10 +318,21 @@ fn tracer_main(
         | Options::PTRACE_O_TRACESYSGOOD;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
+    let mut copying = false;
     tracer.ckpt = checkpoint.filter(|_| traced).map(|(d, peers)| {
-        let c = Checkpointer::new(d, tracer.started);
-        match peers {
-            Some(dir) => c.with_peers(dir),
+        let mut c = Checkpointer::new(d, tracer.started);
+        if let Some(dir) = peers {
+            c = c.with_peers(dir);
+        }
+        match interposed.map(|i| i.in_tracer()) {
+            Some(Ok(hold)) => {
+                copying = true;
+                c.with_hold(hold)
+            }
+            Some(Err(e)) => {
+                c.stop(format!("could not hold output back: {e:#}"));
+                c
+            }
             None => c,
         }
     });
@@ -340,10 +361,7 @@ fn tracer_main(
             }
         }
     }
-    if let Some(c) = &mut tracer.ckpt {
-        c.start(pid);
-    }
-    let _ = nix::unistd::write(&go, &[u8::from(traced)]);
+    let _ = nix::unistd::write(&go, &[u8::from(traced) + u8::from(copying)]);
     drop(go);
     if traced {
         tracer.trace();
@@ -543,7 +561,13 @@ impl Tracer {
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
                 WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
-                        libc::PTRACE_EVENT_EXEC => self.on_exec(),
+                        libc::PTRACE_EVENT_EXEC => {
+                            self.on_exec();
+                            // Checkpoints start with the command, not with tmr's monitor before its exec.
+                            if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
+                                c.start(tid);
+                            }
+                        }
                         libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(tid),
                         libc::PTRACE_EVENT_CLONE if tid == self.pid => {
                             self.snap.threads += 1;

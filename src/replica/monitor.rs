@@ -11,6 +11,11 @@
 //! it: if reading one replica's memory crashes, only that tracer dies, and replicas are hashed in
 //! parallel because each has its own tracer.
 //!
+//! With `--checkpoint` the tracer also checkpoints the replica by injected forks and may resume a
+//! checkpoint in its place (`checkpoint.rs`); `Tracer::pid` is then the running process and `original`
+//! the replica tmr waits on. The replica's stdout/stderr then go through the tracer, which passes on each
+//! epoch's output at the next checkpoint (`hold.rs`) and leaves only after passing on the rest.
+//!
 //! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
 //! filter, so a getrandom(2) of theirs fails with ENOSYS from then on (and with the `tsc` step, rdtsc
 //! kills them).

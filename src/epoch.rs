@@ -88,12 +88,23 @@ pub const HANG_FACTOR: f64 = 4.0;
 /// relative timeout judges (`HANG_FACTOR` × the median wall of the siblings that finished, once a strict
 /// majority of all `replicas` has), but never before `floor`.
 pub fn hung(elapsed: Duration, finished: &[Duration], replicas: usize, floor: Duration) -> bool {
+    past(elapsed, finished, replicas, HANG_FACTOR).is_some_and(|limit| elapsed >= limit.max(floor))
+}
+
+/// Whether a replica is overdue: running longer than the median wall of a finished majority. It may be
+/// hung already, so it takes no more checkpoints (a rollback must not land in the hang).
+pub fn overdue(elapsed: Duration, finished: &[Duration], replicas: usize) -> bool {
+    past(elapsed, finished, replicas, 1.0).is_some_and(|limit| elapsed >= limit)
+}
+
+/// `factor` × the median of `finished`, once a strict majority of `replicas` (at least 2) finished.
+fn past(_elapsed: Duration, finished: &[Duration], replicas: usize, factor: f64) -> Option<Duration> {
     if replicas < 2 || finished.len() < replicas / 2 + 1 {
-        return false;
+        return None;
     }
     let mut walls: Vec<f64> = finished.iter().map(Duration::as_secs_f64).collect();
-    let Some(median) = crate::stats::median(&mut walls) else { return false };
-    elapsed >= Duration::from_secs_f64(median * HANG_FACTOR).max(floor)
+    let median = crate::stats::median(&mut walls)?;
+    Some(Duration::from_secs_f64(median * factor))
 }
 
 /// Checkpoints kept per replica: the newest, and the one before it, for when the newest was taken
@@ -274,6 +285,8 @@ mod tests {
         assert!(hung(440 * MS, &walls, 3, MS), "4 × the median (110 ms)");
         assert!(!hung(440 * MS, &walls, 3, 500 * MS), "never before the floor");
         assert!(!hung(10_000 * MS, &[], 1, MS), "a single replica has no siblings to compare with");
+        assert!(!overdue(109 * MS, &walls, 3) && overdue(110 * MS, &walls, 3));
+        assert!(!overdue(10_000 * MS, &walls[..1], 3));
     }
 
     #[test]

@@ -151,9 +151,13 @@ fn a_hung_replica_is_rolled_back_and_completes() {
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
     assert_eq!(run.stdout, plain_sum());
     let rolled: Vec<Value> = checkpoint_logs(&run.report).iter().flat_map(rollbacks).collect();
-    assert_eq!(rolled.len(), 1, "{rolled:?}");
-    assert_eq!(rolled[0]["cause"], "hang");
-    assert!(rolled[0]["resumed_epoch"].as_u64().is_some(), "{rolled:?}");
+    // The hang writes no memory, so no checkpoint is taken during it; but the newest may have been taken
+    // at the last system call before it (closing the marker), and then the one before is resumed.
+    assert!((1..=2).contains(&rolled.len()), "{rolled:?}");
+    assert!(
+        rolled.iter().all(|r| r["cause"] == "hang" && r["resumed_epoch"].as_u64().is_some()),
+        "{rolled:?}"
+    );
     // No assertion on memory pages: the fixture's handshake leaves pids (which differ) in freed heap.
 }
 

@@ -114,6 +114,8 @@ pub struct Checkpointer {
     off: bool,
     /// Remote forks interrupted in a row.
     retries: u32,
+    /// A `syscall` instruction in the vDSO (the same in every process of the replica's lineage).
+    vdso_gadget: Option<u64>,
     /// The original replica (tmr's child), held stopped once a checkpoint runs in its place, and a
     /// `syscall` instruction in it (to make it exit).
     proxy: Option<(Pid, u64)>,
@@ -145,6 +147,7 @@ impl Checkpointer {
             want: false,
             off: false,
             retries: 0,
+            vdso_gadget: None,
             proxy: None,
             held: Vec::new(),
             timer: None,
@@ -183,8 +186,9 @@ impl Checkpointer {
         }
     }
 
-    /// Is the running process hung, judged against the siblings that finished?
-    fn hung(&self) -> bool {
+    /// Is the running process hung (or, `overdue_only`, just overdue), judged against the siblings
+    /// that finished?
+    fn judge(&self, overdue_only: bool) -> bool {
         let Some(p) = &self.peers else { return false };
         let walls: Vec<Duration> = (0..p.replicas)
             .filter(|&j| j != p.replica)
@@ -192,8 +196,11 @@ impl Checkpointer {
             .filter_map(|t| t.trim().parse::<f64>().ok())
             .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3))
             .collect();
-        let floor = 2 * self.schedule.interval();
-        crate::epoch::hung(self.now().saturating_sub(self.lost), &walls, p.replicas, floor)
+        let elapsed = self.now().saturating_sub(self.lost);
+        if overdue_only {
+            return crate::epoch::overdue(elapsed, &walls, p.replicas);
+        }
+        crate::epoch::hung(elapsed, &walls, p.replicas, 2 * self.schedule.interval())
     }
 
     fn set_want(&mut self, want: bool) {
@@ -269,10 +276,10 @@ impl Checkpointer {
             return;
         }
         let full = super::hold::FULL.swap(false, Ordering::SeqCst);
-        if !self.off && (full || self.schedule.due(self.now())) {
+        if !self.off && (full || self.schedule.due(self.now())) && !self.judge(true) {
             self.set_want(true);
         }
-        if !self.hang_pending && self.hung() {
+        if !self.hang_pending && self.judge(false) {
             self.hang_pending = true;
             // It may be spinning without a system call: make it stop.
             let _ = ptrace::interrupt(Pid::from_raw(RUNNING.load(Ordering::SeqCst)));
@@ -329,10 +336,40 @@ impl Checkpointer {
         if skip(regs.orig_rax as i64) {
             return;
         }
+        self.take(running, regs, None);
+    }
+
+    /// An interrupt stop of the running process (the timer's): if it is in user space, not inside a
+    /// system call, take the checkpoint right here through a `syscall` instruction of its vDSO, so that
+    /// code computing without system calls is checkpointed on time too.
+    pub fn at_interrupt(&mut self, running: Pid) {
+        if !self.want || self.off {
+            return;
+        }
+        let Ok(regs) = ptrace::getregs(running) else { return };
+        if regs.orig_rax as i64 != -1 {
+            return; // inside a system call: the next entry stop will do
+        }
+        if let Some(g) = self.vdso_gadget.or_else(|| vdso_syscall(running)) {
+            self.vdso_gadget = Some(g);
+            self.take(running, regs, Some(g));
+        }
+    }
+
+    fn take(&mut self, running: Pid, regs: libc::user_regs_struct, via: Option<u64>) {
         let t0 = Instant::now();
         let at_ms = self.now().as_secs_f64() * 1e3;
         let (dirty, digest) = written_pages(running).unwrap_or_default();
-        match self.fork_at_entry(running, regs) {
+        if dirty == 0 && !self.kept.is_empty() {
+            // Nothing written since the newest checkpoint: its memory is this one's. A process spinning
+            // in a hang writes nothing, and must not fill the kept checkpoints with its hang.
+            self.set_want(false);
+            self.schedule.taken(self.now());
+            self.arm();
+            return;
+        }
+        let gadget = via.unwrap_or(regs.rip - 2);
+        match self.fork_at(running, regs, via) {
             Ok(Some(child)) => {
                 let (epoch, released) = self.lineage.checkpoint();
                 if let Some(pos) = released.and_then(|e| self.kept.iter().position(|k| k.epoch == e)) {
@@ -340,7 +377,7 @@ impl Checkpointer {
                 }
                 let io = io_counts(running);
                 let at = self.now();
-                self.kept.push(Kept { pid: child, epoch, io, at, from: running, gadget: regs.rip - 2 });
+                self.kept.push(Kept { pid: child, epoch, io, at, from: running, gadget });
                 if let Some(h) = &self.hold {
                     h.commit();
                 }
@@ -369,16 +406,27 @@ impl Checkpointer {
         self.arm();
     }
 
-    /// At a syscall-entry stop of `r` with registers `regs`: run clone(0) instead, restore both.
-    fn fork_at_entry(&mut self, r: Pid, regs: libc::user_regs_struct) -> Result<Option<Pid>> {
+    /// Fork `r` with clone(0), then give both processes `r`'s registers back. At a syscall-entry stop
+    /// (`via` None) the call is rewritten, and both are rewound to run the original call again. At a stop
+    /// in user space, the clone runs at `via` (a `syscall` instruction) and both resume where `r` was.
+    fn fork_at(&mut self, r: Pid, regs: libc::user_regs_struct, via: Option<u64>) -> Result<Option<Pid>> {
         let mut call = regs;
-        call.orig_rax = libc::SYS_clone as u64;
+        match via {
+            None => call.orig_rax = libc::SYS_clone as u64,
+            Some(g) => (call.rip, call.rax, call.orig_rax) = (g, libc::SYS_clone as u64, u64::MAX),
+        }
         (call.rdi, call.rsi, call.rdx, call.r10, call.r8) = (0, 0, 0, 0, 0);
         ptrace::setregs(r, call).context("setting the clone registers")?;
         ptrace::syscall(r, None)?;
         let mut child = None;
+        // Through a gadget, the first syscall stop is the clone's entry.
+        let mut entry = via.is_some();
         loop {
             match wait(r)? {
+                WaitStatus::PtraceSyscall(_) if entry => {
+                    entry = false;
+                    ptrace::syscall(r, None)?;
+                }
                 WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE) => {
                     child = Some(Pid::from_raw(ptrace::getevent(r)? as i32));
                     ptrace::syscall(r, None)?;
@@ -393,8 +441,10 @@ impl Checkpointer {
         }
         let ret = ptrace::getregs(r)?.rax;
         let mut back = regs;
-        back.rax = regs.orig_rax;
-        back.rip = regs.rip - 2;
+        if via.is_none() {
+            back.rax = regs.orig_rax;
+            back.rip = regs.rip - 2;
+        }
         ptrace::setregs(r, back).context("restoring the replica's registers")?;
         let Some(child) = child else {
             // The original call runs again either way (registers restored above). A signal or stop
@@ -416,7 +466,7 @@ impl Checkpointer {
         let set = remote_syscall(
             child,
             regs,
-            regs.rip - 2,
+            via.unwrap_or(regs.rip - 2),
             libc::SYS_prctl as u64,
             [libc::PR_SET_PDEATHSIG as u64, libc::SIGKILL as u64, 0],
         );
@@ -590,6 +640,20 @@ fn exit_proxy(proxy: Pid, gadget: u64, code: i32) -> bool {
 }
 
 const PTRACE_SYSCALL_INFO_ENTRY: u8 = 1;
+
+/// The address of a `syscall` instruction (0f 05) in `pid`'s vDSO. Any two such bytes will do, even
+/// inside another instruction: execution jumps straight to them and stops at the call's exit.
+fn vdso_syscall(pid: Pid) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (range, _) = line.split_once(' ')?;
+    let (a, b) = range.split_once('-')?;
+    let (start, end) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+    let mut code = vec![0u8; (end - start) as usize];
+    let remote = [nix::sys::uio::RemoteIoVec { base: start as usize, len: code.len() }];
+    let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(&mut code)], &remote).ok()?;
+    code[..n].windows(2).position(|w| w == [0x0f, 0x05]).map(|i| start + i as u64)
+}
 
 /// The kind of syscall stop `pid` is in (PTRACE_GET_SYSCALL_INFO: 1 entry, 2 exit, 3 seccomp).
 fn syscall_op(pid: Pid) -> Option<u8> {

@@ -600,6 +600,17 @@ impl Tracer {
                             // run on untraced, as they would without --mem.
                             return;
                         }
+                        // The checkpoint timer's interrupt: a checkpoint may be taken right here.
+                        libc::PTRACE_EVENT_STOP
+                            if tid == self.pid && sig == Signal::SIGTRAP && self.ckpt.is_some() =>
+                        {
+                            if let Some(c) = &mut self.ckpt {
+                                c.at_interrupt(tid);
+                                if c.pending.is_some() {
+                                    continue;
+                                }
+                            }
+                        }
                         // A group-stop (SIGSTOP, SIGTSTP, ...): stay stopped, as without a tracer, until
                         // a SIGCONT; PTRACE_CONT here would resume the replica at once.
                         libc::PTRACE_EVENT_STOP if is_stop_signal(sig) => {

@@ -35,10 +35,11 @@ pub struct Epoch {
     pub at_ms: f64,
     /// Pages the replica wrote since the previous checkpoint (all present pages for the first).
     pub dirty_pages: u64,
-    /// blake3 over those pages and their addresses (what an epoch vote would compare).
-    pub written_blake3: String,
     /// Time the replica was held: the page scan plus the remote fork.
     pub cost_ms: f64,
+    /// Of which the remote fork (and the child's set-up).
+    #[serde(default)]
+    pub fork_ms: f64,
 }
 
 /// A failure of the replica and what was done about it.
@@ -293,13 +294,7 @@ mod tests {
     fn the_report_names_each_restart_its_epoch_and_cause() {
         let log = CheckpointLog {
             interval_ms: 20.0,
-            epochs: vec![Epoch {
-                index: 1,
-                at_ms: 21.0,
-                dirty_pages: 5,
-                written_blake3: String::new(),
-                cost_ms: 0.5,
-            }],
+            epochs: vec![Epoch { index: 1, at_ms: 21.0, dirty_pages: 5, cost_ms: 0.5, fork_ms: 0.1 }],
             rollbacks: vec![
                 Rollback {
                     at_ms: 30.0,

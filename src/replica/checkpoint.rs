@@ -11,7 +11,7 @@
 //! - **Pages written per epoch.** Just before each fork, the pages of the replica's writable mappings that
 //!   are present and *exclusively mapped* (bit 56 of /proc/PID/pagemap) are those it wrote (or first
 //!   touched) since the previous fork: the copy-on-write broke their sharing with the checkpoint. They
-//!   are read and hashed, so the cost follows the written pages, not the resident size.
+//!   are counted (an epoch vote would read and hash exactly those).
 //! - **Rollback.** When the running process is about to die of an uncaught crash signal and
 //!   `crate::epoch::Lineage` allows it, the failed process is kept stopped (it is tmr's child: its pid,
 //!   exit status and process group are what tmr waits on), and the checkpoint is resumed in its place.
@@ -359,7 +359,8 @@ impl Checkpointer {
     fn take(&mut self, running: Pid, regs: libc::user_regs_struct, via: Option<u64>) {
         let t0 = Instant::now();
         let at_ms = self.now().as_secs_f64() * 1e3;
-        let (dirty, digest) = written_pages(running).unwrap_or_default();
+        let dirty = written_pages(running).unwrap_or(0);
+        let scanned = t0.elapsed();
         if dirty == 0 && !self.kept.is_empty() {
             // Nothing written since the newest checkpoint: its memory is this one's. A process spinning
             // in a hang writes nothing, and must not fill the kept checkpoints with its hang.
@@ -385,8 +386,8 @@ impl Checkpointer {
                     index: epoch,
                     at_ms,
                     dirty_pages: dirty,
-                    written_blake3: digest,
                     cost_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    fork_ms: (t0.elapsed() - scanned).as_secs_f64() * 1e3,
                 });
             }
             // The replica went away (`pending` has its status), or the clone was interrupted by a stop
@@ -762,15 +763,14 @@ pub fn timer_signal() -> i32 {
 }
 
 /// Pages of `pid`'s writable private mappings that are present and exclusively mapped: written (or
-/// first touched) since its last fork. Each is read and hashed with its address, as an epoch vote
-/// would: returns the count and the digest.
-pub fn written_pages(pid: Pid) -> Result<(u64, String)> {
+/// first touched) since its last fork. Only counted: reading and hashing them (what an epoch vote
+/// would compare) tripled a checkpoint's cost here (≈ 320 ms instead of 110 ms for 9,500 pages with
+/// three replicas on two cores), and there is no epoch vote yet.
+pub fn written_pages(pid: Pid) -> Result<u64> {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("reading maps")?;
     let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap")?;
-    let mut hasher = blake3::Hasher::new();
     let mut entries = vec![0u8; 8 * 4096];
-    let mut page = vec![0u8; PAGE as usize];
     let mut count = 0;
     for m in writable_mappings(&maps) {
         let mut at = m.start;
@@ -778,28 +778,16 @@ pub fn written_pages(pid: Pid) -> Result<(u64, String)> {
             let n = (((m.end - at) / PAGE) as usize).min(4096);
             let buf = &mut entries[..8 * n];
             let got = pagemap.read_at(buf, at / PAGE * 8).unwrap_or(0) / 8;
-            for (i, e) in buf.chunks_exact(8).take(got).enumerate() {
-                let e = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
-                if e >> 63 & 1 == 1 && e >> 56 & 1 == 1 {
-                    count += 1;
-                    let addr = at + i as u64 * PAGE;
-                    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: PAGE as usize }];
-                    if nix::sys::uio::process_vm_readv(
-                        pid,
-                        &mut [std::io::IoSliceMut::new(&mut page)],
-                        &remote,
-                    )
-                    .is_ok()
-                    {
-                        hasher.update(&addr.to_le_bytes());
-                        hasher.update(&page);
-                    }
-                }
-            }
+            count += buf
+                .chunks_exact(8)
+                .take(got)
+                .map(|e| u64::from_ne_bytes(e.try_into().expect("8 bytes")))
+                .filter(|e| e >> 63 & 1 == 1 && e >> 56 & 1 == 1)
+                .count() as u64;
             at += n.max(1) as u64 * PAGE;
         }
     }
-    Ok((count, hasher.finalize().to_hex().to_string()))
+    Ok(count)
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
     let pages: u64 = log.epochs.iter().map(|e| e.dirty_pages).sum();
     let cost: f64 = log.epochs.iter().map(|e| e.cost_ms).sum();
     let mut out = vec![format!(
-        "  replica {replica}: {} checkpoint(s) every {:.0} ms · {pages} written pages hashed · {cost:.1} ms held",
+        "  replica {replica}: {} checkpoint(s) every {:.0} ms · {pages} pages written · {cost:.1} ms held",
         log.epochs.len(),
         log.interval_ms
     )];
@@ -312,7 +312,7 @@ mod tests {
             stopped: None,
         };
         let lines = describe(2, Some(&log));
-        assert!(lines[0].contains("replica 2: 1 checkpoint(s) every 20 ms · 5 written pages"), "{lines:?}");
+        assert!(lines[0].contains("replica 2: 1 checkpoint(s) every 20 ms · 5 pages written"), "{lines:?}");
         assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
         assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
         assert!(describe(0, None).is_empty());

@@ -118,6 +118,12 @@ struct RunArgs {
     #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det, help_heading = "Memory voting")]
     mem_det: Det,
 
+    /// Checkpoint each replica by an injected fork at its first system call after every INTERVAL (at
+    /// least 10ms), and resume the last checkpoint in place of a replica that crashes, if it did no I/O
+    /// since. Single-threaded replicas without child processes only. Runs replicas under the monitor.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_checkpoint, help_heading = "Checkpoints")]
+    checkpoint: Option<std::time::Duration>,
+
     /// Inject a fault into one replica of the voted round, e.g. flip:replica=1,after=50ms,region=heap
     /// or reg:reg=rip,after=20ms (keys: replica, after=DUR|exit, region=heap|stack|data|anon|any, bits,
     /// page, offset, bit, reg, seed; open choices are drawn from the seed). Runs replicas under the monitor.
@@ -204,6 +210,15 @@ fn parse_inject(s: &str) -> Result<InjectSpec, String> {
 
 /// Every determinization step but rdtsc trapping, which would nearly stop the replicas' clocks.
 const DEFAULT_DET: &str = "aslr,at-random,rseq,getrandom,tid,stack,clock,urandom";
+
+/// A checkpoint interval: a duration of at least 10ms (the remote fork must not dominate the run).
+fn parse_checkpoint(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::parse_duration(text)?;
+    if d < std::time::Duration::from_millis(10) {
+        return Err(format!("checkpoint interval '{}' is below 10ms", text.escape_debug()));
+    }
+    Ok(d)
+}
 
 fn parse_det(s: &str) -> Result<Det, String> {
     Det::parse(s)
@@ -417,7 +432,8 @@ impl RunArgs {
         if self.mem && self.compare.is_empty() {
             compare.mem = true;
         }
-        let mem = (self.mem || compare.mem || self.inject.is_some()).then_some(self.mem_det);
+        let mem = (self.mem || compare.mem || self.inject.is_some() || self.checkpoint.is_some())
+            .then_some(self.mem_det);
         let inject = self.inject.map(|mut spec| {
             spec.replica.get_or_insert_with(|| Rng::new(spec.seed).below(self.replicas as u64) as usize);
             spec
@@ -440,6 +456,7 @@ impl RunArgs {
             format: format(self.format),
             mem,
             inject,
+            checkpoint: self.checkpoint,
             classify: ClassifyConfig {
                 reruns,
                 confidence: self.confidence,

@@ -60,6 +60,8 @@ pub struct Config {
     pub mem: Option<Det>,
     /// A fault to inject into one replica of the voted round (`--inject`), its replica already chosen.
     pub inject: Option<crate::inject::InjectSpec>,
+    /// `--checkpoint INTERVAL`: checkpoint and roll back replicas (implies the monitor).
+    pub checkpoint: Option<Duration>,
     pub classify: ClassifyConfig,
     /// Where replicas run (`--launcher`, `--spread`, `--slurm-opt`).
     pub launch: crate::launch::LaunchConfig,

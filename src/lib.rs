@@ -7,6 +7,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod epoch;
 pub mod exit;
 pub mod fingerprint;
 pub mod hunt;

@@ -40,6 +40,9 @@ pub struct MemSnapshot {
     /// Input replication (`--mem-det clock,urandom`): what this replica asked and how it was answered.
     #[serde(default)]
     pub inputs: Option<InputStats>,
+    /// `--checkpoint`: the checkpoints taken and the rollbacks done in this replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::epoch::CheckpointLog>,
 }
 
 /// One replica's replicated inputs, per kind of question.

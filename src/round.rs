@@ -27,8 +27,19 @@ pub fn execute(config: &Config) -> Result<i32> {
     let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
     let path = crate::resolve::resolve(&config.command[0])?;
+    // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
+    let checkpoint_dir = config
+        .checkpoint
+        .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
+        .transpose()
+        .context("creating the directory where replicas report to each other")?;
     let mut launcher = match config.mem {
-        Some(det) => monitor_launcher(path.into_os_string(), &config.command, det)?,
+        Some(det) => monitor_launcher_with(
+            path.into_os_string(),
+            &config.command,
+            det,
+            config.checkpoint.zip(checkpoint_dir.as_ref().map(|d| d.path())),
+        )?,
         None => Launcher::new(path.into_os_string(), &config.command)?,
     };
     if let Some(spec) = &config.inject {
@@ -268,9 +279,24 @@ pub fn monitor_launcher(
     command: &[std::ffi::OsString],
     det: Det,
 ) -> Result<Launcher> {
+    monitor_launcher_with(path, command, det, None)
+}
+
+/// The monitor launcher, with `--checkpoint`'s interval passed on to each replica's tracer.
+pub fn monitor_launcher_with(
+    path: std::ffi::OsString,
+    command: &[std::ffi::OsString],
+    det: Det,
+    checkpoint: Option<(std::time::Duration, &std::path::Path)>,
+) -> Result<Launcher> {
     let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
     let mut argv: Vec<std::ffi::OsString> =
-        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into(), "--".into(), path];
+        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into()];
+    if let Some((d, dir)) = checkpoint {
+        argv.extend(["--checkpoint-ms".into(), d.as_millis().max(1).to_string().into()]);
+        argv.extend(["--checkpoint-dir".into(), dir.as_os_str().to_owned()]);
+    }
+    argv.extend(["--".into(), path]);
     argv.extend(command.iter().cloned());
     let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
     launcher.pad_env = true;

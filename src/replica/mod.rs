@@ -3,9 +3,11 @@
 //! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
 
 pub mod capture;
+mod checkpoint;
 mod deliver;
 #[cfg(test)]
 pub mod fake;
+mod hold;
 pub mod hub;
 pub mod inputs;
 pub mod memsnap;

@@ -12,6 +12,11 @@
 //! it: if reading one replica's memory crashes, only that tracer dies, and replicas are hashed in
 //! parallel because each has its own tracer.
 //!
+//! With `--checkpoint` the tracer also checkpoints the replica by injected forks and may resume a
+//! checkpoint in its place (`checkpoint.rs`); `Tracer::pid` is then the running process and `original`
+//! the replica tmr waits on. The replica's stdout/stderr then go through the tracer, which passes on each
+//! epoch's output at the next checkpoint (`hold.rs`) and leaves only after passing on the rest.
+//!
 //! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
 //! filter, so a trapped call of theirs (getrandom; with `clock`/`urandom`, clock_gettime, gettimeofday,
 //! time, open and openat) fails with ENOSYS from then on (and with the `tsc` step, rdtsc kills them).
@@ -30,6 +35,7 @@ use nix::unistd::Pid;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use super::checkpoint::Checkpointer;
 use super::memsnap::{hash_memory, writable_mappings, Masks};
 use crate::inject::{
     choose_flip, Candidate, FlipChoice, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS,
@@ -162,9 +168,23 @@ pub fn main(args: &[OsString]) -> i32 {
         return 125;
     }
     let mut det = Det::default();
+    let mut checkpoint = None;
+    let mut peers = None;
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
-        if args[i] == "--det" && i + 1 < args.len() {
+        if args[i] == "--checkpoint-ms" && i + 1 < args.len() {
+            match args[i + 1].to_string_lossy().parse::<u64>() {
+                Ok(ms) if ms > 0 => checkpoint = Some(std::time::Duration::from_millis(ms)),
+                _ => {
+                    eprintln!("tmr monitor: bad --checkpoint-ms {:?}", args[i + 1]);
+                    return 125;
+                }
+            }
+            i += 2;
+        } else if args[i] == "--checkpoint-dir" && i + 1 < args.len() {
+            peers = Some(std::path::PathBuf::from(&args[i + 1]));
+            i += 2;
+        } else if args[i] == "--det" && i + 1 < args.len() {
             match Det::parse(&args[i + 1].to_string_lossy()) {
                 Ok(d) => det = d,
                 Err(e) => {
@@ -183,7 +203,7 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("tmr monitor: usage: {ARG} [--det LIST] -- PATH ARGV0 [ARGS...]");
         return 125;
     }
-    match become_replica(command, det) {
+    match become_replica(command, det, checkpoint.map(|d| (d, peers))) {
         Ok(never) => match never {},
         Err((code, e)) => {
             eprintln!("tmr: {e:#}");
@@ -198,7 +218,11 @@ pub fn main(args: &[OsString]) -> i32 {
 /// The tracer is a child of this process created with no exit signal (a "clone child"): wait(2) in the
 /// command, which only sees children that signal SIGCHLD, never waits for it. It detaches (by exiting) at
 /// the replica's exit stop, before the replica's exit is visible to tmr, so tmr never sees it running.
-fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
+fn become_replica(
+    command: &[OsString],
+    det: Det,
+    checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
+) -> Result<std::convert::Infallible, (i32, anyhow::Error)> {
     let fail = |e: anyhow::Error| (125, e);
     let c = |s: &OsString| CString::new(s.clone().into_vec()).context("NUL in an argument");
     let path = c(&command[0]).map_err(fail)?;
@@ -221,6 +245,11 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
         .map_err(fail)?;
     let replica = nix::unistd::getpid();
     let tmr = nix::unistd::getppid().as_raw();
+    // `--checkpoint`: stdout and stderr go through the tracer, which holds each epoch back (hold.rs).
+    let interposed = match checkpoint {
+        Some(_) => Some(super::hold::interpose().map_err(fail)?),
+        None => None,
+    };
     // SAFETY: a raw clone without CLONE_VM is a fork whose child sends no SIGCHLD (exit signal 0). This
     // process is single-threaded, so the child's copy of every lock is free. The child never returns
     // from `tracer_main`.
@@ -241,16 +270,17 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, det, inject, place, go_w)
+        tracer_main(replica.as_raw(), tmr, det, inject, place, checkpoint, interposed, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PTRACER, tracer as libc::c_ulong, 0, 0, 0) };
     let mut go = [0u8];
+    // 0: not traced; 1: traced; 2: traced, and the tracer copies stdout/stderr (hold.rs).
     let traced = loop {
         match nix::unistd::read(go_r.as_raw_fd(), &mut go) {
-            Ok(1) => break go[0] == 1,
+            Ok(1) => break go[0] >= 1,
             // The tracer died before attaching: run the command anyway; tmr finds no snapshot.
             Ok(_) => break false,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -258,6 +288,9 @@ fn become_replica(command: &[OsString], det: Det) -> Result<std::convert::Infall
         }
     };
     drop(go_r);
+    if let Some(i) = interposed.filter(|_| go[0] == 2) {
+        i.in_replica();
+    }
     // SAFETY: plain syscalls on values prepared above; the process execs right after.
     unsafe {
         if traced {
@@ -293,6 +326,8 @@ fn tracer_main(
     det: Det,
     inject: Option<InjectSpec>,
     place: Option<super::inputs::Place>,
+    checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
+    interposed: Option<super::hold::Interposed>,
     go: OwnedFd,
 ) -> ! {
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
@@ -312,10 +347,30 @@ fn tracer_main(
         // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
         // getrandom fails with ENOSYS and their rdtsc kills them.
         | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK;
+        | Options::PTRACE_O_TRACEVFORK
+        // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
+        | Options::PTRACE_O_TRACESYSGOOD;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
     tracer.inputs = super::inputs::Inputs::new(pid, det.clock, det.urandom, place);
+    let mut copying = false;
+    tracer.ckpt = checkpoint.filter(|_| traced).map(|(d, peers)| {
+        let mut c = Checkpointer::new(d, tracer.started);
+        if let Some(dir) = peers {
+            c = c.with_peers(dir);
+        }
+        match interposed.map(|i| i.in_tracer()) {
+            Some(Ok(hold)) => {
+                copying = true;
+                c.with_hold(hold)
+            }
+            Some(Err(e)) => {
+                c.stop(format!("could not hold output back: {e:#}"));
+                c
+            }
+            None => c,
+        }
+    });
     if !traced {
         // The kernel refused ptrace (a container's seccomp, yama): vote on outputs only.
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
@@ -341,7 +396,7 @@ fn tracer_main(
             }
         }
     }
-    let _ = nix::unistd::write(&go, &[u8::from(traced)]);
+    let _ = nix::unistd::write(&go, &[u8::from(traced) + u8::from(copying)]);
     drop(go);
     if traced {
         tracer.trace();
@@ -401,6 +456,8 @@ fn launched_by_tmr() -> Result<(), String> {
 
 struct Tracer {
     pid: Pid,
+    /// The replica itself (tmr's child); differs from `pid` after a rollback.
+    original: Pid,
     det: Det,
     getrandom_calls: u64,
     tsc: u64,
@@ -420,6 +477,9 @@ struct Tracer {
     stopped_by_tmr: Option<Signal>,
     /// Input replication: clock and /dev/urandom answers shared with the other replicas.
     inputs: super::inputs::Inputs,
+    /// `--checkpoint`: the checkpoints of this replica. `pid` is the running process: the replica, or
+    /// after a rollback the checkpoint resumed in its place.
+    ckpt: Option<Checkpointer>,
 }
 
 fn is_fault(s: Signal) -> bool {
@@ -449,6 +509,7 @@ impl Tracer {
         };
         Tracer {
             pid,
+            original: pid,
             det,
             getrandom_calls: 0,
             tsc: 0,
@@ -462,6 +523,7 @@ impl Tracer {
             tmr,
             stopped_by_tmr: None,
             inputs: super::inputs::Inputs::new(pid, false, false, None),
+            ckpt: None,
         }
     }
 
@@ -484,7 +546,11 @@ impl Tracer {
                     let _ = ptrace::interrupt(self.pid);
                 }
             }
-            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            if let Some(c) = &mut self.ckpt {
+                c.poll();
+            }
+            let pending = self.ckpt.as_mut().and_then(|c| c.pending.take());
+            let status = match pending.map_or_else(|| waitpid(None, Some(WaitPidFlag::__WALL)), Ok) {
                 Ok(s) => s,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
@@ -499,23 +565,85 @@ impl Tracer {
                     }
                 }
             }
+            // A replica found hung (by the checkpoint timer) is rolled back at its next stop.
+            if let Some(c) = self.ckpt.as_mut().filter(|_| status.pid() == Some(self.pid)) {
+                let stop = match status {
+                    WaitStatus::PtraceEvent(_, _, e) => e != libc::PTRACE_EVENT_EXIT,
+                    WaitStatus::PtraceSyscall(_) | WaitStatus::Stopped(..) => true,
+                    _ => false,
+                };
+                if let Some(resumed) = stop.then(|| c.at_stop(self.pid, self.original)).flatten() {
+                    self.pid = resumed;
+                    TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
+                    self.last_fault = None;
+                    continue;
+                }
+            }
             match status {
-                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => return,
+                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
+                    if let Some(c) = &mut self.ckpt {
+                        c.finish(p, None);
+                    }
+                    return;
+                }
+                WaitStatus::PtraceSyscall(tid) => {
+                    if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
+                        c.at_syscall_stop(tid);
+                        if c.pending.is_some() {
+                            continue;
+                        }
+                    }
+                    self.resume(tid, None);
+                    continue;
+                }
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
                 WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
                         libc::PTRACE_EVENT_EXEC => {
                             self.inputs.on_exec(tid);
-                            self.on_exec()
+                            self.on_exec();
+                            // Checkpoints start with the command, not with tmr's monitor before its exec.
+                            if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
+                                c.start(tid);
+                            }
                         }
                         libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(tid),
-                        libc::PTRACE_EVENT_CLONE if tid == self.pid => self.snap.threads += 1,
+                        libc::PTRACE_EVENT_CLONE if tid == self.pid => {
+                            self.snap.threads += 1;
+                            if let Some(c) = &mut self.ckpt {
+                                c.stop("the replica started a thread: a fork would copy only one".into());
+                            }
+                        }
+                        libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK if tid == self.pid => {
+                            if let Some(c) = &mut self.ckpt {
+                                c.stop(
+                                    "the replica started a child process, which a rollback would orphan"
+                                        .into(),
+                                );
+                            }
+                        }
                         libc::PTRACE_EVENT_EXIT if tid == self.pid => {
                             self.on_exit();
+                            if let Some(c) = &mut self.ckpt {
+                                c.done();
+                                self.snap.checkpoints = Some(c.log.clone());
+                                c.finish(tid, ptrace::getevent(tid).ok().map(|s| s as i32));
+                            }
                             self.publish();
                             // Leaving detaches every tracee: the replica finishes exiting, its children
                             // run on untraced, as they would without --mem.
                             return;
+                        }
+                        // The checkpoint timer's interrupt: a checkpoint may be taken right here.
+                        libc::PTRACE_EVENT_STOP
+                            if tid == self.pid && sig == Signal::SIGTRAP && self.ckpt.is_some() =>
+                        {
+                            if let Some(c) = &mut self.ckpt {
+                                c.at_interrupt(tid);
+                                if c.pending.is_some() {
+                                    continue;
+                                }
+                            }
                         }
                         // A group-stop (SIGSTOP, SIGTSTP, ...): stay stopped, as without a tracer, until
                         // a SIGCONT; PTRACE_CONT here would resume the replica at once.
@@ -526,7 +654,7 @@ impl Tracer {
                         }
                         _ => {}
                     }
-                    let _ = ptrace::cont(tid, None);
+                    self.resume(tid, None);
                 }
                 // A signal-delivery-stop: deliver the signal, as the kernel would have.
                 WaitStatus::Stopped(tid, sig) => {
@@ -537,6 +665,15 @@ impl Tracer {
                         Signal::SIGSEGV if self.det.tsc && self.emulate_rdtsc(tid) => None,
                         s => Some(s),
                     };
+                    if let (Some(c), Some(s)) = (self.ckpt.as_mut().filter(|_| tid == self.pid), deliver) {
+                        if let Some(resumed) = c.on_signal(tid, self.original, s) {
+                            // The failed process stays stopped; its checkpoint runs on as the replica.
+                            self.pid = resumed;
+                            TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
+                            self.last_fault = None;
+                            continue;
+                        }
+                    }
                     if let Some(s) = deliver.filter(|s| is_fault(*s)) {
                         match self.fault_loop(tid, s) {
                             FaultLoop::No => {}
@@ -558,9 +695,19 @@ impl Tracer {
                             }
                         }
                     }
-                    let _ = ptrace::cont(tid, deliver);
+                    self.resume(tid, deliver);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Resume a stopped tracee; while a checkpoint is due, the running process stops at its next syscall.
+    fn resume(&self, tid: Pid, sig: Option<Signal>) {
+        match &self.ckpt {
+            Some(c) => c.resume(tid, self.pid, sig),
+            None => {
+                let _ = ptrace::cont(tid, sig);
             }
         }
     }
@@ -647,7 +794,9 @@ impl Tracer {
         }
         let masks = Masks {
             rsp: regs.filter(|_| self.det.stack).map(|r| r.rsp),
-            tid: regs.filter(|_| self.det.tid).map(|r| (self.pid.as_raw() as u32, r.fs_base)),
+            // After a rollback the resumed process holds the original pid wherever it was copied before
+            // the checkpoint (its own shows only where it called getpid since): blank the original.
+            tid: regs.filter(|_| self.det.tid).map(|r| (self.original.as_raw() as u32, r.fs_base)),
             replica_env: ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD"]
                 .iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}").into_bytes()))

@@ -218,6 +218,7 @@ fn memory_lines(m: &super::MemReport) -> Vec<String> {
         }
     }
     out.extend(notes.into_iter().map(|n| format!("  memory: {n}")));
+    out.extend(m.replicas.iter().flat_map(|r| crate::epoch::describe(r.replica, r.checkpoints.as_ref())));
     out
 }
 

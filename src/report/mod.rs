@@ -124,6 +124,9 @@ pub struct MemReplicaEntry {
     pub cost_ms: f64,
     /// Input replication: questions asked per kind and how they were answered.
     pub inputs: Option<crate::memvote::InputStats>,
+    /// `--checkpoint`: epochs taken and rollbacks done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::epoch::CheckpointLog>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -281,6 +284,7 @@ impl MemReport {
                     bytes: snap.bytes,
                     cost_ms: snap.cost_ms,
                     inputs: snap.inputs,
+                    checkpoints: snap.checkpoints,
                 }
             })
             .collect();

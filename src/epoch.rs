@@ -1,0 +1,320 @@
+//! Checkpoint policy for `--checkpoint` (pure: times are arguments, no processes). The tracer in
+//! `replica::checkpoint` asks it when the next checkpoint is due and what to do when its replica fails;
+//! the log it fills travels to tmr in the memory snapshot and into the report.
+//!
+//! One checkpoint is kept per replica: the newest. There is no epoch vote yet, so "good" means "taken
+//! while the replica was still running normally"; older ones are released as soon as a newer exists.
+//! A failed replica is rolled back only when that is exact as far as tmr can tell: it did no read or
+//! write (`rchar`/`wchar` of /proc/PID/io) since the checkpoint, because file offsets and pipes are
+//! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// At most this many rollbacks per replica: a replica that keeps failing from fresh checkpoints is
+/// reported, not restarted forever.
+pub const MAX_ROLLBACKS: u32 = 8;
+
+/// What the tracer reports about its replica's checkpoints (in the snapshot JSON, then the report).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointLog {
+    pub interval_ms: f64,
+    pub epochs: Vec<Epoch>,
+    pub rollbacks: Vec<Rollback>,
+    /// Why checkpointing stopped early (threads, child processes, a failed remote fork).
+    pub stopped: Option<String>,
+}
+
+/// One checkpoint taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    /// 1-based checkpoint number within this replica.
+    pub index: u32,
+    /// Time since the tracer attached.
+    pub at_ms: f64,
+    /// Pages the replica wrote since the previous checkpoint (all present pages for the first).
+    pub dirty_pages: u64,
+    /// Time the replica was held: the page scan plus the remote fork.
+    pub cost_ms: f64,
+    /// Of which the remote fork (and the child's set-up).
+    #[serde(default)]
+    pub fork_ms: f64,
+}
+
+/// A failure of the replica and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub at_ms: f64,
+    /// What failed (e.g. "SIGSEGV").
+    pub cause: String,
+    /// The checkpoint resumed, or `None` when the failure was left to stand.
+    pub resumed_epoch: Option<u32>,
+    /// Why it was not rolled back, or that it was.
+    pub note: String,
+}
+
+/// When the next checkpoint is due: `interval` after the previous one (or after the start).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    interval: Duration,
+    next: Duration,
+}
+
+impl Schedule {
+    pub fn new(interval: Duration) -> Self {
+        Schedule { interval, next: interval }
+    }
+    /// `now` is the time since the tracer attached.
+    pub fn due(&self, now: Duration) -> bool {
+        now >= self.next
+    }
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+    /// Time left until due (what the timer is armed with).
+    pub fn wait(&self, now: Duration) -> Duration {
+        self.next.saturating_sub(now)
+    }
+    /// A checkpoint was taken (or the running process was replaced) at `now`.
+    pub fn taken(&mut self, now: Duration) {
+        self.next = now + self.interval;
+    }
+}
+
+/// A replica still running is hung at this multiple of the median wall of its finished siblings.
+pub const HANG_FACTOR: f64 = 4.0;
+
+/// Whether a replica that has run for `elapsed` (not counting time lost to rollbacks) is hung, as tmr's
+/// relative timeout judges (`HANG_FACTOR` × the median wall of the siblings that finished, once a strict
+/// majority of all `replicas` has), but never before `floor`.
+pub fn hung(elapsed: Duration, finished: &[Duration], replicas: usize, floor: Duration) -> bool {
+    past(elapsed, finished, replicas, HANG_FACTOR).is_some_and(|limit| elapsed >= limit.max(floor))
+}
+
+/// Whether a replica is overdue: running longer than the median wall of a finished majority. It may be
+/// hung already, so it takes no more checkpoints (a rollback must not land in the hang).
+pub fn overdue(elapsed: Duration, finished: &[Duration], replicas: usize) -> bool {
+    past(elapsed, finished, replicas, 1.0).is_some_and(|limit| elapsed >= limit)
+}
+
+/// `factor` × the median of `finished`, once a strict majority of `replicas` (at least 2) finished.
+fn past(_elapsed: Duration, finished: &[Duration], replicas: usize, factor: f64) -> Option<Duration> {
+    if replicas < 2 || finished.len() < replicas / 2 + 1 {
+        return None;
+    }
+    let mut walls: Vec<f64> = finished.iter().map(Duration::as_secs_f64).collect();
+    let median = crate::stats::median(&mut walls)?;
+    Some(Duration::from_secs_f64(median * factor))
+}
+
+/// Checkpoints kept per replica: the newest, and the one before it, for when the newest was taken
+/// after the fault had already struck (in a signal handler on the way to the crash, say).
+pub const KEEP: usize = 2;
+
+/// The lineage of one replica: its kept checkpoints and what the running process was resumed from.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    /// Epochs of the checkpoints held now, oldest first (at most [`KEEP`]).
+    pub kept: Vec<u32>,
+    /// The epoch the running process was resumed from, if it is a resumed checkpoint.
+    pub resumed_from: Option<u32>,
+    pub rollbacks: u32,
+    pub epochs: u32,
+    /// What made the last rollback necessary.
+    last_cause: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Resume the kept checkpoint of this epoch in place of the failed process; the kept ones newer
+    /// than it are released.
+    Rollback(u32),
+    /// Let the failure stand, for this reason.
+    Stand(String),
+}
+
+impl Lineage {
+    /// A new checkpoint was taken. Returns its epoch and the epoch released to make room, if any.
+    pub fn checkpoint(&mut self) -> (u32, Option<u32>) {
+        self.epochs += 1;
+        self.kept.push(self.epochs);
+        let released = (self.kept.len() > KEEP).then(|| self.kept.remove(0));
+        (self.epochs, released)
+    }
+
+    /// Which checkpoint a failure with `cause` would go back to. The newest, unless the running process
+    /// was resumed and failed the same way again: then the newest one older than the one it was
+    /// resumed from (the newer ones may hold the fault already), if any.
+    pub fn candidate(&self, cause: &str) -> Result<u32, String> {
+        match self.resumed_from {
+            Some(r) if self.last_cause.as_deref() == Some(cause) => {
+                self.kept.iter().rev().copied().find(|&e| e < r).ok_or_else(|| {
+                    format!("failed again ({cause}) after resuming checkpoint {r}, and no older one is kept: a deterministic fault")
+                })
+            }
+            Some(r) => self.kept.last().copied().ok_or_else(|| format!("no checkpoint kept since resuming checkpoint {r}")),
+            None => self.kept.last().copied().ok_or_else(|| "no checkpoint had been taken yet".to_string()),
+        }
+    }
+
+    /// The running process failed with `cause`; `io_since(k)` is the bytes read or written since
+    /// checkpoint `k` that a rollback could not take back.
+    pub fn on_failure(&mut self, cause: &str, io_since: impl FnOnce(u32) -> u64) -> Decision {
+        let k = match self.candidate(cause) {
+            Ok(k) => k,
+            Err(why) => return Decision::Stand(why),
+        };
+        if self.rollbacks >= MAX_ROLLBACKS {
+            return Decision::Stand(format!("already rolled back {MAX_ROLLBACKS} times"));
+        }
+        let io = io_since(k);
+        if io > 0 {
+            return Decision::Stand(if io == u64::MAX {
+                format!("its I/O since checkpoint {k} is unknown")
+            } else {
+                format!("it read or wrote {io} bytes since checkpoint {k} (besides stdout/stderr); those cannot be taken back")
+            });
+        }
+        self.rollbacks += 1;
+        self.last_cause = Some(cause.to_string());
+        self.kept.retain(|&e| e < k);
+        self.resumed_from = Some(k);
+        Decision::Rollback(k)
+    }
+}
+
+/// The human report's lines for one replica's checkpoints: a summary, then one line per failure.
+pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
+    let Some(log) = log else { return Vec::new() };
+    let pages: u64 = log.epochs.iter().map(|e| e.dirty_pages).sum();
+    let cost: f64 = log.epochs.iter().map(|e| e.cost_ms).sum();
+    let mut out = vec![format!(
+        "  replica {replica}: {} checkpoint(s) every {:.0} ms · {pages} pages written · {cost:.1} ms held",
+        log.epochs.len(),
+        log.interval_ms
+    )];
+    for r in &log.rollbacks {
+        out.push(match r.resumed_epoch {
+            Some(k) => format!(
+                "  replica {replica}: {} at {:.0} ms: rolled back to checkpoint {k} (epoch {k}), which ran on",
+                r.cause, r.at_ms
+            ),
+            None => format!("  replica {replica}: {} at {:.0} ms: not rolled back: {}", r.cause, r.at_ms, r.note),
+        });
+    }
+    if let Some(why) = &log.stopped {
+        out.push(format!("  replica {replica}: checkpoints stopped: {why}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_checkpoint_is_due_one_interval_after_the_previous() {
+        let mut s = Schedule::new(100 * MS);
+        assert!(!s.due(99 * MS));
+        assert_eq!(s.wait(40 * MS), 60 * MS);
+        assert!(s.due(100 * MS));
+        // Taken late (the replica made no system call for a while): the next is an interval after that.
+        s.taken(250 * MS);
+        assert!(!s.due(300 * MS));
+        assert!(s.due(350 * MS));
+        assert_eq!(s.wait(400 * MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_failure_rolls_back_to_the_newest_checkpoint_then_to_the_one_before() {
+        let mut l = Lineage::default();
+        let none = |_| 0;
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Stand("no checkpoint had been taken yet".into()));
+        assert_eq!(l.checkpoint(), (1, None));
+        assert_eq!(l.checkpoint(), (2, None));
+        assert_eq!(l.checkpoint(), (3, Some(1)), "two are kept");
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Rollback(3));
+        // The same fault again: checkpoint 3 may hold it already; go back to 2.
+        assert_eq!(l.on_failure("SIGSEGV", none), Decision::Rollback(2));
+        match l.on_failure("SIGSEGV", none) {
+            Decision::Stand(why) => {
+                assert!(why.contains("failed again (SIGSEGV)") && why.contains("checkpoint 2"))
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn checkpoints_taken_after_resuming_are_newer_than_the_fault_and_skipped_when_it_recurs() {
+        let mut l = Lineage::default();
+        l.checkpoint();
+        l.checkpoint();
+        assert_eq!(l.on_failure("SIGSEGV", |_| 0), Decision::Rollback(2));
+        assert_eq!(l.checkpoint(), (3, None));
+        assert_eq!(l.kept, vec![1, 3]);
+        // A different fault rolls back to the newest; the same one again skips past 3 and 2.
+        assert_eq!(l.clone().on_failure("SIGBUS", |_| 0), Decision::Rollback(3));
+        assert_eq!(l.on_failure("SIGSEGV", |_| 0), Decision::Rollback(1));
+        assert!(l.kept.is_empty(), "3 is newer than 1: released");
+    }
+
+    #[test]
+    fn io_since_the_checkpoint_or_too_many_rollbacks_leave_the_failure_standing() {
+        let mut l = Lineage::default();
+        l.checkpoint();
+        assert!(
+            matches!(l.on_failure("SIGSEGV", |k| if k == 1 { 12 } else { 0 }), Decision::Stand(w) if w.contains("12 bytes"))
+        );
+        assert!(matches!(l.on_failure("SIGSEGV", |_| u64::MAX), Decision::Stand(w) if w.contains("unknown")));
+        for i in 0..MAX_ROLLBACKS {
+            l.checkpoint();
+            assert!(matches!(l.on_failure(&format!("cause {i}"), |_| 0), Decision::Rollback(_)));
+        }
+        l.checkpoint();
+        assert!(matches!(l.on_failure("SIGSEGV", |_| 0), Decision::Stand(w) if w.contains("already")));
+    }
+
+    #[test]
+    fn a_replica_is_hung_once_a_majority_finished_long_enough_ago() {
+        let walls = [100 * MS, 120 * MS];
+        // One sibling finished: no majority of three yet.
+        assert!(!hung(10_000 * MS, &walls[..1], 3, MS));
+        assert!(!hung(439 * MS, &walls, 3, MS));
+        assert!(hung(440 * MS, &walls, 3, MS), "4 × the median (110 ms)");
+        assert!(!hung(440 * MS, &walls, 3, 500 * MS), "never before the floor");
+        assert!(!hung(10_000 * MS, &[], 1, MS), "a single replica has no siblings to compare with");
+        assert!(!overdue(109 * MS, &walls, 3) && overdue(110 * MS, &walls, 3));
+        assert!(!overdue(10_000 * MS, &walls[..1], 3));
+    }
+
+    #[test]
+    fn the_report_names_each_restart_its_epoch_and_cause() {
+        let log = CheckpointLog {
+            interval_ms: 20.0,
+            epochs: vec![Epoch { index: 1, at_ms: 21.0, dirty_pages: 5, cost_ms: 0.5, fork_ms: 0.1 }],
+            rollbacks: vec![
+                Rollback {
+                    at_ms: 30.0,
+                    cause: "SIGSEGV".into(),
+                    resumed_epoch: Some(1),
+                    note: String::new(),
+                },
+                Rollback {
+                    at_ms: 40.0,
+                    cause: "SIGSEGV".into(),
+                    resumed_epoch: None,
+                    note: "failed again".into(),
+                },
+            ],
+            stopped: None,
+        };
+        let lines = describe(2, Some(&log));
+        assert!(lines[0].contains("replica 2: 1 checkpoint(s) every 20 ms · 5 pages written"), "{lines:?}");
+        assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
+        assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
+        assert!(describe(0, None).is_empty());
+    }
+}

@@ -270,7 +270,7 @@ fn become_replica(
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, det, inject, place, checkpoint, interposed, go_w)
+        tracer_main(replica.as_raw(), tmr, Plan { det, inject, place, checkpoint, interposed }, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
@@ -320,16 +320,19 @@ fn become_replica(
 
 /// The tracer process: attach to the replica, let it exec, trace it to its exit stop, publish the
 /// snapshot on fd 3, and leave (which detaches every tracee and lets the replica finish exiting).
-fn tracer_main(
-    replica: i32,
-    tmr: i32,
+/// What the tracer is asked to do to its replica.
+struct Plan {
     det: Det,
     inject: Option<InjectSpec>,
+    /// Input replication: this replica's place in the run's answer log.
     place: Option<super::inputs::Place>,
+    /// `--checkpoint`: the interval, and where the tracers report their walls.
     checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
     interposed: Option<super::hold::Interposed>,
-    go: OwnedFd,
-) -> ! {
+}
+
+fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
+    let Plan { det, inject, place, checkpoint, interposed } = plan;
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {

@@ -23,4 +23,5 @@ pub mod stats;
 pub mod stream;
 pub mod suite;
 pub mod supervisor;
+pub mod testrun;
 pub mod vote;

@@ -25,6 +25,7 @@ fn main() {
         Parsed::Hunt(config) => finish(tmr::hunt::execute(&config)),
         Parsed::Campaign(config) => finish(tmr::campaign::execute(&config)),
         Parsed::Run(config) => finish(tmr::round::execute(&config)),
+        Parsed::Test(config) => finish(tmr::testrun::execute(&config)),
     };
     std::process::exit(code);
 }

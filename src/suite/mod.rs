@@ -11,6 +11,7 @@ pub mod gotest;
 pub mod junit;
 pub mod libtest;
 pub mod pytest;
+pub mod report;
 pub mod runner;
 pub mod tap;
 pub mod vote;

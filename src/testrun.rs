@@ -172,7 +172,11 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                 break 'outer;
             }
             let Some(argv) = t.argv.clone() else { continue };
-            if !t.classifier.wants_rerun() {
+            // A flaky test is known as soon as its odd outcome comes back; it is rerun on, up to the count
+            // budget, to measure its failure rate: a rate from the runs that merely settled its class
+            // would be biased by the stopping rule.
+            let measuring = t.reruns < cfg.reruns && t.classifier.verdict().class == Class::Nondeterministic;
+            if !t.classifier.wants_rerun() && !measuring {
                 continue;
             }
             let spent = rerun_began.elapsed();
@@ -230,7 +234,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                     t.rerun_failures += 1;
                     if t.failures.iter().filter(|f| f.run.starts_with("rerun")).count() < KEPT_RERUN_OUTPUTS {
                         let out = p.run.get(&t.id).map(|r| r.output.clone()).unwrap_or_default();
-                        let out = if out.is_empty() { p.run.stray.clone() } else { out };
+                        let out = if out.is_empty() { no_section(&p) } else { out };
                         t.failures.push(FailureEntry {
                             run: label,
                             outcome: outcome.to_string(),
@@ -266,19 +270,10 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     if swept > 0 {
         notes.push(format!("killed {swept} leftover process(es) the runners left behind"));
     }
-    for p in &parsed {
-        if p.outcome == Outcome::TimedOut && !p.run.results.iter().any(|r| r.outcome == TestOutcome::Timeout)
-        {
-            let last = p.run.results.last().map(|r| r.name.to_string());
-            notes.push(format!(
-                "a replica was killed by --timeout and its runner named no test in flight{}",
-                match last {
-                    Some(l) => format!(": the last test it reported was {l} (the hung one came after it)"),
-                    None => String::new(),
-                }
-            ));
-            break;
-        }
+    if let Some(p) = parsed.iter().find(|p| {
+        p.outcome == Outcome::TimedOut && !p.run.results.iter().any(|r| r.outcome == TestOutcome::Timeout)
+    }) {
+        notes.push(hang_note(runner, p.run.results.last().map(|r| r.name.to_string())));
     }
 
     let mut report = build_report(cfg, runner, &vote, &parsed, &tracks, voted_wall, rerun_wall, time_budget);
@@ -323,6 +318,22 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
 fn phase(cfg: &TestConfig, progress: &indicatif::ProgressBar, text: &str) {
     if !cfg.quiet && progress.is_hidden() {
         crate::report::say(&format!("tmr test: {text}"));
+    }
+}
+
+/// A replica was killed by `--timeout` and its runner named no test in flight: say what the format
+/// allows.
+fn hang_note(runner: Runner, last: Option<String>) -> String {
+    let head = "a replica was killed by --timeout and its runner named no test in flight";
+    match (runner, last) {
+        // TAP prints a test's line when it ends, in order: the hung test is the next one.
+        (Runner::Tap, Some(l)) => {
+            format!("{head}: the hung test is the one after {l}, the last one reported")
+        }
+        (Runner::Libtest, _) => format!(
+            "{head}: libtest names a running test only after 60 s; add `-- --test-threads=1` to have it named"
+        ),
+        _ => head.to_string(),
     }
 }
 
@@ -475,13 +486,29 @@ fn parse_record(runner: Runner, rec: &mut RunRecord, file: Option<Vec<u8>>) -> R
         run.mark_timed_out();
         run.problems.push("killed by --timeout".into());
     }
-    if !run.complete && run.stray.is_empty() {
-        // Nothing outside a test was kept by the parser: keep the runner's last words from its streams.
-        run.stray.push(&tail(&stdout, 10));
-        run.stray.push(&tail(&stderr, 10));
+    if !run.complete {
+        // The runner's last words: stdout's when the parser kept nothing outside a test, and stderr's
+        // (cargo's `process didn't exit successfully ... SIGABRT`, a build error) unless it was parsed.
+        if run.stray.is_empty() {
+            run.stray.push(&tail(&stdout, 10));
+        }
+        if !stderr.is_empty() && !matches!(runner, Runner::GoTest | Runner::Tap) {
+            run.stray.push(&tail(&stderr, 5));
+        }
     }
     let root = (runner == Runner::Pytest).then(|| crate::suite::pytest::rootdir(&stdout)).flatten();
     Ok(Parsed { run, outcome: rec.outcome, wall: rec.wall, root })
+}
+
+/// A rerun that failed without a section of output for its test (killed, crashed): what it ended
+/// with, and its last lines outside any test.
+fn no_section(p: &Parsed) -> crate::suite::Output {
+    let mut out = crate::suite::Output::default();
+    out.push_line(
+        format!("(no output for this test: the runner ended with {})", p.outcome.describe()).as_bytes(),
+    );
+    out.push(&tail(&p.run.stray.bytes, 5));
+    out
 }
 
 fn tail(data: &[u8], lines: usize) -> Vec<u8> {
@@ -633,7 +660,14 @@ fn build_report(
                 complete: p.run.complete,
                 tests: p.run.results.len(),
                 problems,
-                stray_tail: String::from_utf8_lossy(&tail(&p.run.stray.bytes, 10)).into_owned(),
+                // The runner's last words, unless tmr's timeout killed it in a test it named (header noise).
+                stray_tail: if p.outcome == Outcome::TimedOut
+                    && p.run.results.iter().any(|r| r.outcome == TestOutcome::Timeout)
+                {
+                    String::new()
+                } else {
+                    String::from_utf8_lossy(&tail(&p.run.stray.bytes, 10)).into_owned()
+                },
                 wall_ms: p.wall.as_secs_f64() * 1e3,
             }
         })

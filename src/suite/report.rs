@@ -119,7 +119,11 @@ impl TestEntry {
 
     /// The first lines of the first failure's output.
     pub fn message(&self) -> String {
-        let Some(f) = self.failures.first() else { return String::new() };
+        // A replica killed midway may have no section for the test (libtest prints them at the end):
+        // the first run that has one speaks.
+        let Some(f) = self.failures.iter().find(|f| !f.output.trim().is_empty()) else {
+            return String::new();
+        };
         f.output.lines().filter(|l| !l.trim().is_empty()).take(HEAD_LINES).collect::<Vec<_>>().join("\n")
     }
 
@@ -185,11 +189,11 @@ pub fn human(r: &TestReport) -> String {
     let indent = |text: &str| text.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n");
     for t in r.tests.iter().filter(|t| t.flaky()) {
         line(&format!(
-            "FLAKY {} — voted {}, replicas {}; {}; {}",
+            "{} {} — voted {}, replicas {}; {}",
+            class_word(t).to_uppercase(),
             t.id,
             t.voted.as_deref().unwrap_or("none"),
             t.outcomes.join("/"),
-            class_word(t),
             t.rate_text(r.confidence)
         ));
         if let Some(b) = t.odd_rate_bound {
@@ -241,14 +245,28 @@ pub fn human(r: &TestReport) -> String {
         let more = if partial.len() > 5 { format!(" and {} more", partial.len() - 5) } else { String::new() };
         line(&format!("only some replicas ran {} test(s): {shown}{more}", partial.len()));
     }
+    // Replicas that ended the same way are told once.
+    let mut told: Vec<&ReplicaEntry> = Vec::new();
     for rep in &r.replica_runs {
         if rep.complete && rep.problems.is_empty() {
             continue;
         }
+        let same = |o: &&ReplicaEntry| {
+            (&o.outcome, o.complete, o.tests, &o.problems, &o.stray_tail)
+                == (&rep.outcome, rep.complete, rep.tests, &rep.problems, &rep.stray_tail)
+        };
+        if told.iter().any(same) {
+            continue;
+        }
+        told.push(rep);
+        let who: Vec<String> = r.replica_runs.iter().filter(same).map(|o| o.replica.to_string()).collect();
         let what = if rep.complete { "finished" } else { "did not finish" };
         line(&format!(
-            "replica {}: the runner {what} ({}; {} tests reported)",
-            rep.replica, rep.outcome, rep.tests
+            "{} {}: the runner {what} ({}; {} tests reported)",
+            if who.len() > 1 { "replicas" } else { "replica" },
+            who.join(", "),
+            rep.outcome,
+            rep.tests
         ));
         for p in &rep.problems {
             line(&format!("      {p}"));

@@ -279,3 +279,16 @@ fn garbage_nothing_and_a_dying_runner_are_clear_errors() {
     assert!(r.stderr.contains("SIGSEGV"), "{}", r.stderr);
     assert!(r.stderr.contains("segfault in b"), "{}", r.stderr);
 }
+
+#[test]
+fn any_runner_writing_junit_xml_per_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"mkdir -p "out/$TMR_REPLICA" && printf '%s' '<?xml version="1.0"?><testsuite name="s"><testcase classname="s" name="a"/><testcase classname="s" name="b"><failure message="boom">expected 42, got 41</failure></testcase></testsuite>' > "out/$TMR_REPLICA/TEST-s.xml""#;
+    let r = tmr_test(dir.path(), &[], &["--junit-in", "out/{r}/*.xml"], &["sh", "-c", script]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(test(&r, "a")["voted"], "pass");
+    let b = test(&r, "b");
+    assert_eq!(b["voted"], "fail");
+    assert!(b["rerun_note"].as_str().unwrap().contains("no known per-test filter"), "{b}");
+    assert!(r.stderr.contains("expected 42, got 41"), "{}", r.stderr);
+}

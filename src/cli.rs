@@ -508,7 +508,8 @@ struct TestArgs {
     timeout: Option<Timeout>,
 
     /// Most reruns of each failing or disagreeing test (0: no reruns; at most 100000) [default: 29, enough
-    /// to bound a 10% flake].
+    /// to bound a 10% flake]. Given, a flaky test is rerun this many times (within --rerun-budget) to
+    /// measure its failure rate; by default its reruns stop once it is known to be flaky.
     #[arg(long, value_name = "R", value_parser = parse_reruns)]
     reruns: Option<usize>,
 
@@ -580,6 +581,7 @@ impl TestArgs {
                 Some(r) => r,
                 None => default_reruns(0.1, self.confidence)?,
             },
+            measure: self.reruns.is_some(),
             time_budget: self.rerun_budget,
             confidence: self.confidence,
             fail_on: self.fail_on,

@@ -43,6 +43,9 @@ pub struct TestConfig {
     pub timeout: Option<Timeout>,
     /// Most reruns per test.
     pub reruns: usize,
+    /// `--reruns` was given: a flaky test is rerun that many times (within the time budget) to measure
+    /// its failure rate, instead of stopping once its class is settled.
+    pub measure: bool,
     pub time_budget: TimeBudget,
     pub confidence: f64,
     pub fail_on: Vec<Class>,
@@ -60,12 +63,16 @@ struct Parsed {
     wall: Duration,
     /// pytest's rootdir, from its console header: node ids are relative to it.
     root: Option<String>,
+    /// cargo's test binaries, `(label, path)`, from its `Running` lines.
+    binaries: Vec<(String, String)>,
 }
 
 /// Per test: its classifier, and what its reruns brought.
 struct Track {
     id: TestId,
     classifier: Classifier<TestOutcome>,
+    /// Rerun through the test binary itself, not cargo.
+    direct: bool,
     argv: Option<Vec<OsString>>,
     note: Option<String>,
     reruns: usize,
@@ -113,7 +120,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
         crate::report::progress_bar(n as u64, "tmr test: {pos}/{len} replicas done · {msg} {elapsed}");
     progress.set_message("running the suite");
     let began = Instant::now();
-    let since = SystemTime::now();
+    let since = Stale::take(cfg, n);
     let mut records: Vec<RunRecord> = Vec::new();
     let mut swept = harness.run_jobs(
         &mut (0..n).map(|replica| Job { replica, replicas: n, round: 0 }),
@@ -128,7 +135,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let voted_wall = began.elapsed();
     let mut parsed = Vec::new();
     for rec in &mut records {
-        let file = result_file(runner, cfg, result_path.as_deref(), rec.job, since)?;
+        let file = result_file(runner, cfg, result_path.as_deref(), rec.job, &since)?;
         parsed.push(parse_record(runner, rec, file).with_context(|| format!("replica {}", rec.job.replica))?);
     }
     let runs: Vec<SuiteRun> = parsed.iter().map(|p| p.run.clone()).collect();
@@ -152,8 +159,16 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let mut tracks: Vec<Track> = vote
         .to_rerun()
         .into_iter()
-        .map(|id| new_track(runner, cfg, &vote, id, policy, rootdir.as_deref(), result_path.as_deref()))
+        .map(|id| {
+            let binaries = parsed.iter().find(|p| !p.binaries.is_empty()).map_or(&[][..], |p| &p.binaries);
+            new_track(runner, cfg, &vote, id, policy, rootdir.as_deref(), result_path.as_deref(), binaries)
+        })
         .collect();
+    if tracks.iter().any(|t| t.direct) {
+        // What cargo sets for a test binary at run time that tests do read (fixture paths).
+        let cwd = std::env::current_dir().context("the current directory")?;
+        harness.set_env("CARGO_MANIFEST_DIR", &cwd.to_string_lossy())?;
+    }
     let time_budget = cfg.time_budget.resolve(voted_wall);
     let median_wall =
         crate::stats::median(&mut parsed.iter().map(|p| p.wall.as_secs_f64()).collect::<Vec<_>>());
@@ -172,10 +187,13 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                 break 'outer;
             }
             let Some(argv) = t.argv.clone() else { continue };
-            // A flaky test is known as soon as its odd outcome comes back; it is rerun on, up to the count
-            // budget, to measure its failure rate: a rate from the runs that merely settled its class
-            // would be biased by the stopping rule.
-            let measuring = t.reruns < cfg.reruns && t.classifier.verdict().class == Class::Nondeterministic;
+            // A flaky test is known as soon as its odd outcome comes back, and by default its reruns stop
+            // there (the cost of a suite with one flaky test stays that test's few reruns). With
+            // `--reruns` given, it is rerun on to measure its failure rate: a rate from the runs that
+            // merely settled its class is biased by the stopping rule.
+            let measuring = cfg.measure
+                && t.reruns < cfg.reruns
+                && t.classifier.verdict().class == Class::Nondeterministic;
             if !t.classifier.wants_rerun() && !measuring {
                 continue;
             }
@@ -193,7 +211,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
             }
             any = true;
             harness.set_command(path_for(&argv)?, &argv)?;
-            let since = SystemTime::now();
+            let since = Stale::take(cfg, n);
             let round_began = Instant::now();
             let mut recs = Vec::new();
             progress.set_message(format!("{total_reruns} reruns done, {size} in flight: {}", t.id));
@@ -208,7 +226,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
             t.walls.push(round_began.elapsed().as_secs_f64());
             recs.sort_by_key(|r| r.job.replica);
             for mut rec in recs {
-                let file = result_file(runner, cfg, result_path.as_deref(), rec.job, since)?;
+                let file = result_file(runner, cfg, result_path.as_deref(), rec.job, &since)?;
                 let label = format!("rerun {}", t.reruns + 1);
                 let p = match parse_record(runner, &mut rec, file) {
                     Ok(p) => p,
@@ -383,7 +401,7 @@ fn result_file(
     cfg: &TestConfig,
     pytest_path: Option<&Path>,
     job: Job,
-    since: SystemTime,
+    since: &Stale,
 ) -> Result<Option<Vec<u8>>> {
     match runner {
         Runner::Pytest => {
@@ -418,23 +436,54 @@ fn result_file(
     }
 }
 
-/// Files matching `pattern` (`{r}` the replica; `*` and `?` in the last component only) written since
-/// `since`: an old report left from an earlier run must not count as this run's.
-fn junit_files(pattern: &str, replica: usize, since: SystemTime) -> Result<Vec<PathBuf>> {
+/// The `--junit-in` files that were there before a round, with their modification times: an old
+/// report left from an earlier run must not count as this run's. (A time taken before the round will
+/// not do: the file system stamps files with a coarser clock, which can read earlier.)
+struct Stale(std::collections::HashMap<PathBuf, Option<SystemTime>>);
+
+impl Stale {
+    fn take(cfg: &TestConfig, replicas: usize) -> Stale {
+        let mut seen = std::collections::HashMap::new();
+        if let Some(pattern) = &cfg.junit_in {
+            for r in 0..replicas {
+                for (path, time) in junit_matches(pattern, r) {
+                    seen.insert(path, time);
+                }
+            }
+        }
+        Stale(seen)
+    }
+
+    fn is_fresh(&self, path: &Path, time: Option<SystemTime>) -> bool {
+        self.0.get(path).is_none_or(|before| *before != time)
+    }
+}
+
+/// Files matching `pattern` (`{r}` the replica; `*` and `?` in the last component only), with their
+/// modification times.
+fn junit_matches(pattern: &str, replica: usize) -> Vec<(PathBuf, Option<SystemTime>)> {
     let pattern = pattern.replace("{r}", &replica.to_string());
     let path = Path::new(&pattern);
     let (dir, name) = match (path.parent(), path.file_name()) {
         (Some(d), Some(n)) => {
             (if d.as_os_str().is_empty() { Path::new(".") } else { d }, n.to_string_lossy())
         }
-        _ => bail!("--junit-in {pattern}: not a file pattern"),
+        _ => return Vec::new(),
     };
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
-    let mut out: Vec<PathBuf> = entries
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
         .filter_map(|e| e.ok())
         .filter(|e| glob_match(name.as_bytes(), e.file_name().to_string_lossy().as_bytes()))
-        .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since))
-        .map(|e| e.path())
+        .map(|e| (e.path(), e.metadata().and_then(|m| m.modified()).ok()))
+        .collect()
+}
+
+/// This round's files for `replica`, in a stable order.
+fn junit_files(pattern: &str, replica: usize, since: &Stale) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = junit_matches(pattern, replica)
+        .into_iter()
+        .filter(|(p, t)| since.is_fresh(p, *t))
+        .map(|(p, _)| p)
         .collect();
     out.sort();
     Ok(out)
@@ -497,7 +546,8 @@ fn parse_record(runner: Runner, rec: &mut RunRecord, file: Option<Vec<u8>>) -> R
         }
     }
     let root = (runner == Runner::Pytest).then(|| crate::suite::pytest::rootdir(&stdout)).flatten();
-    Ok(Parsed { run, outcome: rec.outcome, wall: rec.wall, root })
+    let binaries = if runner == Runner::Libtest { cargo_binaries(&stderr) } else { Vec::new() };
+    Ok(Parsed { run, outcome: rec.outcome, wall: rec.wall, root, binaries })
 }
 
 /// A rerun that failed without a section of output for its test (killed, crashed): what it ended
@@ -540,6 +590,39 @@ fn rerun_outcome(p: &Parsed, id: &TestId) -> Option<TestOutcome> {
     }
 }
 
+/// cargo's `Running LABEL (PATH)` lines on stderr: each test binary's label (a test id's suite) and
+/// path.
+fn cargo_binaries(stderr: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("Running ")?;
+            let i = rest.rfind(" (").filter(|_| rest.ends_with(')'))?;
+            Some((rest[..i].to_string(), rest[i + 2..rest.len() - 1].to_string()))
+        })
+        .collect()
+}
+
+/// The test binary that reruns a test of `suite` without cargo (a cargo invocation costs a tenth of a
+/// second of checking before the one test runs: most of a quick test's rerun). Only where running it
+/// directly is what cargo does: one package whose root is the current directory (cargo runs a test
+/// binary there), no package selection, not a doc test, the binary on disk.
+fn direct_binary(cfg: &TestConfig, suite: &str, binaries: &[(String, String)]) -> Option<PathBuf> {
+    let dashdash = cfg.command.iter().position(|a| a == "--").unwrap_or(cfg.command.len());
+    let cargo_args = &cfg.command[..dashdash];
+    let selects = ["--manifest-path", "-p", "--package", "--workspace", "--all", "--target", "--doc"];
+    if cargo_args.iter().any(|a| selects.iter().any(|s| a.to_string_lossy().starts_with(s))) {
+        return None;
+    }
+    let manifest = std::fs::read_to_string("Cargo.toml").ok()?;
+    if !manifest.lines().any(|l| l.trim() == "[package]") || suite.starts_with("Doc-tests ") {
+        return None;
+    }
+    let (_, path) = binaries.iter().find(|(label, _)| label == suite)?;
+    Some(PathBuf::from(path)).filter(|p| p.is_file())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn new_track(
     runner: Runner,
     cfg: &TestConfig,
@@ -548,6 +631,7 @@ fn new_track(
     policy: Policy,
     rootdir: Option<&str>,
     result_path: Option<&Path>,
+    binaries: &[(String, String)],
 ) -> Track {
     let tv = vote.get(id).expect("a test to rerun comes from the vote");
     let initial: Vec<TestOutcome> =
@@ -556,8 +640,24 @@ fn new_track(
     // pytest node ids are relative to its rootdir; a rerun started elsewhere names the test by path.
     let cwd = std::env::current_dir().ok();
     let root = rootdir.map(PathBuf::from).filter(|r| Some(r) != cwd.as_ref());
+    let direct = match runner {
+        Runner::Libtest if cfg.command.first().is_some_and(|p| p == "cargo") => {
+            direct_binary(cfg, &id.suite, binaries)
+        }
+        _ => None,
+    };
+    let command = match &direct {
+        // The binary, then the user's arguments for libtest (after cargo's `--`).
+        Some(bin) => {
+            let dashdash = cfg.command.iter().position(|a| a == "--");
+            let mut argv = vec![bin.clone().into_os_string()];
+            argv.extend(dashdash.map_or(&[][..], |i| &cfg.command[i + 1..]).iter().cloned());
+            argv
+        }
+        None => cfg.command.clone(),
+    };
     let argv = runner
-        .rerun(&cfg.command, id, |p| root.as_deref().unwrap_or(Path::new(".")).join(p).is_file())
+        .rerun(&command, id, |p| root.as_deref().unwrap_or(Path::new(".")).join(p).is_file())
         .map(|mut a| {
             if let (Runner::Pytest, Some(root), Some(last)) = (runner, &root, a.last_mut()) {
                 *last = root.join(&*last).into_os_string();
@@ -572,6 +672,7 @@ fn new_track(
     Track {
         id: id.clone(),
         classifier,
+        direct: direct.is_some() && argv.is_some(),
         argv,
         note,
         reruns: 0,

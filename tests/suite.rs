@@ -284,7 +284,12 @@ fn garbage_nothing_and_a_dying_runner_are_clear_errors() {
 fn any_runner_writing_junit_xml_per_replica() {
     let dir = tempfile::tempdir().unwrap();
     let script = r#"mkdir -p "out/$TMR_REPLICA" && printf '%s' '<?xml version="1.0"?><testsuite name="s"><testcase classname="s" name="a"/><testcase classname="s" name="b"><failure message="boom">expected 42, got 41</failure></testcase></testsuite>' > "out/$TMR_REPLICA/TEST-s.xml""#;
+    // A report left over from an earlier run is not this run's.
+    std::fs::create_dir_all(dir.path().join("out/1")).unwrap();
+    let stale = r#"<testsuite name="s"><testcase classname="s" name="stale"><failure>old</failure></testcase></testsuite>"#;
+    std::fs::write(dir.path().join("out/1/TEST-old.xml"), stale).unwrap();
     let r = tmr_test(dir.path(), &[], &["--junit-in", "out/{r}/*.xml"], &["sh", "-c", script]);
+    assert!(r.report["tests"].as_array().unwrap().iter().all(|t| t["name"] != "stale"), "{}", r.stderr);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(test(&r, "a")["voted"], "pass");
     let b = test(&r, "b");

@@ -21,6 +21,8 @@ use crate::replica::monitor::Det;
 /// is one source line, so clap wraps it whole at the terminal's width instead of breaking it mid-phrase.
 const EXAMPLES: &str = "\
 EXAMPLES
+  tmr test -- cargo test
+      a test suite: vote per test, rerun only the failing ones (tmr test --help)
   tmr make
       3 replicas, voted output and exit code
   tmr -n 5 -- ./solver --input x.dat
@@ -37,8 +39,8 @@ EXAMPLES
       machine-readable report
   tmr --fail-on transient,nondeterministic -- ./test.sh
       fail CI on any flake
-  tmr --compare exit --junit junit.xml --github -- cargo test
-      a test suite: vote on the exit status (runners reorder their output)
+  tmr --compare exit -- ./integration.sh
+      a single test: vote on the exit status only
   tmr hunt --runs 200 --jobs 4 -- ./flaky-test.sh
       hunt a flaky test (see tmr hunt --help)
   tmr --launcher slurm -- ./solver x.dat
@@ -266,6 +268,7 @@ fn parse_mask(s: &str) -> Result<Regex, String> {
 /// What the caller should do after parsing.
 pub enum Parsed {
     Run(Config),
+    Test(crate::testrun::TestConfig),
     Hunt(HuntConfig),
     Campaign(CampaignConfig),
     /// `tmr record`: run once, write what happened to `out`.
@@ -293,6 +296,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
     let args: Vec<OsString> = args.into_iter().collect();
     let hunt = args.get(1).is_some_and(|a| a == "hunt");
     let campaign = args.get(1).is_some_and(|a| a == "campaign");
+    let test = args.get(1).is_some_and(|a| a == "test");
     let sub = args.get(1).and_then(|a| a.to_str()).filter(|a| matches!(*a, "record" | "vote"));
     let parsed = if let Some(sub) = sub {
         let name = format!("tmr {sub}");
@@ -306,6 +310,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
             Ok(p) => p,
             Err(e) => exit_for(e, &name),
         };
+    } else if test {
+        let rest = std::iter::once(OsString::from("tmr test")).chain(args[2..].iter().cloned());
+        TestArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Test)
     } else if campaign {
         let rest = std::iter::once(OsString::from("tmr campaign")).chain(args[2..].iter().cloned());
         CampaignArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Campaign)
@@ -329,7 +336,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         }
         Ok(p) => p,
         Err(e) => {
-            let name = if hunt {
+            let name = if test {
+                "tmr test"
+            } else if hunt {
                 "tmr hunt"
             } else if campaign {
                 "tmr campaign"
@@ -506,6 +515,140 @@ fn compare_of(fields: &[Field]) -> Compare {
         stdout: fields.contains(&Field::Stdout),
         stderr: fields.contains(&Field::Stderr),
         mem: fields.contains(&Field::Mem),
+    }
+}
+
+const TEST_EXAMPLES: &str = "\
+EXAMPLES
+  tmr test -- cargo test
+      libtest, auto-detected
+  tmr test -- pytest -q tests/
+      pytest (tmr adds a per-replica --junitxml)
+  tmr test -- bats test/
+      TAP (bats, prove)
+  tmr test --junit-in 'out/{r}/*.xml' -- ./run-suite.sh
+      any runner that writes JUnit XML ({r}: the replica, also in $TMR_REPLICA)
+  tmr test --junit report.xml --github -- cargo test
+      CI: nextest-style JUnit, GitHub annotations and step summary
+  tmr test --timeout 5m --fail-on nondeterministic -- go test ./...
+      fail CI on any flaky test too
+
+Each replica runs the whole suite, in parallel. Every test's outcome is voted across the replicas, so the order, timings and seeds in the runner's output do not matter. Failing and disagreeing tests, and only those, are rerun alone through the runner's own filter (cargo test -- --exact NAME, pytest NODEID, bats -f, go test -run) within --reruns per test and --rerun-budget overall, and classed: flaky (nondeterministic, with its failure rate and interval), deterministic (failed every run, with a bound), transient (never failed again).
+The runners' own output is not shown while they run (replicas interleave): on a terminal a progress line, elsewhere a line per phase. The summary names the flaky and failing tests with their first lines of output; --keep DIR keeps every failing run's section.
+Exit status: 0 when every test's voted outcome is a pass or a skip and no test's class is in --fail-on; 1 when a test failed (or the runners did not finish); 122 when only --fail-on matched; 125 on tmr's own errors; 127/126 when the runner is not found/not executable; 129/130/143 when stopped by a signal.
+";
+
+/// `tmr test`: vote per test across replicas of a suite, rerun only the tests that fail or disagree.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tmr test",
+    about = "Run a test suite as N replicas, vote per test, rerun only the failing and disagreeing tests alone, name the flaky ones.",
+    after_help = TEST_EXAMPLES,
+    override_usage = "tmr test [OPTIONS] [--] COMMAND [ARGS]...",
+)]
+struct TestArgs {
+    /// The runner (libtest, pytest, tap, junit, go); detected from the command when not given.
+    #[arg(long, value_name = "NAME", value_parser = parse_runner)]
+    runner: Option<crate::suite::Runner>,
+
+    /// Where each replica's runner writes JUnit XML: a path whose last component may hold * and ?, with
+    /// {r} for the replica number (the runner sees it as $TMR_REPLICA). Implies --runner junit.
+    #[arg(long, value_name = "PATTERN", value_parser = parse_junit_in)]
+    junit_in: Option<String>,
+
+    /// Number of replicas of the suite (1 or more).
+    #[arg(short = 'n', long = "replicas", value_name = "N", default_value_t = 3, value_parser = parse_replicas)]
+    replicas: usize,
+
+    /// Per-run limit (a replica of the suite, or a rerun of one test): a duration or Nx (see tmr --help).
+    /// The test a killed replica was in is named when the runner's format says which tests started.
+    #[arg(long, value_name = "DURATION|Nx", value_parser = parse_timeout)]
+    timeout: Option<Timeout>,
+
+    /// Most reruns of each failing or disagreeing test (0: no reruns; at most 100000) [default: 29, enough
+    /// to bound a 10% flake]. Given, a flaky test is rerun this many times (within --rerun-budget) to
+    /// measure its failure rate; by default its reruns stop once it is known to be flaky.
+    #[arg(long, value_name = "R", value_parser = parse_reruns)]
+    reruns: Option<usize>,
+
+    /// Most time spent on reruns, all tests together: a duration or Kx, K times the voted round's wall
+    /// time (at least 250ms; 0x: no reruns).
+    #[arg(long, value_name = "DURATION|Kx", default_value = "2x", value_parser = parse_time_budget)]
+    rerun_budget: crate::classify::TimeBudget,
+
+    /// Confidence of the reported intervals and bounds.
+    #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = parse_confidence)]
+    confidence: f64,
+
+    /// Exit 122 when any test is classed as one of these (comma-separated): none, transient,
+    /// nondeterministic, deterministic.
+    #[arg(long, value_name = "CLASSES", value_parser = parse_class, value_delimiter = ',')]
+    fail_on: Vec<Class>,
+
+    /// Write a nextest-style JUnit XML report (one test case per test) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+
+    /// Write the JSON report (schema tmr-test-report) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// GitHub annotations on stdout and a summary table in $GITHUB_STEP_SUMMARY (default when
+    /// GITHUB_ACTIONS=true).
+    #[arg(long)]
+    github: bool,
+
+    /// Keep every failing or dissenting run's output section in DIR (and a replica's whole output when
+    /// its runner did not finish), with an index.tsv.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+
+    /// No progress and no summary when the suite passes.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// The test command, and its arguments.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+fn parse_runner(s: &str) -> Result<crate::suite::Runner, String> {
+    crate::suite::Runner::from_name(s)
+        .ok_or_else(|| "possible values: libtest, pytest, tap, junit, go".into())
+}
+
+fn parse_junit_in(s: &str) -> Result<String, String> {
+    if !s.contains("{r}") {
+        return Err("needs {r} (the replica number): replicas must not write the same file".into());
+    }
+    if std::path::Path::new(s).parent().is_some_and(|d| d.to_string_lossy().contains(['*', '?'])) {
+        return Err("* and ? only in the file name, not in directories".into());
+    }
+    Ok(s.to_string())
+}
+
+impl TestArgs {
+    fn into_config(self) -> Result<crate::testrun::TestConfig, clap::Error> {
+        Ok(crate::testrun::TestConfig {
+            command: self.command,
+            runner: self.runner,
+            junit_in: self.junit_in,
+            replicas: self.replicas,
+            timeout: self.timeout,
+            reruns: match self.reruns {
+                Some(r) => r,
+                None => default_reruns(0.1, self.confidence)?,
+            },
+            measure: self.reruns.is_some(),
+            time_budget: self.rerun_budget,
+            confidence: self.confidence,
+            fail_on: self.fail_on,
+            junit: self.junit,
+            json: self.json,
+            github: self.github || std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
+            keep: self.keep,
+            quiet: self.quiet,
+        })
     }
 }
 
@@ -851,7 +994,11 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Config {
         match parse(args.iter().map(OsString::from)) {
             Parsed::Run(c) => c,
-            Parsed::Hunt(_) | Parsed::Campaign(_) | Parsed::Record { .. } | Parsed::Vote { .. } => {
+            Parsed::Hunt(_)
+            | Parsed::Campaign(_)
+            | Parsed::Record { .. }
+            | Parsed::Vote { .. }
+            | Parsed::Test(_) => {
                 panic!("unexpected subcommand")
             }
             Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
@@ -864,7 +1011,8 @@ mod tests {
             | Parsed::Hunt(_)
             | Parsed::Campaign(_)
             | Parsed::Record { .. }
-            | Parsed::Vote { .. } => {
+            | Parsed::Vote { .. }
+            | Parsed::Test(_) => {
                 panic!("expected an error for {args:?}")
             }
             Parsed::Exit { text, code } => (text, code),
@@ -1086,6 +1234,7 @@ mod tests {
                 Parsed::Campaign(c) => prop_assert!(c.trials as u64 <= MAX_TRIALS),
                 Parsed::Record { max_output, .. } => prop_assert!(max_output <= 1 << 30),
                 Parsed::Vote { files, .. } => prop_assert!(files.len() >= 2),
+                Parsed::Test(t) => prop_assert!(!t.command.is_empty() && t.reruns <= MAX_RERUNS),
                 Parsed::Exit { text, code: 0 } => prop_assert!(!text.is_empty()),
                 Parsed::Exit { text, code } => {
                     prop_assert_eq!(code, 125, "{:?}: {}", args, text);
@@ -1160,7 +1309,8 @@ mod tests {
             ) {
                 check(vec![opt.to_string(), value.clone(), "true".into()])?;
                 check(vec!["hunt".into(), "--timeout".into(), value.clone(), "true".into()])?;
-                check(vec!["campaign".into(), "--inject".into(), value, "true".into()])?;
+                check(vec!["campaign".into(), "--inject".into(), value.clone(), "true".into()])?;
+                check(vec!["test".into(), opt.to_string(), value, "true".into()])?;
             }
         }
     }
@@ -1175,6 +1325,7 @@ mod tests {
             (RunArgs::command(), EXAMPLES),
             (HuntArgs::command(), HUNT_EXAMPLES),
             (CampaignArgs::command(), CAMPAIGN_EXAMPLES),
+            (TestArgs::command(), TEST_EXAMPLES),
         ] {
             for width in [80, 100] {
                 cmd = cmd.term_width(width).max_term_width(width);

@@ -23,11 +23,15 @@ EXIT STATUS
   120      no strict majority: replicas disagree and no outcome won
   121      --strict and at least one replica disagreed with the majority
   122      --fail-on: the disagreement was classified as a failing class
+           (tmr test: a test's class is one --fail-on names)
   124      the voted outcome is a timeout (--timeout)
   125      tmr's own error: bad usage, I/O error, unwritable report file
   126      command found but not executable
   127      command not found
   129/130/143  tmr was stopped by SIGHUP/SIGINT/SIGTERM (forwarded to every replica)";
+
+/// `tmr test`: some test's voted outcome is not a pass or a skip (or the runners did not finish).
+pub const TESTS_FAILED: i32 = 1;
 
 /// `--fail-on CLASS`: the class of the disagreement was asked to fail the run.
 pub const FAILING_CLASS: i32 = 122;

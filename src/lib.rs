@@ -26,4 +26,5 @@ pub mod stats;
 pub mod stream;
 pub mod suite;
 pub mod supervisor;
+pub mod testrun;
 pub mod vote;

@@ -29,6 +29,7 @@ fn main() {
         Parsed::Vote { files, on, strict, quiet } => {
             finish(tmr::record::vote_files(&files, on, strict, quiet))
         }
+        Parsed::Test(config) => finish(tmr::testrun::execute(&config)),
     };
     std::process::exit(code);
 }

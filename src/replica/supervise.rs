@@ -700,6 +700,16 @@ impl Harness {
         self.launcher.set_env(key, value)
     }
 
+    /// Run another command (already resolved to `path`) in replicas started from now on, with the same
+    /// environment: `tmr test` reruns one test at a time through the runner's own filter.
+    pub fn set_command(&mut self, path: OsString, command: &[OsString]) -> Result<()> {
+        let fresh = Launcher::new(path, command)?;
+        self.launcher.path = fresh.path;
+        self.launcher.argv = fresh.argv;
+        self.launcher.script = fresh.script;
+        Ok(())
+    }
+
     /// A line to show the user before the run when tmr's stdin is a terminal, which replicas never share.
     pub fn stdin_note(&self) -> Option<&'static str> {
         matches!(self.stdin, super::stdin::StdinSource::Terminal).then_some(

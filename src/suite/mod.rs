@@ -2,8 +2,9 @@
 //! output, and the per-test vote across replicas. This module owns the plain data every parser returns
 //! ([`SuiteRun`] of [`TestResult`]s keyed by [`TestId`], merged when a replica writes several reports)
 //! and the bounded per-test output; `runner` (with `args`) knows each runner's command lines, the
-//! parsers (`libtest`, `tap`, `junit`, `pytest`, `gotest`) read what the runners print, and `vote` decides per
-//! test. Nothing here starts a process. The parsers' tests run on real captured output
+//! parsers (`libtest`, `tap`, `junit`, `pytest`, `gotest`) read what the runners print, `vote` decides per
+//! test, and `report` holds what `tmr test` reports and renders it (human, JSON, JUnit, GitHub). Nothing
+//! here starts a process (that is `crate::testrun`). The parsers' tests run on real captured output
 //! (tests/data/runners/) in `tests_data`.
 
 mod args;
@@ -11,6 +12,7 @@ pub mod gotest;
 pub mod junit;
 pub mod libtest;
 pub mod pytest;
+pub mod report;
 pub mod runner;
 pub mod tap;
 pub mod vote;

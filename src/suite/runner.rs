@@ -77,8 +77,10 @@ impl Runner {
         match self {
             Runner::Libtest if prog == "cargo" => {
                 let (cargo, rest) = split_dashdash(argv);
-                out = cargo.to_vec();
-                let sub = cargo_subcommand(cargo).context("`cargo` without a subcommand")?;
+                // Not quiet: cargo's `Running LABEL (BINARY)` lines name each test binary (the tests'
+                // suites, and what a rerun runs); they go to stderr, which tmr keeps to itself.
+                out = cargo.iter().filter(|a| *a != "-q" && *a != "--quiet").cloned().collect();
+                let sub = cargo_subcommand(&out).context("`cargo` without a subcommand")?;
                 if !cargo.iter().any(|a| a == "--no-fail-fast") {
                     // Otherwise the first failing test binary stops cargo, and later binaries' tests go missing.
                     out.insert(sub + 1, "--no-fail-fast".into());

@@ -40,7 +40,7 @@ fn prepare_makes_each_runner_report_per_test() {
     assert_eq!(p(Runner::Libtest, "cargo test"), "cargo test --no-fail-fast -- --format pretty");
     assert_eq!(
         p(Runner::Libtest, "cargo +stable -q test --no-fail-fast -p x -- -q --format=terse --test-threads 2"),
-        "cargo +stable -q test --no-fail-fast -p x -- --test-threads 2 --format pretty"
+        "cargo +stable test --no-fail-fast -p x -- --test-threads 2 --format pretty"
     );
     assert_eq!(
         p(Runner::Libtest, "target/debug/deps/s-06fe714251372906 --format json a"),

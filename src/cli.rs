@@ -12,10 +12,10 @@ use crate::config::{
     parse_classes, parse_duration, parse_time_budget, parse_timeout, CampaignConfig, ClassifyConfig, Config,
     Format, HuntConfig, RerunMode, Timeout, MAX_HUNT_RUNS, MAX_RERUNS, MAX_TRIALS, MIN_FLAKE_RATE,
 };
+use crate::det::Det;
 use crate::exit;
 use crate::fingerprint::Compare;
 use crate::inject::{InjectSpec, Rng};
-use crate::replica::monitor::Det;
 
 /// Help texts: a preformatted line (indented) stays under 80 columns, so clap never wraps it; a paragraph
 /// is one source line, so clap wraps it whole at the terminal's width instead of breaking it mid-phrase.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use regex::bytes::Regex;
 
 use crate::classify::Class;
+use crate::det::Det;
 use crate::fingerprint::Compare;
-use crate::replica::monitor::Det;
 
 /// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod det;
 pub mod diff;
 pub mod epoch;
 pub mod exit;

@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, Format};
+use crate::det::Det;
 use crate::diff::{first_difference, LineDiff};
 use crate::exit::{self, ExitError};
 use crate::fingerprint::{signal_name, Key};
 use crate::memvote::{key_against, vote_pages, MemSnapshot};
 use crate::replica::hub::{StreamPlan, Treatment};
-use crate::replica::monitor::{self, Det};
+use crate::replica::monitor;
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
 use crate::report::{self, human, Dissent, RunReport, VoteEntry};
 use crate::report::{InjectionReport, MemReport};
@@ -289,6 +290,16 @@ pub fn monitor_launcher_with(
     det: Det,
     checkpoint: Option<(std::time::Duration, &std::path::Path)>,
 ) -> Result<Launcher> {
+    if !monitor::SUPPORTED {
+        return Err(anyhow::Error::new(crate::exit::ExitError {
+            code: crate::exit::TMR_ERROR,
+            message: format!(
+                "tmr: --mem, --inject and --checkpoint trace replicas with ptrace, which this tmr supports on \
+                 x86-64 only (this is {})",
+                std::env::consts::ARCH
+            ),
+        }));
+    }
     let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
     let mut argv: Vec<std::ffi::OsString> =
         vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into()];

@@ -3,16 +3,25 @@
 //! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
 
 pub mod capture;
+#[cfg(target_arch = "x86_64")]
 mod checkpoint;
 mod deliver;
 #[cfg(test)]
 pub mod fake;
+#[cfg(target_arch = "x86_64")]
 mod hold;
 pub mod hub;
+#[cfg(target_arch = "x86_64")]
 pub mod inputs;
 pub mod memsnap;
+#[cfg(target_arch = "x86_64")]
 pub mod monitor;
+#[cfg(not(target_arch = "x86_64"))]
+mod no_tracer;
+#[cfg(not(target_arch = "x86_64"))]
+pub use no_tracer::{inputs, monitor};
 mod reap;
+#[cfg(target_arch = "x86_64")]
 mod replog;
 mod signals;
 pub mod spawn;

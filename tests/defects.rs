@@ -69,23 +69,39 @@ fn exit_and_peak_rss_kib(cmd: &mut std::process::Command) -> (Option<i32>, i64) 
     }
 }
 
-/// 64 MiB of identical bytes without a newline whose last byte differs: the first-difference diff used
-/// to read the whole line several times over (6 GiB for a 1 GiB line). Now tmr stays far below the line.
+/// 64 MiB of identical bytes without a newline whose last byte differs: the first-difference diff of the
+/// spooled outputs used to read the whole line several times over (6 GiB for a 1 GiB line). Now tmr stays
+/// far below the line. Sequential replicas are compared from their spools, which is the path this tests;
+/// streamed replicas carry bounded windows by construction (the test below), except a replica that lags
+/// more than 1 MiB behind the others, which is compared by digest alone (no line to show).
 #[test]
 fn the_diff_of_a_huge_line_stays_small() {
+    huge_line_diff(67108863, &["--sequential"]);
+}
+
+/// The same through the streamed compare, with a line the replicas cannot lag a whole MiB behind on.
+#[test]
+fn a_streamed_diff_of_a_long_line_is_a_bounded_window() {
+    huge_line_diff(512 * 1024 - 1, &[]);
+}
+
+fn huge_line_diff(len: usize, args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let script = r#"head -c 67108863 /dev/zero | tr '\0' a; if [ "$TMR_REPLICA" = 2 ]; then printf y; else printf x; fi"#;
+    let script = format!(
+        r#"head -c {len} /dev/zero | tr '\0' a; if [ "$TMR_REPLICA" = 2 ]; then printf y; else printf x; fi"#
+    );
     let mut cmd = tmr_std();
-    cmd.args(["--reruns", "0", "--format", "json", "-o"])
+    cmd.args(args)
+        .args(["--reruns", "0", "--format", "json", "-o"])
         .arg(&report)
-        .args(["--", "sh", "-c", script])
+        .args(["--", "sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let (code, peak_kib) = exit_and_peak_rss_kib(&mut cmd);
     assert_eq!(code, Some(0), "the majority exits 0");
-    assert!(peak_kib < 48 * 1024, "tmr's peak RSS {peak_kib} KiB for a 64 MiB line");
+    assert!(peak_kib < 48 * 1024, "tmr's peak RSS {peak_kib} KiB for a {len}-byte line");
     let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
     let diff = &json["dissents"][0]["stdout_diff"];
     assert_eq!(diff["line"], 1, "{json}");

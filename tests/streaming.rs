@@ -173,3 +173,33 @@ i=0; while [ ! -e "$1/go" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done;
     let direct = run(std::process::Command::new(&flood).arg("16M"), Input::Null);
     assert!(out.stdout == direct.stdout);
 }
+
+/// A replica that falls more than 1 MiB behind the committed offset is compared by digest from there
+/// (the log does not keep everything committed since): the run stays unanimous, the output is delivered
+/// once and whole, and tmr's memory does not grow with the lag. Replica 2 starts writing only once the
+/// other two have written all 8 MiB (a marker file each), so it lags by the whole output.
+#[test]
+fn a_replica_far_behind_is_checked_by_digest_and_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+        if [ "$TMR_REPLICA" = 2 ]; then
+            i=0; while { [ ! -e "$1/0" ] || [ ! -e "$1/1" ]; } && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done
+        fi
+        head -c 8388608 /dev/zero | tr '\0' z
+        touch "$1/$TMR_REPLICA"
+    "#;
+    let report = dir.path().join("r.json");
+    let out = tmr_std()
+        .args(["--reruns", "0", "--format", "json", "-o"])
+        .arg(&report)
+        .args(["--", "sh", "-c", script, "sh"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), 8 << 20);
+    assert!(out.stdout.iter().all(|&b| b == b'z'));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["vote"]["result"], "unanimous", "{json}");
+}

@@ -145,9 +145,12 @@ fn ls_la_two_hundred_times_has_no_divergent_page() {
     for name in ["alpha", "beta", "gamma.txt"] {
         fs::write(dir.join(name), name).unwrap();
     }
+    let kept = top.path().join("kept");
     let out = run(
         tmr_std()
-            .args(["hunt", "--runs", "200", "--jobs", "2", "--format", "json", "--"])
+            .args(["hunt", "--runs", "200", "--jobs", "2", "--format", "json", "--keep"])
+            .arg(&kept)
+            .arg("--")
             .arg(tmr_path())
             .args(["--mem", "--strict", "--reruns", "0", "--", "ls", "-la"])
             .arg(&dir),
@@ -155,7 +158,14 @@ fn ls_la_two_hundred_times_has_no_divergent_page() {
     );
     let report: Value = serde_json::from_str(&text(&out.stderr)).expect("hunt's JSON report");
     assert_eq!(report["runs"], 200, "{report}");
-    assert_eq!(report["failures"], 0, "no run had a divergent page (tmr --strict): {report}");
+    // A failing run's own summary says which replica disagreed and why: show it.
+    let why: Vec<String> = fs::read_dir(&kept)
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().contains("stderr")))
+        .into_iter()
+        .flatten()
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert_eq!(report["failures"], 0, "no run had a divergent page (tmr --strict): {why:?} {report}");
 }
 
 /// What a program prints is the same under `--mem` (clock and urandom replicated) as without tmr.

@@ -65,8 +65,11 @@ pub const CAPACITY: [u64; 4] = [1 << 17, 1 << 8, 1 << 16, 1 << 8];
 const VARIANTS: usize = 4;
 /// Bytes of answer data per variant.
 pub const DATA: usize = 40;
-/// The longest wait for a variant being written.
-const WAIT: Duration = Duration::from_secs(2);
+/// The longest wait for a variant being written. Writing takes microseconds, but on a loaded machine
+/// (CI running ptrace-heavy tests side by side on 2 cores) the writing tracer can be off the CPU for
+/// seconds, and an answer given for real past the wait is a false divergence in a program that stores
+/// it (`ls -la` under load: 1 run in about 1,000). A dead writer costs each later replica this wait once.
+const WAIT: Duration = Duration::from_secs(10);
 
 const HEADER: u64 = 4096;
 const VARIANT_SIZE: u64 = 64;

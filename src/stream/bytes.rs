@@ -519,9 +519,9 @@ impl ByteCommitter {
         // Context: committed bytes before the divergence, from the log if it reaches back, else the
         // most recent committed bytes and the part of the current commit before `offset`.
         let committed_in_log = (self.committed - self.base) as usize;
-        let before: Vec<u8> = if offset < self.committed && offset >= self.base && committed_in_log > 0 {
-            let end = (offset - self.base) as usize;
-            self.log.as_slice()[end.saturating_sub(CONTEXT)..end].to_vec()
+        let before: Vec<u8> = if offset < self.committed {
+            let held = &self.log.as_slice()[..committed_in_log];
+            context_before(offset, self.base, held, self.committed, self.recent.as_slice())
         } else {
             let mut b: Vec<u8> = [self.recent.as_slice(), pending_before].concat();
             b.drain(..b.len().saturating_sub(CONTEXT));
@@ -591,6 +591,32 @@ impl ByteCommitter {
             self.base += n as u64;
         }
     }
+}
+
+/// Up to [`CONTEXT`] committed bytes just before `offset`, stitched from the two places that hold some:
+/// `held` (the committed bytes from `base` still in memory) and `recent` (the last committed bytes,
+/// ending at `committed`). A replica that diverges right where the slowest one stands would otherwise
+/// get no context: everything before it was hashed and dropped.
+pub(super) fn context_before(offset: u64, base: u64, held: &[u8], committed: u64, recent: &[u8]) -> Vec<u8> {
+    let from = offset.saturating_sub(CONTEXT as u64);
+    let recent_start = committed - recent.len() as u64;
+    let held_end = base + held.len() as u64;
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let mut pos = offset;
+    while pos > from {
+        if pos > base && pos <= held_end {
+            let lo = from.max(base);
+            pieces.push(&held[(lo - base) as usize..(pos - base) as usize]);
+            pos = lo;
+        } else if pos > recent_start && pos <= committed {
+            let lo = from.max(recent_start);
+            pieces.push(&recent[(lo - recent_start) as usize..(pos - recent_start) as usize]);
+            pos = lo;
+        } else {
+            break;
+        }
+    }
+    pieces.iter().rev().flat_map(|p| p.iter().copied()).collect()
 }
 
 /// Length of the longest common prefix, compared a block at a time.

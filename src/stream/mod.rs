@@ -243,6 +243,22 @@ mod tests {
 
     use crate::mask::mask_line;
 
+    /// A laggard that differs at the very byte where it stands (the oldest one kept) still gets the
+    /// committed bytes before it as context: from the last committed bytes, since the log's are hashed.
+    #[test]
+    fn a_laggard_that_differs_where_it_stands_still_gets_context() {
+        let majority = [vec![b'a'; 599], b"x".to_vec()].concat();
+        let mut c = Committer::new(3, vec![]);
+        c.push(0, &majority);
+        c.push(1, &majority);
+        c.push(2, &majority[..599]);
+        c.push(2, b"y");
+        let d = c.divergence(2).expect("replica 2 diverged").clone();
+        assert_eq!((d.offset, d.line), (599, 1));
+        assert!(d.before.len() >= 255 && d.before.iter().all(|&b| b == b'a'), "{:?}", d.before);
+        assert_eq!(d.majority, b"x");
+    }
+
     /// A replica that stops early on a strict prefix of what the others go on to commit wrote different
     /// output: its digest must not become the longer committed stream's.
     #[test]

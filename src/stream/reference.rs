@@ -329,9 +329,14 @@ impl ByteCommitter {
     ) {
         // Context: committed bytes before the divergence, from the tail if it reaches back, else the
         // most recent committed bytes and the part of the current commit before `offset`.
-        let before: Vec<u8> = if offset < self.committed && offset >= self.base && !self.tail.is_empty() {
-            let end = (offset - self.base) as usize;
-            self.tail.as_slice()[end.saturating_sub(CONTEXT)..end].to_vec()
+        let before: Vec<u8> = if offset < self.committed {
+            super::bytes::context_before(
+                offset,
+                self.base,
+                self.tail.as_slice(),
+                self.committed,
+                self.recent.as_slice(),
+            )
         } else {
             let mut b: Vec<u8> = [self.recent.as_slice(), pending_before].concat();
             b.drain(..b.len().saturating_sub(CONTEXT));

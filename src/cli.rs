@@ -607,6 +607,9 @@ struct TestArgs {
     #[arg(short, long)]
     quiet: bool,
 
+    #[command(flatten)]
+    launch: LaunchArgs,
+
     /// The test command, and its arguments.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<OsString>,
@@ -648,6 +651,7 @@ impl TestArgs {
             github: self.github || std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             keep: self.keep,
             quiet: self.quiet,
+            launch: self.launch.config(),
         })
     }
 }

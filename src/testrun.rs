@@ -54,6 +54,8 @@ pub struct TestConfig {
     pub github: bool,
     pub keep: Option<PathBuf>,
     pub quiet: bool,
+    /// `--launcher slurm`: each replica and each rerun as a job step on a node of the allocation.
+    pub launch: crate::launch::LaunchConfig,
 }
 
 /// One replica's (or rerun's) results and what was kept of its raw output.
@@ -104,8 +106,11 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     };
     let argv = runner.prepare(&cfg.command, result_path.as_deref())?;
     let path = crate::resolve::resolve(&argv[0])?;
-    let mut harness = Harness::new(Launcher::new(path.clone().into_os_string(), &argv)?)?;
     let n = cfg.replicas;
+    let mut launcher = Launcher::new(path.clone().into_os_string(), &argv)?;
+    // --launcher slurm: the placement stays with the harness, so reruns (set_command) run there too.
+    let _cluster = crate::launch::attach(&cfg.launch, &mut launcher, n)?;
+    let mut harness = Harness::new(launcher)?;
     let opts = BatchOpts {
         parallel: n,
         timeout: cfg.timeout,

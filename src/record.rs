@@ -44,7 +44,7 @@ impl RecordedStream {
         let (text, hex) = match (kept, std::str::from_utf8(data)) {
             (false, _) => (None, None),
             (true, Ok(t)) => (Some(t.to_owned()), None),
-            (true, Err(_)) => (None, Some(data.iter().map(|b| format!("{b:02x}")).collect())),
+            (true, Err(_)) => (None, Some(hex(data))),
         };
         RecordedStream { bytes: len, blake3: digest.to_hex().to_string(), text, hex }
     }
@@ -63,6 +63,17 @@ impl RecordedStream {
             h.as_bytes().chunks(2).map(|p| Ok((digit(p[0])? * 16 + digit(p[1])?) as u8)).collect();
         data.map(Some)
     }
+}
+
+/// Lower-case hex, two digits a byte (a record keeps up to `--max-output` of it: no allocation per byte).
+fn hex(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * data.len());
+    for &b in data {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
 }
 
 /// How the recorded run ended.

@@ -286,10 +286,7 @@ impl ByteCommitter {
         self.lanes[replica].len += rest.len() as u64;
         let offset = from;
         self.lanes[replica].own = Some(own);
-        for row in &mut self.agree {
-            row[replica] = 0;
-        }
-        self.agree[replica].iter_mut().for_each(|a| *a = 0);
+        self.forget_agreement(replica);
         self.lanes[replica].diverged = Some(Divergence {
             offset,
             line: 0,
@@ -535,10 +532,7 @@ impl ByteCommitter {
         if offset > self.committed {
             newlines += memchr::memchr_iter(b'\n', pending_before).count() as u64;
         }
-        for row in &mut self.agree {
-            row[replica] = 0;
-        }
-        self.agree[replica].iter_mut().for_each(|a| *a = 0);
+        self.forget_agreement(replica);
         let lane = &mut self.lanes[replica];
         lane.copy = None;
         if lane.finished {
@@ -556,6 +550,14 @@ impl ByteCommitter {
         self.shrink_log();
     }
 
+    /// `replica` no longer takes part in commits: nothing it wrote counts as agreeing with anyone.
+    fn forget_agreement(&mut self, replica: usize) {
+        for row in &mut self.agree {
+            row[replica] = 0;
+        }
+        self.agree[replica].iter_mut().for_each(|a| *a = 0);
+    }
+
     /// Hash and drop committed bytes every following, unfinished replica has passed (and the caller has
     /// taken).
     fn trim_log(&mut self) {
@@ -567,10 +569,7 @@ impl ByteCommitter {
             {
                 // Only a lane on the log can lag behind the committed offset.
                 let state = self.state_at(lane.len, &[]);
-                self.agree[s].iter_mut().for_each(|a| *a = 0);
-                for row in &mut self.agree {
-                    row[s] = 0;
-                }
+                self.forget_agreement(s);
                 self.lanes[s].behind = Some((self.lanes[s].len, state));
             }
         }

@@ -131,7 +131,7 @@ pub struct CampaignReport {
 pub struct GoldenEntry {
     pub outcome: Outcome,
     pub stdout_bytes: u64,
-    pub stdout_blake3: String,
+    pub stdout_xxh128: String,
     pub wall_ms: f64,
 }
 
@@ -164,7 +164,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let golden_entry = GoldenEntry {
         outcome: golden.outcome,
         stdout_bytes: golden.stdout.summary.len,
-        stdout_blake3: golden.stdout.summary.hex(),
+        stdout_xxh128: golden.stdout.summary.hex(),
         wall_ms: golden.wall.as_secs_f64() * 1e3,
     };
     // A replica is hung when it runs 10x longer than the golden run (at least 2 s), unless told otherwise.
@@ -322,7 +322,7 @@ pub fn render(r: &CampaignReport) -> String {
         "golden run: {}, stdout {} B {}, {:.1} ms\n\n",
         r.golden.outcome.describe(),
         r.golden.stdout_bytes,
-        &r.golden.stdout_blake3[..8],
+        &r.golden.stdout_xxh128[..8],
         r.golden.wall_ms
     ));
     out.push_str(&format!("  {:<20} {:>7} {:>8}   95% interval\n", "outcome", "trials", "share"));

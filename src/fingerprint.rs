@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::exit;
 
 /// How a replica ended. `TimedOut` wins over the signal that actually stopped it: the cause is the timeout.
@@ -62,16 +63,17 @@ pub fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
-/// One output stream: its raw length and the blake3 digest of the bytes that are compared (after masks).
+/// One output stream: its raw length and the digest ([`crate::digest`]) of the bytes that are compared
+/// (after masks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamSummary {
     pub len: u64,
-    pub digest: [u8; 32],
+    pub digest: Digest,
 }
 
 impl StreamSummary {
     pub fn hex(&self) -> String {
-        blake3::Hash::from_bytes(self.digest).to_hex().to_string()
+        crate::digest::hex(&self.digest)
     }
 }
 
@@ -125,8 +127,8 @@ pub struct Fingerprint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     outcome: Option<Outcome>,
-    stdout: Option<[u8; 32]>,
-    stderr: Option<[u8; 32]>,
+    stdout: Option<Digest>,
+    stderr: Option<Digest>,
     mem: Option<[u8; 32]>,
 }
 
@@ -166,7 +168,7 @@ mod tests {
     use super::*;
 
     fn fp(code: i32, out: u8) -> Fingerprint {
-        let s = |b| StreamSummary { len: 1, digest: [b; 32] };
+        let s = |b| StreamSummary { len: 1, digest: [b; 16] };
         Fingerprint { outcome: Outcome::Exited { code }, stdout: s(out), stderr: s(0), mem: None }
     }
 

@@ -307,7 +307,7 @@ pub fn render(r: &HuntReport) -> String {
             pct(o.rate),
             o.outcome.describe(),
             o.stdout.bytes,
-            &o.stdout.blake3[..8],
+            &o.stdout.xxh128[..8],
             if o.failing { format!("  FAIL, first at run {}", o.first_run) } else { String::new() }
         ));
     }
@@ -365,7 +365,7 @@ pub fn render(r: &HuntReport) -> String {
 fn prepare_keep_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .and_then(|_| File::create(dir.join("index.tsv")))
-        .and_then(|mut f| f.write_all(b"run\toutcome\texit_code\twall_ms\tstdout_bytes\tstdout_blake3\n"))
+        .and_then(|mut f| f.write_all(b"run\toutcome\texit_code\twall_ms\tstdout_bytes\tstdout_xxh128\n"))
         .map_err(|e| {
             ExitError {
                 code: exit::TMR_ERROR,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod det;
 pub mod diff;
+pub mod digest;
 pub mod epoch;
 pub mod exit;
 pub mod fingerprint;

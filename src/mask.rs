@@ -5,6 +5,8 @@
 
 use regex::bytes::Regex;
 
+use crate::digest::{Digest, StreamHasher};
+
 /// What a mask match is replaced by, in digests and in the "first difference" lines of the summary.
 pub const REPLACEMENT: &[u8] = b"<masked>";
 
@@ -118,22 +120,22 @@ pub fn piece_end(masks: &[Regex], window: &[u8]) -> usize {
     }
 }
 
-/// Streams bytes into a blake3 digest, masking line by line when masks are given (see [`Masker`]).
+/// Streams bytes into a stream digest ([`crate::digest`]), masking line by line when masks are given (see [`Masker`]).
 #[derive(Clone)]
 pub struct MaskedHasher {
     masker: Masker,
-    hasher: blake3::Hasher,
+    hasher: StreamHasher,
 }
 
 impl MaskedHasher {
     pub fn new(masks: Vec<Regex>) -> Self {
-        MaskedHasher { masker: Masker::new(masks), hasher: blake3::Hasher::new() }
+        MaskedHasher { masker: Masker::new(masks), hasher: StreamHasher::new() }
     }
 
     /// Back to the empty stream, masks kept.
     pub fn reset(&mut self) {
         self.masker.reset();
-        self.hasher.reset();
+        self.hasher = StreamHasher::new();
     }
 
     pub fn update(&mut self, chunk: &[u8]) {
@@ -143,12 +145,12 @@ impl MaskedHasher {
         });
     }
 
-    pub fn finalize(mut self) -> [u8; 32] {
+    pub fn finalize(mut self) -> Digest {
         let hasher = &mut self.hasher;
         self.masker.finish(&mut |b| {
             hasher.update(b);
         });
-        *self.hasher.finalize().as_bytes()
+        self.hasher.finalize()
     }
 }
 
@@ -157,7 +159,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn digest(masks: &[&str], chunks: &[&[u8]]) -> [u8; 32] {
+    fn digest(masks: &[&str], chunks: &[&[u8]]) -> Digest {
         let mut h = MaskedHasher::new(masks.iter().map(|m| Regex::new(m).unwrap()).collect());
         for c in chunks {
             h.update(c);
@@ -166,8 +168,8 @@ mod tests {
     }
 
     #[test]
-    fn without_masks_the_digest_is_plain_blake3() {
-        assert_eq!(digest(&[], &[b"hello ", b"world\n"]), *blake3::hash(b"hello world\n").as_bytes());
+    fn without_masks_the_digest_is_the_plain_stream_digest() {
+        assert_eq!(digest(&[], &[b"hello ", b"world\n"]), crate::digest::digest(b"hello world\n"));
     }
 
     #[test]

@@ -227,8 +227,8 @@ fn slurm_report(
         let parallel = config.classify.rerun_mode == crate::config::RerunMode::Parallel;
         for e in reruns.iter().filter(|_| parallel) {
             let agrees = (!c.exit || e.outcome == win.outcome)
-                && (!c.stdout || e.stdout.blake3 == win.stdout.blake3)
-                && (!c.stderr || e.stderr.blake3 == win.stderr.blake3);
+                && (!c.stdout || e.stdout.xxh128 == win.stdout.xxh128)
+                && (!c.stderr || e.stderr.xxh128 == win.stderr.xxh128);
             if let Some(node) = &e.node {
                 placed.push(Placed { round: e.round, node: node.clone(), agrees });
             }

@@ -777,8 +777,8 @@ fn json_report_describes_the_run_and_holds_no_environment() {
     assert!(!raw.contains("s3cr3t"), "the report leaks the environment:\n{raw}");
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(v["schema"], "tmr-report");
-    // Version 3 since the class/vote split; bump it here deliberately with the schema.
-    assert_eq!(v["version"], 3);
+    // Version 4 since the stream digests became XXH128; bump it here deliberately with the schema.
+    assert_eq!(v["version"], 4);
     assert_eq!(v["vote"]["result"], "unanimous");
     assert_eq!(v["classification"]["class"], "none");
     assert_eq!(v["replicas"], 3);
@@ -791,6 +791,9 @@ fn json_report_describes_the_run_and_holds_no_environment() {
         assert_eq!(r["outcome"]["code"], 0, "{r}");
         assert_eq!(r["stdout"]["bytes"], 3, "{r}");
         assert_eq!(r["stderr"]["bytes"], 0, "{r}");
+        // XXH128 as `printf 'hi\n' | xxhsum -H2` prints it: streamed digests are of the whole output.
+        assert_eq!(r["stdout"]["xxh128"], tmr::digest::hex(&tmr::digest::digest(b"hi\n")), "{r}");
+        assert_eq!(r["stderr"]["xxh128"], "99aa06d3014798d86001c324468d497f", "{r}");
     }
     assert_eq!(v["vote"]["unanimous"], true);
     assert_eq!(v["vote"]["winner"], 0);

@@ -157,7 +157,8 @@ impl Inputs {
         let i = kind as usize;
         let k = self.stats[i].asked;
         self.stats[i].asked += 1;
-        let d = xxhash_rust::xxh3::xxh3_64(&[self.digests[i].to_le_bytes(), question.to_le_bytes()].concat());
+        let d =
+            twox_hash::XxHash3_64::oneshot(&[self.digests[i].to_le_bytes(), question.to_le_bytes()].concat());
         self.digests[i] = d;
         self.stats[i].sequence = format!("{d:016x}");
         let Some(log) = self.log.as_mut() else {

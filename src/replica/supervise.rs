@@ -646,7 +646,7 @@ impl Harness {
         check_exec(&mut r);
         let _ = killpg(r.pid, Signal::SIGKILL);
         let lane = r.job.replica;
-        let mut summaries = [StreamSummary { len: 0, digest: [0; 32] }; 2];
+        let mut summaries = [StreamSummary { len: 0, digest: [0; 16] }; 2];
         let mut captured: Vec<Captured> = Vec::new();
         for (k, s) in r.streams.iter_mut().enumerate() {
             // Whatever is already in the pipe was written by the replica's tree: keep it. One pipe's

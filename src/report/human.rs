@@ -391,16 +391,16 @@ fn dissent_lines(r: &RunReport, d: &Dissent) -> Vec<String> {
             "stdout" => parts.push(format!(
                 "stdout {} B {} (vs {} B {})",
                 me.stdout.bytes,
-                &me.stdout.blake3[..8],
+                &me.stdout.xxh128[..8],
                 them.stdout.bytes,
-                &them.stdout.blake3[..8]
+                &them.stdout.xxh128[..8]
             )),
             "stderr" => parts.push(format!(
                 "stderr {} B {} (vs {} B {})",
                 me.stderr.bytes,
-                &me.stderr.blake3[..8],
+                &me.stderr.xxh128[..8],
                 them.stderr.bytes,
-                &them.stderr.blake3[..8]
+                &them.stderr.xxh128[..8]
             )),
             "mem" => {
                 let pages = r
@@ -498,8 +498,8 @@ mod tests {
             round: 0,
             pid: 100 + replica as i32,
             outcome: Outcome::Exited { code },
-            stdout: StreamEntry { bytes: out.len() as u64, blake3: format!("{:0<64}", out) },
-            stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+            stdout: StreamEntry { bytes: out.len() as u64, xxh128: format!("{:0<32}", out) },
+            stderr: StreamEntry { bytes: 0, xxh128: "0".repeat(32) },
             wall_ms: 10.0,
             user_ms: 5.0,
             sys_ms: 1.0,

@@ -19,8 +19,9 @@ use crate::stats::Interval;
 pub const SCHEMA: &str = "tmr-report";
 /// 2: added `classification`. 3: the class says why (`none`, `transient`, `nondeterministic`,
 /// `deterministic`) and `vote.result` says what (`unanimous`, `majority`, `no-majority`); rerun time
-/// budget, observations behind the bound, `delivered`.
-pub const VERSION: u32 = 3;
+/// budget, observations behind the bound, `delivered`. 4: stream digests are XXH128 (`xxh128`, was `blake3`:
+/// see `crate::digest`).
+pub const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -185,7 +186,7 @@ pub struct OutcomeEntry {
 
 impl OutcomeEntry {
     pub fn describe(&self) -> String {
-        format!("{}, stdout {} B {}", self.outcome.describe(), self.stdout.bytes, &self.stdout.blake3[..8])
+        format!("{}, stdout {} B {}", self.outcome.describe(), self.stdout.bytes, &self.stdout.xxh128[..8])
     }
 }
 
@@ -214,13 +215,13 @@ pub struct RunEntry {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamEntry {
     pub bytes: u64,
-    /// blake3 of the compared bytes (after masks).
-    pub blake3: String,
+    /// XXH128 of the compared bytes (after masks), as `xxhsum -H2` prints it.
+    pub xxh128: String,
 }
 
 impl From<StreamSummary> for StreamEntry {
     fn from(s: StreamSummary) -> Self {
-        StreamEntry { bytes: s.len, blake3: s.hex() }
+        StreamEntry { bytes: s.len, xxh128: s.hex() }
     }
 }
 
@@ -464,8 +465,8 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         round: 0,
         pid: 100,
         outcome: crate::fingerprint::Outcome::Exited { code: 0 },
-        stdout: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
-        stderr: StreamEntry { bytes: 0, blake3: "0".repeat(64) },
+        stdout: StreamEntry { bytes: 0, xxh128: "0".repeat(32) },
+        stderr: StreamEntry { bytes: 0, xxh128: "0".repeat(32) },
         wall_ms: 10.0,
         user_ms: 5.0,
         sys_ms: 1.0,

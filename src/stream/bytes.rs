@@ -2,7 +2,7 @@
 //! majority of replicas agree. Strict majorities intersect, so every committed byte belongs to whichever
 //! output finally wins the vote, if any does: it can be delivered at once and never taken back.
 //!
-//! Pure: chunks in, committed bytes out, plus each replica's digest (blake3 of all it wrote) at the
+//! Pure: chunks in, committed bytes out, plus each replica's digest (of all it wrote, [`crate::digest`]) at the
 //! end, computed without hashing agreeing bytes twice: the committed stream is hashed once, and a
 //! replica's digest is that state at its own length (or its own hasher from where it diverged).
 //!
@@ -29,6 +29,7 @@
 //! bounded whatever the replicas' relative speeds, and no byte goes to disk.
 
 use super::fifo::Fifo;
+use crate::digest::{Digest, StreamHasher};
 
 /// Committed bytes kept for the report's context around a divergence.
 const CONTEXT: usize = 256;
@@ -60,12 +61,12 @@ struct Lane {
     copy: Option<Fifo>,
     diverged: Option<Divergence>,
     /// Its own digest state once it no longer follows the committed stream (diverged or given up).
-    own: Option<blake3::Hasher>,
+    own: Option<StreamHasher>,
     /// While it lags too far behind: the offset it fell behind at (equal to the committed stream up to
     /// there) and the digest state of everything it wrote.
-    behind: Option<(u64, blake3::Hasher)>,
+    behind: Option<(u64, StreamHasher)>,
     finished: bool,
-    digest: Option<[u8; 32]>,
+    digest: Option<Digest>,
 }
 
 impl Lane {
@@ -91,7 +92,7 @@ pub struct ByteCommitter {
     log: Fifo,
     base: u64,
     /// Digest state of the committed stream's first `base` bytes, and their number of newlines.
-    hasher: blake3::Hasher,
+    hasher: StreamHasher,
     base_lines: u64,
     /// The last committed bytes, for divergence context.
     recent: Fifo,
@@ -116,7 +117,7 @@ impl ByteCommitter {
             committed: 0,
             log: Fifo::default(),
             base: 0,
-            hasher: blake3::Hasher::new(),
+            hasher: StreamHasher::new(),
             base_lines: 0,
             recent: Fifo::default(),
             lanes: (0..replicas).map(|_| Lane::default()).collect(),
@@ -304,26 +305,26 @@ impl ByteCommitter {
         lane.finished = true;
         if let Some((_, hasher)) = lane.behind.take() {
             // It ended before catching up: shorter than the committed stream, so different from it.
-            lane.digest = Some(*hasher.finalize().as_bytes());
+            lane.digest = Some(hasher.finalize());
             lane.own = Some(hasher);
         } else if let Some(own) = &lane.own {
-            lane.digest = Some(*own.finalize().as_bytes());
+            lane.digest = Some(own.finalize());
         } else if lane.len <= self.committed {
             let len = lane.len;
-            self.lanes[replica].digest = Some(*self.state_at(len, &[]).finalize().as_bytes());
+            self.lanes[replica].digest = Some(self.state_at(len, &[]).finalize());
         }
         self.trim_log();
     }
 
     /// The digest of everything `replica` wrote, once its stream has ended.
-    pub fn digest(&self, replica: usize) -> Option<[u8; 32]> {
+    pub fn digest(&self, replica: usize) -> Option<Digest> {
         let lane = &self.lanes[replica];
         if !lane.finished {
             return None;
         }
         lane.digest.or_else(|| {
             // It ended ahead of the committed offset: the committed stream, then its own remainder.
-            Some(*self.state_at(self.committed, self.view(replica)).finalize().as_bytes())
+            Some(self.state_at(self.committed, self.view(replica)).finalize())
         })
     }
 
@@ -372,7 +373,7 @@ impl ByteCommitter {
             let lane = &mut self.lanes[replica];
             lane.digest = digest;
             lane.copy = None;
-            lane.own = Some(blake3::Hasher::new());
+            lane.own = Some(StreamHasher::new());
         } else {
             let len = self.lanes[replica].len.min(self.committed);
             let own = self.state_at(len, self.view(replica));
@@ -389,7 +390,7 @@ impl ByteCommitter {
     }
 
     /// The committed stream's digest state at `offset` (between `base` and `committed`), then `extra`.
-    fn state_at(&self, offset: u64, extra: &[u8]) -> blake3::Hasher {
+    fn state_at(&self, offset: u64, extra: &[u8]) -> StreamHasher {
         let mut h = self.hasher.clone();
         let upto = (offset.min(self.committed).saturating_sub(self.base)) as usize;
         h.update(&self.log.as_slice()[..upto]);
@@ -462,7 +463,7 @@ impl ByteCommitter {
         for &s in &alive {
             let lane = &self.lanes[s];
             if lane.finished && lane.digest.is_none() && lane.follows() && lane.len <= self.committed {
-                let digest = *self.state_at(lane.len, &[]).finalize().as_bytes();
+                let digest = self.state_at(lane.len, &[]).finalize();
                 self.lanes[s].digest = Some(digest);
             }
         }
@@ -511,7 +512,7 @@ impl ByteCommitter {
         pending_before: &[u8],
         majority: Vec<u8>,
         theirs: &[u8],
-        own: blake3::Hasher,
+        own: StreamHasher,
     ) {
         // Context: committed bytes before the divergence, from the log if it reaches back, else the
         // most recent committed bytes and the part of the current commit before `offset`.
@@ -536,7 +537,7 @@ impl ByteCommitter {
         let lane = &mut self.lanes[replica];
         lane.copy = None;
         if lane.finished {
-            lane.digest = Some(*own.finalize().as_bytes());
+            lane.digest = Some(own.finalize());
         }
         lane.own = Some(own);
         lane.diverged = Some(Divergence {

@@ -14,7 +14,7 @@ use regex::bytes::Regex;
 use super::bytes::Divergence;
 use crate::mask::{mask_line, piece_end, MaskedHasher, MAX_LINE, OVERLAP};
 
-type Digest = [u8; 32];
+use crate::digest::{Digest, StreamHasher};
 
 struct Unit {
     raw: Vec<u8>,
@@ -34,7 +34,7 @@ struct Lane {
     bytes: u64,
     /// The masked digest of everything it wrote (what the vote compares).
     hasher: Option<MaskedHasher>,
-    digest: Option<[u8; 32]>,
+    digest: Option<Digest>,
 }
 
 pub struct LineCommitter {
@@ -64,7 +64,7 @@ impl LineCommitter {
     }
 
     /// The masked digest of everything `replica` wrote, once its stream has ended.
-    pub fn digest(&self, replica: usize) -> Option<[u8; 32]> {
+    pub fn digest(&self, replica: usize) -> Option<Digest> {
         self.lanes[replica].digest
     }
 
@@ -142,10 +142,10 @@ impl LineCommitter {
             Some(l) => (l, true),
             None => (raw, false),
         };
-        let mut h = blake3::Hasher::new();
+        let mut h = StreamHasher::new();
         h.update(&mask_line(&self.masks, line));
         h.update(if nl { b"\n" } else { b"" });
-        *h.finalize().as_bytes()
+        h.finalize()
     }
 
     fn add_unit(&mut self, replica: usize, raw: Vec<u8>, out: &mut Vec<u8>) {

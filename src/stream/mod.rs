@@ -17,6 +17,8 @@ pub use lines::LineCommitter;
 
 use regex::bytes::Regex;
 
+use crate::digest::Digest;
+
 /// One compared stream's committer: byte-wise, or line-wise when masks apply.
 pub enum Committer {
     Bytes(Box<ByteCommitter>),
@@ -67,7 +69,7 @@ impl Committer {
     }
 
     /// The digest the vote compares (of the masked stream under masks), once `replica`'s stream ended.
-    pub fn digest(&self, replica: usize) -> Option<[u8; 32]> {
+    pub fn digest(&self, replica: usize) -> Option<Digest> {
         match self {
             Committer::Bytes(c) => c.digest(replica),
             Committer::Lines(c) => c.digest(replica),
@@ -179,10 +181,10 @@ mod tests {
             let mut c = Committer::Bytes(Box::new(ByteCommitter::new(outs.len(), lag)));
             let delivered = feed(&mut c, &outs, &chunks, &schedule);
             prop_assert_eq!(delivered.len() as u64, c.committed_bytes());
-            // Every replica's digest is the blake3 of exactly what it wrote, though agreeing bytes were
+            // Every replica's digest is the digest of exactly what it wrote, though agreeing bytes were
             // hashed once for all.
             for (r, o) in outs.iter().enumerate() {
-                prop_assert_eq!(c.digest(r), Some(*blake3::hash(o).as_bytes()), "replica {}", r);
+                prop_assert_eq!(c.digest(r), Some(crate::digest::digest(o)), "replica {}", r);
             }
             match winner(&outs) {
                 Some(w) => {
@@ -270,8 +272,8 @@ mod tests {
         c.push(2, b"abcd");
         c.finish(1);
         c.finish(2);
-        assert_eq!(c.digest(0), Some(*blake3::hash(b"abc").as_bytes()));
-        assert_eq!(c.digest(1), Some(*blake3::hash(b"abcd").as_bytes()));
+        assert_eq!(c.digest(0), Some(crate::digest::digest(b"abc")));
+        assert_eq!(c.digest(1), Some(crate::digest::digest(b"abcd")));
 
         // The same under masks, line by line.
         let mask = Regex::new("[0-9]+").unwrap();

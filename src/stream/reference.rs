@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use super::fifo::Fifo;
+use crate::digest::{Digest, StreamHasher};
 
 /// Committed bytes kept for the report's context around a divergence.
 const CONTEXT: usize = 256;
@@ -30,9 +31,9 @@ struct Lane {
     pending: Fifo,
     diverged: Option<Divergence>,
     /// Its own digest state once it no longer follows the committed stream (diverged or given up).
-    own: Option<blake3::Hasher>,
+    own: Option<StreamHasher>,
     finished: bool,
-    digest: Option<[u8; 32]>,
+    digest: Option<Digest>,
 }
 
 impl Lane {
@@ -48,7 +49,7 @@ pub struct ByteCommitter {
     tail: Fifo,
     base: u64,
     /// Digest state of the committed stream's first `base` bytes, and their number of newlines.
-    hasher: blake3::Hasher,
+    hasher: StreamHasher,
     base_lines: u64,
     /// The last committed bytes, for divergence context.
     recent: Fifo,
@@ -67,7 +68,7 @@ impl ByteCommitter {
             committed: 0,
             tail: Fifo::default(),
             base: 0,
-            hasher: blake3::Hasher::new(),
+            hasher: StreamHasher::new(),
             base_lines: 0,
             recent: Fifo::default(),
             lanes: (0..replicas).map(|_| Lane::default()).collect(),
@@ -161,23 +162,23 @@ impl ByteCommitter {
         let lane = &mut self.lanes[replica];
         lane.finished = true;
         if let Some(own) = &lane.own {
-            lane.digest = Some(*own.finalize().as_bytes());
+            lane.digest = Some(own.finalize());
         } else if lane.len <= self.committed {
             let len = lane.len;
-            self.lanes[replica].digest = Some(*self.state_at(len, &[]).finalize().as_bytes());
+            self.lanes[replica].digest = Some(self.state_at(len, &[]).finalize());
         }
         self.trim_tail();
     }
 
     /// The digest of everything `replica` wrote, once its stream has ended.
-    pub fn digest(&self, replica: usize) -> Option<[u8; 32]> {
+    pub fn digest(&self, replica: usize) -> Option<Digest> {
         let lane = &self.lanes[replica];
         if !lane.finished {
             return None;
         }
         lane.digest.or_else(|| {
             // It ended ahead of the committed offset: the committed stream, then its own remainder.
-            Some(*self.state_at(self.committed, lane.pending.as_slice()).finalize().as_bytes())
+            Some(self.state_at(self.committed, lane.pending.as_slice()).finalize())
         })
     }
 
@@ -222,7 +223,7 @@ impl ByteCommitter {
             let lane = &mut self.lanes[replica];
             lane.digest = digest;
             lane.pending.clear();
-            lane.own = Some(blake3::Hasher::new());
+            lane.own = Some(StreamHasher::new());
             return;
         }
         let len = self.lanes[replica].len.min(self.committed);
@@ -238,7 +239,7 @@ impl ByteCommitter {
     }
 
     /// The committed stream's digest state at `offset` (between `base` and `committed`), then `extra`.
-    fn state_at(&self, offset: u64, extra: &[u8]) -> blake3::Hasher {
+    fn state_at(&self, offset: u64, extra: &[u8]) -> StreamHasher {
         let mut h = self.hasher.clone();
         let upto = (offset.saturating_sub(self.base) as usize).min(self.tail.len());
         h.update(&self.tail.as_slice()[..upto]);
@@ -306,7 +307,7 @@ impl ByteCommitter {
         for &s in &alive {
             let lane = &self.lanes[s];
             if lane.finished && lane.digest.is_none() && lane.follows() && lane.len <= self.committed {
-                let digest = *self.state_at(lane.len, &[]).finalize().as_bytes();
+                let digest = self.state_at(lane.len, &[]).finalize();
                 self.lanes[s].digest = Some(digest);
             }
         }
@@ -325,7 +326,7 @@ impl ByteCommitter {
         pending_before: &[u8],
         majority: Vec<u8>,
         theirs: &[u8],
-        own: blake3::Hasher,
+        own: StreamHasher,
     ) {
         // Context: committed bytes before the divergence, from the tail if it reaches back, else the
         // most recent committed bytes and the part of the current commit before `offset`.
@@ -357,7 +358,7 @@ impl ByteCommitter {
         let lane = &mut self.lanes[replica];
         lane.pending.clear();
         if lane.finished {
-            lane.digest = Some(*own.finalize().as_bytes());
+            lane.digest = Some(own.finalize());
         }
         lane.own = Some(own);
         lane.diverged = Some(Divergence {
@@ -486,7 +487,7 @@ mod tests {
             prop_assert_eq!(fast.committed(), oracle.committed());
             for (r, out) in outs.iter().enumerate() {
                 prop_assert_eq!(fast.digest(r), oracle.digest(r), "digest {}", r);
-                prop_assert_eq!(fast.digest(r), Some(*blake3::hash(out).as_bytes()));
+                prop_assert_eq!(fast.digest(r), Some(crate::digest::digest(out)));
                 prop_assert_eq!(fast.remainder(r), oracle.remainder(r), "remainder {}", r);
                 let (x, y) = (fast.divergence(r), oracle.divergence(r));
                 prop_assert_eq!(x.is_some(), y.is_some(), "diverged {}", r);

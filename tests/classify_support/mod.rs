@@ -123,7 +123,7 @@ pub fn run_json(opts: &[&str], command: &[&str]) -> (Ran, Value) {
 /// add up (reruns = rerun_runs, every run counted under one outcome, rates and intervals consistent).
 pub fn check_report(r: &Value, code: i32) {
     assert_eq!(r["schema"], "tmr-report", "{r}");
-    assert_eq!(r["version"], 3, "{r}");
+    assert_eq!(r["version"], 4, "{r}");
     assert_eq!(r["exit_code"].as_i64(), Some(code as i64), "exit_code in the report");
     let c = &r["classification"];
     let reruns = u64_of(&c["reruns"]);

@@ -262,7 +262,7 @@ impl TimeBudget {
         match self {
             TimeBudget::Absolute(d) => d,
             TimeBudget::Relative(k) if k <= 0.0 => Duration::ZERO,
-            TimeBudget::Relative(k) => crate::config::scale_duration(voted_wall, k).max(Self::RELATIVE_FLOOR),
+            TimeBudget::Relative(k) => crate::units::scale_duration(voted_wall, k).max(Self::RELATIVE_FLOOR),
         }
     }
 }

@@ -10,30 +10,9 @@ use regex::bytes::Regex;
 use crate::classify::Class;
 use crate::det::Det;
 use crate::fingerprint::Compare;
-
-/// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Timeout {
-    Absolute(Duration),
-    /// Once a majority has finished, a replica still running after `factor` × their median wall time is
-    /// hung. The master's health check: no absolute time to guess.
-    Relative(f64),
-}
-
-/// Floor for a relative timeout, so that a command taking 1 ms does not get its slow-to-schedule third
-/// replica killed after 3 ms on a loaded machine.
-pub const RELATIVE_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
-
-/// `base × factor`, saturating at `Duration::MAX` instead of panicking for huge factors (`1e300x`);
-/// a negative or NaN factor gives zero.
-pub fn scale_duration(base: Duration, factor: f64) -> Duration {
-    let secs = base.as_secs_f64() * factor;
-    if secs.is_nan() || secs <= 0.0 {
-        Duration::ZERO
-    } else {
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-    }
-}
+pub use crate::units::{
+    parse_duration, scale_duration, Timeout, MAX_DURATION, MAX_TIMEOUT_FACTOR, RELATIVE_TIMEOUT_FLOOR,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -157,39 +136,6 @@ pub const MAX_HUNT_RUNS: u64 = 1_000_000;
 /// Most `tmr campaign --trials`: each trial is a voted round under ptrace, and its spec is kept for the
 /// trial log.
 pub const MAX_TRIALS: u64 = 100_000;
-
-/// The longest duration any option accepts: a year. Longer is a typo, and bounding it keeps every
-/// `Instant + Duration` in tmr far from overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-const MAX_DURATION_TEXT: &str = "365d (a year)";
-
-/// The largest `Nx` factor of a relative timeout. A replica 1000 times slower than its finished
-/// siblings is hung by any standard; past that the factor only risks arithmetic overflow.
-pub const MAX_TIMEOUT_FACTOR: f64 = 1000.0;
-
-/// `500ms`, `30s`, `1.5m`, `2h`, `1h 30m` (humantime's syntax), or a bare number of seconds. Zero is
-/// refused (a replica cannot do anything in no time), and so is anything above [`MAX_DURATION`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let shown = t.escape_debug();
-    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        let secs: f64 = t.parse().map_err(|_| format!("invalid duration '{shown}': not a number"))?;
-        if secs > MAX_DURATION.as_secs_f64() {
-            return Err(format!("invalid duration '{shown}': at most {MAX_DURATION_TEXT}"));
-        }
-        Duration::from_secs_f64(secs)
-    } else {
-        humantime::parse_duration(t)
-            .map_err(|e| format!("invalid duration '{shown}': {e} (e.g. 500ms, 30s, 2m, 1h)"))?
-    };
-    if d.is_zero() {
-        return Err(format!("invalid duration '{shown}': must be more than zero"));
-    }
-    if d > MAX_DURATION {
-        return Err(format!("invalid duration '{shown}': at most {MAX_DURATION_TEXT}"));
-    }
-    Ok(d)
-}
 
 /// `--rerun-budget`: a duration (see [`parse_duration`]) or `Kx`, K times the voted round's wall time
 /// (K ≥ 0; `0x` means no reruns).

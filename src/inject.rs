@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse_duration;
-use crate::memvote::PAGE;
+use crate::units::{parse_duration, PAGE};
 
 /// The environment variable that carries a spec from tmr to the monitors (removed before the command runs).
 pub const ENV: &str = "TMR_INJECT";

@@ -29,4 +29,6 @@ pub mod stream;
 pub mod suite;
 pub mod supervisor;
 pub mod testrun;
+pub mod text;
+pub mod units;
 pub mod vote;

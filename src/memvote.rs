@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const PAGE: u64 = 4096;
+pub use crate::units::PAGE;
 
 /// What one replica's monitor saw at its exit stop.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

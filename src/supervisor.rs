@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{scale_duration, Timeout, RELATIVE_TIMEOUT_FLOOR};
+use crate::units::{scale_duration, Timeout, RELATIVE_TIMEOUT_FLOOR};
 
 /// After a replica exits, how long its pipes may stay open (held by a grandchild) before its process
 /// group is killed and its output closed: the leak window.

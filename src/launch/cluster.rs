@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::slurm::{self, allocation_argv, choose_node, job_state, step_argv};
 use super::{LaunchConfig, NodeHealth, Placement, Spread, Wrapped};
 use crate::exit::{ExitError, TMR_ERROR};
+pub use crate::replica::placement::NodeFailure;
 use crate::replica::Job;
 
 /// Bound of a probe or query (`scontrol ping`, `sinfo`, `squeue`, `scancel`).
@@ -303,7 +304,7 @@ impl Said {
             .map(str::trim)
             .filter(|l| l.chars().any(|c| c.is_alphanumeric()))
             .take(2)
-            .map(crate::report::one_line)
+            .map(crate::text::one_line)
             .collect();
         if lines.is_empty() {
             "no output".into()
@@ -360,16 +361,6 @@ where
     drain(&mut err, &mut stderr);
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     Ok(Said { ok: status.success(), stdout: text(stdout), stderr: text(stderr) })
-}
-
-/// One replica's node failure, as reported.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeFailure {
-    pub replica: usize,
-    pub round: usize,
-    pub node: String,
-    /// The node its rerun was scheduled on (absent if tmr was stopped first).
-    pub rescheduled_on: Option<String>,
 }
 
 #[cfg(test)]

@@ -7,12 +7,10 @@
 pub mod cluster;
 pub mod slurm;
 
-use std::ffi::CString;
-
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::replica::Job;
+pub use crate::replica::placement::{NodeHealth, Placement, Wrapped};
 
 /// `--launcher`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,30 +36,6 @@ pub struct LaunchConfig {
     pub spread: Spread,
     /// `--slurm-opt`: passed to the allocation and to every step (partition, account, time limit, …).
     pub slurm_opts: Vec<String>,
-}
-
-/// The program and argv prefix that run one job on a chosen node; the job's own argv follows.
-pub struct Wrapped {
-    pub path: CString,
-    pub prefix: Vec<CString>,
-    pub node: String,
-}
-
-/// What a node's health says about a finished job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeHealth {
-    Healthy,
-    /// The node failed while the job ran: the record is not the program's outcome.
-    Failed,
-}
-
-/// The process layer's view of a remote launcher. Implemented by [`cluster::Cluster`].
-pub trait Placement {
-    /// The srun argv prefix that runs `job` on a healthy node.
-    fn wrap(&self, job: &Job) -> Result<Wrapped>;
-    /// Asked after a job on `node` ended, at the latest at `ended`. A failed node is excluded from then
-    /// on; an allocation that is gone altogether is an error (nothing more can run).
-    fn health(&self, node: &str, ended: std::time::Instant) -> Result<NodeHealth>;
 }
 
 /// `--launcher slurm` for one run or hunt: reach Slurm, get an allocation for `wanted` concurrent

@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use regex::bytes::Regex;
+use serde::Serialize;
 
 use super::capture::{private_tempfile, Capture};
 use crate::fingerprint::StreamSummary;
@@ -441,5 +442,32 @@ impl Sink {
             Mode::Spool { file } => file.take().filter(|_| deliver),
             _ => None,
         }
+    }
+}
+
+/// How the voted round's output reached the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    /// Delivered while the replicas ran, as a majority agreed on it (parallel replicas); otherwise
+    /// kept and delivered after the vote (`--sequential`).
+    pub streamed: bool,
+    /// `--buffered`: streamed into a spool, delivered only once a majority had won.
+    pub buffered: bool,
+    pub stdout: DeliveredEntry,
+    pub stderr: DeliveredEntry,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveredEntry {
+    /// Bytes delivered to tmr's stdout (or stderr).
+    pub bytes: u64,
+    /// A stream that is not compared is shown live from one replica: this one.
+    pub shown_replica: Option<usize>,
+}
+
+impl OutputReport {
+    pub fn spooled() -> Self {
+        let none = DeliveredEntry { bytes: 0, shown_replica: None };
+        OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
     }
 }

@@ -243,7 +243,7 @@ impl Inputs {
             _ => vec![],
         };
         for (addr, bytes) in writes {
-            if addr != 0 && super::monitor::write_remote(tid, addr, bytes).is_err() {
+            if addr != 0 && super::remote::write_remote(tid, addr, bytes).is_err() {
                 ret = -libc::EFAULT as i64;
             }
         }
@@ -286,7 +286,7 @@ impl Inputs {
         // Below the red zone of the stopped thread's stack: free, and mapped in all but pathological cases
         // (a write that fails leaves the open as it was).
         let at = (arch::sp(regs) - 1024 - name.len() as u64) & !15;
-        if super::monitor::write_remote(tid, at, &name).is_err() {
+        if super::remote::write_remote(tid, at, &name).is_err() {
             self.note("could not redirect an open of /dev/urandom: its bytes were not replicated");
             return;
         }

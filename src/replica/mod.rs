@@ -18,6 +18,9 @@ pub mod memsnap;
 pub mod monitor;
 #[cfg(not(target_arch = "x86_64"))]
 mod no_tracer;
+pub mod placement;
+#[cfg(target_arch = "x86_64")]
+mod remote;
 #[cfg(not(target_arch = "x86_64"))]
 pub use no_tracer::{inputs, monitor};
 mod reap;

@@ -37,6 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::checkpoint::Checkpointer;
 use super::memsnap::{hash_memory, writable_mappings, Masks};
+use super::remote::read_remote_exact;
+pub use super::remote::write_remote;
 use crate::det::Det;
 use crate::inject::{
     choose_flip, Candidate, FlipChoice, InjectSpec, Injected, InjectedWhat, Rng, Target, REGISTERS,
@@ -843,15 +845,6 @@ impl Tracer {
     }
 }
 
-fn read_remote_exact(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
-    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: buf.len() }];
-    let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(buf)], &remote)?;
-    if n != buf.len() {
-        bail!("short read from the replica");
-    }
-    Ok(())
-}
-
 fn register<'a>(regs: &'a mut libc::user_regs_struct, name: &str) -> Option<&'a mut u64> {
     Some(match name {
         "rax" => &mut regs.rax,
@@ -921,15 +914,6 @@ fn take_inject_spec() -> Option<InjectSpec> {
     let me: usize = std::env::var("TMR_REPLICA").ok()?.parse().ok()?;
     let round: usize = std::env::var("TMR_ROUND").ok()?.parse().ok()?;
     (spec.replica == Some(me) && round == 0).then_some(spec)
-}
-
-pub fn write_remote(pid: Pid, addr: u64, bytes: &[u8]) -> Result<()> {
-    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: bytes.len() }];
-    let n = nix::sys::uio::process_vm_writev(pid, &[std::io::IoSlice::new(bytes)], &remote)?;
-    if n != bytes.len() {
-        bail!("short write into the replica");
-    }
-    Ok(())
 }
 
 /// A seccomp filter that stops the `trapped` syscalls (getrandom, input replication's) for the tracer

@@ -11,7 +11,7 @@ pub mod monitor {
     pub use super::SUPPORTED;
 
     pub fn main(_args: &[std::ffi::OsString]) -> i32 {
-        crate::report::say(&super::refusal());
+        crate::text::say(&super::refusal());
         crate::exit::TMR_ERROR
     }
 }

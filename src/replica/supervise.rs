@@ -24,11 +24,11 @@ use super::reap;
 use super::signals::Signals;
 use super::spawn::{exec_result, spawn, Caught, ChildSetup, ExecImage, ExecResult};
 use super::stdin::{set_nonblocking, Feed, StdinSource};
-use crate::config::Timeout;
 use crate::fingerprint::{Fingerprint, Outcome, StreamSummary};
 use crate::memvote::MemSnapshot;
 use crate::stream::Divergence;
 use crate::supervisor::{Action, Event, Limits, Supervisor};
+use crate::units::Timeout;
 
 /// One read per ready pipe per wake-up, of this size. Reading a pipe again at once, while its writer
 /// refills it, makes reader and writer fight over the pipe's lock: with 3 flooding replicas on 2 cores,
@@ -51,7 +51,7 @@ pub struct Launcher {
     pub script: bool,
     /// Run each job elsewhere (`--launcher slurm`): its argv is prefixed with the placement's, and its
     /// node's health is checked when it ends (see `Harness::node_check`).
-    pub placement: Option<std::rc::Rc<dyn crate::launch::Placement>>,
+    pub placement: Option<std::rc::Rc<dyn super::placement::Placement>>,
     /// A private directory that lives as long as the launcher: the memory monitor's answer logs.
     pub scratch: Option<tempfile::TempDir>,
 }
@@ -217,7 +217,7 @@ pub struct Harness {
     /// Slots the supervisor said are done, waiting to be finalized by the loop.
     done: Vec<(usize, bool)>,
     /// Jobs whose node failed under them (`--launcher slurm`), each rerun on another node.
-    pub node_failures: Vec<crate::launch::cluster::NodeFailure>,
+    pub node_failures: Vec<super::placement::NodeFailure>,
 }
 
 /// One output stream of a running replica: its pipe until EOF, and where its bytes go.
@@ -402,11 +402,12 @@ impl Harness {
         let (Some(placement), Some(node)) = (self.launcher.placement.clone(), rec.node.clone()) else {
             return Ok(Some(rec));
         };
-        if self.interrupted.is_some() || placement.health(&node, ended)? == crate::launch::NodeHealth::Healthy
+        if self.interrupted.is_some()
+            || placement.health(&node, ended)? == super::placement::NodeHealth::Healthy
         {
             return Ok(Some(rec));
         }
-        self.node_failures.push(crate::launch::cluster::NodeFailure {
+        self.node_failures.push(super::placement::NodeFailure {
             replica: rec.job.replica,
             round: rec.job.round,
             node: node.clone(),
@@ -727,8 +728,8 @@ impl Harness {
     /// After the vote on a streamed batch: deliver what is left for the winner (with `--buffered`, its
     /// whole output; nothing without a winner), wait (watching for stop signals) until tmr's output has
     /// taken it, and stop streaming: later batches (reruns) are only hashed.
-    pub fn finish_streaming(&mut self, winner: Option<usize>) -> Result<crate::report::OutputReport> {
-        let Some(hub) = self.hub.as_mut() else { return Ok(crate::report::OutputReport::spooled()) };
+    pub fn finish_streaming(&mut self, winner: Option<usize>) -> Result<super::hub::OutputReport> {
+        let Some(hub) = self.hub.as_mut() else { return Ok(super::hub::OutputReport::spooled()) };
         let spools = if self.interrupted.is_none() { hub.conclude(winner)? } else { Vec::new() };
         self.drain_hub()?;
         let mut buffered = false;
@@ -741,9 +742,9 @@ impl Harness {
         let hub = self.hub.take().expect("checked above");
         let entry = |k: usize| {
             let d = hub.delivered(k);
-            crate::report::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown }
+            super::hub::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown }
         };
-        Ok(crate::report::OutputReport { streamed: true, buffered, stdout: entry(0), stderr: entry(1) })
+        Ok(super::hub::OutputReport { streamed: true, buffered, stdout: entry(0), stderr: entry(1) })
     }
 
     /// Where each record's streamed output left what a majority committed, known only once the whole

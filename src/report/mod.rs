@@ -10,11 +10,13 @@ pub mod junit;
 use serde::Serialize;
 
 use crate::classify::Class;
-use crate::config::Timeout;
 use crate::diff::LineDiff;
 use crate::fingerprint::{Outcome, StreamSummary};
 use crate::memvote::{MemSnapshot, MemVerdict, NoisePage, PageDivergence};
+pub use crate::replica::hub::{DeliveredEntry, OutputReport};
 use crate::stats::Interval;
+pub use crate::text::{one_line, say};
+use crate::units::Timeout;
 
 pub const SCHEMA: &str = "tmr-report";
 /// 2: added `classification`. 3: the class says why (`none`, `transient`, `nondeterministic`,
@@ -56,33 +58,6 @@ pub struct RunReport {
     pub exit_code: i32,
     /// Wall time of the whole run: the voted round, the reruns and tmr's own work (JUnit's `time`).
     pub wall_ms: f64,
-}
-
-/// How the voted round's output reached the user.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputReport {
-    /// Delivered while the replicas ran, as a majority agreed on it (parallel replicas); otherwise
-    /// kept and delivered after the vote (`--sequential`).
-    pub streamed: bool,
-    /// `--buffered`: streamed into a spool, delivered only once a majority had won.
-    pub buffered: bool,
-    pub stdout: DeliveredEntry,
-    pub stderr: DeliveredEntry,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveredEntry {
-    /// Bytes delivered to tmr's stdout (or stderr).
-    pub bytes: u64,
-    /// A stream that is not compared is shown live from one replica: this one.
-    pub shown_replica: Option<usize>,
-}
-
-impl OutputReport {
-    pub fn spooled() -> Self {
-        let none = DeliveredEntry { bytes: 0, shown_replica: None };
-        OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -403,24 +378,6 @@ pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
         let _ = temp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
     }
     Ok(ReportFile { target, file: Staged::Temp(temp) })
-}
-
-/// One line of tmr's own on stderr. `eprintln!` panics (exit 101) when stderr is full or closed
-/// (`2>/dev/full`, a reader gone); tmr's exit code must not depend on whether its message could be
-/// shown, so a failed write is dropped. Control characters are escaped: one message, one line.
-pub fn say(line: &str) {
-    use std::io::Write;
-    let mut text = one_line(line.strip_suffix('\n').unwrap_or(line));
-    text.push('\n');
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
-
-/// `text` with control characters (a newline in a command name or a value) escaped as Rust would
-/// (`\n`), so that an error message stays on one line.
-pub fn one_line(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
 }
 
 /// Write a finished report to its file and put the file in place, or write it to stderr (where a closed

@@ -45,7 +45,7 @@ pub fn settle(
         }
     }
     let voted = crate::vote::vote(&keys);
-    let winner = voted.representative().map(|w| initial[w].outcome);
+    let winner = voted.majority().map(|g| initial[representative(initial, &g.members)].outcome);
     let majority_failed = winner.is_some_and(|o| !o.is_success());
     let exec_failed = matches!(winner, Some(Outcome::FailedToStart { .. }));
     let mut classifier = Classifier::new(
@@ -176,6 +176,25 @@ impl Reruns {
             rerun_runs: self.runs.clone(),
         }
     }
+}
+
+/// The member of the majority whose output is delivered and whose exit code is tmr's. All members agree
+/// on the compared fields; the fields left out of `--compare` (the exit status with `--compare stdout`,
+/// stderr by default) did not vote, so the member taken is one whose whole fingerprint is the most common
+/// in the majority (ties: the lowest replica), never an odd one that merely came first. A replica rerun
+/// after a node failure has no lane in the stream hub and is taken only when nothing else agrees.
+pub fn representative(records: &[RunRecord], members: &[usize]) -> usize {
+    let all = crate::fingerprint::Compare { exit: true, stdout: true, stderr: true, mem: false };
+    let full: Vec<Key> = members.iter().map(|&i| records[i].fingerprint().key(all)).collect();
+    let count = |k: &Key| full.iter().filter(|f| *f == k).count();
+    let mut best: Option<(usize, usize)> = None;
+    for (pos, &i) in members.iter().enumerate() {
+        let score = 2 * count(&full[pos]) + usize::from(records[i].rescheduled_from.is_none());
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, i));
+        }
+    }
+    best.map_or(members[0], |(_, i)| i)
 }
 
 #[cfg(test)]

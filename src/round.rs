@@ -88,12 +88,13 @@ pub fn execute(config: &Config) -> Result<i32> {
     // already known. A stop signal while the reader is slow ends the delivery (the harness watches).
     // A replica rerun after a node failure has no lane in the stream hub: deliver another member of the
     // majority when there is one, else the rerun's spool past what was already delivered.
-    let winner = voted.majority().map(|g| {
-        g.members.iter().copied().find(|&i| records[i].rescheduled_from.is_none()).unwrap_or(g.members[0])
-    });
+    let winner = voted.majority().map(|g| crate::rerun::representative(&records, &g.members));
     let output = if streamed {
         let rescheduled = winner.filter(|&w| records[w].rescheduled_from.is_some());
-        let mut out = harness.finish_streaming(winner.filter(|_| rescheduled.is_none()))?;
+        // The uncompared streams were shown live from replica SHOWN: they are replaced (after a note) only
+        // when it ended outside the majority.
+        let shown_lost = voted.majority().is_some_and(|g| !g.members.contains(&crate::replica::hub::SHOWN));
+        let mut out = harness.finish_streaming(winner.filter(|_| rescheduled.is_none()), shown_lost)?;
         if let Some(w) = rescheduled.filter(|_| harness.interrupted.is_none()) {
             let rec = &mut records[w];
             let (out_at, err_at) = (out.stdout.bytes, out.stderr.bytes);
@@ -394,10 +395,10 @@ fn majority_median(records: &[RunRecord], voted: &Vote<Key>) -> Option<f64> {
 }
 
 fn choose_exit_code(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> i32 {
-    match voted.representative() {
+    match voted.majority() {
         None => exit::NO_MAJORITY,
         Some(_) if config.strict && !voted.unanimous() => exit::STRICT_DISAGREEMENT,
-        Some(w) => records[w].outcome.exit_code(),
+        Some(g) => records[crate::rerun::representative(records, &g.members)].outcome.exit_code(),
     }
 }
 
@@ -481,7 +482,9 @@ fn build_report(
             },
             unanimous: voted.unanimous(),
             majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
-            winner: voted.representative().map(|w| records[w].job.replica),
+            winner: voted
+                .majority()
+                .map(|g| records[crate::rerun::representative(records, &g.members)].job.replica),
             groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
         },
         dissents,

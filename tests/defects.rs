@@ -327,3 +327,135 @@ fn error_messages_keep_their_substance_on_one_line() {
     assert_eq!(out.status.code(), Some(127));
     assert!(assert_tmr_error(&out.stderr).contains("no\\nsuch"), "{}", text(&out.stderr));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The second outside trial
+// ---------------------------------------------------------------------------------------------------------
+
+/// Replica 0 succeeds and says "ok"; the others fail with a message on stderr, which is not compared.
+const ODD_ZERO: &str =
+    r#"if [ "$TMR_REPLICA" = 0 ]; then echo ok; else echo "fatal: disk on fire" >&2; exit 2; fi"#;
+
+#[test]
+fn the_majoritys_uncompared_stderr_follows_when_the_shown_replica_is_outside_it() {
+    let r = tmr_json_report(None, &[], &with(&["--reruns", "0"], sh(ODD_ZERO)), "tmr-report");
+    assert_eq!(r.code, 2, "the majority's exit code");
+    assert!(r.stderr.contains("fatal: disk on fire"), "the winners' error reaches the user:\n{}", r.stderr);
+    assert!(r.stderr.contains("replica 1's stderr follows"), "and tmr says whose it is:\n{}", r.stderr);
+    assert_eq!(r.report["output"]["stderr"]["shown_replica"], 0, "{}", r.report["output"]);
+    assert_eq!(r.report["output"]["stderr"]["switched_to"], 1, "{}", r.report["output"]);
+}
+
+#[test]
+fn an_uncompared_exit_status_comes_from_the_majoritys_common_one_not_replica_0() {
+    // stdout (empty) agrees everywhere; replica 0 alone exits 1.
+    let out = tmr()
+        .args(["--compare", "stdout", "--reruns", "0", "--"])
+        .args(sh("exit $((TMR_REPLICA==0))"))
+        .output();
+    assert_eq!(out.unwrap().status.code(), Some(0));
+}
+
+#[test]
+fn buffered_output_that_no_majority_won_counts_as_not_delivered() {
+    let cmd = sh("seq 1000; echo $TMR_REPLICA");
+    let r = tmr_json_report(None, &[], &with(&["--buffered", "--reruns", "0"], cmd), "tmr-report");
+    assert_eq!(r.code, 120);
+    assert!(r.stdout.is_empty(), "nothing delivered");
+    assert_eq!(r.report["output"]["stdout"]["bytes"], 0, "{}", r.report["output"]);
+    assert!(!r.stderr.contains("were delivered"), "{}", r.stderr);
+}
+
+/// tmr in a session of its own whose controlling terminal is a fresh pty: a replica that opens /dev/tty
+/// (a password prompt) must fail at once, not stop forever on SIGTTIN in a background group.
+#[test]
+fn a_replica_that_opens_the_terminal_fails_fast_instead_of_stopping() {
+    use std::os::unix::process::CommandExt;
+    let (_master, slave) = open_pty();
+    let mut cmd = tmr_std();
+    cmd.args(["-q", "--"])
+        .args(sh("if (exec 3</dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi"));
+    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty (stdin) tmr's controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd, Input::File(slave));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "no-tty\n");
+}
+
+/// Ctrl-Z (SIGTSTP to tmr) suspends the replicas with tmr, as a shell suspends a whole job, and a
+/// continue (SIGCONT to tmr) resumes them.
+#[test]
+fn ctrl_z_suspends_the_replicas_and_continue_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script =
+        format!("echo $$ > {d}/pid.$TMR_REPLICA; while [ ! -e {d}/go ]; do sleep 0.01; done; echo done");
+    let mut running = spawn(tmr_std().args(["-q", "--"]).args(sh(&script)), Input::Null);
+    let pids: Vec<i32> = (0..3)
+        .map(|r| {
+            let f = dir.path().join(format!("pid.{r}"));
+            wait_for_file_while(&f, &mut running);
+            wait_for_file_content(&f);
+            read_pid(&f)
+        })
+        .collect();
+    send_signal(running.pid(), libc::SIGTSTP);
+    wait_until(&format!("tmr ({}) stopped", running.pid()), || states_of(|p, _| p == running.pid()) == ["T"]);
+    for &pid in &pids {
+        // Every process of the replica's group stopped; a shell caught in vfork waits (D) for its stopped
+        // child, so D counts when some member is stopped.
+        wait_until(&format!("replica group {pid} stopped"), || {
+            let st = states_of(|_, pgid| pgid == pid);
+            st.iter().any(|s| s == "T") && st.iter().all(|s| s == "T" || s == "D")
+        });
+    }
+    fs::write(dir.path().join("go"), "").unwrap();
+    send_signal(running.pid(), libc::SIGCONT);
+    let out = running.finish(TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+}
+
+fn sh(script: &str) -> Vec<std::ffi::OsString> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+fn wait_for_file_content(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while fs::read_to_string(path).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(std::time::Instant::now() < deadline, "{} stayed empty", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The states of the processes whose (pid, pgid) pass `pick`.
+fn states_of(pick: impl Fn(i32, i32) -> bool) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // state, ppid, pgrp
+        if f.len() > 2 && pick(pid, f[2].parse().unwrap_or(0)) {
+            v.push(f[0].to_string());
+        }
+    }
+    v
+}
+
+/// Wait (bounded) until `cond` holds.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {READY_TIMEOUT:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

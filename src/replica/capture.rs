@@ -55,6 +55,11 @@ impl Capture {
 }
 
 impl Captured {
+    /// The kept bytes, taken out (`None` when they were not kept or already taken).
+    pub fn take_spool(&mut self) -> Option<File> {
+        self.spool.take()
+    }
+
     /// A stream that was streamed (its bytes went to the user, or nowhere): only its summary remains.
     pub fn summarised(summary: StreamSummary) -> Self {
         Captured { summary, spool: None }

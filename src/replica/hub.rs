@@ -33,7 +33,8 @@ const SINK_LIMIT: usize = 1 << 20;
 pub enum Treatment {
     /// Voted: streamed as a majority agrees (masks, if any, make it line by line).
     Compared(Vec<Regex>),
-    /// Not voted: replica 0's is shown live; the others' are only hashed.
+    /// Not voted: replica 0's is shown live; the others' are kept in spools, in case replica 0 ends up
+    /// outside the majority (then a majority member's follows, see [`StreamHub::conclude`]).
     Shown,
 }
 
@@ -50,13 +51,16 @@ pub const SHOWN: usize = 0;
 
 enum Kind {
     Compared(Committer),
-    Shown { caps: Vec<Option<Capture>>, summaries: Vec<Option<StreamSummary>> },
+    Shown { caps: Vec<Option<Capture>>, summaries: Vec<Option<StreamSummary>>, spools: Vec<Option<File>> },
 }
 
 struct Hubbed {
     kind: Kind,
     sink: Sink,
     lens: Vec<u64>,
+    /// An uncompared stream whose shown replica ended outside the majority: the majority member whose
+    /// stream was delivered after it.
+    switched: Option<usize>,
 }
 
 pub struct StreamHub {
@@ -69,6 +73,8 @@ pub struct Delivered {
     pub bytes: u64,
     /// The replica whose uncompared output was shown, if the stream was not compared.
     pub shown: Option<usize>,
+    /// The majority member whose uncompared output followed, when the shown one was not the winner's.
+    pub switched: Option<usize>,
 }
 
 impl StreamHub {
@@ -77,13 +83,14 @@ impl StreamHub {
             let kind = match t {
                 Treatment::Compared(masks) => Kind::Compared(Committer::new(replicas, masks.clone())),
                 Treatment::Shown => Kind::Shown {
-                    caps: (0..replicas).map(|_| Some(Capture::new(Vec::new(), false))).collect(),
+                    caps: (0..replicas).map(|r| Some(Capture::new(Vec::new(), r != SHOWN))).collect(),
                     summaries: vec![None; replicas],
+                    spools: (0..replicas).map(|_| None).collect(),
                 },
             };
             // A shown stream is never buffered: it is not voted, so there is nothing to wait for.
             let buffered = plan.buffered && matches!(t, Treatment::Compared(_));
-            Ok(Hubbed { kind, sink: Sink::new(fd, buffered)?, lens: vec![0; replicas] })
+            Ok(Hubbed { kind, sink: Sink::new(fd, buffered)?, lens: vec![0; replicas], switched: None })
         };
         Ok(StreamHub {
             streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?],
@@ -125,9 +132,11 @@ impl StreamHub {
                 let committed = c.finish(lane);
                 h.sink.queue(&committed)?;
             }
-            Kind::Shown { caps, summaries } => {
+            Kind::Shown { caps, summaries, spools } => {
                 if let Some(cap) = caps[lane].take() {
-                    summaries[lane] = Some(cap.finish().summary);
+                    let mut done = cap.finish();
+                    summaries[lane] = Some(done.summary);
+                    spools[lane] = done.take_spool();
                 }
             }
         }
@@ -182,14 +191,25 @@ impl StreamHub {
     }
 
     /// After the vote: queue what is left of the winner's compared streams (the bytes past the last
-    /// commit, when the winner's group ended together there are none), and with `--buffered` hand back
-    /// the spools to deliver (nothing without a winner).
-    pub fn conclude(&mut self, winner: Option<usize>) -> Result<Vec<(File, RawFd)>> {
+    /// commit, when the winner's group ended together there are none), and hand back the spools to
+    /// deliver: with `--buffered`, the winner's streams (nothing without a winner); for an uncompared
+    /// stream whose shown replica ended outside the majority (`shown_lost`) and wrote something else
+    /// than the winner, the winner's (the caller says so first: the shown bytes were already delivered).
+    pub fn conclude(&mut self, winner: Option<usize>, shown_lost: bool) -> Result<Vec<(File, RawFd)>> {
         let mut spools = Vec::new();
         for h in &mut self.streams {
             if let (Kind::Compared(c), Some(w)) = (&h.kind, winner) {
                 if let Some(rest) = c.remainder(w) {
                     h.sink.queue(&rest)?;
+                }
+            }
+            if let (Kind::Shown { summaries, spools: kept, .. }, Some(w)) = (&mut h.kind, winner) {
+                if shown_lost && w != SHOWN && summaries[w] != summaries[SHOWN] {
+                    h.switched = Some(w);
+                    h.sink.delivered += summaries[w].map_or(0, |s| s.len);
+                    if let Some(file) = kept[w].take() {
+                        spools.push((file, h.sink.fd));
+                    }
                 }
             }
             if let Some(file) = h.sink.take_spool(winner.is_some()) {
@@ -201,7 +221,16 @@ impl StreamHub {
 
     pub fn delivered(&self, stream: usize) -> Delivered {
         let h = &self.streams[stream];
-        Delivered { bytes: h.sink.delivered, shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN) }
+        Delivered {
+            bytes: h.sink.reached(),
+            shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN),
+            switched: h.switched,
+        }
+    }
+
+    /// `--buffered`: a compared stream went to a spool, not to tmr's output, until the vote.
+    pub fn is_buffered(&self) -> bool {
+        self.streams.iter().any(|h| matches!(h.sink.mode, Mode::Spool { .. }))
     }
 
     /// Bytes held in RAM by the committers (reported, and bounded by [`WINDOW`] per replica).
@@ -231,6 +260,8 @@ struct Sink {
     mode: Mode,
     /// Bytes that reached tmr's output (or, buffered, its spool).
     delivered: u64,
+    /// `--buffered`: the spool was handed out for delivery (there was a winner).
+    handed: bool,
     gone: bool,
 }
 
@@ -249,7 +280,7 @@ impl Sink {
         } else {
             Mode::Direct { queue: Fifo::default(), socket: kind == libc::S_IFSOCK }
         };
-        Ok(Sink { fd, mode, delivered: 0, gone: false })
+        Ok(Sink { fd, mode, delivered: 0, handed: false, gone: false })
     }
 
     fn backlog(&self) -> usize {
@@ -439,8 +470,21 @@ impl Sink {
     /// The `--buffered` spool, to deliver if there is a winner (else it is dropped).
     fn take_spool(&mut self, deliver: bool) -> Option<File> {
         match &mut self.mode {
-            Mode::Spool { file } => file.take().filter(|_| deliver),
+            Mode::Spool { file } => {
+                let f = file.take().filter(|_| deliver);
+                self.handed |= f.is_some();
+                f
+            }
             _ => None,
+        }
+    }
+
+    /// Bytes that reached tmr's output: a `--buffered` spool counts only once handed out for delivery
+    /// (without a winner, or when tmr was stopped first, nothing was delivered).
+    fn reached(&self) -> u64 {
+        match self.mode {
+            Mode::Spool { .. } if !self.handed => 0,
+            _ => self.delivered,
         }
     }
 }
@@ -463,11 +507,15 @@ pub struct DeliveredEntry {
     pub bytes: u64,
     /// A stream that is not compared is shown live from one replica: this one.
     pub shown_replica: Option<usize>,
+    /// The shown replica ended outside the majority (or wrote something else than the winner): this
+    /// majority member's stream was delivered after it, following a note on stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<usize>,
 }
 
 impl OutputReport {
     pub fn spooled() -> Self {
-        let none = DeliveredEntry { bytes: 0, shown_replica: None };
+        let none = DeliveredEntry { bytes: 0, shown_replica: None, switched_to: None };
         OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
     }
 }

@@ -137,8 +137,8 @@ pub fn spawn(image: &ExecImage, stdio: [RawFd; 3], setup: ChildSetup, caught: &C
         return Err(std::io::Error::last_os_error()).context("clone failed (cannot start a replica)");
     }
     let pid = Pid::from_raw(pid);
-    // Both sides set the group, so neither a signal sent right after this nor the exec can race it.
-    let _ = nix::unistd::setpgid(pid, pid);
+    // The child made its session and group before exec, and CLONE_VFORK held this thread until then: a
+    // signal sent to the group from now on reaches it.
     drop(err_w);
     super::stdin::set_nonblocking(&err_r)?;
     Ok(Spawned { pid, exec_report: err_r })
@@ -209,7 +209,12 @@ unsafe fn child_exec(
     err_fd: RawFd,
     parent: libc::pid_t,
 ) -> ! {
-    libc::setpgid(0, 0);
+    // A session of its own, not only a process group: with no controlling terminal, a replica that opens
+    // /dev/tty (a password prompt) fails at once with ENXIO instead of being stopped by SIGTTIN forever in
+    // a background group of tmr's terminal. Its pgid is still its pid, for killpg.
+    if libc::setsid() < 0 {
+        libc::setpgid(0, 0);
+    }
     // Die with tmr, even by SIGKILL, which leaves tmr no chance to kill its replicas. The death signal
     // follows the parent *thread*; tmr spawns from its only thread, so that is tmr itself. It survives
     // exec (tmr never runs set-uid programs specially). If tmr died before this line, nobody will send it.

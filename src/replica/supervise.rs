@@ -361,8 +361,19 @@ impl Harness {
         Ok(swept)
     }
 
-    /// Stop signals (and a reader that closed tmr's output) become supervisor events.
+    /// Stop signals (and a reader that closed tmr's output) become supervisor events. Ctrl-Z suspends the
+    /// replicas' groups, then tmr itself; when the shell continues tmr, tmr continues them.
     fn take_signals(&mut self, sup: &mut Supervisor, running: &mut [Running]) {
+        if self.signals.take_suspend() {
+            let live: Vec<Pid> = running.iter().filter(|r| !r.exited).map(|r| r.pid).collect();
+            for &pid in &live {
+                let _ = killpg(pid, Signal::SIGSTOP);
+            }
+            let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+            for &pid in &live {
+                let _ = killpg(pid, Signal::SIGCONT);
+            }
+        }
         let gone = self.hub.as_ref().is_some_and(|h| h.reader_gone()) && self.interrupted.is_none();
         let signal = if gone { Some(libc::SIGPIPE) } else { self.signals.take_stop() };
         if let Some(signal) = signal {
@@ -728,21 +739,35 @@ impl Harness {
     /// After the vote on a streamed batch: deliver what is left for the winner (with `--buffered`, its
     /// whole output; nothing without a winner), wait (watching for stop signals) until tmr's output has
     /// taken it, and stop streaming: later batches (reruns) are only hashed.
-    pub fn finish_streaming(&mut self, winner: Option<usize>) -> Result<super::hub::OutputReport> {
+    /// `shown_lost`: the replica whose uncompared streams were shown ended outside the majority.
+    pub fn finish_streaming(
+        &mut self,
+        winner: Option<usize>,
+        shown_lost: bool,
+    ) -> Result<super::hub::OutputReport> {
         let Some(hub) = self.hub.as_mut() else { return Ok(super::hub::OutputReport::spooled()) };
-        let spools = if self.interrupted.is_none() { hub.conclude(winner)? } else { Vec::new() };
+        let spools = if self.interrupted.is_none() { hub.conclude(winner, shown_lost)? } else { Vec::new() };
         self.drain_hub()?;
-        let mut buffered = false;
+        let hub = self.hub.take().expect("checked above");
+        let switched = |k: usize| hub.delivered(k).switched;
         for (file, fd) in &spools {
-            buffered = true;
+            let stream = if *fd == libc::STDOUT_FILENO { 0 } else { 1 };
+            if let (Some(w), None) = (switched(stream), self.interrupted) {
+                let name = ["stdout", "stderr"][stream];
+                crate::text::say(&format!(
+                    "tmr: replica {shown}'s {name} (not compared) was shown live, but the majority's replica {w} \
+                     wrote another: replica {w}'s {name} follows",
+                    shown = super::hub::SHOWN
+                ));
+            }
             if self.interrupted.is_none() {
                 self.deliver(file, *fd)?;
             }
         }
-        let hub = self.hub.take().expect("checked above");
+        let buffered = hub.is_buffered();
         let entry = |k: usize| {
             let d = hub.delivered(k);
-            super::hub::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown }
+            super::hub::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown, switched_to: d.switched }
         };
         Ok(super::hub::OutputReport { streamed: true, buffered, stdout: entry(0), stderr: entry(1) })
     }

@@ -110,11 +110,21 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     }
     if !r.vote.unanimous {
         for (name, d) in [("stdout", &r.output.stdout), ("stderr", &r.output.stderr)] {
-            if let (Some(shown), true) = (d.shown_replica, d.bytes > 0) {
-                line(format!("  {name} is not compared: replica {shown}'s was shown live"));
+            match (d.shown_replica, d.switched_to) {
+                (Some(shown), Some(w)) => line(format!(
+                    "  {name} is not compared: replica {shown}'s was shown live, then the majority's replica {w}'s"
+                )),
+                (Some(shown), None) if d.bytes > 0 => {
+                    line(format!("  {name} is not compared: replica {shown}'s was shown live"))
+                }
+                _ => {}
             }
         }
-        if r.output.streamed && r.vote.winner.is_none() && r.output.stdout.shown_replica.is_none() {
+        if r.output.streamed
+            && !r.output.buffered
+            && r.vote.winner.is_none()
+            && r.output.stdout.shown_replica.is_none()
+        {
             line(format!(
                 "  {} byte(s) of stdout that a majority agreed on were delivered before the replicas split",
                 r.output.stdout.bytes

@@ -318,7 +318,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         CampaignArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Campaign)
     } else if hunt {
         let rest = std::iter::once(OsString::from("tmr hunt")).chain(args[2..].iter().cloned());
-        HuntArgs::try_parse_from(rest).map(|a| Parsed::Hunt(a.into_config()))
+        HuntArgs::try_parse_from(rest).and_then(|a| a.into_config()).map(Parsed::Hunt)
     } else {
         RunArgs::try_parse_from(args).and_then(|a| a.into_config()).map(Parsed::Run)
     };
@@ -331,6 +331,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
                     c.replicas,
                     c.replicas - 1
                 ),
+                code: exit::TMR_ERROR,
+            }
+        }
+        Ok(Parsed::Run(c)) if matches!(c.timeout, Some(Timeout::Relative(_))) && c.replicas < 3 => {
+            Parsed::Exit {
+                text: format!(
+                "tmr: --timeout Nx is a multiple of the finished majority's median wall time, and with {} \
+                 replica(s) no majority finishes before the others: give a duration (e.g. --timeout 30s) or \
+                 at least 3 replicas\n",
+                c.replicas
+            ),
                 code: exit::TMR_ERROR,
             }
         }
@@ -877,8 +888,15 @@ impl LaunchArgs {
 }
 
 impl HuntArgs {
-    fn into_config(self) -> HuntConfig {
-        HuntConfig {
+    fn into_config(self) -> Result<HuntConfig, clap::Error> {
+        if self.compare.contains(&Field::Mem) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                "--compare mem: hunt runs are not traced, so they have no memory to compare; compare exit, \
+                 stdout, stderr (vote memory with tmr --mem)\n",
+            ));
+        }
+        Ok(HuntConfig {
             command: self.command,
             runs: self.runs as usize,
             jobs: self
@@ -895,7 +913,7 @@ impl HuntArgs {
             output: self.output,
             format: format(self.format),
             launch: self.launch.config(),
-        }
+        })
     }
 }
 

@@ -162,6 +162,10 @@ fn hunt(
     let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
     let mut stopped = "completed".to_string();
     let swept = runner.run_jobs(&mut jobs, opts, &mut |mut rec| {
+        // A run that tmr's own Ctrl-C ended says nothing about the command.
+        if rec.stopped {
+            return Ok(Control::Stop);
+        }
         let failing = tally.add(&rec, cfg);
         each(&mut rec, failing, &tally)?;
         if failing && cfg.until_fail {
@@ -363,13 +367,22 @@ pub fn render(r: &HuntReport) -> String {
 }
 
 fn prepare_keep_dir(dir: &Path) -> Result<()> {
+    // create_new: an index.tsv already there is an earlier hunt's, whose run-<i> files this one would
+    // overwrite; it is refused before anything runs.
     std::fs::create_dir_all(dir)
-        .and_then(|_| File::create(dir.join("index.tsv")))
+        .and_then(|_| std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join("index.tsv")))
         .and_then(|mut f| f.write_all(b"run\toutcome\texit_code\twall_ms\tstdout_bytes\tstdout_xxh128\n"))
         .map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                "it holds an earlier hunt's files (index.tsv), which this one would overwrite: give a new or \
+                 empty directory"
+                    .to_string()
+            } else {
+                e.to_string()
+            };
             ExitError {
                 code: exit::TMR_ERROR,
-                message: format!("tmr: cannot use --keep {}: {e}", dir.display()),
+                message: format!("tmr: cannot use --keep {}: {why}", dir.display()),
             }
             .into()
         })

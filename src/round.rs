@@ -27,6 +27,9 @@ pub fn execute(config: &Config) -> Result<i32> {
     // Checked before any replica starts, so a typo in a report path wastes no run.
     let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
     let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
+    // Opened before anything runs, as the report files are; but a job summary is a convenience (and on by
+    // default under GitHub Actions): one that cannot be written is a warning, never the run's exit code.
+    let mut github_summary = config.classify.github.then(open_github_summary).flatten();
     let path = crate::resolve::resolve(&config.command[0])?;
     // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
     let checkpoint_dir = config
@@ -187,8 +190,10 @@ pub fn execute(config: &Config) -> Result<i32> {
     for f in [report_file, junit_file].into_iter().flatten() {
         f.persist()?;
     }
-    if config.classify.github {
-        append_github_summary(&report)?;
+    if let Some(f) = github_summary.as_mut() {
+        if let Err(e) = f.write_all(report::github::render(&report).as_bytes()) {
+            report::say(&format!("tmr: warning: writing the GitHub job summary ($GITHUB_STEP_SUMMARY): {e}"));
+        }
     }
     if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()).filter(|_| inject_failed) {
         return Err(
@@ -335,18 +340,24 @@ pub fn monitor_launcher_with(
     Ok(launcher)
 }
 
-/// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY.
-fn append_github_summary(report: &RunReport) -> Result<()> {
+/// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY. `None`, after a
+/// warning, when it is not set or cannot be opened for appending.
+fn open_github_summary() -> Option<std::fs::File> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
         report::say("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
-        return Ok(());
+        return None;
     };
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", path.to_string_lossy()))?;
-    f.write_all(report::github::render(report).as_bytes()).context("writing the GitHub job summary")
+        .map_err(|e| {
+            report::say(&format!(
+                "tmr: warning: cannot open $GITHUB_STEP_SUMMARY ({}): {e}; no job summary written",
+                path.to_string_lossy()
+            ))
+        })
+        .ok()
 }
 
 pub fn batch_opts(config: &Config) -> BatchOpts {

@@ -459,3 +459,69 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// Ctrl-C during a hunt ends the runs in flight: tmr's own signal is no evidence that they fail.
+#[test]
+fn a_hunt_stopped_by_ctrl_c_counts_no_run_it_killed_as_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("hunt.json");
+    let script = format!("touch {}/up.$TMR_ROUND; sleep 30", dir.path().display());
+    let mut cmd = tmr_std();
+    cmd.args(["hunt", "--runs", "1000", "--jobs", "2", "--format", "json", "-o"]).arg(&report).arg("--");
+    let mut running = spawn(cmd.args(sh(&script)), Input::Null);
+    wait_for_file_while(&dir.path().join("up.0"), &mut running);
+    send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(TIMEOUT);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["failures"], 0, "{r}");
+    assert!(!r.to_string().contains("SIGINT\",\"failing\":true"), "{r}");
+}
+
+#[test]
+fn a_second_hunt_into_the_same_keep_dir_is_refused_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("keep");
+    let first =
+        tmr().args(["hunt", "--runs", "1", "--keep"]).arg(&keep).args(["--", "false"]).output().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let before = fs::read(keep.join("run-0.stdout")).ok();
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}; false", marker.display());
+    let second =
+        tmr().args(["hunt", "--runs", "1", "--keep"]).arg(&keep).arg("--").args(sh(&script)).output();
+    let second = second.unwrap();
+    assert_eq!(second.status.code(), Some(125));
+    assert!(assert_tmr_error(&second.stderr).contains("earlier hunt"), "{}", text(&second.stderr));
+    assert!(!marker.exists(), "nothing ran");
+    assert_eq!(fs::read(keep.join("run-0.stdout")).ok(), before, "the earlier run's files are untouched");
+}
+
+#[test]
+fn a_relative_timeout_with_fewer_than_three_replicas_is_refused() {
+    for n in ["1", "2"] {
+        let out = tmr().args(["-n", n, "--timeout", "2x", "--", "true"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "-n {n}");
+        assert!(assert_tmr_error(&out.stderr).contains("at least 3 replicas"), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn hunt_refuses_to_compare_memory_it_does_not_trace() {
+    let out = tmr().args(["hunt", "--compare", "mem", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("--compare mem"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_unwritable_github_summary_is_a_warning_not_the_exit_code() {
+    let out = tmr()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", "/nonexistent/dir/summary.md")
+        .args(["-q", "--", "echo", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+    assert!(text(&out.stderr).contains("warning: cannot open $GITHUB_STEP_SUMMARY"), "{}", text(&out.stderr));
+}

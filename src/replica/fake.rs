@@ -56,6 +56,7 @@ pub fn record(job: Job, code: i32) -> RunRecord {
         divergence: [None, None],
         node: None,
         rescheduled_from: None,
+        stopped: false,
     }
 }
 

@@ -161,6 +161,9 @@ pub struct RunRecord {
     pub node: Option<String>,
     /// It reran this job because the node named here failed under the first attempt.
     pub rescheduled_from: Option<String>,
+    /// It was still running when tmr passed on a stop signal to it: how it ended is no evidence about
+    /// the command (hunt and `tmr test` leave it out of their counts).
+    pub stopped: bool,
 }
 
 impl RunRecord {
@@ -242,6 +245,8 @@ struct Running {
     exec_errno: Option<i32>,
     mem_file: Option<std::fs::File>,
     exited: bool,
+    /// Still running when tmr passed on a stop signal (Ctrl-C): its end is tmr's doing, not its own.
+    stopped: bool,
     closed_reported: bool,
     node: Option<String>,
     rescheduled_from: Option<String>,
@@ -380,6 +385,9 @@ impl Harness {
             if self.interrupted.is_none() {
                 self.stopped = running.iter().filter(|r| !r.exited).count();
             }
+            for r in running.iter_mut().filter(|r| !r.exited) {
+                r.stopped = true;
+            }
             self.interrupted.get_or_insert(signal);
             let actions = sup.handle(Event::Stop { signal }, Instant::now());
             self.act(actions, running);
@@ -487,6 +495,7 @@ impl Harness {
             mem_file,
             exec_errno: None,
             exited: false,
+            stopped: false,
             closed_reported: false,
             node: placed.map(|(_, _, node)| node),
             rescheduled_from: from,
@@ -704,6 +713,7 @@ impl Harness {
             divergence: [None, None],
             node: r.node,
             rescheduled_from: r.rescheduled_from,
+            stopped: r.stopped,
         })
     }
 

@@ -432,7 +432,14 @@ fn rendered_lines(e: &clap::Error) -> String {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    let text = lines.join("; ");
+    // A line ending in ':' introduces the next ("…were not provided:" / "--output <FILE>").
+    let mut text = String::new();
+    for l in lines {
+        if !text.is_empty() {
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(l);
+    }
     let text = text.trim_start_matches("error: ");
     if text.is_empty() {
         "invalid arguments".into()
@@ -937,6 +944,7 @@ struct RecordArgs {
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     max_output: u64,
 
+    /// The command to run once, and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     command: Vec<OsString>,
 }
@@ -954,7 +962,7 @@ impl RecordArgs {
     about = "Majority-vote records written by `tmr record` on several machines; deliver the winner's output.",
     after_help = format!("EXAMPLES\n  tmr vote run-a.json run-b.json run-c.json\n\n\
 Records must come from the same command and tmr version. Without reruns a disagreement cannot be \
-classified: rerun it with `tmr hunt` on the dissenting machine.\n\n{}", exit::TABLE),
+classified: rerun it with `tmr hunt` on the dissenting machine.\n\n{}", exit::VOTE_TABLE),
     override_usage = "tmr vote [OPTIONS] RECORD RECORD...",
 )]
 struct VoteArgs {

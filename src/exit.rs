@@ -30,6 +30,15 @@ EXIT STATUS
   127      command not found
   129/130/143  tmr was stopped by SIGHUP/SIGINT/SIGTERM (forwarded to every replica)";
 
+/// `tmr vote`'s codes: only what a vote over records can produce.
+pub const VOTE_TABLE: &str = "\
+EXIT STATUS
+  <code>   the winning record's exit code (killed by signal N: 128+N)
+  120      no strict majority: the records disagree and no outcome won
+  121      --strict and at least one record disagreed with the majority
+  125      tmr's own error: bad usage, an unreadable or malformed record, records of different
+           commands, or a winner recorded without its output (over its --max-output)";
+
 /// `tmr test`: some test's voted outcome is not a pass or a skip (or the runners did not finish).
 pub const TESTS_FAILED: i32 = 1;
 

@@ -282,6 +282,7 @@ pub fn vote_files(paths: &[PathBuf], on: VoteOn, strict: bool, quiet: bool) -> R
     let (names, records) = load(paths)?;
     let verdict = decide(&names, &records, on, strict)?;
     let mut note = None;
+    let mut code = verdict.code;
     if let Some(w) = verdict.winner {
         let r = &records[w];
         let out = r.stdout.data().with_context(|| format!("decoding {}'s stdout", names[w]))?;
@@ -292,8 +293,11 @@ pub fn vote_files(paths: &[PathBuf], on: VoteOn, strict: bool, quiet: bool) -> R
                 let _ = std::io::stderr().write_all(&e);
             }
             _ => {
+                // The vote is known but its output is not: a caller reading stdout must not take the
+                // empty result for the winner's.
+                code = crate::exit::TMR_ERROR;
                 note = Some(format!(
-                    "  {} holds no output (over its --max-output when recorded): nothing delivered",
+                    "  {} holds no output (over its --max-output when recorded): nothing delivered, exit {code}",
                     names[w]
                 ))
             }
@@ -307,7 +311,7 @@ pub fn vote_files(paths: &[PathBuf], on: VoteOn, strict: bool, quiet: bool) -> R
         }
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
-    Ok(verdict.code)
+    Ok(code)
 }
 
 fn deliver(w: &mut impl Write, data: &[u8]) -> Result<()> {

@@ -475,7 +475,8 @@ fn leaked_grandchild(extra: &[&str], summary: &[&str]) {
     assert_all_gone(dir.path(), "gc", 3, "grandchild");
 }
 
-const HELD_OPEN: &str = "replica 0, 1, 2 exited but left processes holding its output open; they were killed";
+const HELD_OPEN: &str =
+    "replicas 0, 1, 2 exited but left processes holding their output open; they were killed";
 
 #[test]
 fn grandchild_holding_stdout_is_killed() {

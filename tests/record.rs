@@ -83,3 +83,12 @@ fn bad_records_are_one_line_errors_that_name_the_file() {
         .code(125);
     assert!(!marker.exists());
 }
+
+#[test]
+fn a_winner_recorded_without_its_output_is_not_passed_off_as_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    tmr().args(["record", "--max-output", "10", "-o"]).arg(&big).args(["--", "seq", "100"]).assert().code(0);
+    let out = tmr().arg("vote").args([&big, &big]).assert().code(125).stdout("").get_output().clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing delivered"), "{out:?}");
+}

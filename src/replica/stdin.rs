@@ -90,7 +90,7 @@ impl StdinSource {
                 Ok((fd, None))
             }
             StdinSource::Broadcast(s) if s.punched > 0 => anyhow::bail!(
-                "tmr: stdin was longer than the {} bytes tmr keeps ({} read): it cannot be replayed to \
+                "stdin was longer than the {} bytes tmr keeps ({} read): it cannot be replayed to \
                  another replica; give it as a file instead (tmr … < FILE)",
                 s.limit,
                 s.len

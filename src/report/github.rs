@@ -16,11 +16,12 @@ pub fn render(r: &RunReport) -> String {
     // both and let the rest be read as Markdown or HTML: control characters are escaped (`\n`), and a
     // backtick, which would end the span, is shown as a quote.
     let mut md = format!(
-        "### {icon} tmr: `{}`\n\n**{}** · exit {} · {} replicas",
+        "### {icon} tmr: `{}`\n\n**{}** · exit {} · {} replica{}",
         super::one_line(&r.command.join(" ")).replace('`', "'"),
         c.class.name(),
         r.exit_code,
-        r.replicas
+        r.replicas,
+        if r.replicas == 1 { "" } else { "s" }
     );
     if c.reruns > 0 {
         md.push_str(&format!(" · {} {} reruns", c.reruns, c.rerun_mode));

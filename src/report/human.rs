@@ -147,8 +147,9 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     }
     let leaked: Vec<String> = r.runs.iter().filter(|e| e.leaked).map(|e| e.replica.to_string()).collect();
     if !leaked.is_empty() {
+        let (who, their) = if leaked.len() == 1 { ("replica", "its") } else { ("replicas", "their") };
         line(format!(
-            "replica {} exited but left processes holding its output open; they were killed",
+            "{who} {} exited but left processes holding {their} output open; they were killed",
             leaked.join(", ")
         ));
     }

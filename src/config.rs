@@ -35,6 +35,9 @@ pub fn scale_duration(base: Duration, factor: f64) -> Duration {
     }
 }
 
+/// Most replicas `--fork` makes: each fork's one-digit TMR_REPLICA is rewritten in place.
+pub const FORK_MAX_REPLICAS: usize = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Human,
@@ -62,6 +65,8 @@ pub struct Config {
     pub inject: Option<crate::inject::InjectSpec>,
     /// `--checkpoint INTERVAL`: checkpoint and roll back replicas (implies the monitor).
     pub checkpoint: Option<Duration>,
+    /// `--fork`: exec once, fork the other replicas after the loader (`replica/forkrun.rs`).
+    pub fork: bool,
     pub classify: ClassifyConfig,
     /// Where replicas run (`--launcher`, `--spread`, `--slurm-opt`).
     pub launch: crate::launch::LaunchConfig,

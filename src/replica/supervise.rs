@@ -247,6 +247,16 @@ struct Running {
     rescheduled_from: Option<String>,
 }
 
+/// A process just started, with tmr's ends of its pipes.
+struct Started {
+    pid: Pid,
+    started: Instant,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    feed: Option<super::stdin::Feed>,
+    exec_report: Option<OwnedFd>,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Ready {
     Signal,
@@ -318,17 +328,39 @@ impl Harness {
         let mut leftovers = std::collections::HashSet::new();
         // Jobs to run again because their node failed, with that node: they go before new jobs.
         let mut retry: Vec<(Job, String)> = Vec::new();
+        // `--fork`: a job drawn for a group that belongs to the next round, started with that round.
+        let mut carry: Option<Job> = None;
         let result = (|| -> Result<()> {
             loop {
                 self.take_signals(&mut sup, &mut running);
                 while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let (job, from) = match retry.pop() {
                         Some((job, node)) => (job, Some(node)),
-                        None => match jobs.next() {
+                        None => match carry.take().or_else(|| jobs.next()) {
                             Some(job) => (job, None),
                             None => break,
                         },
                     };
+                    if opts.setup.fork && from.is_none() && self.launcher.placement.is_none() {
+                        // One exec'd replica forks the rest of its round's jobs that have a free slot.
+                        let mut group = vec![job];
+                        while running.len() + group.len() < opts.parallel.max(1) {
+                            match jobs.next() {
+                                Some(j) if j.round == job.round => group.push(j),
+                                Some(j) => {
+                                    carry = Some(j);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        for r in self.launch_group(&group, next_slot, opts)? {
+                            self.act(sup.handle(Event::Launched { slot: r.slot }, r.started), &mut running);
+                            next_slot += 1;
+                            running.push(r);
+                        }
+                        continue;
+                    }
                     let r = self.launch(job, next_slot, opts, from)?;
                     self.act(sup.handle(Event::Launched { slot: next_slot }, r.started), &mut running);
                     next_slot += 1;
@@ -451,34 +483,117 @@ impl Harness {
         } else {
             None
         };
-        let setup = ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), ..opts.setup };
+        let setup =
+            ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), trace_me: false, ..opts.setup };
         let started = Instant::now();
         let spawned = spawn(&image, stdio, setup, &self.caught)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
+        let ends =
+            Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
+        let mut r = self.running(job, slot, opts, from, ends);
+        r.mem_file = mem_file;
+        r.node = placed.map(|(_, _, node)| node);
+        Ok(r)
+    }
+
+    /// The bookkeeping of a replica just started.
+    fn running(&self, job: Job, slot: usize, opts: &BatchOpts, from: Option<String>, s: Started) -> Running {
         // A rerun after a node failure cannot join the hub's lane, which already ended: it is captured,
         // and kept, in case it must be delivered from its spool.
         let hubbed = self.hub.is_some() && from.is_none();
         let keep = opts.keep || (self.hub.is_some() && from.is_some());
         let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), keep));
-        Ok(Running {
+        Running {
             job,
             slot,
-            pid: spawned.pid,
-            started,
+            pid: s.pid,
+            started: s.started,
             streams: [
-                Stream { fd: Some(out_r), cap: cap(&opts.stdout_masks), ended: false },
-                Stream { fd: Some(err_r), cap: cap(&opts.stderr_masks), ended: false },
+                Stream { fd: Some(s.out_r), cap: cap(&opts.stdout_masks), ended: false },
+                Stream { fd: Some(s.err_r), cap: cap(&opts.stderr_masks), ended: false },
             ],
-            feed,
-            exec_report: Some(spawned.exec_report),
-            mem_file,
+            feed: s.feed,
+            exec_report: s.exec_report,
+            mem_file: None,
             exec_errno: None,
             exited: false,
             closed_reported: false,
-            node: placed.map(|(_, _, node)| node),
+            node: None,
             rescheduled_from: from,
-        })
+        }
+    }
+
+    /// `--fork`: exec the group's first job, and fork the others from it after its loader
+    /// (`forkrun.rs`); each gets its own pipes, made here like any replica's. A command that ends
+    /// before its entry point (an exec error) is a replica like any other, and the rest of the group
+    /// is then started the ordinary way.
+    #[cfg(target_arch = "x86_64")]
+    fn launch_group(&mut self, group: &[Job], first_slot: usize, opts: &BatchOpts) -> Result<Vec<Running>> {
+        use super::forkrun::{fork_after_load, Extra, Forked};
+        if group.len() == 1 {
+            return Ok(vec![self.launch(group[0], first_slot, opts, None)?]);
+        }
+        let env = self.launcher.env_for(&group[0]);
+        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
+        let mut ends = Vec::new();
+        for _ in group {
+            let (stdin_child, feed) = self.stdin.open_for_replica()?;
+            let (out_r, out_w) = output_pipe()?;
+            let (err_r, err_w) = output_pipe()?;
+            ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed));
+        }
+        // The copies' ends must survive the exec: the original holds them until the copies take theirs.
+        for (child, ..) in &ends[1..] {
+            for fd in child {
+                nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+                    .context("passing a replica's pipe to the forked original")?;
+            }
+        }
+        let stdio = [&ends[0].0[0], &ends[0].0[1], &ends[0].0[2]].map(|fd| fd.as_raw_fd());
+        let setup = ChildSetup { fd3: None, trace_me: true, ..opts.setup };
+        let started = Instant::now();
+        let spawned = spawn(&image, stdio, setup, &self.caught)?;
+        let extras: Vec<Extra> = ends[1..]
+            .iter()
+            .zip(&group[1..])
+            .map(|((child, ..), job)| Extra {
+                replica: job.replica,
+                stdio: child.each_ref().map(|f| f.as_raw_fd()),
+            })
+            .collect();
+        let signals = &self.signals;
+        let forked =
+            fork_after_load(spawned.pid, &extras, group[0].replica, signals.fd(), &|| signals.drain())
+                .context("--fork: forking the replicas after the loader")?;
+        let mut out = Vec::new();
+        let mut ends = ends.into_iter();
+        let (child, out_r, err_r, feed) = ends.next().expect("a group has a first job");
+        drop(child);
+        let first =
+            Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
+        out.push(self.running(group[0], first_slot, opts, None, first));
+        match forked {
+            Forked::Started(pids) => {
+                for (k, ((child, out_r, err_r, feed), pid)) in ends.zip(pids).enumerate() {
+                    drop(child);
+                    let s = Started { pid, started, out_r, err_r, feed, exec_report: None };
+                    out.push(self.running(group[k + 1], first_slot + k + 1, opts, None, s));
+                }
+            }
+            Forked::Ended => {
+                drop(ends);
+                for (k, job) in group.iter().enumerate().skip(1) {
+                    out.push(self.launch(*job, first_slot + k, opts, None)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn launch_group(&mut self, _: &[Job], _: usize, _: &BatchOpts) -> Result<Vec<Running>> {
+        anyhow::bail!("--fork needs an x86-64 build")
     }
 
     /// One turn of the loop: wait for something to happen (or a deadline), then act on it.

@@ -1,0 +1,408 @@
+//! `--fork`: exec the command once, stop it at its entry point (AT_ENTRY, after the dynamic loader has
+//! mapped and relocated everything and run the libraries' constructors, before the program's own code),
+//! and make it fork the other replicas there, so that they start from byte-identical memory by
+//! construction instead of by determinization.
+//!
+//! tmr itself is the tracer here, for a few milliseconds: the original was spawned with PTRACE_TRACEME
+//! (`ChildSetup::trace_me`), so its exec stops it. tmr plants an int3 at AT_ENTRY, and once it is hit
+//! writes `syscall; int3` there and injects system calls one at a time (set the registers, continue,
+//! wait for the int3): `clone(CLONE_PARENT|SIGCHLD)` once per extra replica, so that each copy is tmr's
+//! own child (waited on, rusage'd, killed by group exactly like an exec'd replica); then, in each copy,
+//! `dup2` of its own pipes (passed down without CLOEXEC at whatever numbers tmr had) onto 0/1/2, `close`
+//! of every passed pipe, `setpgid(0, 0)` and `PR_SET_PDEATHSIG` (fork clears it). Its `TMR_REPLICA`
+//! digit is rewritten in place (same length: at most 10 replicas), and glibc's cached thread id in its
+//! TCB is set to its own pid (glibc's fork does that through CLONE_CHILD_SETTID; a raw clone does not).
+//! Last, the original bytes and registers are put back in every process and each is detached.
+//!
+//! Must not: decide anything about the run (the harness turns the pids into ordinary replicas), or
+//! leave a process behind on failure (everything it made is SIGKILLed and reaped before it returns an
+//! error; PTRACE_O_EXITKILL covers tmr's own death meanwhile). Every wait is bounded by [`DEADLINE`].
+
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+const AT_ENTRY: u64 = 9;
+/// How long the loader may take to reach the entry point, and each injected call to return.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// `syscall; int3`: the trampoline written at the entry point while calls are injected.
+const TRAMPOLINE: [u8; 3] = [0x0f, 0x05, 0xcc];
+
+/// One replica to fork off the original: its number and the fds (in the original, after exec) that
+/// become its stdin, stdout and stderr.
+pub struct Extra {
+    pub replica: usize,
+    pub stdio: [RawFd; 3],
+}
+
+pub enum Forked {
+    /// The extra replicas' pids, in the order they were asked for; each runs in its own process group.
+    Started(Vec<Pid>),
+    /// The command ended before its entry point (its exec failed, or the loader gave up). It is left
+    /// unreaped for the harness, which starts the other replicas the ordinary way.
+    Ended,
+}
+
+/// A process tmr is injecting calls into, and a signal that arrived meanwhile, delivered at detach.
+struct Tracee {
+    pid: Pid,
+    pending: Option<Signal>,
+}
+
+/// The entry point, its original 8 bytes, and the registers there (identical in every copy).
+struct Site {
+    entry: u64,
+    word: i64,
+    regs: libc::user_regs_struct,
+}
+
+/// Stop `original` (spawned with `trace_me`, its exec stop pending) at its entry point and fork the
+/// `extras` there. `wake` is readable when a SIGCHLD arrived (tmr's signal self-pipe), `drain` empties it.
+pub fn fork_after_load(
+    original: Pid,
+    extras: &[Extra],
+    replica_of_original: usize,
+    wake: BorrowedFd,
+    drain: &dyn Fn(),
+) -> Result<Forked> {
+    let waiter = Waiter { wake, drain, deadline: Instant::now() + DEADLINE };
+    let mut made: Vec<Pid> = Vec::new();
+    let result = run(original, extras, replica_of_original, &waiter, &mut made);
+    if result.is_err() {
+        // Nothing half made survives: the original and every copy are killed and reaped (a stopped tracee
+        // dies of SIGKILL too).
+        for &pid in made.iter().chain(std::iter::once(&original)) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        for &pid in &made {
+            let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+        }
+        // The original is the harness's to reap (it has a Running entry only on success): reap it here.
+        let _ = waitpid(original, Some(WaitPidFlag::__WALL));
+    }
+    result
+}
+
+fn run(
+    original: Pid,
+    extras: &[Extra],
+    replica_of_original: usize,
+    w: &Waiter,
+    made: &mut Vec<Pid>,
+) -> Result<Forked> {
+    // The exec stop (a plain SIGTRAP under PTRACE_TRACEME), or the child's exit when exec failed.
+    match w.stop(original)? {
+        None => return Ok(Forked::Ended),
+        Some(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {}
+        Some(other) => bail!("unexpected first stop of the command: {other:?}"),
+    }
+    ptrace::setoptions(original, Options::PTRACE_O_TRACEFORK | Options::PTRACE_O_EXITKILL)
+        .context("setting the ptrace options of the command")?;
+    let entry = entry_point(original)?;
+    let word = ptrace::read(original, entry as ptrace::AddressType)
+        .with_context(|| format!("reading the entry point at {entry:#x}"))?;
+    poke(original, entry, with_bytes(word, &[0xcc]))?;
+    let mut me = Tracee { pid: original, pending: None };
+    // Run the loader until the breakpoint; signals it gets on the way are delivered as usual.
+    let mut deliver = None;
+    let regs = loop {
+        ptrace::cont(original, deliver.take()).context("resuming the command's loader")?;
+        match w.stop(original)? {
+            None => return Ok(Forked::Ended),
+            Some(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {
+                let regs = ptrace::getregs(original).context("reading the registers at the entry point")?;
+                if regs.rip == entry + 1 {
+                    break regs;
+                }
+            }
+            Some(WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
+            Some(_) => {}
+        }
+    };
+    let site = Site { entry, word, regs: libc::user_regs_struct { rip: entry, ..regs } };
+    poke(original, entry, with_bytes(word, &TRAMPOLINE))?;
+    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
+    let mut children = Vec::new();
+    for extra in extras {
+        let (ret, child) = inject(&mut me, &site, w, libc::SYS_clone, [flags, 0, 0, 0, 0, 0])?;
+        if ret < 0 {
+            bail!("the injected fork failed: {}", Errno::from_raw(-ret as i32));
+        }
+        let child = child.unwrap_or(Pid::from_raw(ret as i32));
+        made.push(child);
+        // The auto-attached copy starts with a stop of its own.
+        if w.stop(child)?.is_none() {
+            bail!("replica {} ended right after the fork", extra.replica);
+        }
+        // Its parent (tmr) sets the group too, so that no signal sent from now on can miss it.
+        let _ = nix::unistd::setpgid(child, child);
+        let mut t = Tracee { pid: child, pending: None };
+        set_up_copy(&mut t, &site, w, extra, extras, original, replica_of_original)?;
+        children.push(t);
+    }
+    for extra in extras {
+        for fd in extra.stdio {
+            call(&mut me, &site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        }
+    }
+    for t in children.iter().chain(std::iter::once(&me)) {
+        restore(t.pid, &site)?;
+    }
+    for t in children.iter().chain(std::iter::once(&me)) {
+        ptrace::detach(t.pid, t.pending).with_context(|| format!("detaching pid {}", t.pid))?;
+    }
+    Ok(Forked::Started(children.iter().map(|t| t.pid).collect()))
+}
+
+/// Make a fresh copy into replica `extra.replica`: its own stdio, no other replica's pipes, its own
+/// process group, death with tmr, its own number and thread id.
+fn set_up_copy(
+    t: &mut Tracee,
+    site: &Site,
+    w: &Waiter,
+    extra: &Extra,
+    extras: &[Extra],
+    original: Pid,
+    replica_of_original: usize,
+) -> Result<()> {
+    for (target, fd) in extra.stdio.iter().enumerate() {
+        call(t, site, w, libc::SYS_dup2, [*fd as u64, target as u64, 0, 0, 0, 0])?;
+    }
+    for other in extras {
+        for fd in other.stdio {
+            call(t, site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        }
+    }
+    call(t, site, w, libc::SYS_setpgid, [0; 6])?;
+    call(t, site, w, libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as u64, libc::SIGKILL as u64, 0, 0, 0, 0])?;
+    renumber(t.pid, replica_of_original, extra.replica)?;
+    fix_tid(t.pid, site.regs.fs_base, original);
+    Ok(())
+}
+
+/// An injected call that must succeed.
+fn call(t: &mut Tracee, site: &Site, w: &Waiter, nr: i64, args: [u64; 6]) -> Result<i64> {
+    let (ret, _) = inject(t, site, w, nr, args)?;
+    if ret < 0 {
+        bail!("injected system call {nr} failed in pid {}: {}", t.pid, Errno::from_raw(-ret as i32));
+    }
+    Ok(ret)
+}
+
+/// Run one system call in `t` through the trampoline; returns its result and, for a fork, the new pid
+/// reported by the fork event.
+fn inject(t: &mut Tracee, site: &Site, w: &Waiter, nr: i64, args: [u64; 6]) -> Result<(i64, Option<Pid>)> {
+    let regs = libc::user_regs_struct {
+        rax: nr as u64,
+        rdi: args[0],
+        rsi: args[1],
+        rdx: args[2],
+        r10: args[3],
+        r8: args[4],
+        r9: args[5],
+        rip: site.entry,
+        orig_rax: u64::MAX,
+        ..site.regs
+    };
+    ptrace::setregs(t.pid, regs).context("setting the registers of an injected call")?;
+    ptrace::cont(t.pid, None)?;
+    let mut child = None;
+    loop {
+        match w.stop(t.pid)? {
+            None => bail!("pid {} ended during an injected system call", t.pid),
+            Some(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_FORK)) => {
+                child = Some(Pid::from_raw(ptrace::getevent(t.pid)? as i32));
+            }
+            Some(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+            // A signal sent meanwhile is kept for the detach, when the program runs again.
+            Some(WaitStatus::Stopped(_, sig)) => t.pending = Some(sig),
+            Some(_) => {}
+        }
+        ptrace::cont(t.pid, None)?;
+    }
+    let after = ptrace::getregs(t.pid)?;
+    if after.rip != site.entry + TRAMPOLINE.len() as u64 {
+        bail!(
+            "an injected system call in pid {} stopped at {:#x}, not after the trampoline",
+            t.pid,
+            after.rip
+        );
+    }
+    Ok((after.rax as i64, child))
+}
+
+/// Put the entry point's bytes and the registers back, so the program starts as if nothing happened.
+fn restore(pid: Pid, site: &Site) -> Result<()> {
+    poke(pid, site.entry, site.word)?;
+    ptrace::setregs(pid, site.regs).with_context(|| format!("restoring the registers of pid {pid}"))
+}
+
+fn poke(pid: Pid, addr: u64, word: i64) -> Result<()> {
+    ptrace::write(pid, addr as ptrace::AddressType, word)
+        .with_context(|| format!("writing the code at {addr:#x} of pid {pid}"))
+}
+
+/// `word` with its first bytes replaced (little-endian: the bytes at the lowest addresses).
+fn with_bytes(word: i64, bytes: &[u8]) -> i64 {
+    let mut b = word.to_le_bytes();
+    b[..bytes.len()].copy_from_slice(bytes);
+    i64::from_le_bytes(b)
+}
+
+fn entry_point(pid: Pid) -> Result<u64> {
+    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).context("reading the command's auxv")?;
+    auxv_entry(&auxv).context("the command has no AT_ENTRY in its auxv: --fork cannot find where it starts")
+}
+
+fn auxv_entry(auxv: &[u8]) -> Option<u64> {
+    auxv.chunks_exact(16).find_map(|pair| {
+        let key = u64::from_ne_bytes(pair[..8].try_into().ok()?);
+        let val = u64::from_ne_bytes(pair[8..].try_into().ok()?);
+        (key == AT_ENTRY && val != 0).then_some(val)
+    })
+}
+
+/// Rewrite the digit of `TMR_REPLICA=` in the copy's environment strings (the stack, between
+/// /proc/PID/stat's env_start and env_end), so the copy sees its own number as an exec'd replica does.
+fn renumber(pid: Pid, from: usize, to: usize) -> Result<()> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
+    let Some((start, end)) = env_range(&stat) else { bail!("no environment range in /proc/{pid}/stat") };
+    let mut env = vec![0u8; (end - start) as usize];
+    super::monitor::read_remote_exact(pid, start, &mut env)?;
+    let Some(at) = digit_offset(&env, from) else { return Ok(()) };
+    let digit = [b'0' + to as u8];
+    super::monitor::write_remote(pid, start + at as u64, &digit)
+}
+
+/// /proc/PID/stat fields 50 and 51 (env_start, env_end), counted after the command name's ')'.
+fn env_range(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let start = fields.get(47)?.parse().ok()?;
+    let end: u64 = fields.get(48)?.parse().ok()?;
+    (end > start && end - start < (1 << 24)).then_some((start, end))
+}
+
+/// Where the one-digit value `from` of `TMR_REPLICA=` sits in a block of NUL-separated `K=V` strings.
+fn digit_offset(env: &[u8], from: usize) -> Option<usize> {
+    let key = b"TMR_REPLICA=";
+    let want = format!("{from}");
+    let mut at = 0;
+    for s in env.split(|&b| b == 0) {
+        if s.strip_prefix(key.as_slice()) == Some(want.as_bytes()) {
+            return Some(at + key.len());
+        }
+        at += s.len() + 1;
+    }
+    None
+}
+
+/// glibc caches the thread id in the TCB (`struct pthread`'s tid, at the thread pointer); glibc's fork
+/// updates it, a raw clone does not. Where the original's pid sits among the TCB's first words, the copy
+/// gets its own. No hit (another libc, a static binary without TLS) changes nothing.
+fn fix_tid(pid: Pid, fs_base: u64, original: Pid) {
+    if fs_base == 0 {
+        return;
+    }
+    let mut tcb = vec![0u8; 0x400];
+    if super::monitor::read_remote_exact(pid, fs_base, &mut tcb).is_err() {
+        return;
+    }
+    let old = original.as_raw().to_ne_bytes();
+    let hits: Vec<usize> = (0..tcb.len()).step_by(4).filter(|&i| tcb[i..i + 4] == old).collect();
+    if hits.len() == 1 {
+        let _ = super::monitor::write_remote(pid, fs_base + hits[0] as u64, &pid.as_raw().to_ne_bytes());
+    }
+}
+
+/// Bounded waits for one tracee's next stop.
+struct Waiter<'a> {
+    wake: BorrowedFd<'a>,
+    drain: &'a dyn Fn(),
+    deadline: Instant,
+}
+
+impl Waiter<'_> {
+    /// The next stop of `pid` (consumed), or `None` once it has ended (left unreaped). Waits on tmr's
+    /// SIGCHLD wake-up pipe, re-checking every few milliseconds in case a wake-up was drained elsewhere.
+    fn stop(&self, pid: Pid) -> Result<Option<WaitStatus>> {
+        let peek = WaitPidFlag::WEXITED
+            | WaitPidFlag::WSTOPPED
+            | WaitPidFlag::WNOHANG
+            | WaitPidFlag::WNOWAIT
+            | WaitPidFlag::__WALL;
+        loop {
+            match waitid(Id::Pid(pid), peek) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(None),
+                Ok(_) => loop {
+                    match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+                        Err(Errno::EINTR) => continue,
+                        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
+                            bail!("pid {pid} was reaped while tmr forked replicas from it")
+                        }
+                        other => return other.map(Some).with_context(|| format!("waiting for pid {pid}")),
+                    }
+                },
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("waiting for pid {pid}")),
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("--fork: pid {pid} did not stop within {} s", DEADLINE.as_secs());
+            }
+            let ms = left.min(Duration::from_millis(5)).as_millis() as u16;
+            let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(Errno::EINTR) => (self.drain)(),
+                Err(e) => return Err(e).context("poll"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_entry_point_in_an_auxv() {
+        let mut auxv = Vec::new();
+        for (k, v) in [(6u64, 4096u64), (AT_ENTRY, 0x401000), (0, 0)] {
+            auxv.extend_from_slice(&k.to_ne_bytes());
+            auxv.extend_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(auxv_entry(&auxv), Some(0x401000));
+        assert_eq!(auxv_entry(&auxv[..16]), None);
+    }
+
+    #[test]
+    fn finds_the_replica_digit_only_in_its_own_variable() {
+        let env = b"XTMR_REPLICA=0\0TMR_REPLICAS=3\0TMR_REPLICA=0\0";
+        assert_eq!(digit_offset(env, 0), Some(15 + 12));
+        assert_eq!(digit_offset(env, 1), None);
+        assert_eq!(digit_offset(b"TMR_REPLICA=01\0", 0), None);
+    }
+
+    #[test]
+    fn reads_the_environment_range_after_an_odd_command_name() {
+        let mut fields: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
+        fields[47] = "1000".into();
+        fields[48] = "2000".into();
+        let stat = format!("42 (a) b) c) {}", fields.join(" "));
+        assert_eq!(env_range(&stat), Some((1000, 2000)));
+    }
+
+    #[test]
+    fn patches_the_lowest_bytes_of_a_word() {
+        let w = i64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(with_bytes(w, &TRAMPOLINE).to_le_bytes(), [0x0f, 0x05, 0xcc, 4, 5, 6, 7, 8]);
+    }
+}

@@ -1,0 +1,167 @@
+//! End-to-end tests of `--fork` (one exec, the other replicas forked at the entry point): real programs
+//! give what ordinary replicas give, exit codes and exec errors are the same, each fork is a replica of
+//! its own (pid, process group, number, pipes), a fault in one is outvoted, a timeout kills them all, and
+//! what `--fork` cannot do is refused with a reason.
+//!
+//! No test sleeps to synchronise or asserts on elapsed time (see tests/common).
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+
+use predicates::prelude::*;
+use predicates::str::contains;
+
+use common::*;
+
+/// Run `args` with and without `--fork` on the same stdin; both must agree on stdout and exit code.
+fn same_as_exec(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let plain = tmr().args(["--reruns", "0", "--"]).args(args).write_stdin(stdin).output().unwrap();
+    let forked =
+        tmr().args(["--fork", "--reruns", "0", "--"]).args(args).write_stdin(stdin).output().unwrap();
+    assert_eq!(forked.status.code(), plain.status.code(), "exit code of {args:?}: {}", text(&forked.stderr));
+    assert_eq!(text(&forked.stdout), text(&plain.stdout), "stdout of {args:?}");
+    assert!(text(&forked.stderr).contains("unanimous 3/3"), "{args:?}: {}", text(&forked.stderr));
+    forked.stdout
+}
+
+#[test]
+fn real_programs_give_what_exec_d_replicas_give() {
+    require_ptrace!();
+    let sorted = same_as_exec(&["sort"], b"pear\napple\nfig\n");
+    assert_eq!(text(&sorted), "apple\nfig\npear\n");
+    same_as_exec(&["ls", "-la", "/usr/bin"], b"");
+    let py = same_as_exec(
+        &["python3", "-c", "import sys; print(sum(range(10**5)), sys.stdin.read().upper())"],
+        b"x",
+    );
+    assert_eq!(text(&py), "4999950000 X\n");
+    assert_eq!(text(&same_as_exec(&["sh", "-c", "echo hi; exit 7"], b"")), "hi\n");
+}
+
+#[test]
+fn a_statically_linked_program_and_a_script_without_shebang_work_too() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("noshebang");
+    std::fs::write(&script, "echo script $TMR_REPLICAS\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    tmr().args(["--fork", "--"]).arg(&script).assert().code(0).stdout("script 3\n");
+    // Any statically linked program at hand: the entry point is the program's own.
+    let Some(stat) =
+        ["/bin/gofmt", "/usr/bin/gofmt", "/bin/busybox"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        return;
+    };
+    let input: &[u8] = if stat.ends_with("gofmt") { b"package main\nfunc main(){}\n" } else { b"" };
+    let arg = if stat.ends_with("gofmt") { "-l" } else { "true" };
+    same_as_exec(&[stat, arg], input);
+}
+
+#[test]
+fn exit_codes_and_exec_errors_are_those_of_ordinary_replicas() {
+    require_ptrace!();
+    tmr().args(["--fork", "--reruns", "0", "--", "sh", "-c", "exit 3"]).assert().code(3);
+    tmr().args(["--fork", "--", "no-such-command-anywhere"]).assert().code(127);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-executable");
+    std::fs::write(&file, "echo never\n").unwrap();
+    tmr().args(["--fork", "--"]).arg(&file).assert().code(126);
+    tmr()
+        .args(["--fork", "--reruns", "0", "--", "sh", "-c", "kill -SEGV $$"])
+        .assert()
+        .code(139)
+        .stderr(contains("SIGSEGV"));
+}
+
+#[test]
+fn each_fork_is_a_replica_of_its_own() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    // Each replica records its number, pid, parent and process group (fields 4 and 5 of its stat).
+    let script = r#"set -- $(cat /proc/$$/stat); echo "$TMR_REPLICA $TMR_REPLICAS $$ $4 $5" > "$D/r.$TMR_REPLICA"; echo done"#;
+    tmr()
+        .args(["--fork", "-n", "5", "--", "sh", "-c", script])
+        .env("D", dir.path())
+        .assert()
+        .code(0)
+        .stdout("done\n");
+    let mut pids = std::collections::HashSet::new();
+    let mut parents = std::collections::HashSet::new();
+    for i in 0..5 {
+        let line = std::fs::read_to_string(dir.path().join(format!("r.{i}"))).unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[0], i.to_string(), "TMR_REPLICA of replica {i}: {line}");
+        assert_eq!(f[1], "5", "TMR_REPLICAS: {line}");
+        assert_eq!(f[2], f[4], "replica {i} leads its own process group: {line}");
+        pids.insert(f[2].to_string());
+        parents.insert(f[3].to_string());
+    }
+    assert_eq!(pids.len(), 5, "five distinct processes");
+    assert_eq!(parents.len(), 1, "all five are children of tmr");
+}
+
+#[test]
+fn forks_start_with_the_same_memory_layout_despite_aslr() {
+    require_ptrace!();
+    // The shell prints its own mappings (a builtin read loop: no exec). Forked from one exec, every
+    // replica has the same addresses, so they agree; exec'd replicas under ASLR would not.
+    let script =
+        r#"while read -r l; do case "$l" in *'[stack]'*|*libc*) echo "$l";; esac; done < /proc/$$/maps"#;
+    tmr()
+        .args(["--fork", "--reruns", "0", "--", "sh", "-c", script])
+        .assert()
+        .code(0)
+        .stderr(contains("unanimous 3/3"));
+}
+
+#[test]
+fn a_fault_in_one_forked_replica_is_outvoted() {
+    require_ptrace!();
+    tmr()
+        .args(["--fork", "--", &fixture("fail-on-replica").to_string_lossy(), "1"])
+        .assert()
+        .code(0)
+        .stdout("ok\n")
+        .stderr(contains("majority 2/3").and(contains("replica 1")));
+}
+
+#[test]
+fn stdin_reaches_every_forked_replica() {
+    require_ptrace!();
+    let input = noise(300_000);
+    let out = tmr().args(["--fork", "--", "cat"]).write_stdin(input.clone()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == input, "cat's output differs from its input ({} bytes)", out.stdout.len());
+    assert!(text(&out.stderr).contains("unanimous 3/3"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn timeout_kills_every_forked_replica() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().unwrap();
+    tmr()
+        .args(["--fork", "--reruns", "0", "--timeout", "1s", "--", "sh", "-c"])
+        .arg(r#"echo $$ > "$D/pid.$TMR_REPLICA"; exec "$HANG""#)
+        .env("D", dir.path())
+        .env("HANG", fixture("hang"))
+        .assert()
+        .code(124);
+    for i in 0..3 {
+        let pid = read_pid(&dir.path().join(format!("pid.{i}")));
+        assert!(!alive(pid, "hang"), "replica {i} (pid {pid}) outlived tmr");
+    }
+}
+
+#[test]
+fn what_fork_cannot_do_is_refused_with_a_reason() {
+    for (extra, why) in [
+        (&["--mem"][..], "--fork does not combine with --mem"),
+        (&["--sequential"][..], "--fork needs parallel replicas"),
+        (&["-n", "11"][..], "at most 10 replicas"),
+        (&["--launcher", "slurm"][..], "not with --launcher slurm"),
+    ] {
+        tmr().arg("--fork").args(extra).args(["--", "true"]).assert().code(125).stderr(contains(why));
+    }
+}

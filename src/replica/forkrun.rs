@@ -37,6 +37,7 @@ const TRAMPOLINE: [u8; 3] = [0x0f, 0x05, 0xcc];
 
 /// One replica to fork off the original: its number and the fds (in the original, after exec) that
 /// become its stdin, stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extra {
     pub replica: usize,
     pub stdio: [RawFd; 3],
@@ -105,11 +106,7 @@ fn run(
     }
     ptrace::setoptions(original, Options::PTRACE_O_TRACEFORK | Options::PTRACE_O_EXITKILL)
         .context("setting the ptrace options of the command")?;
-    let entry = entry_point(original)?;
-    let word = ptrace::read(original, entry as ptrace::AddressType)
-        .with_context(|| format!("reading the entry point at {entry:#x}"))?;
-    poke(original, entry, with_bytes(word, &[0xcc]))?;
-    let mut me = Tracee { pid: original, pending: None };
+    let planted = plant(original)?;
     // Run the loader until the breakpoint; signals it gets on the way are delivered as usual.
     let mut deliver = None;
     let regs = loop {
@@ -118,7 +115,7 @@ fn run(
             None => return Ok(Forked::Ended),
             Some(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {
                 let regs = ptrace::getregs(original).context("reading the registers at the entry point")?;
-                if regs.rip == entry + 1 {
+                if planted.hit(&regs) {
                     break regs;
                 }
             }
@@ -126,12 +123,79 @@ fn run(
             Some(_) => {}
         }
     };
-    let site = Site { entry, word, regs: libc::user_regs_struct { rip: entry, ..regs } };
-    poke(original, entry, with_bytes(word, &TRAMPOLINE))?;
+    let mut me = Tracee { pid: original, pending: None };
+    let plan = ForkPlan { report_fd: -1, original_replica: replica_of_original, extras: extras.to_vec() };
+    let children = fork_at(&mut me, &planted.site(regs), w, &plan, made, false)?;
+    ptrace::detach(original, me.pending).context("detaching the command")?;
+    Ok(Forked::Started(children))
+}
+
+/// The entry point with an int3 planted on it, to be hit once the loader is done.
+pub struct Planted {
+    entry: u64,
+    word: i64,
+}
+
+impl Planted {
+    /// Whether a SIGTRAP stop with these registers is the planted breakpoint.
+    pub fn hit(&self, regs: &libc::user_regs_struct) -> bool {
+        regs.rip == self.entry + 1
+    }
+
+    fn site(&self, regs: libc::user_regs_struct) -> Site {
+        Site { entry: self.entry, word: self.word, regs: libc::user_regs_struct { rip: self.entry, ..regs } }
+    }
+}
+
+/// At the exec stop: find AT_ENTRY and plant an int3 there.
+pub fn plant(pid: Pid) -> Result<Planted> {
+    let entry = entry_point(pid)?;
+    let word = ptrace::read(pid, entry as ptrace::AddressType)
+        .with_context(|| format!("reading the entry point at {entry:#x}"))?;
+    poke(pid, entry, with_bytes(word, &[0xcc]))?;
+    Ok(Planted { entry, word })
+}
+
+/// In the memory monitor's tracer (`--fork --mem`), stopped at the planted breakpoint: fork the plan's
+/// replicas, set them up, and leave each detached in a SIGSTOP group-stop for a tracer of its own
+/// (`tmr __tmr-monitor --adopt PID`) to seize and continue. The original is left stopped and whole (code
+/// and registers restored) for the caller to resume. On failure every copy made is killed and the
+/// original is restored as far as possible; it then runs on as the only replica of its group.
+pub fn fork_in_tracer(pid: Pid, planted: &Planted, plan: &ForkPlan) -> Result<Vec<Pid>> {
+    let regs = ptrace::getregs(pid).context("reading the registers at the entry point")?;
+    let site = planted.site(regs);
+    let mut me = Tracee { pid, pending: None };
+    let mut made = Vec::new();
+    let result = fork_at(&mut me, &site, &Blocking, plan, &mut made, true);
+    if result.is_err() {
+        for &copy in &made {
+            let _ = nix::sys::signal::kill(copy, Signal::SIGKILL);
+            let _ = waitpid(copy, Some(WaitPidFlag::__WALL));
+        }
+        let _ = restore(pid, &site);
+    }
+    if let Some(sig) = me.pending {
+        let _ = nix::sys::signal::kill(pid, sig);
+    }
+    result
+}
+
+/// Fork the plan's replicas from `me`, stopped at the entry point `site`, and set each up; restore
+/// code and registers everywhere. Each copy is detached: running on (or, with `handover`, in a SIGSTOP
+/// group-stop for another tracer). `me` stays attached and stopped.
+fn fork_at(
+    me: &mut Tracee,
+    site: &Site,
+    w: &dyn Stops,
+    plan: &ForkPlan,
+    made: &mut Vec<Pid>,
+    handover: bool,
+) -> Result<Vec<Pid>> {
+    poke(me.pid, site.entry, with_bytes(site.word, &TRAMPOLINE))?;
     let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
     let mut children = Vec::new();
-    for extra in extras {
-        let (ret, child) = inject(&mut me, &site, w, libc::SYS_clone, [flags, 0, 0, 0, 0, 0])?;
+    for extra in &plan.extras {
+        let (ret, child) = inject(me, site, w, libc::SYS_clone, [flags, 0, 0, 0, 0, 0])?;
         if ret < 0 {
             bail!("the injected fork failed: {}", Errno::from_raw(-ret as i32));
         }
@@ -141,24 +205,67 @@ fn run(
         if w.stop(child)?.is_none() {
             bail!("replica {} ended right after the fork", extra.replica);
         }
-        // Its parent (tmr) sets the group too, so that no signal sent from now on can miss it.
+        // Its parent (tmr, when tmr traces) sets the group too, so no signal sent from now on misses it.
         let _ = nix::unistd::setpgid(child, child);
         let mut t = Tracee { pid: child, pending: None };
-        set_up_copy(&mut t, &site, w, extra, extras, original, replica_of_original)?;
+        set_up_copy(&mut t, site, w, extra, plan, me.pid)?;
         children.push(t);
     }
-    for extra in extras {
+    for extra in &plan.extras {
         for fd in extra.stdio {
-            call(&mut me, &site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+            call(me, site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
         }
     }
-    for t in children.iter().chain(std::iter::once(&me)) {
-        restore(t.pid, &site)?;
+    for t in children.iter().chain(std::iter::once(&*me)) {
+        restore(t.pid, site)?;
     }
-    for t in children.iter().chain(std::iter::once(&me)) {
-        ptrace::detach(t.pid, t.pending).with_context(|| format!("detaching pid {}", t.pid))?;
+    for t in &children {
+        let sig = if handover { Some(Signal::SIGSTOP) } else { t.pending };
+        ptrace::detach(t.pid, sig).with_context(|| format!("detaching pid {}", t.pid))?;
     }
-    Ok(Forked::Started(children.iter().map(|t| t.pid).collect()))
+    Ok(children.iter().map(|t| t.pid).collect())
+}
+
+/// What the memory monitor's tracer is asked to fork (`--fork --mem`), passed in [`ENV`]: the fd to
+/// report the copies on, the original's replica number, and each copy's number and stdio fds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkPlan {
+    pub report_fd: RawFd,
+    pub original_replica: usize,
+    pub extras: Vec<Extra>,
+}
+
+/// The environment variable that carries a [`ForkPlan`] to the monitor (removed before the command runs).
+pub const ENV: &str = "TMR_FORK";
+
+impl ForkPlan {
+    /// `REPORT_FD ORIGINAL R:IN,OUT,ERR ...`
+    pub fn to_env(&self) -> String {
+        let mut s = format!("{} {}", self.report_fd, self.original_replica);
+        for e in &self.extras {
+            s.push_str(&format!(" {}:{},{},{}", e.replica, e.stdio[0], e.stdio[1], e.stdio[2]));
+        }
+        s
+    }
+
+    pub fn parse(text: &str) -> Option<ForkPlan> {
+        let mut words = text.split_whitespace();
+        let report_fd = words.next()?.parse().ok()?;
+        let original_replica = words.next()?.parse().ok()?;
+        let extras = words
+            .map(|w| {
+                let (r, fds) = w.split_once(':')?;
+                let fds: Vec<RawFd> = fds.split(',').map(|f| f.parse().ok()).collect::<Option<_>>()?;
+                Some(Extra { replica: r.parse().ok()?, stdio: fds.try_into().ok()? })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ForkPlan { report_fd, original_replica, extras })
+    }
+
+    /// Every fd the plan passes down (the copies' stdio).
+    pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.extras.iter().flat_map(|e| e.stdio)
+    }
 }
 
 /// Make a fresh copy into replica `extra.replica`: its own stdio, no other replica's pipes, its own
@@ -166,29 +273,26 @@ fn run(
 fn set_up_copy(
     t: &mut Tracee,
     site: &Site,
-    w: &Waiter,
+    w: &dyn Stops,
     extra: &Extra,
-    extras: &[Extra],
+    plan: &ForkPlan,
     original: Pid,
-    replica_of_original: usize,
 ) -> Result<()> {
     for (target, fd) in extra.stdio.iter().enumerate() {
         call(t, site, w, libc::SYS_dup2, [*fd as u64, target as u64, 0, 0, 0, 0])?;
     }
-    for other in extras {
-        for fd in other.stdio {
-            call(t, site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-        }
+    for fd in plan.fds() {
+        call(t, site, w, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
     call(t, site, w, libc::SYS_setpgid, [0; 6])?;
     call(t, site, w, libc::SYS_prctl, [libc::PR_SET_PDEATHSIG as u64, libc::SIGKILL as u64, 0, 0, 0, 0])?;
-    renumber(t.pid, replica_of_original, extra.replica)?;
+    renumber(t.pid, plan.original_replica, extra.replica)?;
     fix_tid(t.pid, site.regs.fs_base, original);
     Ok(())
 }
 
 /// An injected call that must succeed.
-fn call(t: &mut Tracee, site: &Site, w: &Waiter, nr: i64, args: [u64; 6]) -> Result<i64> {
+fn call(t: &mut Tracee, site: &Site, w: &dyn Stops, nr: i64, args: [u64; 6]) -> Result<i64> {
     let (ret, _) = inject(t, site, w, nr, args)?;
     if ret < 0 {
         bail!("injected system call {nr} failed in pid {}: {}", t.pid, Errno::from_raw(-ret as i32));
@@ -198,7 +302,7 @@ fn call(t: &mut Tracee, site: &Site, w: &Waiter, nr: i64, args: [u64; 6]) -> Res
 
 /// Run one system call in `t` through the trampoline; returns its result and, for a fork, the new pid
 /// reported by the fork event.
-fn inject(t: &mut Tracee, site: &Site, w: &Waiter, nr: i64, args: [u64; 6]) -> Result<(i64, Option<Pid>)> {
+fn inject(t: &mut Tracee, site: &Site, w: &dyn Stops, nr: i64, args: [u64; 6]) -> Result<(i64, Option<Pid>)> {
     let regs = libc::user_regs_struct {
         rax: nr as u64,
         rdi: args[0],
@@ -322,6 +426,26 @@ fn fix_tid(pid: Pid, fs_base: u64, original: Pid) {
     }
 }
 
+/// How the injector waits for a tracee's next stop: the consumed stop, or `None` once it has ended.
+trait Stops {
+    fn stop(&self, pid: Pid) -> Result<Option<WaitStatus>>;
+}
+
+/// In the memory monitor's tracer, which does nothing but trace, a plain blocking wait.
+struct Blocking;
+
+impl Stops for Blocking {
+    fn stop(&self, pid: Pid) -> Result<Option<WaitStatus>> {
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+                Err(Errno::EINTR) => continue,
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(None),
+                other => return other.map(Some).with_context(|| format!("waiting for pid {pid}")),
+            }
+        }
+    }
+}
+
 /// Bounded waits for one tracee's next stop.
 struct Waiter<'a> {
     wake: BorrowedFd<'a>,
@@ -329,7 +453,7 @@ struct Waiter<'a> {
     deadline: Instant,
 }
 
-impl Waiter<'_> {
+impl Stops for Waiter<'_> {
     /// The next stop of `pid` (consumed), or `None` once it has ended (left unreaped). Waits on tmr's
     /// SIGCHLD wake-up pipe, re-checking every few milliseconds in case a wake-up was drained elsewhere.
     fn stop(&self, pid: Pid) -> Result<Option<WaitStatus>> {
@@ -398,6 +522,21 @@ mod tests {
         fields[48] = "2000".into();
         let stat = format!("42 (a) b) c) {}", fields.join(" "));
         assert_eq!(env_range(&stat), Some((1000, 2000)));
+    }
+
+    #[test]
+    fn a_fork_plan_survives_the_environment() {
+        let plan = ForkPlan {
+            report_fd: 9,
+            original_replica: 0,
+            extras: vec![
+                Extra { replica: 1, stdio: [10, 11, 12] },
+                Extra { replica: 2, stdio: [13, 14, 15] },
+            ],
+        };
+        assert_eq!(ForkPlan::parse(&plan.to_env()), Some(plan.clone()));
+        assert_eq!(plan.fds().count(), 6);
+        assert_eq!(ForkPlan::parse("9 0 1:10,11"), None);
     }
 
     #[test]

@@ -449,7 +449,7 @@ impl RunArgs {
             compare.mem = true;
         }
         if self.fork {
-            fork_refusal(&self, &compare)?;
+            fork_refusal(&self)?;
         }
         let mem = (self.mem || compare.mem || self.inject.is_some() || self.checkpoint.is_some())
             .then_some(self.mem_det);
@@ -498,15 +498,11 @@ impl RunArgs {
 }
 
 /// Why `--fork` cannot be combined with what else was asked, if it cannot.
-fn fork_refusal(args: &RunArgs, compare: &Compare) -> Result<(), clap::Error> {
+fn fork_refusal(args: &RunArgs) -> Result<(), clap::Error> {
     let why = if !crate::replica::monitor::SUPPORTED {
         Some("--fork needs an x86-64 build of tmr".to_string())
-    } else if args.mem || compare.mem || args.inject.is_some() || args.checkpoint.is_some() {
-        Some(
-            "--fork does not combine with --mem, --compare mem, --inject or --checkpoint yet (the forked \
-             replicas would need tracers of their own)"
-                .into(),
-        )
+    } else if args.inject.is_some() || args.checkpoint.is_some() {
+        Some("--fork does not combine with --inject or --checkpoint yet".into())
     } else if args.sequential {
         Some("--fork needs parallel replicas: one exec'd replica forks the others at once".into())
     } else if matches!(args.launch.launcher, LauncherArg::Slurm) {

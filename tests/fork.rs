@@ -157,7 +157,7 @@ fn timeout_kills_every_forked_replica() {
 #[test]
 fn what_fork_cannot_do_is_refused_with_a_reason() {
     for (extra, why) in [
-        (&["--mem"][..], "--fork does not combine with --mem"),
+        (&["--checkpoint", "1s"][..], "--fork does not combine with --inject or --checkpoint"),
         (&["--sequential"][..], "--fork needs parallel replicas"),
         (&["-n", "11"][..], "at most 10 replicas"),
         (&["--launcher", "slurm"][..], "not with --launcher slurm"),

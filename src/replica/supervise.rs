@@ -66,8 +66,15 @@ impl Launcher {
         // tmr's internal variables, as tmr's own environment may carry them (tmr run by a replica, or a
         // stray export): an inherited TMR_INJECT would inject a hidden fault. tmr sets afresh the ones
         // it means (`env_for`, `set_env`).
-        const INTERNAL: [&str; 6] =
-            ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD", crate::inject::ENV, "TMR_REPLOG"];
+        const INTERNAL: [&str; 7] = [
+            "TMR_REPLICA",
+            "TMR_REPLICAS",
+            "TMR_ROUND",
+            "TMR_PAD",
+            crate::inject::ENV,
+            "TMR_REPLOG",
+            "TMR_FORK",
+        ];
         let base_env = std::env::vars_os()
             .filter(|(k, _)| !k.to_str().is_some_and(|k| INTERNAL.contains(&k)))
             .map(|(mut k, v)| {
@@ -245,6 +252,9 @@ struct Running {
     closed_reported: bool,
     node: Option<String>,
     rescheduled_from: Option<String>,
+    /// `--fork --mem`: the tracer tmr started for this forked replica (`__tmr-monitor --adopt`), reaped
+    /// with it.
+    helper: Option<Pid>,
 }
 
 /// A process just started, with tmr's ends of its pipes.
@@ -521,6 +531,7 @@ impl Harness {
             closed_reported: false,
             node: None,
             rescheduled_from: from,
+            helper: None,
         }
     }
 
@@ -530,30 +541,30 @@ impl Harness {
     /// is then started the ordinary way.
     #[cfg(target_arch = "x86_64")]
     fn launch_group(&mut self, group: &[Job], first_slot: usize, opts: &BatchOpts) -> Result<Vec<Running>> {
-        use super::forkrun::{fork_after_load, Extra, Forked};
+        use super::forkrun::{fork_after_load, Extra, ForkPlan, Forked, ENV as FORK_ENV};
         if group.len() == 1 {
             return Ok(vec![self.launch(group[0], first_slot, opts, None)?]);
         }
-        let env = self.launcher.env_for(&group[0]);
-        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
+        let mut env = self.launcher.env_for(&group[0]);
         let mut ends = Vec::new();
         for _ in group {
             let (stdin_child, feed) = self.stdin.open_for_replica()?;
             let (out_r, out_w) = output_pipe()?;
             let (err_r, err_w) = output_pipe()?;
-            ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed));
+            let mem_file = match opts.mem {
+                true => Some(super::capture::private_tempfile().context("creating a snapshot file")?),
+                false => None,
+            };
+            ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed, mem_file));
         }
+        let keep_open = || nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty());
         // The copies' ends must survive the exec: the original holds them until the copies take theirs.
         for (child, ..) in &ends[1..] {
             for fd in child {
-                nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-                    .context("passing a replica's pipe to the forked original")?;
+                nix::fcntl::fcntl(fd.as_raw_fd(), keep_open())
+                    .context("passing a replica's pipe to the original")?;
             }
         }
-        let stdio = [&ends[0].0[0], &ends[0].0[1], &ends[0].0[2]].map(|fd| fd.as_raw_fd());
-        let setup = ChildSetup { fd3: None, trace_me: true, ..opts.setup };
-        let started = Instant::now();
-        let spawned = spawn(&image, stdio, setup, &self.caught)?;
         let extras: Vec<Extra> = ends[1..]
             .iter()
             .zip(&group[1..])
@@ -562,23 +573,75 @@ impl Harness {
                 stdio: child.each_ref().map(|f| f.as_raw_fd()),
             })
             .collect();
+        // With --mem the original's tracer forks the copies and reports them on this pipe.
+        let report = match opts.mem {
+            true => {
+                let (r, w) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the --fork report pipe")?;
+                nix::fcntl::fcntl(w.as_raw_fd(), keep_open()).context("passing the --fork report pipe")?;
+                let plan = ForkPlan {
+                    report_fd: w.as_raw_fd(),
+                    original_replica: group[0].replica,
+                    extras: extras.clone(),
+                };
+                env.push(CString::new(format!("{FORK_ENV}={}", plan.to_env())).expect("no NUL in numbers"));
+                Some((r, w))
+            }
+            false => None,
+        };
+        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
+        let stdio = [&ends[0].0[0], &ends[0].0[1], &ends[0].0[2]].map(|fd| fd.as_raw_fd());
+        let fd3 = ends[0].4.as_ref().map(|f| f.as_raw_fd());
+        let setup = ChildSetup { fd3, trace_me: !opts.mem, ..opts.setup };
+        let started = Instant::now();
+        let spawned = spawn(&image, stdio, setup, &self.caught)?;
         let signals = &self.signals;
-        let forked =
-            fork_after_load(spawned.pid, &extras, group[0].replica, signals.fd(), &|| signals.drain())
+        let (forked, calls) = match report {
+            None => {
+                let forked = fork_after_load(spawned.pid, &extras, group[0].replica, signals.fd(), &|| {
+                    signals.drain()
+                })
                 .context("--fork: forking the replicas after the loader")?;
+                (forked, Vec::new())
+            }
+            Some((r, w)) => {
+                drop(w);
+                for (child, ..) in &mut ends[1..] {
+                    // Only the original may hold the copies' ends now, or their EOF would wait for tmr.
+                    *child = [open_null()?, open_null()?, open_null()?];
+                }
+                set_nonblocking(&r)?;
+                let copies = read_fork_report(&r, signals.fd(), &|| signals.drain())?;
+                let forked = match !copies.is_empty() && copies.len() == extras.len() {
+                    true => Forked::Started(copies.iter().map(|c| c.0).collect()),
+                    false => Forked::Ended,
+                };
+                (forked, copies.iter().map(|c| c.1).collect::<Vec<u64>>())
+            }
+        };
         let mut out = Vec::new();
         let mut ends = ends.into_iter();
-        let (child, out_r, err_r, feed) = ends.next().expect("a group has a first job");
+        let (child, out_r, err_r, feed, mem_file) = ends.next().expect("a group has a first job");
         drop(child);
         let first =
             Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
-        out.push(self.running(group[0], first_slot, opts, None, first));
+        let mut r = self.running(group[0], first_slot, opts, None, first);
+        r.mem_file = mem_file;
+        out.push(r);
         match forked {
             Forked::Started(pids) => {
-                for (k, ((child, out_r, err_r, feed), pid)) in ends.zip(pids).enumerate() {
+                for (k, ((child, out_r, err_r, feed, mem_file), pid)) in ends.zip(pids).enumerate() {
                     drop(child);
+                    let job = group[k + 1];
+                    let helper = match &mem_file {
+                        Some(f) => Some(self.adopt(job, pid, calls[k], f)?),
+                        None => None,
+                    };
                     let s = Started { pid, started, out_r, err_r, feed, exec_report: None };
-                    out.push(self.running(group[k + 1], first_slot + k + 1, opts, None, s));
+                    let mut r = self.running(job, first_slot + k + 1, opts, None, s);
+                    r.mem_file = mem_file;
+                    r.helper = helper;
+                    out.push(r);
                 }
             }
             Forked::Ended => {
@@ -589,6 +652,28 @@ impl Harness {
             }
         }
         Ok(out)
+    }
+
+    /// `--fork --mem`: start the tracer of a forked replica (`tmr __tmr-monitor --adopt PID CALLS`, with
+    /// the monitor's own options), which seizes it from its group-stop and lets it run.
+    #[cfg(target_arch = "x86_64")]
+    fn adopt(&mut self, job: Job, pid: Pid, calls: u64, mem_file: &std::fs::File) -> Result<Pid> {
+        let argv = &self.launcher.argv;
+        let options = argv.iter().skip(2).take_while(|a| a.as_bytes() != b"--");
+        let adopt_argv: Vec<CString> = argv[..2]
+            .iter()
+            .cloned()
+            .chain([c"--adopt".to_owned(), cstring(pid.as_raw()), cstring(calls)])
+            .chain(options.cloned())
+            .collect();
+        let env = self.launcher.env_for(&job);
+        let image = ExecImage::new(&self.launcher.path, &adopt_argv, &env, false);
+        let null = [open_null()?, open_null()?, open_null()?];
+        let setup =
+            ChildSetup { fd3: Some(mem_file.as_raw_fd()), trace_me: false, fork: false, personality: None };
+        let spawned = spawn(&image, null.each_ref().map(|f| f.as_raw_fd()), setup, &self.caught)
+            .context("--fork --mem: starting a forked replica's tracer")?;
+        Ok(spawned.pid)
     }
 
     #[cfg(not(target_arch = "x86_64"))]
@@ -723,7 +808,8 @@ impl Harness {
         for (slot, leaked) in std::mem::take(&mut self.done) {
             let Some(i) = running.iter().position(|r| r.slot == slot) else { continue };
             // What the replica left running must be seen before its group is killed.
-            let pids: Vec<Pid> = running.iter().map(|r| r.pid).collect();
+            let pids: Vec<Pid> =
+                running.iter().flat_map(|r| std::iter::once(r.pid).chain(r.helper)).collect();
             reap::leftovers(&pids, leftovers);
             let r = running.swap_remove(i);
             let timed_out = sup.timed_out(slot);
@@ -779,6 +865,11 @@ impl Harness {
             }
         }
         let (status, usage) = wait4(r.pid)?;
+        if let Some(helper) = r.helper {
+            // The replica's tracer published its snapshot before the replica could exit.
+            let _ = nix::sys::signal::kill(helper, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(helper, None);
+        }
         let wall = exited_at.unwrap_or_else(Instant::now).saturating_duration_since(r.started);
         let outcome = if let Some(errno) = r.exec_errno {
             Outcome::FailedToStart { errno }
@@ -1057,4 +1148,50 @@ fn wait4(pid: Pid) -> Result<(libc::c_int, libc::rusage)> {
             return Err(err).with_context(|| format!("waiting for replica pid {pid}"));
         }
     }
+}
+
+fn cstring(n: impl std::fmt::Display) -> CString {
+    CString::new(n.to_string()).expect("no NUL in a number")
+}
+
+fn open_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .context("opening /dev/null")?;
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// `--fork --mem`: the copies the original's tracer made, as `PID GETRANDOM_CALLS` lines, read until the
+/// tracer closes the pipe (none: it could not fork, or the command ended first). Bounded by
+/// `forkrun::DEADLINE`.
+#[cfg(target_arch = "x86_64")]
+fn read_fork_report(r: &OwnedFd, wake: std::os::fd::BorrowedFd, drain: &dyn Fn()) -> Result<Vec<(Pid, u64)>> {
+    let deadline = Instant::now() + super::forkrun::DEADLINE;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match nix::unistd::read(r.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {}
+            Err(e) => return Err(e).context("reading the --fork report"),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!("--fork: the command's tracer did not report its copies in time");
+        }
+        let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::from(left.as_millis().min(1000) as u16)) {
+            Ok(_) | Err(Errno::EINTR) => drain(),
+            Err(e) => return Err(e).context("poll"),
+        }
+    }
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let (pid, calls) = l.split_once(' ')?;
+            Some((Pid::from_raw(pid.parse().ok()?), calls.parse().ok()?))
+        })
+        .collect())
 }

@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn finds_the_replica_digit_only_in_its_own_variable() {
         let env = b"XTMR_REPLICA=0\0TMR_REPLICAS=3\0TMR_REPLICA=0\0";
-        assert_eq!(digit_offset(env, 0), Some(15 + 12));
+        assert_eq!(digit_offset(env, 0), Some(15 + 15 + 12));
         assert_eq!(digit_offset(env, 1), None);
         assert_eq!(digit_offset(b"TMR_REPLICA=01\0", 0), None);
     }

@@ -127,9 +127,10 @@ struct RunArgs {
     checkpoint: Option<std::time::Duration>,
 
     /// Exec the command once, stop it at its entry point (after the dynamic loader), and fork the other
-    /// replicas there: they start with byte-identical memory. Each fork gets its own pipes, process group
-    /// and TMR_REPLICA. Parallel replicas only (at most 10), not with --mem, --inject, --checkpoint or
-    /// --launcher slurm; x86-64 only; uses ptrace for the first milliseconds.
+    /// replicas there: they start with byte-identical memory, so --mem needs no ASLR/AT_RANDOM pinning.
+    /// Each fork gets its own pipes, process group and TMR_REPLICA. Parallel replicas only (at most 10),
+    /// not with --inject, --checkpoint or --launcher slurm; x86-64 only (ptrace). A wrapper script that
+    /// execs the real program (a pyenv shim) is forked before that exec, which then loads afresh.
     #[arg(long, help_heading = "Fork after load")]
     fork: bool,
 

@@ -14,6 +14,14 @@
 //! TCB is set to its own pid (glibc's fork does that through CLONE_CHILD_SETTID; a raw clone does not).
 //! Last, the original bytes and registers are put back in every process and each is detached.
 //!
+//! With `--mem` the original runs under the memory monitor, whose tracer does the same at the entry
+//! point ([`plant`], [`fork_in_tracer`]; the plan travels in [`ENV`]), then leaves each copy in a
+//! SIGSTOP group-stop and reports its pid to tmr, which starts a tracer of its own for it
+//! (`tmr __tmr-monitor --adopt PID CALLS`, `monitor.rs`): that one seizes it, sends SIGCONT and traces
+//! it to its exit stop like any replica's tracer. A copy's tracer starts with the original's count of
+//! answered getrandom calls, but not its place in the clock/urandom answer log (the loader reads
+//! neither).
+//!
 //! Must not: decide anything about the run (the harness turns the pids into ordinary replicas), or
 //! leave a process behind on failure (everything it made is SIGKILLed and reaped before it returns an
 //! error; PTRACE_O_EXITKILL covers tmr's own death meanwhile). Every wait is bounded by [`DEADLINE`].

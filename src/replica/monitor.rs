@@ -17,6 +17,10 @@
 //! the replica tmr waits on. The replica's stdout/stderr then go through the tracer, which passes on each
 //! epoch's output at the next checkpoint (`hold.rs`) and leaves only after passing on the rest.
 //!
+//! With `--fork --mem` the tracer also forks the other replicas at the command's entry point
+//! (`forkrun.rs`), and `__tmr-monitor --adopt PID CALLS` is the tracer of one such fork: it seizes it
+//! instead of exec'ing anything.
+//!
 //! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
 //! filter, so a trapped call of theirs (getrandom; with `clock`/`urandom`, clock_gettime, gettimeofday,
 //! time, open and openat) fails with ENOSYS from then on (and with the `tsc` step, rdtsc kills them).

@@ -1155,10 +1155,10 @@ fn cstring(n: impl std::fmt::Display) -> CString {
 }
 
 fn open_null() -> Result<OwnedFd> {
-    let fd = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .context("opening /dev/null")?;
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    // std opens with O_CLOEXEC.
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
+    Ok(OwnedFd::from(f))
 }
 
 /// `--fork --mem`: the copies the original's tracer made, as `PID GETRANDOM_CALLS` lines, read until the

@@ -247,3 +247,24 @@ fn with_mem_a_heap_fault_in_one_fork_is_found_there_and_outvoted() {
     assert!(div.iter().all(|d| d["replica"] == 1), "only replica 1 diverges: {div:?}");
     assert_eq!(run.report["vote"]["result"], "majority", "{}", run.report["vote"]);
 }
+
+#[test]
+fn a_loader_that_fails_before_the_entry_point_fails_as_without_fork() {
+    require_ptrace!();
+    // sort, asking for a library that does not exist: ld.so gives up before the entry point, so nothing
+    // is forked and the other replicas are started (and fail) the ordinary way.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("sort-without-libc");
+    let sort = std::fs::read("/usr/bin/sort").expect("/usr/bin/sort");
+    let at = sort.windows(9).position(|w| w == b"libc.so.6").expect("sort needs libc.so.6");
+    let mut patched = sort.clone();
+    patched[at..at + 9].copy_from_slice(b"libX.so.6");
+    std::fs::write(&bad, patched).unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for mem in [&[][..], &["--mem"][..]] {
+        let out = tmr().arg("--fork").args(mem).args(["--reruns", "0", "--"]).arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(127), "{mem:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("libX.so.6") && err.contains("unanimous 3/3"), "{mem:?}: {err}");
+    }
+}

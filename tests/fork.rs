@@ -184,7 +184,12 @@ fn pages(run: &JsonRun) -> (u64, u64, usize) {
 #[test]
 fn with_mem_every_forked_replica_is_traced_and_voted() {
     require_ptrace!();
-    let run = json(&["--fork", "--mem", "--reruns", "0", "--", "ls", "-la", "/usr/bin"]);
+    // A directory of its own, so that nothing changes what ls reads between the replicas.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::write(dir.path().join(format!("file-{i}")), "x".repeat(i)).unwrap();
+    }
+    let run = json(&["--fork", "--mem", "--reruns", "0", "--", "ls", "-la", &dir.path().to_string_lossy()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let replicas = run.report["memory"]["replicas"].as_array().expect("memory.replicas").clone();
     assert_eq!(replicas.len(), 3, "{}", run.report["memory"]);
@@ -209,16 +214,30 @@ fn forks_agree_in_memory_where_exec_d_replicas_need_aslr_pinned() {
     std::fs::write(&input, lines).unwrap();
     let input = input.to_string_lossy();
     // Without the aslr and at-random steps (nor clock: sort reads no clock), exec'd replicas differ on
-    // every page; forks do not.
+    // every page; forks do not. `-S 1M`: without it sort sizes its buffer from the free RAM, which
+    // differs between replicas on a loaded machine (see tests/mem.rs), after the fork as before it.
     let det = "getrandom,tid,stack,rseq";
-    let exec =
-        json(&["--mem", "--mem-det", det, "--compare", "exit,stdout", "--reruns", "0", "--", "sort", &input]);
+    let exec = json(&[
+        "--mem",
+        "--mem-det",
+        det,
+        "--compare",
+        "exit,stdout",
+        "--reruns",
+        "0",
+        "--",
+        "sort",
+        "-S",
+        "1M",
+        &input,
+    ]);
     let (compared, noise, _) = pages(&exec);
     assert!(
         noise * 2 > compared,
         "the premise: exec'd replicas under ASLR disagree ({noise}/{compared} noise)"
     );
-    let fork = json(&["--fork", "--mem", "--mem-det", det, "--reruns", "0", "--", "sort", &input]);
+    let fork =
+        json(&["--fork", "--mem", "--mem-det", det, "--reruns", "0", "--", "sort", "-S", "1M", &input]);
     assert_eq!(fork.code, 0, "{}", fork.stderr);
     let (compared, noise, divergent) = pages(&fork);
     assert!(

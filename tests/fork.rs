@@ -184,13 +184,17 @@ fn pages(run: &JsonRun) -> (u64, u64, usize) {
 #[test]
 fn with_mem_every_forked_replica_is_traced_and_voted() {
     require_ptrace!();
-    // A directory of its own, so that nothing changes what ls reads between the replicas.
+    // A directory of its own, inside another one, so that nothing changes what ls reads between the
+    // replicas: with `..` being the busy /tmp, whose mtime can pass the replicated "now", a replica that
+    // sees that asks the clock again (GNU ls does) and its memory differs, --fork or not.
     let dir = tempfile::tempdir().unwrap();
+    let listed = dir.path().join("listed");
+    std::fs::create_dir(&listed).unwrap();
     for i in 0..50 {
-        std::fs::write(dir.path().join(format!("file-{i}")), "x".repeat(i)).unwrap();
+        std::fs::write(listed.join(format!("file-{i}")), "x".repeat(i)).unwrap();
     }
-    let run = json(&["--fork", "--mem", "--reruns", "0", "--", "ls", "-la", &dir.path().to_string_lossy()]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = json(&["--fork", "--mem", "--reruns", "0", "--", "ls", "-la", &listed.to_string_lossy()]);
+    assert_eq!(run.code, 0, "{}\nvote {}\nmemory {}", run.stderr, run.report["vote"], run.report["memory"]);
     let replicas = run.report["memory"]["replicas"].as_array().expect("memory.replicas").clone();
     assert_eq!(replicas.len(), 3, "{}", run.report["memory"]);
     for r in &replicas {
@@ -199,7 +203,8 @@ fn with_mem_every_forked_replica_is_traced_and_voted() {
     let (compared, noise, divergent) = pages(&run);
     assert!(
         compared > 0 && noise == 0 && divergent == 0,
-        "{compared} pages, {noise} noise, {divergent} divergent"
+        "{compared} pages, {noise} noise, {divergent} divergent: {}",
+        run.report["memory"]["divergent"]
     );
     // No tracer of a fork outlives it or counts as a process the replicas leaked.
     assert_eq!(run.report["leaked_processes"], 0, "{}", run.report);
@@ -259,7 +264,7 @@ fn with_mem_a_heap_fault_in_one_fork_is_found_there_and_outvoted() {
     let code = "import os; b = bytearray(1 << 20); b[12345] = os.environ['TMR_REPLICA'] == '1'; \
                 print('ok', flush=True); os._exit(0)";
     let run = json(&["--fork", "--mem", "--reruns", "0", "--", python, "-c", code]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}\nvote {}\nmemory {}", run.stderr, run.report["vote"], run.report["memory"]);
     assert_eq!(run.stdout, "ok\n");
     let div = run.report["memory"]["divergent"].as_array().expect("memory.divergent").clone();
     assert!(!div.is_empty(), "the flipped byte is found: {}", run.report["memory"]);

@@ -387,10 +387,10 @@ fn renumber(pid: Pid, from: usize, to: usize) -> Result<()> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
     let Some((start, end)) = env_range(&stat) else { bail!("no environment range in /proc/{pid}/stat") };
     let mut env = vec![0u8; (end - start) as usize];
-    super::monitor::read_remote_exact(pid, start, &mut env)?;
+    read_remote(pid, start, &mut env)?;
     let Some(at) = digit_offset(&env, from) else { return Ok(()) };
     let digit = [b'0' + to as u8];
-    super::monitor::write_remote(pid, start + at as u64, &digit)
+    write_remote(pid, start + at as u64, &digit)
 }
 
 /// /proc/PID/stat fields 50 and 51 (env_start, env_end), counted after the command name's ')'.
@@ -424,13 +424,13 @@ fn fix_tid(pid: Pid, fs_base: u64, original: Pid) {
         return;
     }
     let mut tcb = vec![0u8; 0x400];
-    if super::monitor::read_remote_exact(pid, fs_base, &mut tcb).is_err() {
+    if read_remote(pid, fs_base, &mut tcb).is_err() {
         return;
     }
     let old = original.as_raw().to_ne_bytes();
     let hits: Vec<usize> = (0..tcb.len()).step_by(4).filter(|&i| tcb[i..i + 4] == old).collect();
     if hits.len() == 1 {
-        let _ = super::monitor::write_remote(pid, fs_base + hits[0] as u64, &pid.as_raw().to_ne_bytes());
+        let _ = write_remote(pid, fs_base + hits[0] as u64, &pid.as_raw().to_ne_bytes());
     }
 }
 
@@ -452,6 +452,27 @@ impl Stops for Blocking {
             }
         }
     }
+}
+
+/// Read exactly `buf.len()` bytes at `addr` in `pid`. (The tracer's own copies of these two are not
+/// visible from here; main has them in `replica::remote`.)
+fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
+    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: buf.len() }];
+    let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(buf)], &remote)?;
+    if n != buf.len() {
+        bail!("short read from pid {pid}");
+    }
+    Ok(())
+}
+
+/// Write all of `bytes` at `addr` in `pid`.
+fn write_remote(pid: Pid, addr: u64, bytes: &[u8]) -> Result<()> {
+    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: bytes.len() }];
+    let n = nix::sys::uio::process_vm_writev(pid, &[std::io::IoSlice::new(bytes)], &remote)?;
+    if n != bytes.len() {
+        bail!("short write into pid {pid}");
+    }
+    Ok(())
 }
 
 /// Bounded waits for one tracee's next stop.

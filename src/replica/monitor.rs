@@ -955,7 +955,7 @@ impl Tracer {
     }
 }
 
-pub(super) fn read_remote_exact(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
+fn read_remote_exact(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
     let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: buf.len() }];
     let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(buf)], &remote)?;
     if n != buf.len() {

@@ -292,3 +292,31 @@ fn a_loader_that_fails_before_the_entry_point_fails_as_without_fork() {
         assert!(err.contains("libX.so.6") && err.contains("unanimous 3/3"), "{mem:?}: {err}");
     }
 }
+
+#[test]
+fn sigint_to_tmr_stops_every_forked_replica_with_or_without_mem() {
+    require_ptrace!();
+    for mem in [&[][..], &["--mem"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = tmr_std();
+        cmd.arg("--fork").args(mem).args([
+            "--",
+            "sh",
+            "-c",
+            r#"echo $$ > "$D/pid.$TMR_REPLICA"; exec "$HANG" --ready-file "$D/ready.$TMR_REPLICA""#,
+        ]);
+        cmd.env("D", dir.path()).env("HANG", fixture("hang"));
+        let mut running = spawn(&mut cmd, Input::Null);
+        for i in 0..3 {
+            wait_for_file_while(&dir.path().join(format!("ready.{i}")), &mut running);
+        }
+        let pids: Vec<i32> = (0..3).map(|i| read_pid(&dir.path().join(format!("pid.{i}")))).collect();
+        send_signal(running.pid(), libc::SIGINT);
+        let out = running.finish(TIMEOUT);
+        assert_eq!(out.status.code(), Some(130), "{mem:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("interrupted by SIGINT"), "{mem:?}: {}", text(&out.stderr));
+        for pid in pids {
+            assert!(!alive(pid, "hang"), "{mem:?}: replica pid {pid} outlived tmr");
+        }
+    }
+}

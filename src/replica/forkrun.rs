@@ -24,7 +24,8 @@
 //!
 //! Must not: decide anything about the run (the harness turns the pids into ordinary replicas), or
 //! leave a process behind on failure (everything it made is SIGKILLed and reaped before it returns an
-//! error; PTRACE_O_EXITKILL covers tmr's own death meanwhile). Every wait is bounded by [`DEADLINE`].
+//! error; PTRACE_O_EXITKILL covers tmr's own death meanwhile). tmr's waits are bounded by [`DEADLINE`];
+//! the monitor's tracer blocks, as it does for every stop of its replica.
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -93,7 +94,8 @@ pub fn fork_after_load(
         for &pid in &made {
             let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
         }
-        // The original is the harness's to reap (it has a Running entry only on success): reap it here.
+        // On failure the harness never learns of the original (it makes a replica of it only on
+        // success), so it is reaped here too.
         let _ = waitpid(original, Some(WaitPidFlag::__WALL));
     }
     result

@@ -126,6 +126,14 @@ struct RunArgs {
     #[arg(long, value_name = "INTERVAL", value_parser = parse_checkpoint, help_heading = "Checkpoints")]
     checkpoint: Option<std::time::Duration>,
 
+    /// Exec the command once, stop it at its entry point (after the dynamic loader), and fork the other
+    /// replicas there: they start with byte-identical memory, so --mem needs no ASLR/AT_RANDOM pinning.
+    /// Each fork gets its own pipes, process group and TMR_REPLICA. Parallel replicas only (at most 10),
+    /// not with --inject, --checkpoint or --launcher slurm; x86-64 only (ptrace). A wrapper script that
+    /// execs the real program (a pyenv shim) is forked before that exec, which then loads afresh.
+    #[arg(long, help_heading = "Fork after load")]
+    fork: bool,
+
     /// Inject a fault into one replica of the voted round, e.g. flip:replica=1,after=50ms,region=heap
     /// or reg:reg=rip,after=20ms (keys: replica, after=DUR|exit, region=heap|stack|data|anon|any, bits,
     /// page, offset, bit, reg, seed; open choices are drawn from the seed). Runs replicas under the monitor.
@@ -459,6 +467,9 @@ impl RunArgs {
         if self.mem && self.compare.is_empty() {
             compare.mem = true;
         }
+        if self.fork {
+            fork_refusal(&self)?;
+        }
         let mem = (self.mem || compare.mem || self.inject.is_some() || self.checkpoint.is_some())
             .then_some(self.mem_det);
         let inject = self.inject.map(|mut spec| {
@@ -484,6 +495,7 @@ impl RunArgs {
             mem,
             inject,
             checkpoint: self.checkpoint,
+            fork: self.fork,
             classify: ClassifyConfig {
                 reruns,
                 confidence: self.confidence,
@@ -501,6 +513,30 @@ impl RunArgs {
             },
             launch: self.launch.config(),
         })
+    }
+}
+
+/// Why `--fork` cannot be combined with what else was asked, if it cannot.
+fn fork_refusal(args: &RunArgs) -> Result<(), clap::Error> {
+    let why = if !crate::replica::monitor::SUPPORTED {
+        Some("--fork needs an x86-64 build of tmr".to_string())
+    } else if args.inject.is_some() || args.checkpoint.is_some() {
+        Some("--fork does not combine with --inject or --checkpoint yet".into())
+    } else if args.sequential {
+        Some("--fork needs parallel replicas: one exec'd replica forks the others at once".into())
+    } else if matches!(args.launch.launcher, LauncherArg::Slurm) {
+        Some("--fork cannot fork replicas onto other nodes: not with --launcher slurm".into())
+    } else if args.replicas > crate::config::FORK_MAX_REPLICAS {
+        Some(format!(
+            "--fork runs at most {} replicas (each fork's TMR_REPLICA digit is rewritten in place)",
+            crate::config::FORK_MAX_REPLICAS
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, format!("{why}\n"))),
+        None => Ok(()),
     }
 }
 

@@ -14,6 +14,9 @@ pub use crate::units::{
     parse_duration, scale_duration, Timeout, MAX_DURATION, MAX_TIMEOUT_FACTOR, RELATIVE_TIMEOUT_FLOOR,
 };
 
+/// Most replicas `--fork` makes: each fork's one-digit TMR_REPLICA is rewritten in place.
+pub const FORK_MAX_REPLICAS: usize = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Human,
@@ -41,6 +44,8 @@ pub struct Config {
     pub inject: Option<crate::inject::InjectSpec>,
     /// `--checkpoint INTERVAL`: checkpoint and roll back replicas (implies the monitor).
     pub checkpoint: Option<Duration>,
+    /// `--fork`: exec once, fork the other replicas after the loader (`replica/forkrun.rs`).
+    pub fork: bool,
     pub classify: ClassifyConfig,
     /// Where replicas run (`--launcher`, `--spread`, `--slurm-opt`).
     pub launch: crate::launch::LaunchConfig,

@@ -373,7 +373,7 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         timeout: config.timeout,
         stdout_masks: masks_for(config.compare.stdout),
         stderr_masks: masks_for(config.compare.stderr),
-        setup: ChildSetup::default(),
+        setup: ChildSetup { fork: config.fork, ..ChildSetup::default() },
         mem: config.mem.is_some(),
         reference_wall: None,
         // Sequential replicas keep their output for the winner's delivery and the dissenters' diffs.

@@ -9,6 +9,8 @@ mod deliver;
 #[cfg(test)]
 pub mod fake;
 #[cfg(target_arch = "x86_64")]
+mod forkrun;
+#[cfg(target_arch = "x86_64")]
 mod hold;
 pub mod hub;
 #[cfg(target_arch = "x86_64")]

@@ -17,6 +17,10 @@
 //! the replica tmr waits on. The replica's stdout/stderr then go through the tracer, which passes on each
 //! epoch's output at the next checkpoint (`hold.rs`) and leaves only after passing on the rest.
 //!
+//! With `--fork --mem` the tracer also forks the other replicas at the command's entry point
+//! (`forkrun.rs`), and `__tmr-monitor --adopt PID CALLS` is the tracer of one such fork: it seizes it
+//! instead of exec'ing anything.
+//!
 //! Limits: children still running when the replica exits are no longer traced; they keep the seccomp
 //! filter, so a trapped call of theirs (getrandom; with `clock`/`urandom`, clock_gettime, gettimeofday,
 //! time, open and openat) fails with ENOSYS from then on (and with the `tsc` step, rdtsc kills them).
@@ -65,9 +69,20 @@ pub fn main(args: &[OsString]) -> i32 {
     let mut det = Det::default();
     let mut checkpoint = None;
     let mut peers = None;
+    // `--fork --mem`: trace a forked replica that another tracer left stopped (`forkrun.rs`).
+    let mut adopt: Option<(i32, u64)> = None;
     let mut i = 0;
     while i < args.len() && args[i] != "--" {
-        if args[i] == "--checkpoint-ms" && i + 1 < args.len() {
+        if args[i] == "--adopt" && i + 2 < args.len() {
+            match (args[i + 1].to_string_lossy().parse(), args[i + 2].to_string_lossy().parse()) {
+                (Ok(pid), Ok(calls)) if pid > 0 => adopt = Some((pid, calls)),
+                _ => {
+                    eprintln!("tmr monitor: bad --adopt {:?} {:?}", args[i + 1], args[i + 2]);
+                    return 125;
+                }
+            }
+            i += 3;
+        } else if args[i] == "--checkpoint-ms" && i + 1 < args.len() {
             match args[i + 1].to_string_lossy().parse::<u64>() {
                 Ok(ms) if ms > 0 => checkpoint = Some(std::time::Duration::from_millis(ms)),
                 _ => {
@@ -92,6 +107,9 @@ pub fn main(args: &[OsString]) -> i32 {
             eprintln!("tmr monitor: unexpected argument {:?}", args[i]);
             return 125;
         }
+    }
+    if let Some((pid, calls)) = adopt {
+        adopt_main(Pid::from_raw(pid), det, calls)
     }
     let command = &args[(i + 1).min(args.len())..];
     if command.len() < 2 {
@@ -125,6 +143,13 @@ fn become_replica(
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let inject = take_inject_spec();
+    let fork = std::env::var(super::forkrun::ENV).ok().and_then(|t| super::forkrun::ForkPlan::parse(&t));
+    std::env::remove_var(super::forkrun::ENV);
+    if let Some(plan) = &fork {
+        // The report pipe is the tracer's alone; the copies' pipes stay open for the command's copies.
+        let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+        let _ = nix::fcntl::fcntl(plan.report_fd, cloexec);
+    }
     let place = super::inputs::Place::take_from_env();
     let mut trapped = super::inputs::trapped(det.clock, det.urandom);
     if det.getrandom {
@@ -165,7 +190,7 @@ fn become_replica(
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, Plan { det, inject, place, checkpoint, interposed }, go_w)
+        tracer_main(replica.as_raw(), tmr, Plan { det, inject, place, checkpoint, interposed, fork }, go_w)
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
@@ -224,10 +249,12 @@ struct Plan {
     /// `--checkpoint`: the interval, and where the tracers report their walls.
     checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
     interposed: Option<super::hold::Interposed>,
+    /// `--fork --mem`: the replicas to fork at the command's entry point.
+    fork: Option<super::forkrun::ForkPlan>,
 }
 
 fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
-    let Plan { det, inject, place, checkpoint, interposed } = plan;
+    let Plan { det, inject, place, checkpoint, interposed, fork } = plan;
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -235,6 +262,10 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
         }
     }
     ignore_group_signals();
+    // The copies' pipes belong to the command: a tracer holding them would keep tmr waiting for EOF.
+    for fd in fork.iter().flat_map(|p| p.fds()) {
+        let _ = nix::unistd::close(fd);
+    }
     // SAFETY: fd 3 was set up by tmr for this purpose (dup2 before exec); only the tracer uses it.
     let out = unsafe { std::fs::File::from_raw_fd(SNAPSHOT_FD) };
     let pid = Pid::from_raw(replica);
@@ -250,6 +281,8 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
         | Options::PTRACE_O_TRACESYSGOOD;
     let traced = ptrace::seize(pid, options).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
+    // SAFETY: tmr passed this fd (its pipe's write end) for this purpose; only the tracer holds it now.
+    tracer.fork = fork.map(|p| (unsafe { std::fs::File::from_raw_fd(p.report_fd) }, p, None));
     tracer.inputs = super::inputs::Inputs::new(pid, det.clock, det.urandom, place);
     let mut copying = false;
     tracer.ckpt = checkpoint.filter(|_| traced).map(|(d, peers)| {
@@ -301,6 +334,49 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
     }
     // SAFETY: leaving without running exit handlers: this process is a copy of the monitor, and nothing
     // of its state needs flushing (the snapshot is written and flushed by `publish`).
+    unsafe { libc::_exit(0) }
+}
+
+/// `tmr __tmr-monitor --adopt PID CALLS`: the tracer of a replica forked by another replica's tracer
+/// (`--fork --mem`). The copy waits in a SIGSTOP group-stop; this process seizes it, continues it, and
+/// traces it as [`tracer_main`] does from here on. CALLS: getrandom calls the original had answered,
+/// so that the copy's next answers are the original's next ones.
+fn adopt_main(pid: Pid, det: Det, getrandom_calls: u64) -> ! {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    ignore_group_signals();
+    // SAFETY: fd 3 is tmr's snapshot file for this replica (checked by `launched_by_tmr`).
+    let out = unsafe { std::fs::File::from_raw_fd(SNAPSHOT_FD) };
+    let tmr = nix::unistd::getppid().as_raw();
+    let mut tracer = Tracer::new(pid, tmr, det, None, out);
+    tracer.getrandom_calls = getrandom_calls;
+    tracer.inputs =
+        super::inputs::Inputs::new(pid, det.clock, det.urandom, super::inputs::Place::take_from_env());
+    let options = Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACESYSGOOD;
+    let traced = ptrace::seize(pid, options).is_ok();
+    if !traced {
+        tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
+    }
+    tracer.publish();
+    if traced {
+        // Seizing a stopped process makes it report the stop; then it may go on.
+        let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+    }
+    let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
+    if traced {
+        let _ = ptrace::cont(pid, None);
+        tracer.trace();
+    }
+    // SAFETY: as in `tracer_main`: nothing of this process's state needs flushing.
     unsafe { libc::_exit(0) }
 }
 
@@ -378,6 +454,8 @@ struct Tracer {
     /// `--checkpoint`: the checkpoints of this replica. `pid` is the running process: the replica, or
     /// after a rollback the checkpoint resumed in its place.
     ckpt: Option<Checkpointer>,
+    /// `--fork --mem`: where to report the copies, what to fork, and the breakpoint once planted.
+    fork: Option<(std::fs::File, super::forkrun::ForkPlan, Option<super::forkrun::Planted>)>,
 }
 
 fn is_fault(s: Signal) -> bool {
@@ -422,6 +500,7 @@ impl Tracer {
             stopped_by_tmr: None,
             inputs: super::inputs::Inputs::new(pid, false, false, None),
             ckpt: None,
+            fork: None,
         }
     }
 
@@ -497,6 +576,15 @@ impl Tracer {
                 WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {}
                 WaitStatus::PtraceEvent(tid, sig, event) => {
                     match event {
+                        libc::PTRACE_EVENT_EXEC if tid == self.pid && self.fork.is_some() => {
+                            self.inputs.on_exec(tid);
+                            self.on_exec();
+                            // No entry point to stop at: tmr gets no copies and starts the rest itself.
+                            match super::forkrun::plant(tid) {
+                                Ok(p) => self.fork.as_mut().expect("checked").2 = Some(p),
+                                Err(_) => self.fork = None,
+                            }
+                        }
                         libc::PTRACE_EVENT_EXEC => {
                             self.inputs.on_exec(tid);
                             self.on_exec();
@@ -555,6 +643,10 @@ impl Tracer {
                     self.resume(tid, None);
                 }
                 // A signal-delivery-stop: deliver the signal, as the kernel would have.
+                WaitStatus::Stopped(tid, Signal::SIGTRAP) if tid == self.pid && self.at_fork_point(tid) => {
+                    self.fork_copies(tid);
+                    self.resume(tid, None);
+                }
                 WaitStatus::Stopped(tid, sig) => {
                     if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) {
                         self.note_stop_by_tmr(tid, sig);
@@ -597,6 +689,26 @@ impl Tracer {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Whether the replica stopped at the entry-point breakpoint planted for `--fork`.
+    fn at_fork_point(&self, tid: Pid) -> bool {
+        let Some((_, _, Some(planted))) = &self.fork else { return false };
+        ptrace::getregs(tid).is_ok_and(|r| planted.hit(&r))
+    }
+
+    /// Fork the copies and report each as `PID GETRANDOM_CALLS` to tmr; nothing when it failed, and tmr
+    /// then starts the other replicas itself. Closing the report ends it either way.
+    fn fork_copies(&mut self, tid: Pid) {
+        use std::io::Write;
+        let Some((mut report, plan, Some(planted))) = self.fork.take() else { return };
+        match super::forkrun::fork_in_tracer(tid, &planted, &plan) {
+            Ok(pids) => {
+                let lines: String = pids.iter().map(|p| format!("{p} {}\n", self.getrandom_calls)).collect();
+                let _ = report.write_all(lines.as_bytes());
+            }
+            Err(e) => self.snap.notes.push(format!("--fork: forking at the entry point failed: {e:#}")),
         }
     }
 

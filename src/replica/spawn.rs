@@ -22,6 +22,11 @@ pub struct ChildSetup {
     pub personality: Option<libc::c_ulong>,
     /// An fd to hand the child as fd 3 (the memory monitor's snapshot channel).
     pub fd3: Option<RawFd>,
+    /// `--fork`: the batch starts each group of jobs as one exec'd replica that forks the others after
+    /// its loader (`forkrun.rs`).
+    pub fork: bool,
+    /// Stop at exec for tmr to trace (PTRACE_TRACEME): the original of a `--fork` group.
+    pub trace_me: bool,
 }
 
 /// A forked replica. Whether its exec succeeded arrives later on `exec_report` (see [`exec_result`]):
@@ -253,6 +258,9 @@ unsafe fn child_exec(
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    if setup.trace_me && libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) < 0 {
+        child_fail(err_fd);
+    }
     libc::execve(image.path.as_ptr(), image.argv.as_ptr(), image.envp.as_ptr());
     if *libc::__errno_location() == libc::ENOEXEC && !image.sh_argv.is_empty() {
         // No `#!` line and no binary format the kernel knows: a shell script, as execvp treats it.

@@ -66,8 +66,15 @@ impl Launcher {
         // tmr's internal variables, as tmr's own environment may carry them (tmr run by a replica, or a
         // stray export): an inherited TMR_INJECT would inject a hidden fault. tmr sets afresh the ones
         // it means (`env_for`, `set_env`).
-        const INTERNAL: [&str; 6] =
-            ["TMR_REPLICA", "TMR_REPLICAS", "TMR_ROUND", "TMR_PAD", crate::inject::ENV, "TMR_REPLOG"];
+        const INTERNAL: [&str; 7] = [
+            "TMR_REPLICA",
+            "TMR_REPLICAS",
+            "TMR_ROUND",
+            "TMR_PAD",
+            crate::inject::ENV,
+            "TMR_REPLOG",
+            "TMR_FORK",
+        ];
         let base_env = std::env::vars_os()
             .filter(|(k, _)| !k.to_str().is_some_and(|k| INTERNAL.contains(&k)))
             .map(|(mut k, v)| {
@@ -250,6 +257,19 @@ struct Running {
     closed_reported: bool,
     node: Option<String>,
     rescheduled_from: Option<String>,
+    /// `--fork --mem`: the tracer tmr started for this forked replica (`__tmr-monitor --adopt`), reaped
+    /// with it.
+    helper: Option<Pid>,
+}
+
+/// A process just started, with tmr's ends of its pipes.
+struct Started {
+    pid: Pid,
+    started: Instant,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    feed: Option<super::stdin::Feed>,
+    exec_report: Option<OwnedFd>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -323,17 +343,39 @@ impl Harness {
         let mut leftovers = std::collections::HashSet::new();
         // Jobs to run again because their node failed, with that node: they go before new jobs.
         let mut retry: Vec<(Job, String)> = Vec::new();
+        // `--fork`: a job drawn for a group that belongs to the next round, started with that round.
+        let mut carry: Option<Job> = None;
         let result = (|| -> Result<()> {
             loop {
                 self.take_signals(&mut sup, &mut running);
                 while !stop && self.interrupted.is_none() && running.len() < opts.parallel.max(1) {
                     let (job, from) = match retry.pop() {
                         Some((job, node)) => (job, Some(node)),
-                        None => match jobs.next() {
+                        None => match carry.take().or_else(|| jobs.next()) {
                             Some(job) => (job, None),
                             None => break,
                         },
                     };
+                    if opts.setup.fork && from.is_none() && self.launcher.placement.is_none() {
+                        // One exec'd replica forks the rest of its round's jobs that have a free slot.
+                        let mut group = vec![job];
+                        while running.len() + group.len() < opts.parallel.max(1) {
+                            match jobs.next() {
+                                Some(j) if j.round == job.round => group.push(j),
+                                Some(j) => {
+                                    carry = Some(j);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        for r in self.launch_group(&group, next_slot, opts)? {
+                            self.act(sup.handle(Event::Launched { slot: r.slot }, r.started), &mut running);
+                            next_slot += 1;
+                            running.push(r);
+                        }
+                        continue;
+                    }
                     let r = self.launch(job, next_slot, opts, from)?;
                     self.act(sup.handle(Event::Launched { slot: next_slot }, r.started), &mut running);
                     next_slot += 1;
@@ -471,35 +513,193 @@ impl Harness {
         } else {
             None
         };
-        let setup = ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), ..opts.setup };
+        let setup =
+            ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), trace_me: false, ..opts.setup };
         let started = Instant::now();
         let spawned = spawn(&image, stdio, setup, &self.caught)?;
         // Close the child's ends now, or this replica's EOF would wait for the next replica to exit.
         drop((stdin_child, out_w, err_w));
+        let ends =
+            Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
+        let mut r = self.running(job, slot, opts, from, ends);
+        r.mem_file = mem_file;
+        r.node = placed.map(|(_, _, node)| node);
+        Ok(r)
+    }
+
+    /// The bookkeeping of a replica just started.
+    fn running(&self, job: Job, slot: usize, opts: &BatchOpts, from: Option<String>, s: Started) -> Running {
         // A rerun after a node failure cannot join the hub's lane, which already ended: it is captured,
         // and kept, in case it must be delivered from its spool.
         let hubbed = self.hub.is_some() && from.is_none();
         let keep = opts.keep || (self.hub.is_some() && from.is_some());
         let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), keep));
-        Ok(Running {
+        Running {
             job,
             slot,
-            pid: spawned.pid,
-            started,
+            pid: s.pid,
+            started: s.started,
             streams: [
-                Stream { fd: Some(out_r), cap: cap(&opts.stdout_masks), ended: false },
-                Stream { fd: Some(err_r), cap: cap(&opts.stderr_masks), ended: false },
+                Stream { fd: Some(s.out_r), cap: cap(&opts.stdout_masks), ended: false },
+                Stream { fd: Some(s.err_r), cap: cap(&opts.stderr_masks), ended: false },
             ],
-            feed,
-            exec_report: Some(spawned.exec_report),
-            mem_file,
+            feed: s.feed,
+            exec_report: s.exec_report,
+            mem_file: None,
             exec_errno: None,
             exited: false,
             stopped: false,
             closed_reported: false,
-            node: placed.map(|(_, _, node)| node),
+            node: None,
             rescheduled_from: from,
-        })
+            helper: None,
+        }
+    }
+
+    /// `--fork`: exec the group's first job, and fork the others from it after its loader
+    /// (`forkrun.rs`); each gets its own pipes, made here like any replica's. A command that ends
+    /// before its entry point (an exec error) is a replica like any other, and the rest of the group
+    /// is then started the ordinary way.
+    #[cfg(target_arch = "x86_64")]
+    fn launch_group(&mut self, group: &[Job], first_slot: usize, opts: &BatchOpts) -> Result<Vec<Running>> {
+        use super::forkrun::{fork_after_load, Extra, ForkPlan, Forked, ENV as FORK_ENV};
+        if group.len() == 1 {
+            return Ok(vec![self.launch(group[0], first_slot, opts, None)?]);
+        }
+        let mut env = self.launcher.env_for(&group[0]);
+        let mut ends = Vec::new();
+        for _ in group {
+            let (stdin_child, feed) = self.stdin.open_for_replica()?;
+            let (out_r, out_w) = output_pipe()?;
+            let (err_r, err_w) = output_pipe()?;
+            let mem_file = match opts.mem {
+                true => Some(super::capture::private_tempfile().context("creating a snapshot file")?),
+                false => None,
+            };
+            ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed, mem_file));
+        }
+        let keep_open = || nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty());
+        // The copies' ends must survive the exec: the original holds them until the copies take theirs.
+        for (child, ..) in &ends[1..] {
+            for fd in child {
+                nix::fcntl::fcntl(fd.as_raw_fd(), keep_open())
+                    .context("passing a replica's pipe to the original")?;
+            }
+        }
+        let extras: Vec<Extra> = ends[1..]
+            .iter()
+            .zip(&group[1..])
+            .map(|((child, ..), job)| Extra {
+                replica: job.replica,
+                stdio: child.each_ref().map(|f| f.as_raw_fd()),
+            })
+            .collect();
+        // With --mem the original's tracer forks the copies and reports them on this pipe.
+        let report = match opts.mem {
+            true => {
+                let (r, w) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the --fork report pipe")?;
+                nix::fcntl::fcntl(w.as_raw_fd(), keep_open()).context("passing the --fork report pipe")?;
+                let plan = ForkPlan {
+                    report_fd: w.as_raw_fd(),
+                    original_replica: group[0].replica,
+                    extras: extras.clone(),
+                };
+                env.push(CString::new(format!("{FORK_ENV}={}", plan.to_env())).expect("no NUL in numbers"));
+                Some((r, w))
+            }
+            false => None,
+        };
+        let image = ExecImage::new(&self.launcher.path, &self.launcher.argv, &env, self.launcher.script);
+        let stdio = [&ends[0].0[0], &ends[0].0[1], &ends[0].0[2]].map(|fd| fd.as_raw_fd());
+        let fd3 = ends[0].4.as_ref().map(|f| f.as_raw_fd());
+        let setup = ChildSetup { fd3, trace_me: !opts.mem, ..opts.setup };
+        let started = Instant::now();
+        let spawned = spawn(&image, stdio, setup, &self.caught)?;
+        let signals = &self.signals;
+        let (forked, calls) = match report {
+            None => {
+                let forked = fork_after_load(spawned.pid, &extras, group[0].replica, signals.fd(), &|| {
+                    signals.drain()
+                })
+                .context("--fork: forking the replicas after the loader")?;
+                (forked, Vec::new())
+            }
+            Some((r, w)) => {
+                drop(w);
+                for (child, ..) in &mut ends[1..] {
+                    // Only the original may hold the copies' ends now, or their EOF would wait for tmr.
+                    *child = [open_null()?, open_null()?, open_null()?];
+                }
+                set_nonblocking(&r)?;
+                let copies = read_fork_report(&r, signals.fd(), &|| signals.drain())?;
+                let forked = match !copies.is_empty() && copies.len() == extras.len() {
+                    true => Forked::Started(copies.iter().map(|c| c.0).collect()),
+                    false => Forked::Ended,
+                };
+                (forked, copies.iter().map(|c| c.1).collect::<Vec<u64>>())
+            }
+        };
+        let mut out = Vec::new();
+        let mut ends = ends.into_iter();
+        let (child, out_r, err_r, feed, mem_file) = ends.next().expect("a group has a first job");
+        drop(child);
+        let first =
+            Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
+        let mut r = self.running(group[0], first_slot, opts, None, first);
+        r.mem_file = mem_file;
+        out.push(r);
+        match forked {
+            Forked::Started(pids) => {
+                for (k, ((child, out_r, err_r, feed, mem_file), pid)) in ends.zip(pids).enumerate() {
+                    drop(child);
+                    let job = group[k + 1];
+                    let helper = match &mem_file {
+                        Some(f) => Some(self.adopt(job, pid, calls[k], f)?),
+                        None => None,
+                    };
+                    let s = Started { pid, started, out_r, err_r, feed, exec_report: None };
+                    let mut r = self.running(job, first_slot + k + 1, opts, None, s);
+                    r.mem_file = mem_file;
+                    r.helper = helper;
+                    out.push(r);
+                }
+            }
+            Forked::Ended => {
+                drop(ends);
+                for (k, job) in group.iter().enumerate().skip(1) {
+                    out.push(self.launch(*job, first_slot + k, opts, None)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `--fork --mem`: start the tracer of a forked replica (`tmr __tmr-monitor --adopt PID CALLS`, with
+    /// the monitor's own options), which seizes it from its group-stop and lets it run.
+    #[cfg(target_arch = "x86_64")]
+    fn adopt(&mut self, job: Job, pid: Pid, calls: u64, mem_file: &std::fs::File) -> Result<Pid> {
+        let argv = &self.launcher.argv;
+        let options = argv.iter().skip(2).take_while(|a| a.as_bytes() != b"--");
+        let adopt_argv: Vec<CString> = argv[..2]
+            .iter()
+            .cloned()
+            .chain([c"--adopt".to_owned(), cstring(pid.as_raw()), cstring(calls)])
+            .chain(options.cloned())
+            .collect();
+        let env = self.launcher.env_for(&job);
+        let image = ExecImage::new(&self.launcher.path, &adopt_argv, &env, false);
+        let null = [open_null()?, open_null()?, open_null()?];
+        let setup =
+            ChildSetup { fd3: Some(mem_file.as_raw_fd()), trace_me: false, fork: false, personality: None };
+        let spawned = spawn(&image, null.each_ref().map(|f| f.as_raw_fd()), setup, &self.caught)
+            .context("--fork --mem: starting a forked replica's tracer")?;
+        Ok(spawned.pid)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn launch_group(&mut self, _: &[Job], _: usize, _: &BatchOpts) -> Result<Vec<Running>> {
+        anyhow::bail!("--fork needs an x86-64 build")
     }
 
     /// One turn of the loop: wait for something to happen (or a deadline), then act on it.
@@ -629,7 +829,8 @@ impl Harness {
         for (slot, leaked) in std::mem::take(&mut self.done) {
             let Some(i) = running.iter().position(|r| r.slot == slot) else { continue };
             // What the replica left running must be seen before its group is killed.
-            let pids: Vec<Pid> = running.iter().map(|r| r.pid).collect();
+            let pids: Vec<Pid> =
+                running.iter().flat_map(|r| std::iter::once(r.pid).chain(r.helper)).collect();
             reap::leftovers(&pids, leftovers);
             let r = running.swap_remove(i);
             let timed_out = sup.timed_out(slot);
@@ -685,6 +886,11 @@ impl Harness {
             }
         }
         let (status, usage) = wait4(r.pid)?;
+        if let Some(helper) = r.helper {
+            // The replica's tracer published its snapshot before the replica could exit.
+            let _ = nix::sys::signal::kill(helper, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(helper, None);
+        }
         let wall = exited_at.unwrap_or_else(Instant::now).saturating_duration_since(r.started);
         let outcome = if let Some(errno) = r.exec_errno {
             Outcome::FailedToStart { errno }
@@ -978,4 +1184,50 @@ fn wait4(pid: Pid) -> Result<(libc::c_int, libc::rusage)> {
             return Err(err).with_context(|| format!("waiting for replica pid {pid}"));
         }
     }
+}
+
+fn cstring(n: impl std::fmt::Display) -> CString {
+    CString::new(n.to_string()).expect("no NUL in a number")
+}
+
+fn open_null() -> Result<OwnedFd> {
+    // std opens with O_CLOEXEC.
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
+    Ok(OwnedFd::from(f))
+}
+
+/// `--fork --mem`: the copies the original's tracer made, as `PID GETRANDOM_CALLS` lines, read until the
+/// tracer closes the pipe (none: it could not fork, or the command ended first). Bounded by
+/// `forkrun::DEADLINE`.
+#[cfg(target_arch = "x86_64")]
+fn read_fork_report(r: &OwnedFd, wake: std::os::fd::BorrowedFd, drain: &dyn Fn()) -> Result<Vec<(Pid, u64)>> {
+    let deadline = Instant::now() + super::forkrun::DEADLINE;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match nix::unistd::read(r.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {}
+            Err(e) => return Err(e).context("reading the --fork report"),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!("--fork: the command's tracer did not report its copies in time");
+        }
+        let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::from(left.as_millis().min(1000) as u16)) {
+            Ok(_) | Err(Errno::EINTR) => drain(),
+            Err(e) => return Err(e).context("poll"),
+        }
+    }
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let (pid, calls) = l.split_once(' ')?;
+            Some((Pid::from_raw(pid.parse().ok()?), calls.parse().ok()?))
+        })
+        .collect())
 }

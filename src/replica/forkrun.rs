@@ -27,6 +27,7 @@
 //! error; PTRACE_O_EXITKILL covers tmr's own death meanwhile). tmr's waits are bounded by [`DEADLINE`];
 //! the monitor's tracer blocks, as it does for every stop of its replica.
 
+use super::remote::{read_remote_exact, write_remote};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -389,7 +390,7 @@ fn renumber(pid: Pid, from: usize, to: usize) -> Result<()> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
     let Some((start, end)) = env_range(&stat) else { bail!("no environment range in /proc/{pid}/stat") };
     let mut env = vec![0u8; (end - start) as usize];
-    read_remote(pid, start, &mut env)?;
+    read_remote_exact(pid, start, &mut env)?;
     let Some(at) = digit_offset(&env, from) else { return Ok(()) };
     let digit = [b'0' + to as u8];
     write_remote(pid, start + at as u64, &digit)
@@ -426,7 +427,7 @@ fn fix_tid(pid: Pid, fs_base: u64, original: Pid) {
         return;
     }
     let mut tcb = vec![0u8; 0x400];
-    if read_remote(pid, fs_base, &mut tcb).is_err() {
+    if read_remote_exact(pid, fs_base, &mut tcb).is_err() {
         return;
     }
     let old = original.as_raw().to_ne_bytes();
@@ -454,27 +455,6 @@ impl Stops for Blocking {
             }
         }
     }
-}
-
-/// Read exactly `buf.len()` bytes at `addr` in `pid`. (The tracer's own copies of these two are not
-/// visible from here; main has them in `replica::remote`.)
-fn read_remote(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<()> {
-    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: buf.len() }];
-    let n = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(buf)], &remote)?;
-    if n != buf.len() {
-        bail!("short read from pid {pid}");
-    }
-    Ok(())
-}
-
-/// Write all of `bytes` at `addr` in `pid`.
-fn write_remote(pid: Pid, addr: u64, bytes: &[u8]) -> Result<()> {
-    let remote = [nix::sys::uio::RemoteIoVec { base: addr as usize, len: bytes.len() }];
-    let n = nix::sys::uio::process_vm_writev(pid, &[std::io::IoSlice::new(bytes)], &remote)?;
-    if n != bytes.len() {
-        bail!("short write into pid {pid}");
-    }
-    Ok(())
 }
 
 /// Bounded waits for one tracee's next stop.

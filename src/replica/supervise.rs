@@ -1186,10 +1186,12 @@ fn wait4(pid: Pid) -> Result<(libc::c_int, libc::rusage)> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn cstring(n: impl std::fmt::Display) -> CString {
     CString::new(n.to_string()).expect("no NUL in a number")
 }
 
+#[cfg(target_arch = "x86_64")]
 fn open_null() -> Result<OwnedFd> {
     // std opens with O_CLOEXEC.
     let f =

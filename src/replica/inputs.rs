@@ -7,6 +7,8 @@
 //!   calls. The seccomp filter stops `clock_gettime`, `gettimeofday` and `time`; the tracer answers
 //!   them (the first replica's real reading, logged) and skips the real call. CPU-time clocks are not
 //!   replicated: the tracer cannot read the replica's CPU time for it, and CPU time differs anyway.
+//!   `sysinfo` (uptime, load, free memory: `sort` sizes its buffer from it) is trapped and answered
+//!   from the log the same way.
 //! - **urandom**: the filter stops `open`/`openat`; a read-only open of `/dev/urandom` or `/dev/random`
 //!   is redirected to a file of [`URANDOM_BYTES`] real random bytes that the first replica to make that
 //!   open (the k-th of its kind) created, so every replica reads the same bytes. Reads are not trapped,
@@ -28,6 +30,8 @@ use crate::memvote::{InputStats, KindStats};
 /// The environment variable naming the run's private log directory; the monitor removes it before the
 /// command runs.
 pub const ENV: &str = "TMR_REPLOG";
+/// Log entries one sysinfo(2) answer takes (its 112 bytes in entries of [`DATA`]).
+const SYSINFO_PARTS: usize = std::mem::size_of::<libc::sysinfo>().div_ceil(DATA);
 /// Bytes of each replicated /dev/urandom stream; reading past them gets end-of-file.
 pub const URANDOM_BYTES: usize = 256 << 10;
 
@@ -56,6 +60,7 @@ mod arch {
         r.rax = ret as u64;
     }
     pub const CLOCK: [i64; 3] = [libc::SYS_clock_gettime, libc::SYS_gettimeofday, libc::SYS_time];
+    pub const SYSINFO: i64 = libc::SYS_sysinfo;
     pub const OPEN: [i64; 2] = [libc::SYS_open, libc::SYS_openat];
 }
 
@@ -64,6 +69,7 @@ pub fn trapped(clock: bool, urandom: bool) -> Vec<u32> {
     let mut v = Vec::new();
     if clock {
         v.extend(arch::CLOCK.iter().map(|&n| n as u32));
+        v.push(arch::SYSINFO as u32);
     }
     if urandom {
         v.extend(arch::OPEN.iter().map(|&n| n as u32));
@@ -142,6 +148,9 @@ impl Inputs {
         let nr = arch::nr(regs) as i64;
         if arch::CLOCK.contains(&nr) {
             self.on_clock(tid, regs, nr);
+            true
+        } else if nr == arch::SYSINFO {
+            self.on_sysinfo(tid, regs);
             true
         } else if arch::OPEN.contains(&nr) {
             self.on_open(tid, regs, nr);
@@ -251,6 +260,49 @@ impl Inputs {
         let _ = ptrace::setregs(tid, *regs);
     }
 
+    /// sysinfo(2): uptime, load and free memory, which `sort` sizes its buffer from (so replicas that
+    /// read different free memory laid out their heaps differently). The 112-byte answer travels as
+    /// [`SYSINFO_PARTS`] log entries of [`DATA`] bytes, all cut from one real reading of the first
+    /// replica to ask.
+    fn on_sysinfo(&mut self, tid: Pid, regs: &mut arch::Regs) {
+        let buf = arch::arg(regs, 0);
+        // SAFETY: an all-zero sysinfo is a valid value for the call to overwrite.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid, writable sysinfo on the stack.
+        let rc = unsafe { libc::sysinfo(&mut info) };
+        let ret = if rc == 0 { 0 } else { -errno() };
+        // SAFETY: sysinfo is plain data; its bytes are read within its size.
+        let real: &[u8] = unsafe {
+            std::slice::from_raw_parts(
+                (&info as *const libc::sysinfo).cast(),
+                std::mem::size_of::<libc::sysinfo>(),
+            )
+        };
+        let mut bytes = [0u8; DATA * SYSINFO_PARTS];
+        let mut answered_ret = ret;
+        for part in 0..SYSINFO_PARTS {
+            let question = ((arch::SYSINFO as u64) << 32) | part as u64;
+            let piece = |p: usize| {
+                let mut data = [0u8; DATA];
+                let from = (p * DATA).min(real.len());
+                let to = ((p + 1) * DATA).min(real.len());
+                data[..to - from].copy_from_slice(&real[from..to]);
+                Answer { ret, data }
+            };
+            let Some(a) = self.ask(tid, Kind::Clock, question, || piece(part)) else { return };
+            if part == 0 {
+                answered_ret = a.ret;
+            }
+            bytes[part * DATA..(part + 1) * DATA].copy_from_slice(&a.data);
+        }
+        let mut ret = answered_ret;
+        if ret == 0 && (buf == 0 || super::remote::write_remote(tid, buf, &bytes[..real.len()]).is_err()) {
+            ret = -libc::EFAULT as i64;
+        }
+        arch::skip(regs, ret);
+        let _ = ptrace::setregs(tid, *regs);
+    }
+
     fn on_open(&mut self, tid: Pid, regs: &mut arch::Regs, nr: i64) {
         let (path_arg, flags) =
             if nr == libc::SYS_openat { (1, arch::arg(regs, 2)) } else { (0, arch::arg(regs, 1)) };
@@ -350,6 +402,7 @@ pub fn describe(question: u64) -> String {
         libc::SYS_clock_gettime => format!("clock_gettime({})", clock_name(arg as i32)),
         libc::SYS_gettimeofday => "gettimeofday".into(),
         libc::SYS_time => "time".into(),
+        libc::SYS_sysinfo => format!("sysinfo (part {arg})"),
         libc::SYS_open | libc::SYS_openat => {
             format!("open(/dev/{})", if arg == 8 { "random" } else { "urandom" })
         }

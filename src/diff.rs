@@ -214,7 +214,7 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
     };
     LineDiff {
         line: d.line,
-        majority: side(&d.majority, !d.majority.is_empty()),
+        majority: side(&d.majority, d.majority_ended || !d.majority.is_empty()),
         replica: side(&d.replica, true),
     }
 }
@@ -231,6 +231,7 @@ mod tests {
             majority: b"ond ok\nthird".to_vec(),
             replica: b"OND bad".to_vec(),
             within: 0,
+            majority_ended: false,
         };
         let diff = from_divergence(&d);
         assert_eq!(diff.line, 2);

@@ -525,3 +525,24 @@ fn an_unwritable_github_summary_is_a_warning_not_the_exit_code() {
     assert_eq!(text(&out.stdout), "hi\n");
     assert!(text(&out.stderr).contains("warning: cannot open $GITHUB_STEP_SUMMARY"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_replica_that_only_wrote_more_at_the_end_is_shown_where_it_went_on() {
+    let r = tmr_json_report(
+        None,
+        &[],
+        &with(&["--reruns", "0"], sh("seq 3; [ $TMR_REPLICA = 1 ] && echo extra; true")),
+        "tmr-report",
+    );
+    assert_eq!(r.stdout, "1\n2\n3\n");
+    let diff = &r.report["dissents"][0]["stdout_diff"];
+    assert_eq!(diff["line"], 4, "{}", r.report["dissents"]);
+    assert_eq!(diff["majority"], serde_json::Value::Null, "the majority ended there: {diff}");
+    assert_eq!(diff["replica"], "extra", "{diff}");
+    let human = tmr()
+        .args(["--reruns", "0", "--"])
+        .args(sh("seq 3; [ $TMR_REPLICA = 1 ] && echo extra; true"))
+        .output();
+    let human = text(&human.unwrap().stderr);
+    assert!(human.contains("line 4: majority <end of output>"), "{human}");
+}

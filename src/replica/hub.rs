@@ -159,6 +159,15 @@ impl StreamHub {
         }
     }
 
+    /// Where `lane`'s compared `stream` leaves `winner`'s past the committed offset (trailing output
+    /// one of them wrote and the other did not).
+    pub fn tail_divergence(&self, lane: usize, stream: usize, winner: usize) -> Option<Divergence> {
+        match &self.streams[stream].kind {
+            Kind::Compared(c) => c.tail_divergence(lane, winner),
+            Kind::Shown { .. } => None,
+        }
+    }
+
     /// Whether to read `lane`'s `stream` now: not while tmr's reader lags, and not while this replica
     /// runs far ahead of another that agrees with it so far and is still writing.
     pub fn may_read(&self, lane: usize, stream: usize) -> bool {

@@ -999,6 +999,21 @@ impl Harness {
         }
     }
 
+    /// After the vote: a record that never left the committed prefix but still differs from the winner
+    /// (it wrote more past the end, or less) gets a divergence where the two part, so the summary can
+    /// show the line.
+    pub fn note_tail_divergences(&self, records: &mut [RunRecord], winner: usize) {
+        let Some(hub) = &self.hub else { return };
+        let w = records[winner].job.replica;
+        for r in records.iter_mut().filter(|r| r.rescheduled_from.is_none() && r.job.replica != w) {
+            for k in 0..2 {
+                if r.divergence[k].is_none() {
+                    r.divergence[k] = hub.tail_divergence(r.job.replica, k, w);
+                }
+            }
+        }
+    }
+
     /// Finish delivering the streamed batch: what the hub still holds for tmr's output goes out, while
     /// stop signals are watched (a reader that stops reading must not make tmr deaf to them).
     pub fn drain_hub(&mut self) -> Result<()> {

@@ -50,6 +50,9 @@ pub struct Divergence {
     /// compared byte by byte: it differs somewhere in the `within` bytes from `offset` (and `line`,
     /// `before`, `majority` and `replica` are unknown: 0 and empty).
     pub within: u64,
+    /// The majority's stream ended at `offset` (this replica wrote more): `majority` is empty because
+    /// there is nothing, not because it was not seen.
+    pub majority_ended: bool,
 }
 
 #[derive(Default)]
@@ -295,6 +298,7 @@ impl ByteCommitter {
             majority: Vec::new(),
             replica: Vec::new(),
             within: self.base - from,
+            majority_ended: false,
         });
     }
 
@@ -547,8 +551,40 @@ impl ByteCommitter {
             majority,
             replica: theirs.iter().take(64).copied().collect(),
             within: 0,
+            majority_ended: false,
         });
         self.shrink_log();
+    }
+
+    /// Where `replica`'s stream leaves `winner`'s when neither left the committed prefix and both reached
+    /// the committed offset: one wrote more than the other past it (those bytes are still held). `None`
+    /// when the two are the same past the committed offset, or either left the prefix (its own
+    /// divergence says where).
+    pub fn tail_divergence(&self, replica: usize, winner: usize) -> Option<Divergence> {
+        let (a, b) = (&self.lanes[replica], &self.lanes[winner]);
+        if !a.follows() || !b.follows() || a.len < self.committed || b.len < self.committed {
+            return None;
+        }
+        let (mine, theirs) = (self.view(replica), self.view(winner));
+        let k = lcp(mine, theirs);
+        if k == mine.len() && k == theirs.len() {
+            return None;
+        }
+        let committed_in_log = (self.committed - self.base) as usize;
+        let newlines = self.base_lines
+            + memchr::memchr_iter(b'\n', &self.log.as_slice()[..committed_in_log]).count() as u64
+            + memchr::memchr_iter(b'\n', &theirs[..k]).count() as u64;
+        let mut before: Vec<u8> = [self.recent.as_slice(), &theirs[..k]].concat();
+        before.drain(..before.len().saturating_sub(CONTEXT));
+        Some(Divergence {
+            offset: self.committed + k as u64,
+            line: newlines + 1,
+            before,
+            majority: theirs[k..].iter().take(64).copied().collect(),
+            replica: mine[k..].iter().take(64).copied().collect(),
+            within: 0,
+            majority_ended: k == theirs.len(),
+        })
     }
 
     /// `replica` no longer takes part in commits: nothing it wrote counts as agreeing with anyone.

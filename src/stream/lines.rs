@@ -228,6 +228,7 @@ impl LineCommitter {
             majority: majority.iter().take(256).copied().collect(),
             replica: theirs.iter().take(256).copied().collect(),
             within: 0,
+            majority_ended: false,
         });
     }
 

@@ -76,6 +76,14 @@ impl Committer {
         }
     }
 
+    /// See [`ByteCommitter::tail_divergence`] (under masks, lines are compared whole: `None`).
+    pub fn tail_divergence(&self, replica: usize, winner: usize) -> Option<Divergence> {
+        match self {
+            Committer::Bytes(c) => c.tail_divergence(replica, winner),
+            Committer::Lines(_) => None,
+        }
+    }
+
     pub fn divergence(&self, replica: usize) -> Option<&Divergence> {
         match self {
             Committer::Bytes(c) => c.divergence(replica),

@@ -23,12 +23,12 @@ const EXAMPLES: &str = "\
 EXAMPLES
   tmr test -- cargo test
       a test suite: vote per test, rerun only the failing ones (tmr test --help)
-  tmr make
+  tmr -- sort data.txt
       3 replicas, voted output and exit code
   tmr -n 5 -- ./solver --input x.dat
       5 replicas; `--` ends tmr's options
-  tmr --sequential -- make check
-      one replica after another (shared ports, files)
+  tmr --sequential -- make
+      one replica after another (a build writes its tree; shared ports)
   tmr --timeout 30s -- ./flaky.sh
       a replica running 30 s is killed: outcome \"timeout\"
   tmr --timeout 3x -- ./job

@@ -10,6 +10,10 @@ fn main() {
     if args.get(1).is_some_and(|a| a == tmr::replica::monitor::ARG) {
         std::process::exit(tmr::replica::monitor::main(&args[2..]));
     }
+    if tmr::replica::stdout_was_closed() {
+        say("tmr: stdout is closed (>&-): the voted output would have nowhere to go (discard it with >/dev/null)");
+        std::process::exit(TMR_ERROR);
+    }
     let code = match parse(args) {
         Parsed::Exit { text, code: 0 } => {
             use std::io::Write;

@@ -546,3 +546,13 @@ fn a_replica_that_only_wrote_more_at_the_end_is_shown_where_it_went_on() {
     let human = text(&human.unwrap().stderr);
     assert!(human.contains("line 4: majority <end of output>"), "{human}");
 }
+
+/// `cat >&-` fails with EBADF; tmr used to run with Rust's /dev/null in place of the closed fd and
+/// lose the voted output with exit 0.
+#[test]
+fn a_closed_stdout_is_an_error_not_lost_output() {
+    let script = format!("exec {} -- echo hi >&-", tmr_path().display());
+    let out = run(std::process::Command::new("sh").args(["-c", &script]), Input::Null);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stdout is closed"), "{}", text(&out.stderr));
+}

@@ -119,3 +119,24 @@ impl Output {
         Ok(Sent::More)
     }
 }
+
+/// Whether fd 1 was closed when tmr started (`tmr … >&-`). Rust's runtime reopens a closed fd 0, 1 or 2
+/// on /dev/null before `main` runs, which would make the voted output vanish with exit 0 where `cat
+/// >&-` fails with EBADF; this check runs earlier, from the ELF init array.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_closed_stdout() {
+    // SAFETY: F_GETFD only asks whether fd 1 is open; it changes nothing.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
+
+/// See [`STDOUT_CLOSED`].
+pub fn stdout_was_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -34,6 +34,7 @@ mod stdin;
 mod supervise;
 
 pub use capture::Captured;
+pub use deliver::stdout_was_closed;
 pub use spawn::ChildSetup;
 pub use supervise::{Batch, BatchOpts, Control, Harness, Job, Launcher, RunRecord};
 

@@ -128,6 +128,9 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
         out
     };
+    if let (Some(w), None) = (winner, harness.interrupted) {
+        harness.leave_stdin_at(&records[w]);
+    }
     let delivered = winner.is_some() && harness.interrupted.is_none();
     let dissents =
         if harness.interrupted.is_some() { Vec::new() } else { dissents(config, &mut records, &voted)? };

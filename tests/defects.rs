@@ -556,3 +556,16 @@ fn a_closed_stdout_is_an_error_not_lost_output() {
     assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("stdout is closed"), "{}", text(&out.stderr));
 }
+
+/// A regular file on stdin is reopened for each replica; the caller's offset is left where the winner
+/// stopped reading, as without tmr (`head` seeks back to just after the lines it printed).
+#[test]
+fn the_callers_stdin_offset_ends_where_the_winner_stopped_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    fs::write(&file, "line1\nline2\nline3\n").unwrap();
+    let script = format!("{{ {} -q -- head -n1; cat; }} < {}", tmr_path().display(), file.display());
+    let out = run(std::process::Command::new("sh").args(["-c", &script]), Input::Null);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "line1\nline2\nline3\n");
+}

@@ -57,6 +57,7 @@ pub fn record(job: Job, code: i32) -> RunRecord {
         node: None,
         rescheduled_from: None,
         stopped: false,
+        stdin_end: None,
     }
 }
 

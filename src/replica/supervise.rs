@@ -171,6 +171,8 @@ pub struct RunRecord {
     /// It was still running when tmr passed on a stop signal to it: how it ended is no evidence about
     /// the command (hunt and `tmr test` leave it out of their counts).
     pub stopped: bool,
+    /// With a regular file on stdin: the offset this replica's reading ended at.
+    pub stdin_end: Option<u64>,
 }
 
 impl RunRecord {
@@ -252,6 +254,9 @@ struct Running {
     exec_errno: Option<i32>,
     mem_file: Option<std::fs::File>,
     exited: bool,
+    /// A regular file on stdin: this replica's own open of it, whose offset after the replica ends is
+    /// how far it read (the caller's offset is left there for the winner, as without tmr).
+    stdin_pos: Option<OwnedFd>,
     /// Still running when tmr passed on a stop signal (Ctrl-C): its end is tmr's doing, not its own.
     stopped: bool,
     closed_reported: bool,
@@ -505,6 +510,10 @@ impl Harness {
         };
         let image = ExecImage::new(path, argv, &env, self.launcher.script && placed.is_none());
         let (stdin_child, feed) = self.stdin.open_for_replica()?;
+        let stdin_pos = match self.stdin {
+            super::stdin::StdinSource::File { .. } => stdin_child.try_clone().ok(),
+            _ => None,
+        };
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
@@ -523,6 +532,7 @@ impl Harness {
             Started { pid: spawned.pid, started, out_r, err_r, feed, exec_report: Some(spawned.exec_report) };
         let mut r = self.running(job, slot, opts, from, ends);
         r.mem_file = mem_file;
+        r.stdin_pos = stdin_pos;
         r.node = placed.map(|(_, _, node)| node);
         Ok(r)
     }
@@ -548,6 +558,7 @@ impl Harness {
             mem_file: None,
             exec_errno: None,
             exited: false,
+            stdin_pos: None,
             stopped: false,
             closed_reported: false,
             node: None,
@@ -920,6 +931,9 @@ impl Harness {
             node: r.node,
             rescheduled_from: r.rescheduled_from,
             stopped: r.stopped,
+            stdin_end: r.stdin_pos.as_ref().and_then(|fd| {
+                nix::unistd::lseek(fd.as_raw_fd(), 0, nix::unistd::Whence::SeekCur).ok().map(|p| p as u64)
+            }),
         })
     }
 
@@ -996,6 +1010,14 @@ impl Harness {
                 let lane = r.job.replica;
                 r.divergence = [hub.divergence(lane, 0).cloned(), hub.divergence(lane, 1).cloned()];
             }
+        }
+    }
+
+    /// A regular file on stdin is reopened for each replica, so reading it never moved the caller's
+    /// offset: leave it where the winner's reading ended, as `{ head -n1; cat; } < FILE` expects.
+    pub fn leave_stdin_at(&self, winner: &RunRecord) {
+        if let (super::stdin::StdinSource::File { .. }, Some(end)) = (&self.stdin, winner.stdin_end) {
+            let _ = nix::unistd::lseek(libc::STDIN_FILENO, end as i64, nix::unistd::Whence::SeekSet);
         }
     }
 

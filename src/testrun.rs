@@ -65,16 +65,16 @@ struct Parsed {
     wall: Duration,
     /// pytest's rootdir, from its console header: node ids are relative to it.
     root: Option<String>,
-    /// cargo's test binaries, `(label, path)`, from its `Running` lines.
-    binaries: Vec<(String, String)>,
+    /// What the runner printed outside its parsed sections, stdout then stderr without cargo's own
+    /// status lines: a single-test rerun's only trace of its test when the parser found no section
+    /// (`--nocapture` sends the panic message to stderr).
+    loose: Vec<u8>,
 }
 
 /// Per test: its classifier, and what its reruns brought.
 struct Track {
     id: TestId,
     classifier: Classifier<TestOutcome>,
-    /// Rerun through the test binary itself, not cargo.
-    direct: bool,
     argv: Option<Vec<OsString>>,
     note: Option<String>,
     reruns: usize,
@@ -164,16 +164,8 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let mut tracks: Vec<Track> = vote
         .to_rerun()
         .into_iter()
-        .map(|id| {
-            let binaries = parsed.iter().find(|p| !p.binaries.is_empty()).map_or(&[][..], |p| &p.binaries);
-            new_track(runner, cfg, &vote, id, policy, rootdir.as_deref(), result_path.as_deref(), binaries)
-        })
+        .map(|id| new_track(runner, cfg, &vote, id, policy, rootdir.as_deref(), result_path.as_deref()))
         .collect();
-    if tracks.iter().any(|t| t.direct) {
-        // What cargo sets for a test binary at run time that tests do read (fixture paths).
-        let cwd = std::env::current_dir().context("the current directory")?;
-        harness.set_env("CARGO_MANIFEST_DIR", &cwd.to_string_lossy())?;
-    }
     let time_budget = cfg.time_budget.resolve(voted_wall);
     let median_wall =
         crate::stats::median(&mut parsed.iter().map(|p| p.wall.as_secs_f64()).collect::<Vec<_>>());
@@ -241,7 +233,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                         break;
                     }
                 };
-                let Some(outcome) = rerun_outcome(&p, &t.id) else {
+                let Some((outcome, section)) = rerun_outcome(&p, &t.id) else {
                     t.note = Some(format!(
                         "{label} did not report {} ({}): the runner's filter matched nothing, so it is not rerun",
                         t.id,
@@ -256,8 +248,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                 if !outcome.is_good() {
                     t.rerun_failures += 1;
                     if t.failures.iter().filter(|f| f.run.starts_with("rerun")).count() < KEPT_RERUN_OUTPUTS {
-                        let out = p.run.get(&t.id).map(|r| r.output.clone()).unwrap_or_default();
-                        let out = if out.is_empty() { no_section(&p) } else { out };
+                        let out = if section.is_empty() { no_section(&p) } else { section };
                         t.failures.push(FailureEntry {
                             run: label,
                             outcome: outcome.to_string(),
@@ -551,20 +542,31 @@ fn parse_record(runner: Runner, rec: &mut RunRecord, file: Option<Vec<u8>>) -> R
         }
     }
     let root = (runner == Runner::Pytest).then(|| crate::suite::pytest::rootdir(&stdout)).flatten();
-    let binaries = if runner == Runner::Libtest { cargo_binaries(&stderr) } else { Vec::new() };
-    Ok(Parsed { run, outcome: rec.outcome, wall: rec.wall, root, binaries })
+    let mut loose = run.stray.bytes.clone();
+    loose.extend(crate::suite::libtest::without_cargo_status(&stderr));
+    Ok(Parsed { run, outcome: rec.outcome, wall: rec.wall, root, loose })
 }
 
-/// A rerun that failed without a section of output for its test (killed, crashed): what it ended
-/// with, and its last lines outside any test.
+/// A rerun that failed without a section of output for its test (killed, crashed, `--nocapture`): what
+/// it ended with, and its last lines outside any test (all of them concern that one test).
 fn no_section(p: &Parsed) -> crate::suite::Output {
     let mut out = crate::suite::Output::default();
-    out.push_line(
-        format!("(no output for this test: the runner ended with {})", p.outcome.describe()).as_bytes(),
-    );
-    out.push(&tail(&p.run.stray.bytes, 5));
+    let loose = tail(&p.loose, RERUN_TAIL_LINES);
+    if loose.iter().all(u8::is_ascii_whitespace) {
+        out.push_line(
+            format!("(no output for this test: the runner ended with {})", p.outcome.describe()).as_bytes(),
+        );
+    } else {
+        out.push_line(
+            format!("(the runner ended with {}; its last output:)", p.outcome.describe()).as_bytes(),
+        );
+        out.push(&loose);
+    }
     out
 }
+
+/// How many of a single-test rerun's last lines stand for its output when the parser found no section.
+const RERUN_TAIL_LINES: usize = 40;
 
 fn tail(data: &[u8], lines: usize) -> Vec<u8> {
     let text = data.strip_suffix(b"\n").unwrap_or(data);
@@ -577,54 +579,22 @@ fn tail(data: &[u8], lines: usize) -> Vec<u8> {
     out
 }
 
-/// The outcome a rerun reported for `id`: by id, else by name when the rerun reported exactly one test
-/// of that name (a rerun through a test binary has no cargo label). A runner that died or was killed
-/// before reporting it: its crash or timeout is the outcome.
-fn rerun_outcome(p: &Parsed, id: &TestId) -> Option<TestOutcome> {
+/// The outcome a rerun reported for `id`, with that test's section of output: by id, else by name when
+/// the rerun reported exactly one test of that name (a label the rerun printed differently). A runner
+/// that died or was killed before reporting it: its crash or timeout is the outcome, with no section.
+fn rerun_outcome(p: &Parsed, id: &TestId) -> Option<(TestOutcome, crate::suite::Output)> {
     if let Some(r) = p.run.get(id) {
-        return Some(r.outcome);
+        return Some((r.outcome, r.output.clone()));
     }
     let same: Vec<_> = p.run.results.iter().filter(|r| r.name.name == id.name).collect();
     if same.len() == 1 {
-        return Some(same[0].outcome);
+        return Some((same[0].outcome, same[0].output.clone()));
     }
     match p.outcome {
-        Outcome::TimedOut => Some(TestOutcome::Timeout),
-        Outcome::Signaled { .. } if !p.run.complete => Some(TestOutcome::Crashed),
+        Outcome::TimedOut => Some((TestOutcome::Timeout, Default::default())),
+        Outcome::Signaled { .. } if !p.run.complete => Some((TestOutcome::Crashed, Default::default())),
         _ => None,
     }
-}
-
-/// cargo's `Running LABEL (PATH)` lines on stderr: each test binary's label (a test id's suite) and
-/// path.
-fn cargo_binaries(stderr: &[u8]) -> Vec<(String, String)> {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .filter_map(|l| {
-            let rest = l.trim().strip_prefix("Running ")?;
-            let i = rest.rfind(" (").filter(|_| rest.ends_with(')'))?;
-            Some((rest[..i].to_string(), rest[i + 2..rest.len() - 1].to_string()))
-        })
-        .collect()
-}
-
-/// The test binary that reruns a test of `suite` without cargo (a cargo invocation costs a tenth of a
-/// second of checking before the one test runs: most of a quick test's rerun). Only where running it
-/// directly is what cargo does: one package whose root is the current directory (cargo runs a test
-/// binary there), no package selection, not a doc test, the binary on disk.
-fn direct_binary(cfg: &TestConfig, suite: &str, binaries: &[(String, String)]) -> Option<PathBuf> {
-    let dashdash = cfg.command.iter().position(|a| a == "--").unwrap_or(cfg.command.len());
-    let cargo_args = &cfg.command[..dashdash];
-    let selects = ["--manifest-path", "-p", "--package", "--workspace", "--all", "--target", "--doc"];
-    if cargo_args.iter().any(|a| selects.iter().any(|s| a.to_string_lossy().starts_with(s))) {
-        return None;
-    }
-    let manifest = std::fs::read_to_string("Cargo.toml").ok()?;
-    if !manifest.lines().any(|l| l.trim() == "[package]") || suite.starts_with("Doc-tests ") {
-        return None;
-    }
-    let (_, path) = binaries.iter().find(|(label, _)| label == suite)?;
-    Some(PathBuf::from(path)).filter(|p| p.is_file())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -636,7 +606,6 @@ fn new_track(
     policy: Policy,
     rootdir: Option<&str>,
     result_path: Option<&Path>,
-    binaries: &[(String, String)],
 ) -> Track {
     let tv = vote.get(id).expect("a test to rerun comes from the vote");
     let initial: Vec<TestOutcome> =
@@ -645,24 +614,11 @@ fn new_track(
     // pytest node ids are relative to its rootdir; a rerun started elsewhere names the test by path.
     let cwd = std::env::current_dir().ok();
     let root = rootdir.map(PathBuf::from).filter(|r| Some(r) != cwd.as_ref());
-    let direct = match runner {
-        Runner::Libtest if cfg.command.first().is_some_and(|p| p == "cargo") => {
-            direct_binary(cfg, &id.suite, binaries)
-        }
-        _ => None,
-    };
-    let command = match &direct {
-        // The binary, then the user's arguments for libtest (after cargo's `--`).
-        Some(bin) => {
-            let dashdash = cfg.command.iter().position(|a| a == "--");
-            let mut argv = vec![bin.clone().into_os_string()];
-            argv.extend(dashdash.map_or(&[][..], |i| &cfg.command[i + 1..]).iter().cloned());
-            argv
-        }
-        None => cfg.command.clone(),
-    };
+    // `cargo test` reruns through cargo with the user's cargo arguments, never the test binary alone:
+    // cargo gives a test binary an environment (CARGO_PKG_*, CARGO_MANIFEST_DIR, the toolchain's
+    // library path) that tests read and that tmr cannot reproduce exactly.
     let argv = runner
-        .rerun(&command, id, |p| root.as_deref().unwrap_or(Path::new(".")).join(p).is_file())
+        .rerun(&cfg.command, id, |p| root.as_deref().unwrap_or(Path::new(".")).join(p).is_file())
         .map(|mut a| {
             if let (Runner::Pytest, Some(root), Some(last)) = (runner, &root, a.last_mut()) {
                 *last = root.join(&*last).into_os_string();
@@ -677,7 +633,6 @@ fn new_track(
     Track {
         id: id.clone(),
         classifier,
-        direct: direct.is_some() && argv.is_some(),
         argv,
         note,
         reruns: 0,

@@ -135,6 +135,35 @@ fn cargo_test_names_the_flaky_and_the_failing_test() {
     assert_eq!(test(&r, "ignored_case")["voted"], "skip");
 }
 
+/// Reruns run through cargo, with its environment (the test reads CARGO_PKG_NAME): the one-off fault is
+/// transient, not a test failing every rerun. And a rerun's output reaches the report, also with
+/// `--nocapture`, where libtest prints no section and the panic message goes to stderr.
+#[test]
+fn cargo_test_reruns_run_as_cargo_runs_them_and_keep_their_output() {
+    let dir = suites().join("libtest");
+    let r = tmr_test(&dir, &[], &["--reruns", "3"], &["cargo", "test", "--test", "env"]);
+    let t = test(&r, "needs_cargo_env");
+    assert_eq!(t["outcomes"], serde_json::json!(["pass", "fail", "pass"]), "{}", r.stderr);
+    assert_eq!(t["rerun_failures"], 0, "{}", r.stderr);
+    assert_eq!(t["class"], "transient", "{}", r.stderr);
+
+    for extra in [&[][..], &["--nocapture"][..]] {
+        let mut cmd = vec!["cargo", "test", "--test", "suite", "--", "deterministic_failure"];
+        cmd.extend(extra);
+        let r = tmr_test(&dir, &[], &["--reruns", "2"], &cmd);
+        let d = test(&r, "deterministic_failure");
+        let reruns: Vec<&Value> =
+            d["failures"].as_array().unwrap().iter().filter(|f| f["run"] == "rerun 1").collect();
+        assert_eq!(reruns.len(), 1, "{d}");
+        let out = reruns[0]["output"].as_str().unwrap();
+        assert!(
+            out.contains("expected 42, got 41"),
+            "{extra:?}: the rerun's output is kept: {out}\n{}",
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn pytest_names_the_flaky_and_the_failing_test() {
     if !have("pytest") {

@@ -61,6 +61,31 @@ pub fn cargo_target_args(suite: &str) -> Vec<String> {
     }
 }
 
+/// stderr without cargo's own status lines (`Compiling`, `Finished`, `Running`, ...): what is left is
+/// the tests' and the harness's own words (`--nocapture` sends a panic message there).
+pub fn without_cargo_status(stderr: &[u8]) -> Vec<u8> {
+    const STATUS: &[&str] = &[
+        "Compiling ",
+        "Finished ",
+        "Running ",
+        "Doc-tests ",
+        "Blocking ",
+        "Fresh ",
+        "Checking ",
+        "Locking ",
+    ];
+    let mut out = Vec::new();
+    for l in lines(stderr) {
+        let clean = strip_ansi(l);
+        let text = String::from_utf8_lossy(&clean);
+        if !STATUS.iter().any(|s| text.trim_start().starts_with(s)) {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// A target line (`Running DESC (PATH)` or `Doc-tests NAME`) as (label, crate stem for disambiguation).
 fn target_line(line: &str) -> Option<String> {
     let t = line.trim();

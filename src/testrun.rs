@@ -95,6 +95,10 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
             message: format!("tmr: cannot use --keep {}: {e}", dir.display()),
         })?;
     }
+    // A missing or non-executable command is 127 or 126, as in every mode, before any guess at its runner.
+    if let Some(first) = cfg.command.first() {
+        crate::resolve::resolve(first)?;
+    }
     let runner = choose_runner(cfg)?;
     // Private (0700): the runners' result files and nothing else.
     let work =
@@ -142,6 +146,16 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     for rec in &mut records {
         let file = result_file(runner, cfg, result_path.as_deref(), rec.job, &since)?;
         parsed.push(parse_record(runner, rec, file).with_context(|| format!("replica {}", rec.job.replica))?);
+    }
+    harness.check_stop();
+    if harness.interrupted.is_some() {
+        // Runs cut by tmr's own forwarding of a stop signal are not evidence against the tests they
+        // were in: those are dropped, what finished before counts, and nothing is rerun.
+        // Their last words are the runner's reaction to the signal (a traceback): not worth showing.
+        for p in parsed.iter_mut().filter(|p| !p.run.complete) {
+            p.run.forget_interrupted();
+            p.run.stray = Default::default();
+        }
     }
     let runs: Vec<SuiteRun> = parsed.iter().map(|p| p.run.clone()).collect();
     let vote = vote_suite(&runs);
@@ -220,6 +234,11 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                     Ok(Control::Continue)
                 },
             )?;
+            harness.check_stop();
+            if harness.interrupted.is_some() {
+                // This round was cut by the stop signal tmr forwarded: its runs are not evidence.
+                break 'outer;
+            }
             t.walls.push(round_began.elapsed().as_secs_f64());
             recs.sort_by_key(|r| r.job.replica);
             for mut rec in recs {
@@ -292,6 +311,10 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
 
     let mut report = build_report(cfg, runner, &vote, &parsed, &tracks, voted_wall, rerun_wall, time_budget);
     report.reruns = total_reruns;
+    if harness.interrupted.is_some() {
+        // The runners did not finish because tmr stopped them, which the note below says.
+        report.notes.retain(|n| !n.starts_with("most runners did not finish"));
+    }
     report.notes.extend(notes);
     report.exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),

@@ -267,6 +267,45 @@ fn a_hang_is_killed_by_the_timeout_and_named_bats() {
     assert_eq!(r.code, 1);
 }
 
+/// Ctrl-C while every replica is in a hanging test: tmr forwards it, the runs it cut are not evidence
+/// (the hanging test is not reported failed, no nameless case), the tests that finished still count,
+/// and tmr exits 130 with what it had.
+#[test]
+fn ctrl_c_reports_what_finished_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    std::fs::create_dir(&ready).unwrap();
+    let json = dir.path().join("report.json");
+    let mut cmd = common::tmr_std();
+    cmd.current_dir(suites().join("pytest"))
+        .env("TMR_FIXTURE_HANG", "1")
+        .env("TMR_FIXTURE_READY", &ready)
+        .env_remove("GITHUB_ACTIONS")
+        .args(["test", "--reruns", "3", "--json"])
+        .arg(&json)
+        .args(["--", "pytest", "-q", "-p", "no:cacheprovider", "test_suite.py"]);
+    let mut running = common::spawn(&mut cmd, common::Input::Null);
+    for r in 0..3 {
+        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
+    }
+    common::send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("test_hang_on_request —"), "the interrupted test is not reported:\n{stderr}");
+    assert!(!stderr.contains("without a name"), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["exit_code"], 130);
+    let tests = report["tests"].as_array().unwrap();
+    let hang = tests.iter().find(|t| t["name"] == "test_hang_on_request");
+    assert!(hang.is_none_or(|t| t["good"] == true || t["voted"] == "not run"), "{hang:?}");
+    let adds = tests.iter().find(|t| t["name"] == "test_adds").expect("finished tests still count");
+    assert_eq!(adds["voted"], "pass");
+    let det = tests.iter().find(|t| t["name"] == "test_deterministic_failure").unwrap();
+    assert_eq!(det["voted"], "fail", "a failure that finished before the signal still counts");
+}
+
 #[test]
 fn a_runner_that_aborts_halfway_loses_nothing() {
     let dir = suites().join("libtest");
@@ -357,4 +396,15 @@ fn help_points_suites_to_tmr_test() {
     ] {
         assert!(help.contains(example), "{example:?} missing:\n{help}");
     }
+}
+
+#[test]
+fn a_missing_command_is_127_and_a_non_executable_one_126() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmr().current_dir(dir.path()).args(["test", "--", "no-such-runner-tmr-t3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let out = tmr().current_dir(dir.path()).args(["test", "--", "./not-executable.sh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }

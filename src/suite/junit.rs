@@ -198,11 +198,14 @@ fn push_text(case: &mut Option<TestResult>, text: &[u8]) {
     }
 }
 
+/// What the problem about a nameless test case says (the case pytest writes for an interrupted test).
+pub const NAMELESS_CASE: &str = "a test case without a name";
+
 /// Records a closed test case; a nameless one (pytest writes one for the test it was interrupted in)
 /// cannot be voted on, so it only marks the run incomplete.
 fn finish_case(run: &mut SuiteRun, mut r: TestResult, line: usize) {
     if r.name.name.is_empty() {
-        run.problems.push(format!("line {line}: a test case without a name (the run was interrupted there)"));
+        run.problems.push(format!("line {line}: {NAMELESS_CASE} (the run was interrupted there)"));
         return;
     }
     if !r.output.bytes.is_empty() && !r.output.bytes.ends_with(b"\n") {

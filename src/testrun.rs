@@ -28,7 +28,7 @@ use crate::exit::{self, ExitError};
 use crate::fingerprint::Outcome;
 use crate::replica::{BatchOpts, ChildSetup, Control, Harness, Job, Launcher, RunRecord};
 use crate::stats::wilson;
-use crate::suite::report::{self, Counts, FailureEntry, ReplicaEntry, TestEntry, TestReport};
+use crate::suite::report::{self, Category, Counts, FailureEntry, ReplicaEntry, TestEntry, TestReport};
 use crate::suite::vote::{vote_suite, SuiteVote};
 use crate::suite::{Runner, SuiteRun, TestId, TestOutcome};
 
@@ -676,7 +676,6 @@ fn build_report(
     rerun_wall: Duration,
     time_budget: Duration,
 ) -> TestReport {
-    let mut counts = Counts { tests: vote.tests.len(), ..Default::default() };
     let mut tests = Vec::new();
     for tv in &vote.tests {
         let track = tracks.iter().find(|t| t.id == tv.name);
@@ -703,7 +702,7 @@ fn build_report(
             }
             None => (Class::None, 0, 0, None, 0, None),
         };
-        let entry = TestEntry {
+        let mut entry = TestEntry {
             id: tv.name.to_string(),
             suite: tv.name.suite.clone(),
             name: tv.name.name.clone(),
@@ -713,6 +712,7 @@ fn build_report(
             unanimous: tv.unanimous(),
             partial: tv.partial(),
             class,
+            category: Category::Passed,
             reruns,
             rerun_failures,
             failure_rate: (reruns > 0).then(|| rerun_failures as f64 / reruns as f64),
@@ -723,11 +723,7 @@ fn build_report(
             duration_ms: duration,
             failures,
         };
-        counts.unanimous_pass += usize::from(tv.unanimous() && tv.voted == Some(TestOutcome::Pass));
-        counts.skipped += usize::from(tv.voted == Some(TestOutcome::Skip));
-        counts.flaky += usize::from(entry.flaky());
-        counts.failed += usize::from(!entry.good);
-        counts.partial += usize::from(entry.partial);
+        entry.category = entry.decide_category();
         tests.push(entry);
     }
     let replica_runs = parsed
@@ -775,7 +771,7 @@ fn build_report(
         reruns: 0,
         passed: vote.passed,
         exit_code: 0,
-        counts,
+        counts: Counts::tally(&tests),
         tests,
         replica_runs,
         notes,

@@ -2,6 +2,9 @@
 //! nextest-style JUnit file (one `<testcase>` per test; a flaky pass carries `flakyFailure`, a failure
 //! `rerunFailure`) and GitHub annotations with a step-summary table. Plain data in, text out: the run
 //! (`crate::testrun`) fills a [`TestReport`] and decides the exit code; nothing here computes a verdict.
+//! A test's [`Category`] (passed, skipped, flaky, transient, failed) is decided by one function,
+//! [`TestEntry::decide_category`], and every renderer and count reads the category it stored, so the
+//! labels, the headline counts, the JSON, the JUnit file and the annotations never disagree.
 
 use std::time::Duration;
 
@@ -48,8 +51,10 @@ pub struct Counts {
     /// Every replica ran it and passed.
     pub unanimous_pass: usize,
     pub skipped: usize,
-    /// Voted pass or skip, but some run of it failed: nondeterministic or transient.
+    /// Voted pass or skip, but some run of it failed, and the failure came back (or it was not rerun).
     pub flaky: usize,
+    /// Voted pass or skip; a run of it failed once and never again in its reruns.
+    pub transient: usize,
     /// The voted outcome is not a pass or a skip.
     pub failed: usize,
     /// Only some replicas ran it.
@@ -70,6 +75,8 @@ pub struct TestEntry {
     pub unanimous: bool,
     pub partial: bool,
     pub class: Class,
+    /// What it counts as: set from [`TestEntry::decide_category`] when the entry is built.
+    pub category: Category,
     pub reruns: usize,
     /// Reruns whose outcome was not a pass or a skip.
     pub rerun_failures: usize,
@@ -111,10 +118,72 @@ pub struct ReplicaEntry {
     pub wall_ms: f64,
 }
 
+/// What a test counts as, everywhere it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Passed,
+    Skipped,
+    /// Voted pass or skip, but some run failed and the failure came back (or there were no reruns to
+    /// say it would not).
+    Flaky,
+    /// Voted pass or skip; the failing run's outcome never came back in its reruns.
+    Transient,
+    /// The voted outcome is not a pass or a skip (whatever its reruns did): the suite fails on it.
+    Failed,
+}
+
+impl Category {
+    /// The label the summary puts before a test it lists.
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Passed => "PASSED",
+            Category::Skipped => "SKIPPED",
+            Category::Flaky => "FLAKY",
+            Category::Transient => "TRANSIENT",
+            Category::Failed => "FAILED",
+        }
+    }
+
+    /// Voted good, but some run of it failed.
+    pub fn is_odd(self) -> bool {
+        matches!(self, Category::Flaky | Category::Transient)
+    }
+}
+
+impl Counts {
+    /// The counts of a report's tests, from the category each one stored.
+    pub fn tally(tests: &[TestEntry]) -> Counts {
+        let n = |c: Category| tests.iter().filter(|t| t.category == c).count();
+        Counts {
+            tests: tests.len(),
+            unanimous_pass: tests
+                .iter()
+                .filter(|t| t.unanimous && t.voted.as_deref() == Some("pass"))
+                .count(),
+            skipped: n(Category::Skipped),
+            flaky: n(Category::Flaky),
+            transient: n(Category::Transient),
+            failed: n(Category::Failed),
+            partial: tests.iter().filter(|t| t.partial).count(),
+        }
+    }
+}
+
 impl TestEntry {
-    /// Voted pass or skip, yet some run failed.
-    pub fn flaky(&self) -> bool {
-        self.good && (self.outcomes.iter().any(|o| bad(o)) || self.rerun_failures > 0)
+    /// The one decision of what this test counts as: the vote first (a failing voted outcome fails the
+    /// suite, so it is a failure), then whether any run failed, then the classifier's class.
+    pub fn decide_category(&self) -> Category {
+        if !self.good {
+            return Category::Failed;
+        }
+        let odd = self.outcomes.iter().any(|o| bad(o)) || self.rerun_failures > 0;
+        match (odd, self.class) {
+            (false, _) if self.voted.as_deref() == Some("skip") => Category::Skipped,
+            (false, _) => Category::Passed,
+            (true, Class::Transient) => Category::Transient,
+            (true, _) => Category::Flaky,
+        }
     }
 
     /// The first lines of the first failure's output.
@@ -152,9 +221,11 @@ fn pct(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
+/// The classifier's word for a test's runs. Not a category: a test voted fail whose reruns varied is
+/// FAILED (the suite fails on it), and its runs are "nondeterministic".
 fn class_word(t: &TestEntry) -> &'static str {
     match t.class {
-        Class::Nondeterministic => "flaky",
+        Class::Nondeterministic => "nondeterministic",
         Class::Transient => "transient",
         Class::Deterministic => "deterministic",
         Class::None => "unsettled",
@@ -170,7 +241,7 @@ pub fn human(r: &TestReport) -> String {
     };
     let c = &r.counts;
     line(&format!(
-        "tmr test: {} replicas of `{}` ({}): {} tests, {} passed unanimously, {} skipped, {} flaky, {} failed",
+        "tmr test: {} replicas of `{}` ({}): {} tests, {} passed unanimously, {} skipped, {} flaky, {} transient, {} failed",
         r.replicas,
         r.command.join(" "),
         r.runner,
@@ -178,6 +249,7 @@ pub fn human(r: &TestReport) -> String {
         c.unanimous_pass,
         c.skipped,
         c.flaky,
+        c.transient,
         c.failed
     ));
     if r.reruns > 0 {
@@ -187,10 +259,10 @@ pub fn human(r: &TestReport) -> String {
         ));
     }
     let indent = |text: &str| text.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n");
-    for t in r.tests.iter().filter(|t| t.flaky()) {
+    for t in r.tests.iter().filter(|t| t.category.is_odd()) {
         line(&format!(
             "{} {} — voted {}, replicas {}; {}",
-            class_word(t).to_uppercase(),
+            t.category.label(),
             t.id,
             t.voted.as_deref().unwrap_or("none"),
             t.outcomes.join("/"),
@@ -204,12 +276,15 @@ pub fn human(r: &TestReport) -> String {
                 r.confidence * 100.0
             ));
         }
+        if let Some(n) = &t.rerun_note {
+            line(&format!("      {n}"));
+        }
         let m = t.message();
         if !m.is_empty() {
             line(&indent(&m));
         }
     }
-    for t in r.tests.iter().filter(|t| !t.good) {
+    for t in r.tests.iter().filter(|t| t.category == Category::Failed) {
         let mut head = format!(
             "FAILED {} — voted {}, replicas {}; {}",
             t.id,
@@ -307,7 +382,7 @@ pub fn junit(r: &TestReport) -> String {
     let mut suites: Vec<TestSuite> = Vec::new();
     for t in &r.tests {
         let suite_name = if t.suite.is_empty() { r.runner.clone() } else { t.suite.clone() };
-        let mut status = if !t.good {
+        let mut status = if t.category == Category::Failed {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let first = t.message().lines().next().unwrap_or_default().to_string();
             s.set_message(format!(
@@ -320,16 +395,20 @@ pub fn junit(r: &TestReport) -> String {
                 s.set_description(f.output.clone());
             }
             s
-        } else if t.voted.as_deref() == Some("skip") {
+        } else if t.category == Category::Skipped {
             TestCaseStatus::skipped()
         } else {
             TestCaseStatus::success()
         };
-        // The failure itself is the first failing run; the others are reruns of it.
-        let skip_first = usize::from(!t.good);
-        for f in t.failures.iter().skip(skip_first) {
+        // nextest's attempts: only FAILED runs are `flakyFailure` (of a test that passed) or
+        // `rerunFailure` (of one that failed); a dissenting pass is not a failure. The failure itself is
+        // the first failing run, the others its reruns.
+        let failed_runs: Vec<&FailureEntry> = t.failures.iter().filter(|f| bad(&f.outcome)).collect();
+        let skip_first = usize::from(t.category == Category::Failed);
+        for f in failed_runs.iter().skip(skip_first) {
+            // quick_junit writes it as `rerunFailure` under a failure, `flakyFailure` under a success.
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
-            rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(t.class.name());
+            rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(attempt_type(&f.outcome));
             rerun.set_system_out(f.output.clone());
             status.add_rerun(rerun);
         }
@@ -339,8 +418,10 @@ pub fn junit(r: &TestReport) -> String {
         case.add_property(("tmr.class", t.class.name()));
         case.add_property(("tmr.outcomes", t.outcomes.join(",").as_str()));
         case.add_property(("tmr.reruns", t.reruns.to_string().as_str()));
-        if let Some(f) = t.failures.first() {
-            case.set_system_out(f.output.clone());
+        if t.category == Category::Failed {
+            if let Some(f) = failed_runs.first() {
+                case.set_system_out(f.output.clone());
+            }
         }
         match suites.iter_mut().find(|s| s.name.as_str() == suite_name) {
             Some(s) => {
@@ -358,6 +439,15 @@ pub fn junit(r: &TestReport) -> String {
     report.to_string().expect("a JUnit report always serialises")
 }
 
+/// nextest's `type` for a failed attempt.
+fn attempt_type(outcome: &str) -> &'static str {
+    match outcome {
+        "timeout" => "test timeout",
+        "crashed" => "test abort",
+        _ => "test failure",
+    }
+}
+
 /// GitHub's workflow-command escaping for a message (`%`, CR, LF) and for a property (also `:` and `,`).
 fn gh_escape(s: &str, property: bool) -> String {
     let mut out = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
@@ -371,12 +461,11 @@ fn gh_escape(s: &str, property: bool) -> String {
 pub fn github_annotations(r: &TestReport) -> String {
     let mut out = String::new();
     for t in &r.tests {
-        let (level, title) = if !t.good {
-            ("error", format!("test failed: {}", t.id))
-        } else if t.flaky() {
-            ("warning", format!("flaky test: {}", t.id))
-        } else {
-            continue;
+        let (level, title) = match t.category {
+            Category::Failed => ("error", format!("test failed: {}", t.id)),
+            Category::Flaky => ("warning", format!("flaky test: {}", t.id)),
+            Category::Transient => ("warning", format!("transient test failure: {}", t.id)),
+            Category::Passed | Category::Skipped => continue,
         };
         let mut msg = format!("{} — {}", class_word(t), t.rate_text(r.confidence));
         let m = t.message();
@@ -393,7 +482,7 @@ pub fn github_annotations(r: &TestReport) -> String {
 pub fn github_summary(r: &TestReport) -> String {
     let icon = if !r.passed {
         "❌"
-    } else if r.counts.flaky > 0 {
+    } else if r.counts.flaky + r.counts.transient > 0 {
         "🎲"
     } else {
         "✅"
@@ -401,22 +490,24 @@ pub fn github_summary(r: &TestReport) -> String {
     let cell = |s: &str| crate::report::one_line(s).replace('|', "\\|").replace('`', "'");
     let c = &r.counts;
     let mut md = format!(
-        "### {icon} tmr test: `{}`\n\n{} tests · {} passed unanimously · {} skipped · {} flaky · {} failed · \
-         {} replicas · {} reruns · exit {}\n\n",
+        "### {icon} tmr test: `{}`\n\n{} tests · {} passed unanimously · {} skipped · {} flaky · {} transient · \
+         {} failed · {} replicas · {} reruns · exit {}\n\n",
         cell(&r.command.join(" ")),
         c.tests,
         c.unanimous_pass,
         c.skipped,
         c.flaky,
+        c.transient,
         c.failed,
         r.replicas,
         r.reruns,
         r.exit_code
     );
-    let rows: Vec<&TestEntry> = r.tests.iter().filter(|t| !t.good || t.flaky()).collect();
+    let rows: Vec<&TestEntry> =
+        r.tests.iter().filter(|t| t.category == Category::Failed || t.category.is_odd()).collect();
     if !rows.is_empty() {
         md.push_str(
-            "| test | voted | replicas | class | reruns failed | rate (CI) |\n|---|---|---|---|---|---|\n",
+            "| test | voted | replicas | category | reruns failed | rate (CI) |\n|---|---|---|---|---|---|\n",
         );
         for t in rows {
             let rate = match (t.failure_rate, t.interval) {
@@ -428,7 +519,7 @@ pub fn github_summary(r: &TestReport) -> String {
                 cell(&t.id),
                 t.voted.as_deref().unwrap_or("none"),
                 t.outcomes.join("/"),
-                class_word(t),
+                t.category.label().to_lowercase(),
                 t.rerun_failures,
                 t.reruns
             ));
@@ -454,6 +545,7 @@ mod tests {
             unanimous: outcomes.iter().all(|o| *o == voted),
             partial: false,
             class,
+            category: Category::Passed,
             reruns: 0,
             rerun_failures: 0,
             failure_rate: None,
@@ -487,12 +579,15 @@ mod tests {
             failure("replica 0", "computing the answer\nexpected 42, got 41\n"),
             failure("rerun 1", "computing the answer\nexpected 42, got 41\n"),
         ];
-        let tests = vec![
+        let mut tests = vec![
             entry("adds", &["pass"; 3], "pass", Class::None),
             det,
             flaky,
             entry("ignored", &["skip"; 3], "skip", Class::None),
         ];
+        for t in &mut tests {
+            t.category = t.decide_category();
+        }
         TestReport {
             schema: SCHEMA,
             version: VERSION,
@@ -506,7 +601,7 @@ mod tests {
             reruns: 7,
             passed: false,
             exit_code: 1,
-            counts: Counts { tests: 4, unanimous_pass: 1, skipped: 1, flaky: 1, failed: 1, partial: 0 },
+            counts: Counts::tally(&tests),
             tests,
             replica_runs: Vec::new(),
             notes: Vec::new(),
@@ -553,6 +648,62 @@ mod tests {
             md.contains("| `tests/suite.rs::flaky` | pass | pass/fail/pass | flaky | 1/4 | 25% (5%–70%) |"),
             "{md}"
         );
+    }
+
+    /// The trial's contradictions: a test voted fail whose reruns varied was labeled "flaky" but counted
+    /// failed; tests labeled TRANSIENT were counted flaky. One category now decides label and counts.
+    #[test]
+    fn labels_counts_json_junit_and_github_agree_on_each_tests_category() {
+        let mut r = sample();
+        let mut varied = entry("varied", &["fail", "fail", "pass"], "fail", Class::Nondeterministic);
+        varied.reruns = 3;
+        varied.rerun_failures = 2;
+        varied.failure_rate = Some(2.0 / 3.0);
+        varied.interval = Some(Interval { lo: 0.2, hi: 0.9 });
+        varied.failures = vec![
+            failure("replica 0", "boom\n"),
+            failure("replica 1", "boom\n"),
+            FailureEntry { run: "replica 2".into(), outcome: "pass".into(), output: String::new(), cut: 0 },
+            failure("rerun 1", "boom\n"),
+        ];
+        let mut once = entry("once", &["pass", "fail", "pass"], "pass", Class::Transient);
+        once.reruns = 3;
+        once.failures = vec![failure("replica 1", "one-off\n")];
+        r.tests.extend([varied, once]);
+        for t in &mut r.tests {
+            t.category = t.decide_category();
+        }
+        r.counts = Counts::tally(&r.tests);
+        assert_eq!((r.counts.flaky, r.counts.transient, r.counts.failed), (1, 1, 2), "{:?}", r.counts);
+
+        let text = human(&r);
+        assert!(text.contains("1 flaky, 1 transient, 2 failed"), "{text}");
+        assert!(text.contains("TRANSIENT tests/suite.rs::once"), "{text}");
+        assert!(text.contains("FAILED tests/suite.rs::varied"), "{text}");
+        let listed = |label: &str| text.lines().filter(|l| l.starts_with(label)).count();
+        assert_eq!(listed("FLAKY "), r.counts.flaky, "{text}");
+        assert_eq!(listed("TRANSIENT "), r.counts.transient, "{text}");
+        assert_eq!(listed("FAILED "), r.counts.failed, "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("FAILED") && l.contains("flaky")), "{text}");
+
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["counts"]["transient"], 1);
+        assert_eq!(v["tests"][5]["category"], "transient");
+        assert_eq!(v["tests"][4]["category"], "failed");
+
+        // nextest: only failed attempts are flakyFailure/rerunFailure, never a dissenting pass.
+        let xml = junit(&r);
+        assert!(!xml.contains(": pass\""), "{xml}");
+        assert_eq!(
+            xml.matches("<rerunFailure").count(),
+            1 + 2,
+            "det's rerun 1, varied's replica 1 and rerun 1: {xml}"
+        );
+        assert_eq!(xml.matches("<flakyFailure").count(), 2 + 1, "{xml}");
+
+        let gh = github_annotations(&r);
+        assert_eq!(gh.matches("::error ").count(), r.counts.failed, "{gh}");
+        assert_eq!(gh.matches("::warning ").count(), r.counts.flaky + r.counts.transient, "{gh}");
     }
 
     #[test]

@@ -669,6 +669,7 @@ mod tests {
         let mut once = entry("once", &["pass", "fail", "pass"], "pass", Class::Transient);
         once.reruns = 3;
         once.failures = vec![failure("replica 1", "one-off\n")];
+        once.rerun_note = Some("rerun 1 did not report once: the runner's filter matched nothing".into());
         r.tests.extend([varied, once]);
         for t in &mut r.tests {
             t.category = t.decide_category();
@@ -679,6 +680,7 @@ mod tests {
         let text = human(&r);
         assert!(text.contains("1 flaky, 1 transient, 2 failed"), "{text}");
         assert!(text.contains("TRANSIENT tests/suite.rs::once"), "{text}");
+        assert!(text.contains("the runner's filter matched nothing"), "not only in the JSON: {text}");
         assert!(text.contains("FAILED tests/suite.rs::varied"), "{text}");
         let listed = |label: &str| text.lines().filter(|l| l.starts_with(label)).count();
         assert_eq!(listed("FLAKY "), r.counts.flaky, "{text}");

@@ -143,8 +143,13 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     records.sort_by_key(|r| r.job.replica);
     let voted_wall = began.elapsed();
     let mut parsed = Vec::new();
+    // pytest: the user's own --junitxml (overridden by tmr's per-replica path) gets a replica's XML.
+    let user_xml =
+        (runner == Runner::Pytest).then(|| crate::suite::pytest::user_junitxml(&cfg.command)).flatten();
+    let mut xml_files: Vec<Option<Vec<u8>>> = Vec::new();
     for rec in &mut records {
         let file = result_file(runner, cfg, result_path.as_deref(), rec.job, &since)?;
+        xml_files.push(file.clone().filter(|_| user_xml.is_some()));
         parsed.push(parse_record(runner, rec, file).with_context(|| format!("replica {}", rec.job.replica))?);
     }
     harness.check_stop();
@@ -156,6 +161,24 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
             p.run.forget_interrupted();
             p.run.stray = Default::default();
         }
+    }
+    let mut notes = Vec::new();
+    if let Some(user) = &user_xml {
+        // The first replica whose session ended, else the first that wrote any XML.
+        let complete = |r: &usize| parsed.get(*r).is_some_and(|p: &Parsed| p.run.complete);
+        let has = |r: &usize| xml_files[*r].is_some();
+        let chosen =
+            (0..xml_files.len()).find(|r| has(r) && complete(r)).or_else(|| (0..xml_files.len()).find(has));
+        notes.push(match chosen.map(|r| (r, xml_files[r].as_deref().unwrap_or_default())) {
+            Some((r, bytes)) => match std::fs::write(user, bytes) {
+                Ok(()) => format!(
+                    "your --junitxml {}: replica {r}'s JUnit XML (tmr gives each replica its own file)",
+                    user.display()
+                ),
+                Err(e) => format!("your --junitxml {} could not be written: {e}", user.display()),
+            },
+            None => format!("your --junitxml {}: not written, no replica wrote JUnit XML", user.display()),
+        });
     }
     let runs: Vec<SuiteRun> = parsed.iter().map(|p| p.run.clone()).collect();
     let vote = vote_suite(&runs);
@@ -172,7 +195,6 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
 
     // Reruns: every test that needs one gets a classifier; rounds go round-robin over the tests still
     // unsettled, so one slow test cannot eat the whole time budget before the others had a round.
-    let mut notes = Vec::new();
     let policy = Policy { budget: cfg.reruns, confidence: cfg.confidence };
     let rootdir = parsed.iter().find_map(|p| p.root.clone());
     let mut tracks: Vec<Track> = vote

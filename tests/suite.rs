@@ -408,3 +408,23 @@ fn a_missing_command_is_127_and_a_non_executable_one_126() {
     let out = tmr().current_dir(dir.path()).args(["test", "--", "./not-executable.sh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
+
+/// `pytest --junitxml=FILE`: tmr reads its own per-replica XML, and still writes the user's file (a
+/// replica's XML), saying so, instead of dropping it silently.
+#[test]
+fn a_users_own_pytest_junitxml_is_still_written() {
+    let out = tempfile::tempdir().unwrap();
+    let mine = out.path().join("mine.xml");
+    let arg = format!("--junitxml={}", mine.display());
+    let r = tmr_test(
+        &suites().join("pytest"),
+        &[],
+        &[],
+        &["pytest", "-q", "-p", "no:cacheprovider", &arg, "-k", "adds or strings", "test_suite.py"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let xml =
+        std::fs::read_to_string(&mine).unwrap_or_else(|e| panic!("{}: {e}\n{}", mine.display(), r.stderr));
+    assert!(xml.contains("test_adds") && xml.contains("test_strings"), "{xml}");
+    assert!(r.stderr.contains("your --junitxml"), "{}", r.stderr);
+}

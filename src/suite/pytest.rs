@@ -84,6 +84,25 @@ pub fn parse(out: &[u8]) -> SuiteRun {
     run
 }
 
+/// The user's own `--junitxml FILE` (or `--junit-xml`), the last one given: tmr adds its own per-replica
+/// path after it (the last wins), so tmr writes the user's file itself from a replica's XML.
+pub fn user_junitxml(argv: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+    let mut found = None;
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            break;
+        }
+        if s == "--junitxml" || s == "--junit-xml" {
+            found = it.next().map(std::path::PathBuf::from);
+        } else if let Some(v) = s.strip_prefix("--junitxml=").or_else(|| s.strip_prefix("--junit-xml=")) {
+            found = Some(std::path::PathBuf::from(v));
+        }
+    }
+    found
+}
+
 /// pytest's directory for node ids, from its `rootdir: DIR` header: a rerun by node id must run there.
 pub fn rootdir(console: &[u8]) -> Option<String> {
     lines(console).take(20).find_map(|l| {

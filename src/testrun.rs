@@ -202,6 +202,10 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
         .into_iter()
         .map(|id| new_track(runner, cfg, &vote, id, policy, rootdir.as_deref(), result_path.as_deref()))
         .collect();
+    // Tests the replicas disagreed on first: their reruns decide what they count as (flaky, transient,
+    // failed), while a unanimous failure fails the suite whatever its reruns say; when the time budget
+    // is short (a cargo rerun costs cargo's start-up), it goes to the reruns that matter most.
+    tracks.sort_by_key(|t| vote.get(&t.id).is_some_and(|tv| tv.unanimous()));
     let time_budget = cfg.time_budget.resolve(voted_wall);
     let median_wall =
         crate::stats::median(&mut parsed.iter().map(|p| p.wall.as_secs_f64()).collect::<Vec<_>>());
@@ -602,10 +606,15 @@ fn no_section(p: &Parsed) -> crate::suite::Output {
             format!("(no output for this test: the runner ended with {})", p.outcome.describe()).as_bytes(),
         );
     } else {
-        out.push_line(
-            format!("(the runner ended with {}; its last output:)", p.outcome.describe()).as_bytes(),
-        );
+        // Its own words first: the summary and JUnit's message show a failure's first lines.
         out.push(&loose);
+        out.push_line(
+            format!(
+                "(the runner's last output, outside any section for this test; it ended with {})",
+                p.outcome.describe()
+            )
+            .as_bytes(),
+        );
     }
     out
 }

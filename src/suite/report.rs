@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 use serde::Serialize;
 
 use crate::classify::Class;
@@ -181,7 +181,8 @@ impl TestEntry {
         match (odd, self.class) {
             (false, _) if self.voted.as_deref() == Some("skip") => Category::Skipped,
             (false, _) => Category::Passed,
-            (true, Class::Transient) => Category::Transient,
+            // Transient needs reruns that did not fail: a test never rerun is not known to be.
+            (true, Class::Transient) if self.reruns > 0 => Category::Transient,
             (true, _) => Category::Flaky,
         }
     }
@@ -376,52 +377,63 @@ fn secs(ms: Option<f64>) -> Duration {
     ms.and_then(|m| Duration::try_from_secs_f64(m / 1e3).ok()).unwrap_or_default()
 }
 
-/// nextest's conventions: a flaky pass is a success with `flakyFailure`s, a failure is a `failure` with
-/// a `rerunFailure` per failing rerun; each carries its run's output as `system-out`.
+/// nextest's conventions (its `reporter/aggregator/junit.rs`): one `<testcase>` per test; only FAILED
+/// runs appear as attempts, never a passing one. A flaky or transient test is a success with a
+/// `flakyFailure` per failed run. A failed test is a `failure` for its first failed run (the first with
+/// output, when a run left none) with a `rerunFailure` per further failed run, or, when some run of it
+/// passed, nextest's "flaky failure": `type="flaky failure"` with `flakyFailure`s. Each attempt carries
+/// its run's output as `system-out`, typed as nextest types it (`test failure`, `test abort`, `test
+/// timeout`).
 pub fn junit(r: &TestReport) -> String {
     let mut suites: Vec<TestSuite> = Vec::new();
     for t in &r.tests {
         let suite_name = if t.suite.is_empty() { r.runner.clone() } else { t.suite.clone() };
-        let mut status = if t.category == Category::Failed {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let first = t.message().lines().next().unwrap_or_default().to_string();
-            s.set_message(format!(
-                "{} ({}): {first}",
-                t.voted.as_deref().unwrap_or("no majority"),
-                class_word(t)
-            ))
-            .set_type(t.class.name());
-            if let Some(f) = t.failures.first() {
-                s.set_description(f.output.clone());
+        let mut failed_runs: Vec<&FailureEntry> = t.failures.iter().filter(|f| bad(&f.outcome)).collect();
+        let mut main = None;
+        let mut status = match t.category {
+            Category::Failed => {
+                let at = failed_runs.iter().position(|f| !f.output.trim().is_empty()).unwrap_or(0);
+                let first = (at < failed_runs.len()).then(|| failed_runs.remove(at));
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let head = t.message().lines().next().unwrap_or_default().to_string();
+                s.set_message(format!(
+                    "{} ({}): {head}",
+                    t.voted.as_deref().unwrap_or("no majority"),
+                    class_word(t)
+                ));
+                let passed_once = t.outcomes.iter().any(|o| o == "pass") || t.rerun_failures < t.reruns;
+                if passed_once {
+                    s.set_type("flaky failure").set_rerun_kind(FlakyOrRerun::Flaky);
+                } else {
+                    s.set_type(attempt_type(first.map_or("fail", |f| f.outcome.as_str())));
+                }
+                if let Some(f) = first {
+                    s.set_description(f.output.clone());
+                }
+                main = first;
+                s
             }
-            s
-        } else if t.category == Category::Skipped {
-            TestCaseStatus::skipped()
-        } else {
-            TestCaseStatus::success()
+            Category::Skipped => TestCaseStatus::skipped(),
+            Category::Passed | Category::Flaky | Category::Transient => TestCaseStatus::success(),
         };
-        // nextest's attempts: only FAILED runs are `flakyFailure` (of a test that passed) or
-        // `rerunFailure` (of one that failed); a dissenting pass is not a failure. The failure itself is
-        // the first failing run, the others its reruns.
-        let failed_runs: Vec<&FailureEntry> = t.failures.iter().filter(|f| bad(&f.outcome)).collect();
-        let skip_first = usize::from(t.category == Category::Failed);
-        for f in failed_runs.iter().skip(skip_first) {
-            // quick_junit writes it as `rerunFailure` under a failure, `flakyFailure` under a success.
-            let mut rerun = TestRerun::new(NonSuccessKind::Failure);
-            rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(attempt_type(&f.outcome));
-            rerun.set_system_out(f.output.clone());
-            status.add_rerun(rerun);
+        if t.category != Category::Skipped {
+            for f in failed_runs {
+                // Written as `flakyFailure` under a success (or a flaky failure), else `rerunFailure`.
+                let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+                rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(attempt_type(&f.outcome));
+                rerun.set_system_out(f.output.clone());
+                status.add_rerun(rerun);
+            }
         }
         let mut case = TestCase::new(t.name.clone(), status);
         case.set_classname(suite_name.clone());
         case.set_time(secs(t.duration_ms));
         case.add_property(("tmr.class", t.class.name()));
+        case.add_property(("tmr.category", t.category.label().to_lowercase().as_str()));
         case.add_property(("tmr.outcomes", t.outcomes.join(",").as_str()));
         case.add_property(("tmr.reruns", t.reruns.to_string().as_str()));
-        if t.category == Category::Failed {
-            if let Some(f) = failed_runs.first() {
-                case.set_system_out(f.output.clone());
-            }
+        if let Some(f) = main {
+            case.set_system_out(f.output.clone());
         }
         match suites.iter_mut().find(|s| s.name.as_str() == suite_name) {
             Some(s) => {
@@ -674,6 +686,9 @@ mod tests {
         for t in &mut r.tests {
             t.category = t.decide_category();
         }
+        let mut unrerun = entry("unrerun", &["pass", "fail", "pass"], "pass", Class::Transient);
+        unrerun.category = unrerun.decide_category();
+        assert_eq!(unrerun.category, Category::Flaky, "not rerun: not known to be transient");
         r.counts = Counts::tally(&r.tests);
         assert_eq!((r.counts.flaky, r.counts.transient, r.counts.failed), (1, 1, 2), "{:?}", r.counts);
 
@@ -696,12 +711,11 @@ mod tests {
         // nextest: only failed attempts are flakyFailure/rerunFailure, never a dissenting pass.
         let xml = junit(&r);
         assert!(!xml.contains(": pass\""), "{xml}");
-        assert_eq!(
-            xml.matches("<rerunFailure").count(),
-            1 + 2,
-            "det's rerun 1, varied's replica 1 and rerun 1: {xml}"
-        );
-        assert_eq!(xml.matches("<flakyFailure").count(), 2 + 1, "{xml}");
+        assert_eq!(xml.matches("<rerunFailure").count(), 1, "det's rerun 1: {xml}");
+        // varied failed the vote but passed once: nextest's "flaky failure", its other failed runs
+        // (replica 1, rerun 1) flakyFailures, as are flaky's two and once's one.
+        assert_eq!(xml.matches("type=\"flaky failure\"").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<flakyFailure").count(), 2 + 2 + 1, "{xml}");
 
         let gh = github_annotations(&r);
         assert_eq!(gh.matches("::error ").count(), r.counts.failed, "{gh}");

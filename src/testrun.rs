@@ -8,6 +8,12 @@
 //! into noise, and the summary shows what matters). On a terminal, one progress line (replicas done,
 //! reruns done and in flight); elsewhere, one line per finished phase; nothing with `-q`.
 //!
+//! Reruns of `cargo test` go through cargo with the user's cargo arguments (never the test binary alone:
+//! tests read the environment cargo gives them). A rerun that left no section for its test (`--nocapture`,
+//! a crash) contributes its last output instead. A stop signal (Ctrl-C), forwarded to the runners, ends
+//! the run: the runs it cut are not evidence (their unfinished tests are dropped, the round of reruns
+//! in flight is discarded), and the report says what had finished, with exit 128+N.
+//!
 //! A hung test: `--timeout` kills the replica. The test it was in is named when the format says which
 //! tests started: pytest's `-v` console (tmr adds `-v`), go's `-json`, libtest with `--test-threads=1`
 //! (with parallel threads libtest names a test only after 60 s), TAP never (a TAP line comes when a

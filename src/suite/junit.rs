@@ -2,7 +2,8 @@
 //! `testsuite` (nested or not) / `testcase` with `failure`, `error`, `skipped`, `system-out` and
 //! `system-err`, read with quick-xml (entities, CDATA and malformed documents are its job, not ours).
 //! A test's id is its `classname` (the enclosing `testsuite`'s name when absent) and `name`;
-//! [`pytest_nodeid`] turns a pytest id back into the node id that reruns it. A document cut short is
+//! [`pytest_nodeid`] turns a pytest id back into the node id that reruns it, asking the file system
+//! which dots were directories (a directory may have a dot in its name). A document cut short is
 //! not an error: the test cases closed before the cut are kept and the run is incomplete.
 
 use std::time::Duration;

@@ -8,7 +8,8 @@
 //! a workspace, gets ` (crate)` appended), always, so ids never depend on which other binaries ran.
 //! cargo prints `Running` on stderr and the results on stdout: [`parse`] pairs the k-th block of stdout
 //! with the k-th label of stderr when the two streams were captured apart. [`cargo_target_args`] turns
-//! a label back into cargo's target selector for a rerun.
+//! a label back into cargo's target selector for a rerun, and [`without_cargo_status`] keeps what a
+//! rerun wrote to stderr that is not cargo's own (`--nocapture` sends a panic message there).
 
 use std::collections::{HashMap, VecDeque};
 

@@ -3,7 +3,8 @@
 //! session ends, so a replica killed by a timeout leaves no XML; its console still says which tests
 //! finished and which one was running (pytest prints the node id before running the test). Ids are the
 //! JUnit ones (`classname` = module path with dots + classes, `name`), so both sources vote together.
-//! Node ids are relative to pytest's rootdir ([`rootdir`]): reruns by node id run there.
+//! Node ids are relative to pytest's rootdir ([`rootdir`]): reruns by node id run there. A user's own
+//! `--junitxml` ([`user_junitxml`]) is overridden by tmr's per-replica path, so tmr writes it itself.
 
 use super::{lines, strip_ansi, SuiteRun, TestId, TestOutcome, TestResult};
 

@@ -173,7 +173,10 @@ impl SuiteRun {
         self.results.retain(|r| r.outcome != TestOutcome::Crashed);
         self.problems.retain(|p| !p.contains(junit::NAMELESS_CASE));
         let dropped = before - self.results.len();
-        self.problems.push(format!("stopped by tmr's stop signal: {dropped} unfinished test(s) not counted"));
+        self.problems.push(match dropped {
+            0 => "stopped by tmr's stop signal".to_string(),
+            n => format!("stopped by tmr's stop signal: {n} unfinished test(s) not counted"),
+        });
     }
 
     /// One replica's run from several reports (`--junit-in` matching one XML file per module, in a

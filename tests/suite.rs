@@ -135,6 +135,35 @@ fn cargo_test_names_the_flaky_and_the_failing_test() {
     assert_eq!(test(&r, "ignored_case")["voted"], "skip");
 }
 
+/// Reruns run through cargo, with its environment (the test reads CARGO_PKG_NAME): the one-off fault is
+/// transient, not a test failing every rerun. And a rerun's output reaches the report, also with
+/// `--nocapture`, where libtest prints no section and the panic message goes to stderr.
+#[test]
+fn cargo_test_reruns_run_as_cargo_runs_them_and_keep_their_output() {
+    let dir = suites().join("libtest");
+    let r = tmr_test(&dir, &[], &["--reruns", "3"], &["cargo", "test", "--test", "env"]);
+    let t = test(&r, "needs_cargo_env");
+    assert_eq!(t["outcomes"], serde_json::json!(["pass", "fail", "pass"]), "{}", r.stderr);
+    assert_eq!(t["rerun_failures"], 0, "{}", r.stderr);
+    assert_eq!(t["class"], "transient", "{}", r.stderr);
+
+    for extra in [&[][..], &["--nocapture"][..]] {
+        let mut cmd = vec!["cargo", "test", "--test", "suite", "--", "deterministic_failure"];
+        cmd.extend(extra);
+        let r = tmr_test(&dir, &[], &["--reruns", "2"], &cmd);
+        let d = test(&r, "deterministic_failure");
+        let reruns: Vec<&Value> =
+            d["failures"].as_array().unwrap().iter().filter(|f| f["run"] == "rerun 1").collect();
+        assert_eq!(reruns.len(), 1, "{d}");
+        let out = reruns[0]["output"].as_str().unwrap();
+        assert!(
+            out.contains("expected 42, got 41"),
+            "{extra:?}: the rerun's output is kept: {out}\n{}",
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn pytest_names_the_flaky_and_the_failing_test() {
     if !have("pytest") {
@@ -238,6 +267,45 @@ fn a_hang_is_killed_by_the_timeout_and_named_bats() {
     assert_eq!(r.code, 1);
 }
 
+/// Ctrl-C while every replica is in a hanging test: tmr forwards it, the runs it cut are not evidence
+/// (the hanging test is not reported failed, no nameless case), the tests that finished still count,
+/// and tmr exits 130 with what it had.
+#[test]
+fn ctrl_c_reports_what_finished_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    std::fs::create_dir(&ready).unwrap();
+    let json = dir.path().join("report.json");
+    let mut cmd = common::tmr_std();
+    cmd.current_dir(suites().join("pytest"))
+        .env("TMR_FIXTURE_HANG", "1")
+        .env("TMR_FIXTURE_READY", &ready)
+        .env_remove("GITHUB_ACTIONS")
+        .args(["test", "--reruns", "3", "--json"])
+        .arg(&json)
+        .args(["--", "pytest", "-q", "-p", "no:cacheprovider", "test_suite.py"]);
+    let mut running = common::spawn(&mut cmd, common::Input::Null);
+    for r in 0..3 {
+        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
+    }
+    common::send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("test_hang_on_request —"), "the interrupted test is not reported:\n{stderr}");
+    assert!(!stderr.contains("without a name"), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["exit_code"], 130);
+    let tests = report["tests"].as_array().unwrap();
+    let hang = tests.iter().find(|t| t["name"] == "test_hang_on_request");
+    assert!(hang.is_none_or(|t| t["good"] == true || t["voted"] == "not run"), "{hang:?}");
+    let adds = tests.iter().find(|t| t["name"] == "test_adds").expect("finished tests still count");
+    assert_eq!(adds["voted"], "pass");
+    let det = tests.iter().find(|t| t["name"] == "test_deterministic_failure").unwrap();
+    assert_eq!(det["voted"], "fail", "a failure that finished before the signal still counts");
+}
+
 #[test]
 fn a_runner_that_aborts_halfway_loses_nothing() {
     let dir = suites().join("libtest");
@@ -328,4 +396,35 @@ fn help_points_suites_to_tmr_test() {
     ] {
         assert!(help.contains(example), "{example:?} missing:\n{help}");
     }
+}
+
+#[test]
+fn a_missing_command_is_127_and_a_non_executable_one_126() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmr().current_dir(dir.path()).args(["test", "--", "no-such-runner-tmr-t3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let out = tmr().current_dir(dir.path()).args(["test", "--", "./not-executable.sh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+}
+
+/// `pytest --junitxml=FILE`: tmr reads its own per-replica XML, and still writes the user's file (a
+/// replica's XML), saying so, instead of dropping it silently.
+#[test]
+fn a_users_own_pytest_junitxml_is_still_written() {
+    let out = tempfile::tempdir().unwrap();
+    let mine = out.path().join("mine.xml");
+    let arg = format!("--junitxml={}", mine.display());
+    let r = tmr_test(
+        &suites().join("pytest"),
+        &[],
+        &[],
+        &["pytest", "-q", "-p", "no:cacheprovider", &arg, "-k", "adds or strings", "test_suite.py"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let xml =
+        std::fs::read_to_string(&mine).unwrap_or_else(|e| panic!("{}: {e}\n{}", mine.display(), r.stderr));
+    assert!(xml.contains("test_adds") && xml.contains("test_strings"), "{xml}");
+    assert!(r.stderr.contains("your --junitxml"), "{}", r.stderr);
 }

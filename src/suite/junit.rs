@@ -2,7 +2,8 @@
 //! `testsuite` (nested or not) / `testcase` with `failure`, `error`, `skipped`, `system-out` and
 //! `system-err`, read with quick-xml (entities, CDATA and malformed documents are its job, not ours).
 //! A test's id is its `classname` (the enclosing `testsuite`'s name when absent) and `name`;
-//! [`pytest_nodeid`] turns a pytest id back into the node id that reruns it. A document cut short is
+//! [`pytest_nodeid`] turns a pytest id back into the node id that reruns it, asking the file system
+//! which dots were directories (a directory may have a dot in its name). A document cut short is
 //! not an error: the test cases closed before the cut are kept and the run is incomplete.
 
 use std::time::Duration;
@@ -153,23 +154,26 @@ pub fn parse(xml: &[u8]) -> Result<SuiteRun, ParseError> {
 }
 
 /// The node id pytest reruns one test by: `path/to/test_mod.py::Class::name`. pytest's classname is
-/// the module path with dots plus the class names; which dots were directories is not in the XML, so
-/// the longest prefix that `is_file` finds as `*.py` (relative to where the rerun runs) is the module,
-/// and without one the parts up to the first capitalised one (pytest's `Test*` classes).
+/// the module path with dots plus the class names; which dots were directories and which were dots in
+/// a directory's name (`sub.dir/tests/test_x.py`) is not in the XML, so the longest prefix that
+/// `is_file` finds as `*.py` (relative to where the rerun runs), with each dot read as `/` or kept
+/// (fewest kept first), is the module; without one, the parts up to the first capitalised one
+/// (pytest's `Test*` classes), dots read as `/`.
 pub fn pytest_nodeid(id: &TestId, is_file: impl Fn(&str) -> bool) -> String {
     if id.suite.is_empty() {
         return id.name.clone();
     }
     let parts: Vec<&str> = id.suite.split('.').collect();
-    let module_len = (1..=parts.len())
-        .rev()
-        .find(|&k| is_file(&format!("{}.py", parts[..k].join("/"))))
-        .unwrap_or_else(|| {
-            let classes =
-                parts.iter().rev().take_while(|p| p.starts_with(|c: char| c.is_ascii_uppercase())).count();
-            (parts.len() - classes).max(1)
-        });
-    let mut nodeid = format!("{}.py", parts[..module_len].join("/"));
+    let found = (1..=parts.len()).rev().find_map(|k| {
+        module_paths(&parts[..k]).into_iter().find(|m| is_file(&format!("{m}.py"))).map(|m| (k, m))
+    });
+    let (module_len, module) = found.unwrap_or_else(|| {
+        let classes =
+            parts.iter().rev().take_while(|p| p.starts_with(|c: char| c.is_ascii_uppercase())).count();
+        let k = (parts.len() - classes).max(1);
+        (k, parts[..k].join("/"))
+    });
+    let mut nodeid = format!("{module}.py");
     for class in &parts[module_len..] {
         nodeid.push_str("::");
         nodeid.push_str(class);
@@ -177,6 +181,31 @@ pub fn pytest_nodeid(id: &TestId, is_file: impl Fn(&str) -> bool) -> String {
     nodeid.push_str("::");
     nodeid.push_str(&id.name);
     nodeid
+}
+
+/// At most this many dots of one classname are tried both ways (2^N paths): deeper ones read as `/`.
+const MAX_DOTS_TRIED: usize = 10;
+
+/// Every path `parts` can stand for, each dot between two parts read as `/` or kept as `.`, those with
+/// fewer kept dots first (a dot in a directory's name is the exception).
+fn module_paths(parts: &[&str]) -> Vec<String> {
+    let gaps = parts.len().saturating_sub(1);
+    if gaps > MAX_DOTS_TRIED {
+        return vec![parts.join("/")];
+    }
+    let mut masks: Vec<u32> = (0..1u32 << gaps).collect();
+    masks.sort_by_key(|m| m.count_ones());
+    masks
+        .into_iter()
+        .map(|mask| {
+            let mut path = parts[0].to_string();
+            for (i, p) in parts[1..].iter().enumerate() {
+                path.push(if mask & (1 << i) != 0 { '.' } else { '/' });
+                path.push_str(p);
+            }
+            path
+        })
+        .collect()
 }
 
 fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, String> {
@@ -198,11 +227,14 @@ fn push_text(case: &mut Option<TestResult>, text: &[u8]) {
     }
 }
 
+/// What the problem about a nameless test case says (the case pytest writes for an interrupted test).
+pub const NAMELESS_CASE: &str = "a test case without a name";
+
 /// Records a closed test case; a nameless one (pytest writes one for the test it was interrupted in)
 /// cannot be voted on, so it only marks the run incomplete.
 fn finish_case(run: &mut SuiteRun, mut r: TestResult, line: usize) {
     if r.name.name.is_empty() {
-        run.problems.push(format!("line {line}: a test case without a name (the run was interrupted there)"));
+        run.problems.push(format!("line {line}: {NAMELESS_CASE} (the run was interrupted there)"));
         return;
     }
     if !r.output.bytes.is_empty() && !r.output.bytes.ends_with(b"\n") {

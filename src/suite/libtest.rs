@@ -8,7 +8,8 @@
 //! a workspace, gets ` (crate)` appended), always, so ids never depend on which other binaries ran.
 //! cargo prints `Running` on stderr and the results on stdout: [`parse`] pairs the k-th block of stdout
 //! with the k-th label of stderr when the two streams were captured apart. [`cargo_target_args`] turns
-//! a label back into cargo's target selector for a rerun.
+//! a label back into cargo's target selector for a rerun, and [`without_cargo_status`] keeps what a
+//! rerun wrote to stderr that is not cargo's own (`--nocapture` sends a panic message there).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -59,6 +60,31 @@ pub fn cargo_target_args(suite: &str) -> Vec<String> {
         ["examples", rest @ ..] => named("--example", rest),
         _ => vec![],
     }
+}
+
+/// stderr without cargo's own status lines (`Compiling`, `Finished`, `Running`, ...): what is left is
+/// the tests' and the harness's own words (`--nocapture` sends a panic message there).
+pub fn without_cargo_status(stderr: &[u8]) -> Vec<u8> {
+    const STATUS: &[&str] = &[
+        "Compiling ",
+        "Finished ",
+        "Running ",
+        "Doc-tests ",
+        "Blocking ",
+        "Fresh ",
+        "Checking ",
+        "Locking ",
+    ];
+    let mut out = Vec::new();
+    for l in lines(stderr) {
+        let clean = strip_ansi(l);
+        let text = String::from_utf8_lossy(&clean);
+        if !STATUS.iter().any(|s| text.trim_start().starts_with(s)) {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 /// A target line (`Running DESC (PATH)` or `Doc-tests NAME`) as (label, crate stem for disambiguation).

@@ -165,6 +165,20 @@ impl SuiteRun {
         }
     }
 
+    /// tmr's own stop signal (Ctrl-C, forwarded to the runner) cut this run: the tests it had started and
+    /// not finished, and the nameless case pytest writes for the test it was interrupted in, say nothing
+    /// about those tests, so they are dropped (the vote then counts them as not run here).
+    pub fn forget_interrupted(&mut self) {
+        let before = self.results.len();
+        self.results.retain(|r| r.outcome != TestOutcome::Crashed);
+        self.problems.retain(|p| !p.contains(junit::NAMELESS_CASE));
+        let dropped = before - self.results.len();
+        self.problems.push(match dropped {
+            0 => "stopped by tmr's stop signal".to_string(),
+            n => format!("stopped by tmr's stop signal: {n} unfinished test(s) not counted"),
+        });
+    }
+
     /// One replica's run from several reports (`--junit-in` matching one XML file per module, in a
     /// stable order): complete when every part is; a name reported twice keeps its first report.
     pub fn merge(parts: impl IntoIterator<Item = SuiteRun>) -> SuiteRun {
@@ -279,6 +293,22 @@ mod tests {
         run.mark_timed_out();
         assert_eq!(run.results[0].outcome, TestOutcome::Pass);
         assert_eq!(run.results[1].outcome, TestOutcome::Timeout);
+    }
+
+    #[test]
+    fn an_interrupted_run_forgets_the_tests_it_cut() {
+        let mut run = SuiteRun {
+            results: vec![
+                TestResult::new(TestId::new("", "a"), TestOutcome::Fail),
+                TestResult::new(TestId::new("", "cut"), TestOutcome::Crashed),
+            ],
+            problems: vec![format!("line 9: {} (the run was interrupted there)", junit::NAMELESS_CASE)],
+            ..Default::default()
+        };
+        run.forget_interrupted();
+        assert_eq!(run.results.len(), 1, "{run:?}");
+        assert_eq!(run.results[0].outcome, TestOutcome::Fail, "a test that finished still counts");
+        assert_eq!(run.problems, ["stopped by tmr's stop signal: 1 unfinished test(s) not counted"]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! session ends, so a replica killed by a timeout leaves no XML; its console still says which tests
 //! finished and which one was running (pytest prints the node id before running the test). Ids are the
 //! JUnit ones (`classname` = module path with dots + classes, `name`), so both sources vote together.
-//! Node ids are relative to pytest's rootdir ([`rootdir`]): reruns by node id run there.
+//! Node ids are relative to pytest's rootdir ([`rootdir`]): reruns by node id run there. A user's own
+//! `--junitxml` ([`user_junitxml`]) is overridden by tmr's per-replica path, so tmr writes it itself.
 
 use super::{lines, strip_ansi, SuiteRun, TestId, TestOutcome, TestResult};
 
@@ -82,6 +83,25 @@ pub fn parse(out: &[u8]) -> SuiteRun {
     }
     run.complete = summary && unfinished.is_empty();
     run
+}
+
+/// The user's own `--junitxml FILE` (or `--junit-xml`), the last one given: tmr adds its own per-replica
+/// path after it (the last wins), so tmr writes the user's file itself from a replica's XML.
+pub fn user_junitxml(argv: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+    let mut found = None;
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            break;
+        }
+        if s == "--junitxml" || s == "--junit-xml" {
+            found = it.next().map(std::path::PathBuf::from);
+        } else if let Some(v) = s.strip_prefix("--junitxml=").or_else(|| s.strip_prefix("--junit-xml=")) {
+            found = Some(std::path::PathBuf::from(v));
+        }
+    }
+    found
 }
 
 /// pytest's directory for node ids, from its `rootdir: DIR` header: a rerun by node id must run there.

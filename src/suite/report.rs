@@ -2,10 +2,13 @@
 //! nextest-style JUnit file (one `<testcase>` per test; a flaky pass carries `flakyFailure`, a failure
 //! `rerunFailure`) and GitHub annotations with a step-summary table. Plain data in, text out: the run
 //! (`crate::testrun`) fills a [`TestReport`] and decides the exit code; nothing here computes a verdict.
+//! A test's [`Category`] (passed, skipped, flaky, transient, failed) is decided by one function,
+//! [`TestEntry::decide_category`], and every renderer and count reads the category it stored, so the
+//! labels, the headline counts, the JSON, the JUnit file and the annotations never disagree.
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{FlakyOrRerun, NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 use serde::Serialize;
 
 use crate::classify::Class;
@@ -48,8 +51,10 @@ pub struct Counts {
     /// Every replica ran it and passed.
     pub unanimous_pass: usize,
     pub skipped: usize,
-    /// Voted pass or skip, but some run of it failed: nondeterministic or transient.
+    /// Voted pass or skip, but some run of it failed, and the failure came back (or it was not rerun).
     pub flaky: usize,
+    /// Voted pass or skip; a run of it failed once and never again in its reruns.
+    pub transient: usize,
     /// The voted outcome is not a pass or a skip.
     pub failed: usize,
     /// Only some replicas ran it.
@@ -70,6 +75,8 @@ pub struct TestEntry {
     pub unanimous: bool,
     pub partial: bool,
     pub class: Class,
+    /// What it counts as: set from [`TestEntry::decide_category`] when the entry is built.
+    pub category: Category,
     pub reruns: usize,
     /// Reruns whose outcome was not a pass or a skip.
     pub rerun_failures: usize,
@@ -111,10 +118,73 @@ pub struct ReplicaEntry {
     pub wall_ms: f64,
 }
 
+/// What a test counts as, everywhere it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Passed,
+    Skipped,
+    /// Voted pass or skip, but some run failed and the failure came back (or there were no reruns to
+    /// say it would not).
+    Flaky,
+    /// Voted pass or skip; the failing run's outcome never came back in its reruns.
+    Transient,
+    /// The voted outcome is not a pass or a skip (whatever its reruns did): the suite fails on it.
+    Failed,
+}
+
+impl Category {
+    /// The label the summary puts before a test it lists.
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Passed => "PASSED",
+            Category::Skipped => "SKIPPED",
+            Category::Flaky => "FLAKY",
+            Category::Transient => "TRANSIENT",
+            Category::Failed => "FAILED",
+        }
+    }
+
+    /// Voted good, but some run of it failed.
+    pub fn is_odd(self) -> bool {
+        matches!(self, Category::Flaky | Category::Transient)
+    }
+}
+
+impl Counts {
+    /// The counts of a report's tests, from the category each one stored.
+    pub fn tally(tests: &[TestEntry]) -> Counts {
+        let n = |c: Category| tests.iter().filter(|t| t.category == c).count();
+        Counts {
+            tests: tests.len(),
+            unanimous_pass: tests
+                .iter()
+                .filter(|t| t.unanimous && t.voted.as_deref() == Some("pass"))
+                .count(),
+            skipped: n(Category::Skipped),
+            flaky: n(Category::Flaky),
+            transient: n(Category::Transient),
+            failed: n(Category::Failed),
+            partial: tests.iter().filter(|t| t.partial).count(),
+        }
+    }
+}
+
 impl TestEntry {
-    /// Voted pass or skip, yet some run failed.
-    pub fn flaky(&self) -> bool {
-        self.good && (self.outcomes.iter().any(|o| bad(o)) || self.rerun_failures > 0)
+    /// The one decision of what this test counts as: the vote first (a failing voted outcome fails the
+    /// suite, so it is a failure), then whether any run failed, then the classifier's class.
+    pub fn decide_category(&self) -> Category {
+        if !self.good {
+            return Category::Failed;
+        }
+        let odd = self.outcomes.iter().any(|o| bad(o)) || self.rerun_failures > 0;
+        match (odd, self.class) {
+            (false, _) if self.voted.as_deref() == Some("skip") => Category::Skipped,
+            (false, _) => Category::Passed,
+            // Transient needs reruns that did not fail: a test never rerun is not known to be.
+            (true, Class::Transient) if self.reruns > 0 => Category::Transient,
+            (true, _) => Category::Flaky,
+        }
     }
 
     /// The first lines of the first failure's output.
@@ -152,9 +222,11 @@ fn pct(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
+/// The classifier's word for a test's runs. Not a category: a test voted fail whose reruns varied is
+/// FAILED (the suite fails on it), and its runs are "nondeterministic".
 fn class_word(t: &TestEntry) -> &'static str {
     match t.class {
-        Class::Nondeterministic => "flaky",
+        Class::Nondeterministic => "nondeterministic",
         Class::Transient => "transient",
         Class::Deterministic => "deterministic",
         Class::None => "unsettled",
@@ -170,7 +242,7 @@ pub fn human(r: &TestReport) -> String {
     };
     let c = &r.counts;
     line(&format!(
-        "tmr test: {} replicas of `{}` ({}): {} tests, {} passed unanimously, {} skipped, {} flaky, {} failed",
+        "tmr test: {} replicas of `{}` ({}): {} tests, {} passed unanimously, {} skipped, {} flaky, {} transient, {} failed",
         r.replicas,
         r.command.join(" "),
         r.runner,
@@ -178,6 +250,7 @@ pub fn human(r: &TestReport) -> String {
         c.unanimous_pass,
         c.skipped,
         c.flaky,
+        c.transient,
         c.failed
     ));
     if r.reruns > 0 {
@@ -187,10 +260,10 @@ pub fn human(r: &TestReport) -> String {
         ));
     }
     let indent = |text: &str| text.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n");
-    for t in r.tests.iter().filter(|t| t.flaky()) {
+    for t in r.tests.iter().filter(|t| t.category.is_odd()) {
         line(&format!(
             "{} {} — voted {}, replicas {}; {}",
-            class_word(t).to_uppercase(),
+            t.category.label(),
             t.id,
             t.voted.as_deref().unwrap_or("none"),
             t.outcomes.join("/"),
@@ -204,12 +277,15 @@ pub fn human(r: &TestReport) -> String {
                 r.confidence * 100.0
             ));
         }
+        if let Some(n) = &t.rerun_note {
+            line(&format!("      {n}"));
+        }
         let m = t.message();
         if !m.is_empty() {
             line(&indent(&m));
         }
     }
-    for t in r.tests.iter().filter(|t| !t.good) {
+    for t in r.tests.iter().filter(|t| t.category == Category::Failed) {
         let mut head = format!(
             "FAILED {} — voted {}, replicas {}; {}",
             t.id,
@@ -301,45 +377,62 @@ fn secs(ms: Option<f64>) -> Duration {
     ms.and_then(|m| Duration::try_from_secs_f64(m / 1e3).ok()).unwrap_or_default()
 }
 
-/// nextest's conventions: a flaky pass is a success with `flakyFailure`s, a failure is a `failure` with
-/// a `rerunFailure` per failing rerun; each carries its run's output as `system-out`.
+/// nextest's conventions (its `reporter/aggregator/junit.rs`): one `<testcase>` per test; only FAILED
+/// runs appear as attempts, never a passing one. A flaky or transient test is a success with a
+/// `flakyFailure` per failed run. A failed test is a `failure` for its first failed run (the first with
+/// output, when a run left none) with a `rerunFailure` per further failed run, or, when some run of it
+/// passed, nextest's "flaky failure": `type="flaky failure"` with `flakyFailure`s. Each attempt carries
+/// its run's output as `system-out`, typed as nextest types it (`test failure`, `test abort`, `test
+/// timeout`).
 pub fn junit(r: &TestReport) -> String {
     let mut suites: Vec<TestSuite> = Vec::new();
     for t in &r.tests {
         let suite_name = if t.suite.is_empty() { r.runner.clone() } else { t.suite.clone() };
-        let mut status = if !t.good {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let first = t.message().lines().next().unwrap_or_default().to_string();
-            s.set_message(format!(
-                "{} ({}): {first}",
-                t.voted.as_deref().unwrap_or("no majority"),
-                class_word(t)
-            ))
-            .set_type(t.class.name());
-            if let Some(f) = t.failures.first() {
-                s.set_description(f.output.clone());
+        let mut failed_runs: Vec<&FailureEntry> = t.failures.iter().filter(|f| bad(&f.outcome)).collect();
+        let mut main = None;
+        let mut status = match t.category {
+            Category::Failed => {
+                let at = failed_runs.iter().position(|f| !f.output.trim().is_empty()).unwrap_or(0);
+                let first = (at < failed_runs.len()).then(|| failed_runs.remove(at));
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let head = t.message().lines().next().unwrap_or_default().to_string();
+                s.set_message(format!(
+                    "{} ({}): {head}",
+                    t.voted.as_deref().unwrap_or("no majority"),
+                    class_word(t)
+                ));
+                let passed_once = t.outcomes.iter().any(|o| o == "pass") || t.rerun_failures < t.reruns;
+                if passed_once {
+                    s.set_type("flaky failure").set_rerun_kind(FlakyOrRerun::Flaky);
+                } else {
+                    s.set_type(attempt_type(first.map_or("fail", |f| f.outcome.as_str())));
+                }
+                if let Some(f) = first {
+                    s.set_description(f.output.clone());
+                }
+                main = first;
+                s
             }
-            s
-        } else if t.voted.as_deref() == Some("skip") {
-            TestCaseStatus::skipped()
-        } else {
-            TestCaseStatus::success()
+            Category::Skipped => TestCaseStatus::skipped(),
+            Category::Passed | Category::Flaky | Category::Transient => TestCaseStatus::success(),
         };
-        // The failure itself is the first failing run; the others are reruns of it.
-        let skip_first = usize::from(!t.good);
-        for f in t.failures.iter().skip(skip_first) {
-            let mut rerun = TestRerun::new(NonSuccessKind::Failure);
-            rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(t.class.name());
-            rerun.set_system_out(f.output.clone());
-            status.add_rerun(rerun);
+        if t.category != Category::Skipped {
+            for f in failed_runs {
+                // Written as `flakyFailure` under a success (or a flaky failure), else `rerunFailure`.
+                let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+                rerun.set_message(format!("{}: {}", f.run, f.outcome)).set_type(attempt_type(&f.outcome));
+                rerun.set_system_out(f.output.clone());
+                status.add_rerun(rerun);
+            }
         }
         let mut case = TestCase::new(t.name.clone(), status);
         case.set_classname(suite_name.clone());
         case.set_time(secs(t.duration_ms));
         case.add_property(("tmr.class", t.class.name()));
+        case.add_property(("tmr.category", t.category.label().to_lowercase().as_str()));
         case.add_property(("tmr.outcomes", t.outcomes.join(",").as_str()));
         case.add_property(("tmr.reruns", t.reruns.to_string().as_str()));
-        if let Some(f) = t.failures.first() {
+        if let Some(f) = main {
             case.set_system_out(f.output.clone());
         }
         match suites.iter_mut().find(|s| s.name.as_str() == suite_name) {
@@ -358,6 +451,15 @@ pub fn junit(r: &TestReport) -> String {
     report.to_string().expect("a JUnit report always serialises")
 }
 
+/// nextest's `type` for a failed attempt.
+fn attempt_type(outcome: &str) -> &'static str {
+    match outcome {
+        "timeout" => "test timeout",
+        "crashed" => "test abort",
+        _ => "test failure",
+    }
+}
+
 /// GitHub's workflow-command escaping for a message (`%`, CR, LF) and for a property (also `:` and `,`).
 fn gh_escape(s: &str, property: bool) -> String {
     let mut out = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
@@ -371,12 +473,11 @@ fn gh_escape(s: &str, property: bool) -> String {
 pub fn github_annotations(r: &TestReport) -> String {
     let mut out = String::new();
     for t in &r.tests {
-        let (level, title) = if !t.good {
-            ("error", format!("test failed: {}", t.id))
-        } else if t.flaky() {
-            ("warning", format!("flaky test: {}", t.id))
-        } else {
-            continue;
+        let (level, title) = match t.category {
+            Category::Failed => ("error", format!("test failed: {}", t.id)),
+            Category::Flaky => ("warning", format!("flaky test: {}", t.id)),
+            Category::Transient => ("warning", format!("transient test failure: {}", t.id)),
+            Category::Passed | Category::Skipped => continue,
         };
         let mut msg = format!("{} — {}", class_word(t), t.rate_text(r.confidence));
         let m = t.message();
@@ -393,7 +494,7 @@ pub fn github_annotations(r: &TestReport) -> String {
 pub fn github_summary(r: &TestReport) -> String {
     let icon = if !r.passed {
         "❌"
-    } else if r.counts.flaky > 0 {
+    } else if r.counts.flaky + r.counts.transient > 0 {
         "🎲"
     } else {
         "✅"
@@ -401,22 +502,24 @@ pub fn github_summary(r: &TestReport) -> String {
     let cell = |s: &str| crate::report::one_line(s).replace('|', "\\|").replace('`', "'");
     let c = &r.counts;
     let mut md = format!(
-        "### {icon} tmr test: `{}`\n\n{} tests · {} passed unanimously · {} skipped · {} flaky · {} failed · \
-         {} replicas · {} reruns · exit {}\n\n",
+        "### {icon} tmr test: `{}`\n\n{} tests · {} passed unanimously · {} skipped · {} flaky · {} transient · \
+         {} failed · {} replicas · {} reruns · exit {}\n\n",
         cell(&r.command.join(" ")),
         c.tests,
         c.unanimous_pass,
         c.skipped,
         c.flaky,
+        c.transient,
         c.failed,
         r.replicas,
         r.reruns,
         r.exit_code
     );
-    let rows: Vec<&TestEntry> = r.tests.iter().filter(|t| !t.good || t.flaky()).collect();
+    let rows: Vec<&TestEntry> =
+        r.tests.iter().filter(|t| t.category == Category::Failed || t.category.is_odd()).collect();
     if !rows.is_empty() {
         md.push_str(
-            "| test | voted | replicas | class | reruns failed | rate (CI) |\n|---|---|---|---|---|---|\n",
+            "| test | voted | replicas | category | reruns failed | rate (CI) |\n|---|---|---|---|---|---|\n",
         );
         for t in rows {
             let rate = match (t.failure_rate, t.interval) {
@@ -428,7 +531,7 @@ pub fn github_summary(r: &TestReport) -> String {
                 cell(&t.id),
                 t.voted.as_deref().unwrap_or("none"),
                 t.outcomes.join("/"),
-                class_word(t),
+                t.category.label().to_lowercase(),
                 t.rerun_failures,
                 t.reruns
             ));
@@ -454,6 +557,7 @@ mod tests {
             unanimous: outcomes.iter().all(|o| *o == voted),
             partial: false,
             class,
+            category: Category::Passed,
             reruns: 0,
             rerun_failures: 0,
             failure_rate: None,
@@ -487,12 +591,15 @@ mod tests {
             failure("replica 0", "computing the answer\nexpected 42, got 41\n"),
             failure("rerun 1", "computing the answer\nexpected 42, got 41\n"),
         ];
-        let tests = vec![
+        let mut tests = vec![
             entry("adds", &["pass"; 3], "pass", Class::None),
             det,
             flaky,
             entry("ignored", &["skip"; 3], "skip", Class::None),
         ];
+        for t in &mut tests {
+            t.category = t.decide_category();
+        }
         TestReport {
             schema: SCHEMA,
             version: VERSION,
@@ -506,7 +613,7 @@ mod tests {
             reruns: 7,
             passed: false,
             exit_code: 1,
-            counts: Counts { tests: 4, unanimous_pass: 1, skipped: 1, flaky: 1, failed: 1, partial: 0 },
+            counts: Counts::tally(&tests),
             tests,
             replica_runs: Vec::new(),
             notes: Vec::new(),
@@ -553,6 +660,66 @@ mod tests {
             md.contains("| `tests/suite.rs::flaky` | pass | pass/fail/pass | flaky | 1/4 | 25% (5%–70%) |"),
             "{md}"
         );
+    }
+
+    /// The trial's contradictions: a test voted fail whose reruns varied was labeled "flaky" but counted
+    /// failed; tests labeled TRANSIENT were counted flaky. One category now decides label and counts.
+    #[test]
+    fn labels_counts_json_junit_and_github_agree_on_each_tests_category() {
+        let mut r = sample();
+        let mut varied = entry("varied", &["fail", "fail", "pass"], "fail", Class::Nondeterministic);
+        varied.reruns = 3;
+        varied.rerun_failures = 2;
+        varied.failure_rate = Some(2.0 / 3.0);
+        varied.interval = Some(Interval { lo: 0.2, hi: 0.9 });
+        varied.failures = vec![
+            failure("replica 0", "boom\n"),
+            failure("replica 1", "boom\n"),
+            FailureEntry { run: "replica 2".into(), outcome: "pass".into(), output: String::new(), cut: 0 },
+            failure("rerun 1", "boom\n"),
+        ];
+        let mut once = entry("once", &["pass", "fail", "pass"], "pass", Class::Transient);
+        once.reruns = 3;
+        once.failures = vec![failure("replica 1", "one-off\n")];
+        once.rerun_note = Some("rerun 1 did not report once: the runner's filter matched nothing".into());
+        r.tests.extend([varied, once]);
+        for t in &mut r.tests {
+            t.category = t.decide_category();
+        }
+        let mut unrerun = entry("unrerun", &["pass", "fail", "pass"], "pass", Class::Transient);
+        unrerun.category = unrerun.decide_category();
+        assert_eq!(unrerun.category, Category::Flaky, "not rerun: not known to be transient");
+        r.counts = Counts::tally(&r.tests);
+        assert_eq!((r.counts.flaky, r.counts.transient, r.counts.failed), (1, 1, 2), "{:?}", r.counts);
+
+        let text = human(&r);
+        assert!(text.contains("1 flaky, 1 transient, 2 failed"), "{text}");
+        assert!(text.contains("TRANSIENT tests/suite.rs::once"), "{text}");
+        assert!(text.contains("the runner's filter matched nothing"), "not only in the JSON: {text}");
+        assert!(text.contains("FAILED tests/suite.rs::varied"), "{text}");
+        let listed = |label: &str| text.lines().filter(|l| l.starts_with(label)).count();
+        assert_eq!(listed("FLAKY "), r.counts.flaky, "{text}");
+        assert_eq!(listed("TRANSIENT "), r.counts.transient, "{text}");
+        assert_eq!(listed("FAILED "), r.counts.failed, "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("FAILED") && l.contains("flaky")), "{text}");
+
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["counts"]["transient"], 1);
+        assert_eq!(v["tests"][5]["category"], "transient");
+        assert_eq!(v["tests"][4]["category"], "failed");
+
+        // nextest: only failed attempts are flakyFailure/rerunFailure, never a dissenting pass.
+        let xml = junit(&r);
+        assert!(!xml.contains(": pass\""), "{xml}");
+        assert_eq!(xml.matches("<rerunFailure").count(), 1, "det's rerun 1: {xml}");
+        // varied failed the vote but passed once: nextest's "flaky failure", its other failed runs
+        // (replica 1, rerun 1) flakyFailures, as are flaky's two and once's one.
+        assert_eq!(xml.matches("type=\"flaky failure\"").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<flakyFailure").count(), 2 + 2 + 1, "{xml}");
+
+        let gh = github_annotations(&r);
+        assert_eq!(gh.matches("::error ").count(), r.counts.failed, "{gh}");
+        assert_eq!(gh.matches("::warning ").count(), r.counts.flaky + r.counts.transient, "{gh}");
     }
 
     #[test]

@@ -95,3 +95,15 @@ fn pytest_nodeids_from_classname() {
     assert_eq!(pytest_nodeid(&id("tests.Weird.TestA", "t"), files), "tests/Weird.py::TestA::t");
     assert_eq!(pytest_nodeid(&id("", "t"), none), "t");
 }
+
+#[test]
+fn pytest_nodeids_under_a_directory_with_a_dot_in_its_name() {
+    let id = |c: &str, n: &str| TestId::new(c, n);
+    let files = |p: &str| p == "sub.dir/tests/test_x.py" || p == "a/b.c/d.e/test_y.py";
+    assert_eq!(pytest_nodeid(&id("sub.dir.tests.test_x", "t"), files), "sub.dir/tests/test_x.py::t");
+    assert_eq!(
+        pytest_nodeid(&id("sub.dir.tests.test_x.TestC", "t[1.5]"), files),
+        "sub.dir/tests/test_x.py::TestC::t[1.5]"
+    );
+    assert_eq!(pytest_nodeid(&id("a.b.c.d.e.test_y", "t"), files), "a/b.c/d.e/test_y.py::t");
+}

@@ -1,5 +1,5 @@
 use super::data;
-use crate::suite::libtest::{cargo_target_args, parse, LibtestParser};
+use crate::suite::libtest::{cargo_target_args, parse, without_cargo_status, LibtestParser};
 use crate::suite::{SuiteRun, TestId, TestOutcome};
 
 fn outcome(run: &SuiteRun, suite: &str, name: &str) -> TestOutcome {
@@ -193,4 +193,13 @@ fn a_real_workspace_keeps_same_named_tests_of_two_packages_apart() {
     assert_eq!(outcome(&run, "unittests src/lib.rs", "tests::t"), TestOutcome::Pass);
     assert_eq!(outcome(&run, "unittests src/lib.rs (b_crate)", "tests::t"), TestOutcome::Fail);
     assert_eq!(cargo_target_args("unittests src/lib.rs (b_crate)"), ["--lib"]);
+}
+
+#[test]
+fn cargo_status_lines_are_not_a_tests_output() {
+    let stderr = b"   Compiling tmr-suite v0.1.0\n    Finished `test` profile\n     Running tests/suite.rs (target/debug/deps/suite-0123456789abcdef)\n\nthread 'deterministic_failure' panicked at tests/suite.rs:23:5:\nexpected 42, got 41\nerror: test failed, to rerun pass `--test suite`\n";
+    let kept = String::from_utf8(without_cargo_status(stderr)).unwrap();
+    assert!(kept.starts_with("\nthread 'deterministic_failure' panicked"), "{kept}");
+    assert!(kept.contains("expected 42, got 41\n"), "{kept}");
+    assert!(!kept.contains("Compiling") && !kept.contains("Running"), "{kept}");
 }

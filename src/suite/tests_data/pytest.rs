@@ -1,5 +1,5 @@
 use super::data;
-use crate::suite::pytest::{id_of, parse, rootdir};
+use crate::suite::pytest::{id_of, parse, rootdir, user_junitxml};
 use crate::suite::{junit, Runner, TestId, TestOutcome};
 
 #[test]
@@ -85,4 +85,14 @@ fn started_outside_its_rootdir_the_console_still_gives_the_junit_ids() {
     let id = TestId::new("lazr.uri.tests.test_uri.URITestCase", "test_merge");
     let argv = Runner::Pytest.rerun(&["pytest".into()], &id, |p| p == "lazr/uri/tests/test_uri.py").unwrap();
     assert_eq!(argv[1], "lazr/uri/tests/test_uri.py::URITestCase::test_merge");
+}
+
+#[test]
+fn the_users_own_junitxml_is_found_in_every_spelling() {
+    let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+    let path = |p: &str| Some(std::path::PathBuf::from(p));
+    assert_eq!(user_junitxml(&argv(&["pytest", "--junitxml=a.xml", "tests"])), path("a.xml"));
+    assert_eq!(user_junitxml(&argv(&["pytest", "--junit-xml", "b.xml"])), path("b.xml"));
+    assert_eq!(user_junitxml(&argv(&["pytest", "--junitxml", "a.xml", "--junit-xml=c.xml"])), path("c.xml"));
+    assert_eq!(user_junitxml(&argv(&["pytest", "-q", "tests"])), None);
 }

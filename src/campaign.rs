@@ -3,7 +3,13 @@
 //! replica's result equals golden), detected-corrected (it differed, the vote delivered golden), crash or
 //! hang of the faulty replica (corrected), or escaped (the voted result is not golden: with one fault in
 //! three replicas this must never happen). Every trial's seed and drawn values are recorded for replay.
+//!
+//! With `--faults K` (K > 1), `--checkpoint I` or `--compare-recovery I`, the trials are those of
+//! `multi`: K faults in K different replicas, recovery on, off, or both, each trial tallied by what the
+//! vote delivered (corrected, no-majority, escaped).
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,6 +23,8 @@ use crate::memvote::{vote_pages, MemSnapshot};
 use crate::replica::{BatchOpts, ChildSetup, Harness, Job, RunRecord};
 use crate::stats::{wilson, Interval};
 use crate::vote::vote;
+
+pub mod multi;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -138,7 +146,29 @@ pub struct GoldenEntry {
 pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     let path = crate::resolve::resolve(&cfg.command[0])?;
+    // Recovery on: the tracers' argv with the checkpoint interval and the directory where they report
+    // their walls to each other (the hang judgement), one for the whole campaign, emptied per trial.
+    let checkpoint_dir = cfg
+        .checkpoint
+        .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
+        .transpose()
+        .context("creating the directory where replicas report to each other")?;
+    let argv_on = match (cfg.checkpoint, &checkpoint_dir) {
+        (Some(i), Some(dir)) => {
+            let on = crate::round::monitor_launcher_with(
+                path.clone().into_os_string(),
+                &cfg.command,
+                cfg.det,
+                Some((i, dir.path())),
+            )?;
+            on.argv.into_iter().map(|a| OsString::from_vec(a.into_bytes())).collect()
+        }
+        _ => Vec::new(),
+    };
     let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
+    let exe = OsString::from_vec(launcher.path.as_bytes().to_vec());
+    let argv_off: Vec<OsString> =
+        launcher.argv.iter().map(|a| OsString::from_vec(a.as_bytes().to_vec())).collect();
     let mut harness = Harness::new(launcher)?;
     let compare = Compare { exit: true, stdout: true, stderr: false, mem: cfg.mem };
     let started = Instant::now();
@@ -176,6 +206,83 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         cfg.trials as u64,
         "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
     );
+    if cfg.faults > 1 || cfg.checkpoint.is_some() {
+        let modes = match (cfg.checkpoint, cfg.compare_recovery) {
+            (Some(_), true) => vec![true, false],
+            (Some(_), false) => vec![true],
+            (None, _) => vec![false],
+        };
+        let window = (!cfg.inject_has_time).then(|| multi::fault_window(golden.wall, cfg.checkpoint));
+        let plan = multi::Plan {
+            template: &cfg.inject,
+            seed: cfg.seed,
+            trials: cfg.trials,
+            replicas: cfg.replicas,
+            faults: cfg.faults,
+            window,
+            modes: modes.clone(),
+        };
+        let mut live = multi::Live {
+            harness: &mut harness,
+            opts: &opts,
+            replicas: cfg.replicas,
+            golden: golden_fp.key(golden_key),
+            compare: golden_key,
+            mem: cfg.mem,
+            exe,
+            argv_on,
+            argv_off,
+            checkpoint_dir: checkpoint_dir.as_ref().map(|d| d.path().to_path_buf()),
+            current: None,
+        };
+        let (log, stopped) = multi::run_trials(&mut live, &plan, &mut |log| {
+            progress.inc(1);
+            let bad = |recovery: bool| {
+                log.iter()
+                    .flat_map(|t| &t.runs)
+                    .filter(|r| r.recovery == recovery)
+                    .filter(|r| {
+                        matches!(r.result, multi::TrialResult::NoMajority | multi::TrialResult::Escaped)
+                    })
+                    .count()
+            };
+            progress.set_message(match modes.as_slice() {
+                [true, false] => {
+                    format!("no majority or escaped: {} with recovery, {} without", bad(true), bad(false))
+                }
+                [m] => format!("{} no majority or escaped", bad(*m)),
+                _ => String::new(),
+            });
+        })?;
+        progress.finish_and_clear();
+        let columns: Vec<multi::Column> =
+            modes.iter().map(|&m| multi::column(&log, m, cfg.checkpoint)).collect();
+        let exit_code = multi::exit_code(harness.interrupted, &columns);
+        let report = multi::MultiReport {
+            schema: "tmr-campaign-report",
+            version: 2,
+            mode: "multi-fault",
+            command: cfg.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            replicas: cfg.replicas,
+            faults: cfg.faults,
+            seed: cfg.seed,
+            trials_planned: cfg.trials,
+            trials: log.len(),
+            golden: golden_entry,
+            fault_window_ms: window.map(|(a, b)| [a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3]),
+            columns,
+            trial_log: log,
+            stopped,
+            wall_s: started.elapsed().as_secs_f64(),
+            exit_code,
+        };
+        let text = match cfg.format {
+            Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
+            Format::Human => multi::render(&report),
+        };
+        crate::report::emit(report_file, &text)?;
+        return Ok(exit_code);
+    }
     let mut log = Vec::new();
     let mut stopped = "completed".to_string();
     for trial in 0..cfg.trials {

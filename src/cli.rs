@@ -671,7 +671,7 @@ Replay a trial with `tmr --inject <spec from the JSON trial log> -- CMD`.
 Several faults, recovery on and off (issue 12):
   tmr campaign --faults 2 --compare-recovery 20ms --trials 50 -- ./solver x.dat
 puts K faults per trial into K different replicas, the j-th at a time drawn in the j-th of K slices of the golden run (from the first checkpoint on), and runs each trial with checkpoints and rollback (--checkpoint I alone: only with) and without, same faults. Each trial is corrected, no-majority or escaped by what the vote delivered; each fault is masked, recovered, memory-only, wrong-result, crash or hang by its replica's final state.
-Exit status: 0 when nothing escaped (no-majority is not an escape), 1 otherwise.
+Exit status: 0 when nothing escaped (no-majority is not an escape), 1 otherwise; with --compare-recovery, the recovery-off column is the baseline and only the recovery-on one counts.
 ";
 
 /// `tmr campaign`: measure, fault by fault, that the vote masks injected bit flips.

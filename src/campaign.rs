@@ -174,16 +174,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let started = Instant::now();
 
     // The golden run: one execution, no fault, under the same monitor as the trials.
-    let golden_opts = BatchOpts {
-        parallel: 1,
-        timeout: cfg.timeout.map(Timeout::Absolute),
-        stdout_masks: vec![],
-        stderr_masks: vec![],
-        setup: ChildSetup::default(),
-        mem: true,
-        reference_wall: None,
-        keep: false,
-    };
+    let golden_opts = golden_opts_again(cfg);
     let golden_batch = harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts)?;
     let golden = golden_batch.records.into_iter().next().context("the golden run did not finish")?;
     if harness.interrupted.is_some() {
@@ -207,6 +198,34 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
     );
     if cfg.faults > 1 || cfg.checkpoint.is_some() {
+        // Checkpoints cost time (a fork and a page scan per interval): recovery-on trials get a hang
+        // limit from a golden run of their own, which must also compute the golden result.
+        let mut golden_recovery = None;
+        let mut opts_on =
+            BatchOpts { parallel: cfg.replicas, timeout: opts.timeout, ..golden_opts_again(cfg) };
+        if cfg.checkpoint.is_some() {
+            harness.set_command(exe.clone(), &argv_on)?;
+            let batch =
+                harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts_again(cfg))?;
+            if harness.interrupted.is_some() {
+                return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+            }
+            let g =
+                batch.records.into_iter().next().context("the golden run with checkpoints did not finish")?;
+            let limit = cfg.timeout.unwrap_or_else(|| (g.wall * 10).max(Duration::from_secs(2)));
+            opts_on.timeout = Some(Timeout::Absolute(limit));
+            golden_recovery = Some(GoldenEntry {
+                outcome: g.outcome,
+                stdout_bytes: g.stdout.summary.len,
+                stdout_blake3: g.stdout.summary.hex(),
+                wall_ms: g.wall.as_secs_f64() * 1e3,
+            });
+        }
+        let limit_ms = |o: &BatchOpts| match o.timeout {
+            Some(Timeout::Absolute(d)) => Some(d.as_secs_f64() * 1e3),
+            _ => None,
+        };
+        let hang_limit_ms = [limit_ms(&opts_on).filter(|_| cfg.checkpoint.is_some()), limit_ms(&opts)];
         let modes = match (cfg.checkpoint, cfg.compare_recovery) {
             (Some(_), true) => vec![true, false],
             (Some(_), false) => vec![true],
@@ -221,10 +240,16 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             faults: cfg.faults,
             window,
             modes: modes.clone(),
+            recovery_time_scale: golden_recovery
+                .as_ref()
+                .map_or(1.0, |g| (g.wall_ms / golden_entry.wall_ms.max(1e-3)).max(1.0)),
         };
+        let recovery_time_scale =
+            (window.is_some() && golden_recovery.is_some()).then_some(plan.recovery_time_scale);
         let mut live = multi::Live {
             harness: &mut harness,
-            opts: &opts,
+            opts_on: &opts_on,
+            opts_off: &opts,
             replicas: cfg.replicas,
             golden: golden_fp.key(golden_key),
             compare: golden_key,
@@ -269,6 +294,9 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             trials_planned: cfg.trials,
             trials: log.len(),
             golden: golden_entry,
+            golden_recovery,
+            recovery_time_scale,
+            hang_limit_ms,
             fault_window_ms: window.map(|(a, b)| [a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3]),
             columns,
             trial_log: log,
@@ -344,6 +372,20 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     };
     crate::report::emit(report_file, &text)?;
     Ok(exit_code)
+}
+
+/// The options of a golden run: one execution, bounded only by `--timeout`.
+fn golden_opts_again(cfg: &CampaignConfig) -> BatchOpts {
+    BatchOpts {
+        parallel: 1,
+        timeout: cfg.timeout.map(Timeout::Absolute),
+        stdout_masks: vec![],
+        stderr_masks: vec![],
+        setup: ChildSetup::default(),
+        mem: true,
+        reference_wall: None,
+        keep: false,
+    }
 }
 
 /// Trial `t`'s spec: the template with its open choices drawn from the campaign seed. A fault time not

@@ -2,8 +2,9 @@
 //! different replicas at different times, run with recovery (checkpoints and rollback), without, or
 //! both with the same faults, and tallied side by side.
 //!
-//! A trial's result is what the vote delivered: *corrected* (the golden result), *no-majority*, or
-//! *escaped* (a wrong result). A trial in which fewer than K faults landed is *not-injected* and left
+//! A trial's result is what the vote delivered: *corrected* (the golden result), *failed* (a majority
+//! crashed or hung alike: tmr reports that failure and delivers no answer), *no-majority*, or *escaped*
+//! (a majority ended normally with a wrong result: a wrong answer delivered). A trial in which fewer than K faults landed is *not-injected* and left
 //! out of the shares. Each fault also gets its own effect on its replica's final result (masked,
 //! recovered by a rollback, memory-only, wrong result, crash, hang). Pure except [`Live`], the
 //! process-backed [`Trials`]: the loop, the draws, the categories and the exit code are unit-tested on
@@ -31,6 +32,8 @@ use crate::vote::vote;
 #[serde(rename_all = "kebab-case")]
 pub enum TrialResult {
     Corrected,
+    /// A majority crashed or hung the same way: a visible failure, no answer delivered.
+    Failed,
     NoMajority,
     Escaped,
     /// Fewer than K faults landed (a replica ended before its fault's time, or the target was missing).
@@ -38,12 +41,18 @@ pub enum TrialResult {
 }
 
 impl TrialResult {
-    pub const ALL: [TrialResult; 4] =
-        [TrialResult::Corrected, TrialResult::NoMajority, TrialResult::Escaped, TrialResult::NotInjected];
+    pub const ALL: [TrialResult; 5] = [
+        TrialResult::Corrected,
+        TrialResult::Failed,
+        TrialResult::NoMajority,
+        TrialResult::Escaped,
+        TrialResult::NotInjected,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TrialResult::Corrected => "corrected",
+            TrialResult::Failed => "failed",
             TrialResult::NoMajority => "no-majority",
             TrialResult::Escaped => "escaped",
             TrialResult::NotInjected => "not-injected",
@@ -96,7 +105,10 @@ impl FaultEffect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Voted {
     Golden,
+    /// A majority that ended normally (an exit code) with another result.
     Wrong,
+    /// A majority that crashed or hung alike.
+    Failed,
     None,
 }
 
@@ -133,7 +145,9 @@ pub trait Trials {
 /// (`--checkpoint-ms`) and off between trials.
 pub struct Live<'a> {
     pub harness: &'a mut Harness,
-    pub opts: &'a BatchOpts,
+    /// Recovery on and off: each with its hang limit, from its own golden run.
+    pub opts_on: &'a BatchOpts,
+    pub opts_off: &'a BatchOpts,
     pub replicas: usize,
     pub golden: Key,
     /// What a replica's result is compared on (exit and stdout).
@@ -166,7 +180,8 @@ impl Trials for Live<'_> {
         self.harness.set_env(crate::inject::ENV, specs)?;
         let jobs: Vec<Job> =
             (0..self.replicas).map(|r| Job { replica: r, replicas: self.replicas, round: 0 }).collect();
-        let mut records = self.harness.run_batch(&jobs, self.opts)?.records;
+        let opts = if recovery { self.opts_on } else { self.opts_off };
+        let mut records = self.harness.run_batch(&jobs, opts)?.records;
         if self.harness.interrupted.is_some() || records.len() < self.replicas {
             return Ok(None);
         }
@@ -177,9 +192,10 @@ impl Trials for Live<'_> {
             r.mem_key = Some(*k);
         }
         let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(self.compare)).collect();
-        let voted = match vote(&keys).majority().map(|g| g.key) {
-            Some(k) if k == self.golden => Voted::Golden,
-            Some(_) => Voted::Wrong,
+        let voted = match vote(&keys).majority().map(|g| (g.key, records[g.members[0]].outcome)) {
+            Some((k, _)) if k == self.golden => Voted::Golden,
+            Some((_, Outcome::Exited { .. })) => Voted::Wrong,
+            Some(_) => Voted::Failed,
             None => Voted::None,
         };
         let replicas = records
@@ -213,6 +229,7 @@ pub fn trial_result(voted: Voted, planned: usize, landed: usize) -> TrialResult 
     match voted {
         _ if landed < planned => TrialResult::NotInjected,
         Voted::Golden => TrialResult::Corrected,
+        Voted::Failed => TrialResult::Failed,
         Voted::None => TrialResult::NoMajority,
         Voted::Wrong => TrialResult::Escaped,
     }
@@ -309,7 +326,8 @@ pub struct TrialEntry {
     pub trial: usize,
     /// The trial's own seed, from which its replicas, times and fault seeds were drawn.
     pub seed: u64,
-    /// Every fault of the trial, joined by ';' (each names its replica).
+    /// Every fault of the trial as drawn, joined by ';' (each names its replica); a recovery-on run's
+    /// times are scaled (see each fault's `spec`).
     pub specs: String,
     pub runs: Vec<RunEntry>,
 }
@@ -333,6 +351,7 @@ pub struct Column {
     pub faults: Vec<Row>,
     pub trials_with_rollback: usize,
     pub trials_with_checkpoint_stopped: usize,
+    pub failed: usize,
     pub no_majority: usize,
     pub escaped: usize,
 }
@@ -349,6 +368,13 @@ pub struct MultiReport {
     pub trials_planned: usize,
     pub trials: usize,
     pub golden: GoldenEntry,
+    /// The golden run again with checkpoints (no fault): its wall sets recovery-on's hang limit, and
+    /// its result must be golden's.
+    pub golden_recovery: Option<GoldenEntry>,
+    /// Recovery-on runs' fault times are the drawn ones times this (see [`Plan::recovery_time_scale`]).
+    pub recovery_time_scale: Option<f64>,
+    /// The hang limits of the recovery-on and -off runs, in ms.
+    pub hang_limit_ms: [Option<f64>; 2],
     /// Where fault times were drawn, in ms since the replica started (None: the template's fixed time).
     pub fault_window_ms: Option<[f64; 2]>,
     pub columns: Vec<Column>,
@@ -368,6 +394,24 @@ pub struct Plan<'a> {
     pub window: Option<(Duration, Duration)>,
     /// The recovery settings to run each trial with, in order (on first when both).
     pub modes: Vec<bool>,
+    /// Drawn fault times are multiplied by this in recovery-on runs (their golden wall over the plain
+    /// golden wall), so that a fault hits about the same point of the program in both; 1 for a time
+    /// the template fixed.
+    pub recovery_time_scale: f64,
+}
+
+/// The specs with every drawn time multiplied by `scale`.
+pub fn scaled(specs: &[InjectSpec], scale: f64) -> Vec<InjectSpec> {
+    specs
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if let When::After(d) = s.when {
+                s.when = When::After(d.mul_f64(scale.clamp(0.0, 1e6)));
+            }
+            s
+        })
+        .collect()
 }
 
 /// The loop: every trial's faults drawn, run once per mode, categorized. `each` sees the log after
@@ -383,7 +427,12 @@ pub fn run_trials(
         let text = crate::inject::join_specs(&specs);
         let mut runs = Vec::new();
         for &recovery in &plan.modes {
-            let Some(run) = trials.run(&text, recovery)? else {
+            let specs = if recovery && plan.window.is_some() {
+                scaled(&specs, plan.recovery_time_scale)
+            } else {
+                specs.clone()
+            };
+            let Some(run) = trials.run(&crate::inject::join_specs(&specs), recovery)? else {
                 let sig = trials.interrupted().unwrap_or(libc::SIGINT);
                 return Ok((log, signal_name(sig)));
             };
@@ -482,6 +531,7 @@ pub fn column(log: &[TrialEntry], recovery: bool, checkpoint: Option<Duration>) 
             .filter(|r| r.rollbacks.iter().any(|b| b.rollbacks.iter().any(|x| x.resumed_epoch.is_some())))
             .count(),
         trials_with_checkpoint_stopped: runs.iter().filter(|r| !r.checkpoint_stopped.is_empty()).count(),
+        failed: count(TrialResult::Failed),
         no_majority: count(TrialResult::NoMajority),
         escaped: count(TrialResult::Escaped),
     }
@@ -524,7 +574,7 @@ pub fn render(r: &MultiReport) -> String {
         if r.stopped == "completed" { String::new() } else { format!(" (stopped: {})", r.stopped) }
     );
     out.push_str(&format!(
-        "golden run: {}, stdout {} B {}, {:.1} ms{}\n\n",
+        "golden run: {}, stdout {} B {}, {:.1} ms{}\n",
         r.golden.outcome.describe(),
         r.golden.stdout_bytes,
         &r.golden.stdout_blake3[..8.min(r.golden.stdout_blake3.len())],
@@ -534,6 +584,32 @@ pub fn render(r: &MultiReport) -> String {
             None => "; fault times fixed by the template".into(),
         }
     ));
+    if let Some(g) = &r.golden_recovery {
+        out.push_str(&format!(
+            "golden run with checkpoints: {}, stdout {} B {}, {:.1} ms{}{}\n",
+            g.outcome.describe(),
+            g.stdout_bytes,
+            &g.stdout_blake3[..8.min(g.stdout_blake3.len())],
+            g.wall_ms,
+            r.recovery_time_scale
+                .map_or(String::new(), |x| format!("; its fault times are the drawn ones x{x:.2}")),
+            if g.outcome == r.golden.outcome && g.stdout_blake3 == r.golden.stdout_blake3 {
+                ""
+            } else {
+                " -- NOT the golden result: checkpointing changed what the program computes"
+            }
+        ));
+    }
+    let limits: Vec<String> = r
+        .hang_limit_ms
+        .iter()
+        .zip(["recovery on", "recovery off"])
+        .filter_map(|(l, name)| l.map(|ms| format!("{name} {ms:.0} ms")))
+        .collect();
+    if !limits.is_empty() {
+        out.push_str(&format!("hang limit (10x the golden run, at least 2 s): {}\n", limits.join(", ")));
+    }
+    out.push('\n');
     const W: usize = 30;
     let mut header = format!("  {:<16}", "trial result");
     for c in &r.columns {
@@ -562,10 +638,11 @@ pub fn render(r: &MultiReport) -> String {
     out.push('\n');
     for c in &r.columns {
         let mut line = format!(
-            "{}: {} of {} trial(s) had no majority, {} escaped",
+            "{}: of {} trial(s), {} failed (a majority crashed or hung), {} had no majority, {} escaped",
             column_label(c),
-            c.no_majority,
             c.trials,
+            c.failed,
+            c.no_majority,
             c.escaped
         );
         if c.recovery {
@@ -631,6 +708,7 @@ mod tests {
         assert_eq!(trial_result(Voted::Golden, 2, 2), TrialResult::Corrected);
         assert_eq!(trial_result(Voted::None, 2, 2), TrialResult::NoMajority);
         assert_eq!(trial_result(Voted::Wrong, 3, 3), TrialResult::Escaped);
+        assert_eq!(trial_result(Voted::Failed, 3, 3), TrialResult::Failed);
         assert_eq!(trial_result(Voted::Golden, 2, 1), TrialResult::NotInjected);
         assert_eq!(trial_result(Voted::Wrong, 2, 0), TrialResult::NotInjected);
     }
@@ -722,8 +800,8 @@ mod tests {
             runs: VecDeque::from(vec![
                 // Trial 0, on: both faulty replicas were rolled back and agree with golden.
                 run_of(Voted::Golden, all([true; 3], [OK; 3], true)),
-                // Trial 0, off: both crashed; one replica left: no majority.
-                run_of(Voted::None, all([false, false, false], [segv, segv, segv], false)),
+                // Trial 0, off: both crashed alike: the crash is the majority.
+                run_of(Voted::Failed, all([false, false, false], [segv, segv, segv], false)),
                 // Trial 1, on: corrected.
                 run_of(Voted::Golden, all([true; 3], [OK; 3], false)),
                 // Trial 1, off: two agreeing wrong results: escaped.
@@ -741,18 +819,28 @@ mod tests {
             faults: 2,
             window: Some((Duration::from_millis(10), Duration::from_millis(100))),
             modes: vec![true, false],
+            recovery_time_scale: 2.0,
         };
         let mut seen = 0;
         let (log, stopped) = run_trials(&mut fake, &plan, &mut |l| seen = l.len()).unwrap();
         assert_eq!((stopped.as_str(), seen, log.len()), ("completed", 2, 2));
-        // Same specs for both modes of a trial, on first.
-        assert_eq!(fake.calls[0].0, fake.calls[1].0);
+        // The same faults in both modes of a trial, on first, its times scaled by the golden walls' ratio.
         assert_eq!((fake.calls[0].1, fake.calls[1].1), (true, false));
+        let times = |text: &str| -> Vec<(Option<usize>, When)> {
+            text.split(';').map(|t| InjectSpec::parse(t).unwrap()).map(|s| (s.replica, s.when)).collect()
+        };
+        let (on_times, off_times) = (times(&fake.calls[0].0), times(&fake.calls[1].0));
+        for ((r_on, w_on), (r_off, w_off)) in on_times.iter().zip(&off_times) {
+            assert_eq!(r_on, r_off);
+            let (When::After(a), When::After(b)) = (w_on, w_off) else { panic!("drawn times") };
+            assert_eq!(*a, b.mul_f64(2.0));
+        }
+        assert_eq!(log[0].specs, fake.calls[1].0, "the log keeps the drawn specs");
         assert_eq!(fake.calls[0].0.split(';').count(), 2);
         let on = column(&log, true, Some(Duration::from_millis(20)));
         let off = column(&log, false, Some(Duration::from_millis(20)));
         assert_eq!((on.no_majority, on.escaped, on.results[0].count), (0, 0, 2));
-        assert_eq!((off.no_majority, off.escaped), (1, 1));
+        assert_eq!((off.failed, off.no_majority, off.escaped), (1, 0, 1));
         assert_eq!(on.trials_with_rollback, 1);
         assert_eq!(on.faults.iter().find(|r| r.name == "recovered").map(|r| r.count), Some(2));
         assert!(off.faults.iter().all(|r| r.name != "recovered"), "no recovery row without recovery");
@@ -781,6 +869,7 @@ mod tests {
             faults: 1,
             window: None,
             modes: vec![false],
+            recovery_time_scale: 1.0,
         };
         let (log, stopped) = run_trials(&mut fake, &plan, &mut |_| {}).unwrap();
         assert_eq!((log.len(), stopped.as_str()), (1, "SIGTERM"));

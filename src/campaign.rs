@@ -198,27 +198,53 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
     );
     if cfg.faults > 1 || cfg.checkpoint.is_some() {
-        // Checkpoints cost time (a fork and a page scan per interval): recovery-on trials get a hang
-        // limit from a golden run of their own, which must also compute the golden result.
+        // One golden run's wall is at the mercy of the machine's load: three of each kind, the shortest
+        // sets where fault times are drawn (so that they land), the longest sets the hang limit.
+        // Checkpoints cost time (a fork and a page scan per interval): recovery-on trials get their
+        // own golden runs, which must compute the golden result too.
+        let mut notes = Vec::new();
+        let Some(plain) = golden_runs(&mut harness, cfg, 2, &golden_fp.key(golden_key), golden_key)? else {
+            return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+        };
+        let (plain_min, plain_max) = (plain.shortest.min(golden.wall), plain.longest.max(golden.wall));
+        if !plain.agree {
+            notes.push(
+                "the golden runs disagree: the program is not deterministic, so a trial's category is not \
+                        the fault's alone (mask what varies, or fix the program's inputs)"
+                    .to_string(),
+            );
+        }
+        let hang_limit =
+            |wall: Duration| cfg.timeout.unwrap_or_else(|| (wall * 10).max(Duration::from_secs(2)));
+        let mut opts = opts;
+        opts.timeout = Some(Timeout::Absolute(hang_limit(plain_max)));
+        let mut golden_entry = golden_entry;
+        golden_entry.wall_ms = plain_min.as_secs_f64() * 1e3;
         let mut golden_recovery = None;
+        let mut recovery_min = plain_min;
         let mut opts_on =
             BatchOpts { parallel: cfg.replicas, timeout: opts.timeout, ..golden_opts_again(cfg) };
         if cfg.checkpoint.is_some() {
             harness.set_command(exe.clone(), &argv_on)?;
-            let batch =
-                harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts_again(cfg))?;
-            if harness.interrupted.is_some() {
+            let Some(GoldenRuns { shortest: min, longest: max, agree, first }) =
+                golden_runs(&mut harness, cfg, 3, &golden_fp.key(golden_key), golden_key)?
+            else {
                 return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+            };
+            if !agree {
+                notes.push(
+                    "a golden run with checkpoints did not compute the golden result: checkpointing changes what \
+                     this program computes, so the recovery-on column measures that too"
+                        .to_string(),
+                );
             }
-            let g =
-                batch.records.into_iter().next().context("the golden run with checkpoints did not finish")?;
-            let limit = cfg.timeout.unwrap_or_else(|| (g.wall * 10).max(Duration::from_secs(2)));
-            opts_on.timeout = Some(Timeout::Absolute(limit));
-            golden_recovery = Some(GoldenEntry {
+            opts_on.timeout = Some(Timeout::Absolute(hang_limit(max)));
+            recovery_min = min;
+            golden_recovery = first.map(|g| GoldenEntry {
                 outcome: g.outcome,
                 stdout_bytes: g.stdout.summary.len,
                 stdout_blake3: g.stdout.summary.hex(),
-                wall_ms: g.wall.as_secs_f64() * 1e3,
+                wall_ms: min.as_secs_f64() * 1e3,
             });
         }
         let limit_ms = |o: &BatchOpts| match o.timeout {
@@ -231,7 +257,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             (Some(_), false) => vec![true],
             (None, _) => vec![false],
         };
-        let window = (!cfg.inject_has_time).then(|| multi::fault_window(golden.wall, cfg.checkpoint));
+        let window = (!cfg.inject_has_time).then(|| multi::fault_window(plain_min, cfg.checkpoint));
         let plan = multi::Plan {
             template: &cfg.inject,
             seed: cfg.seed,
@@ -240,9 +266,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             faults: cfg.faults,
             window,
             modes: modes.clone(),
-            recovery_time_scale: golden_recovery
-                .as_ref()
-                .map_or(1.0, |g| (g.wall_ms / golden_entry.wall_ms.max(1e-3)).max(1.0)),
+            recovery_time_scale: (recovery_min.as_secs_f64() / plain_min.as_secs_f64().max(1e-6)).max(1.0),
         };
         let recovery_time_scale =
             (window.is_some() && golden_recovery.is_some()).then_some(plan.recovery_time_scale);
@@ -295,6 +319,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             trials: log.len(),
             golden: golden_entry,
             golden_recovery,
+            notes,
             recovery_time_scale,
             hang_limit_ms,
             fault_window_ms: window.map(|(a, b)| [a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3]),
@@ -372,6 +397,39 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     };
     crate::report::emit(report_file, &text)?;
     Ok(exit_code)
+}
+
+/// Golden runs of one kind: their shortest and longest walls, whether each computed the expected
+/// result, and the first one's record.
+struct GoldenRuns {
+    shortest: Duration,
+    longest: Duration,
+    agree: bool,
+    first: Option<RunRecord>,
+}
+
+/// `n` more golden runs with the harness's current command. `None` when a stop signal ended them.
+fn golden_runs(
+    harness: &mut Harness,
+    cfg: &CampaignConfig,
+    n: usize,
+    expect: &Key,
+    compare: Compare,
+) -> Result<Option<GoldenRuns>> {
+    let (mut min, mut max, mut agree, mut first) = (Duration::MAX, Duration::ZERO, true, None);
+    for _ in 0..n {
+        let batch =
+            harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts_again(cfg))?;
+        if harness.interrupted.is_some() {
+            return Ok(None);
+        }
+        let g = batch.records.into_iter().next().context("a golden run did not finish")?;
+        min = min.min(g.wall);
+        max = max.max(g.wall);
+        agree &= g.fingerprint().key(compare) == *expect;
+        first.get_or_insert(g);
+    }
+    Ok(Some(GoldenRuns { shortest: min, longest: max, agree, first }))
 }
 
 /// The options of a golden run: one execution, bounded only by `--timeout`.

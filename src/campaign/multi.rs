@@ -371,6 +371,8 @@ pub struct MultiReport {
     /// The golden run again with checkpoints (no fault): its wall sets recovery-on's hang limit, and
     /// its result must be golden's.
     pub golden_recovery: Option<GoldenEntry>,
+    /// What makes the numbers less than they seem (golden runs that disagree).
+    pub notes: Vec<String>,
     /// Recovery-on runs' fault times are the drawn ones times this (see [`Plan::recovery_time_scale`]).
     pub recovery_time_scale: Option<f64>,
     /// The hang limits of the recovery-on and -off runs, in ms.
@@ -574,7 +576,7 @@ pub fn render(r: &MultiReport) -> String {
         if r.stopped == "completed" { String::new() } else { format!(" (stopped: {})", r.stopped) }
     );
     out.push_str(&format!(
-        "golden run: {}, stdout {} B {}, {:.1} ms{}\n",
+        "golden run (shortest of 3): {}, stdout {} B {}, {:.1} ms{}\n",
         r.golden.outcome.describe(),
         r.golden.stdout_bytes,
         &r.golden.stdout_blake3[..8.min(r.golden.stdout_blake3.len())],
@@ -586,7 +588,7 @@ pub fn render(r: &MultiReport) -> String {
     ));
     if let Some(g) = &r.golden_recovery {
         out.push_str(&format!(
-            "golden run with checkpoints: {}, stdout {} B {}, {:.1} ms{}{}\n",
+            "golden run with checkpoints (shortest of 3): {}, stdout {} B {}, {:.1} ms{}{}\n",
             g.outcome.describe(),
             g.stdout_bytes,
             &g.stdout_blake3[..8.min(g.stdout_blake3.len())],
@@ -600,6 +602,9 @@ pub fn render(r: &MultiReport) -> String {
             }
         ));
     }
+    for n in &r.notes {
+        out.push_str(&format!("NOTE: {n}\n"));
+    }
     let limits: Vec<String> = r
         .hang_limit_ms
         .iter()
@@ -607,7 +612,10 @@ pub fn render(r: &MultiReport) -> String {
         .filter_map(|(l, name)| l.map(|ms| format!("{name} {ms:.0} ms")))
         .collect();
     if !limits.is_empty() {
-        out.push_str(&format!("hang limit (10x the golden run, at least 2 s): {}\n", limits.join(", ")));
+        out.push_str(&format!(
+            "hang limit (10x the slowest of 3 golden runs, at least 2 s): {}\n",
+            limits.join(", ")
+        ));
     }
     out.push('\n');
     const W: usize = 30;

@@ -6,7 +6,7 @@
 //!
 //! With `--faults K` (K > 1), `--checkpoint I` or `--compare-recovery I`, the trials are those of
 //! `multi`: K faults in K different replicas, recovery on, off, or both, each trial tallied by what the
-//! vote delivered (corrected, no-majority, escaped).
+//! vote delivered (corrected, failed, no-majority, escaped), after three golden runs of each kind.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

@@ -678,13 +678,13 @@ Exit status: 0 when nothing escaped (no-majority is not an escape), 1 otherwise;
 #[derive(Debug, Parser)]
 #[command(
     name = "tmr campaign",
-    about = "Fault-injection campaign: a golden run, then K voted rounds with one bit flip each, tallied.",
+    about = "Fault-injection campaign: a golden run, then voted rounds with injected faults (one, or --faults K), tallied.",
     after_help = CAMPAIGN_EXAMPLES,
     override_usage = "tmr campaign [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct CampaignArgs {
-    /// Number of trials (voted rounds with one fault each; at most 100000).
-    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
+    /// Number of trials (voted rounds with one fault each, or --faults K; at most 100000).
+    #[arg(long, value_name = "T", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
     trials: u64,
 
     /// Seed of every random choice: the same seed draws the same replicas, pages and bits; fault times

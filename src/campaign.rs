@@ -258,6 +258,23 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             (None, _) => vec![false],
         };
         let window = (!cfg.inject_has_time).then(|| multi::fault_window(plain_min, cfg.checkpoint));
+        if let (Some(i), Some((from, to))) = (cfg.checkpoint, window) {
+            if plain_min <= i {
+                notes.push(format!(
+                    "the golden run ({:.1} ms) is shorter than the checkpoint interval ({} ms): faults land \
+                     before the first checkpoint, where no rollback is possible",
+                    plain_min.as_secs_f64() * 1e3,
+                    i.as_millis()
+                ));
+            } else if (to - from) / (cfg.faults as u32) < i {
+                notes.push(format!(
+                    "each fault's slice ({:.1} ms) is shorter than the checkpoint interval ({} ms): two faults \
+                     may fall between the same two checkpoints",
+                    ((to - from) / cfg.faults as u32).as_secs_f64() * 1e3,
+                    i.as_millis()
+                ));
+            }
+        }
         let plan = multi::Plan {
             template: &cfg.inject,
             seed: cfg.seed,

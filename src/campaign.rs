@@ -3,7 +3,13 @@
 //! replica's result equals golden), detected-corrected (it differed, the vote delivered golden), crash or
 //! hang of the faulty replica (corrected), or escaped (the voted result is not golden: with one fault in
 //! three replicas this must never happen). Every trial's seed and drawn values are recorded for replay.
+//!
+//! With `--faults K` (K > 1), `--checkpoint I` or `--compare-recovery I`, the trials are those of
+//! `multi`: K faults in K different replicas, recovery on, off, or both, each trial tallied by what the
+//! vote delivered (corrected, failed, no-majority, escaped), after three golden runs of each kind.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,6 +23,8 @@ use crate::memvote::{vote_pages, MemSnapshot};
 use crate::replica::{BatchOpts, ChildSetup, Harness, Job, RunRecord};
 use crate::stats::{wilson, Interval};
 use crate::vote::vote;
+
+pub mod multi;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -138,22 +146,35 @@ pub struct GoldenEntry {
 pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
     let path = crate::resolve::resolve(&cfg.command[0])?;
+    // Recovery on: the tracers' argv with the checkpoint interval and the directory where they report
+    // their walls to each other (the hang judgement), one for the whole campaign, emptied per trial.
+    let checkpoint_dir = cfg
+        .checkpoint
+        .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
+        .transpose()
+        .context("creating the directory where replicas report to each other")?;
+    let argv_on = match (cfg.checkpoint, &checkpoint_dir) {
+        (Some(i), Some(dir)) => {
+            let on = crate::round::monitor_launcher_with(
+                path.clone().into_os_string(),
+                &cfg.command,
+                cfg.det,
+                Some((i, dir.path())),
+            )?;
+            on.argv.into_iter().map(|a| OsString::from_vec(a.into_bytes())).collect()
+        }
+        _ => Vec::new(),
+    };
     let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
+    let exe = OsString::from_vec(launcher.path.as_bytes().to_vec());
+    let argv_off: Vec<OsString> =
+        launcher.argv.iter().map(|a| OsString::from_vec(a.as_bytes().to_vec())).collect();
     let mut harness = Harness::new(launcher)?;
     let compare = Compare { exit: true, stdout: true, stderr: false, mem: cfg.mem };
     let started = Instant::now();
 
     // The golden run: one execution, no fault, under the same monitor as the trials.
-    let golden_opts = BatchOpts {
-        parallel: 1,
-        timeout: cfg.timeout.map(Timeout::Absolute),
-        stdout_masks: vec![],
-        stderr_masks: vec![],
-        setup: ChildSetup::default(),
-        mem: true,
-        reference_wall: None,
-        keep: false,
-    };
+    let golden_opts = golden_opts_again(cfg);
     let golden_batch = harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts)?;
     let golden = golden_batch.records.into_iter().next().context("the golden run did not finish")?;
     if harness.interrupted.is_some() {
@@ -176,6 +197,162 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         cfg.trials as u64,
         "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
     );
+    if cfg.faults > 1 || cfg.checkpoint.is_some() {
+        // One golden run's wall is at the mercy of the machine's load: three of each kind, the shortest
+        // sets where fault times are drawn (so that they land), the longest sets the hang limit.
+        // Checkpoints cost time (a fork and a page scan per interval): recovery-on trials get their
+        // own golden runs, which must compute the golden result too.
+        let mut notes = Vec::new();
+        let Some(plain) = golden_runs(&mut harness, cfg, 2, &golden_fp.key(golden_key), golden_key)? else {
+            return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+        };
+        let (plain_min, plain_max) = (plain.shortest.min(golden.wall), plain.longest.max(golden.wall));
+        if !plain.agree {
+            notes.push(
+                "the golden runs disagree: the program is not deterministic, so a trial's category is not \
+                        the fault's alone (mask what varies, or fix the program's inputs)"
+                    .to_string(),
+            );
+        }
+        let hang_limit =
+            |wall: Duration| cfg.timeout.unwrap_or_else(|| (wall * 10).max(Duration::from_secs(2)));
+        let mut opts = opts;
+        opts.timeout = Some(Timeout::Absolute(hang_limit(plain_max)));
+        let mut golden_entry = golden_entry;
+        golden_entry.wall_ms = plain_min.as_secs_f64() * 1e3;
+        let mut golden_recovery = None;
+        let mut recovery_min = plain_min;
+        let mut opts_on =
+            BatchOpts { parallel: cfg.replicas, timeout: opts.timeout, ..golden_opts_again(cfg) };
+        if cfg.checkpoint.is_some() {
+            harness.set_command(exe.clone(), &argv_on)?;
+            let Some(GoldenRuns { shortest: min, longest: max, agree, first }) =
+                golden_runs(&mut harness, cfg, 3, &golden_fp.key(golden_key), golden_key)?
+            else {
+                return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
+            };
+            if !agree {
+                notes.push(
+                    "a golden run with checkpoints did not compute the golden result: checkpointing changes what \
+                     this program computes, so the recovery-on column measures that too"
+                        .to_string(),
+                );
+            }
+            opts_on.timeout = Some(Timeout::Absolute(hang_limit(max)));
+            recovery_min = min;
+            golden_recovery = first.map(|g| GoldenEntry {
+                outcome: g.outcome,
+                stdout_bytes: g.stdout.summary.len,
+                stdout_xxh128: g.stdout.summary.hex(),
+                wall_ms: min.as_secs_f64() * 1e3,
+            });
+        }
+        let limit_ms = |o: &BatchOpts| match o.timeout {
+            Some(Timeout::Absolute(d)) => Some(d.as_secs_f64() * 1e3),
+            _ => None,
+        };
+        let hang_limit_ms = [limit_ms(&opts_on).filter(|_| cfg.checkpoint.is_some()), limit_ms(&opts)];
+        let modes = match (cfg.checkpoint, cfg.compare_recovery) {
+            (Some(_), true) => vec![true, false],
+            (Some(_), false) => vec![true],
+            (None, _) => vec![false],
+        };
+        let window = (!cfg.inject_has_time).then(|| multi::fault_window(plain_min, cfg.checkpoint));
+        if let (Some(i), Some((from, to))) = (cfg.checkpoint, window) {
+            if plain_min <= i {
+                notes.push(format!(
+                    "the golden run ({:.1} ms) is shorter than the checkpoint interval ({} ms): faults land \
+                     before the first checkpoint, where no rollback is possible",
+                    plain_min.as_secs_f64() * 1e3,
+                    i.as_millis()
+                ));
+            } else if (to - from) / (cfg.faults as u32) < i {
+                notes.push(format!(
+                    "each fault's slice ({:.1} ms) is shorter than the checkpoint interval ({} ms): two faults \
+                     may fall between the same two checkpoints",
+                    ((to - from) / cfg.faults as u32).as_secs_f64() * 1e3,
+                    i.as_millis()
+                ));
+            }
+        }
+        let plan = multi::Plan {
+            template: &cfg.inject,
+            seed: cfg.seed,
+            trials: cfg.trials,
+            replicas: cfg.replicas,
+            faults: cfg.faults,
+            window,
+            modes: modes.clone(),
+            recovery_time_scale: (recovery_min.as_secs_f64() / plain_min.as_secs_f64().max(1e-6)).max(1.0),
+        };
+        let recovery_time_scale =
+            (window.is_some() && golden_recovery.is_some()).then_some(plan.recovery_time_scale);
+        let mut live = multi::Live {
+            harness: &mut harness,
+            opts_on: &opts_on,
+            opts_off: &opts,
+            replicas: cfg.replicas,
+            golden: golden_fp.key(golden_key),
+            compare: golden_key,
+            mem: cfg.mem,
+            exe,
+            argv_on,
+            argv_off,
+            checkpoint_dir: checkpoint_dir.as_ref().map(|d| d.path().to_path_buf()),
+            current: None,
+        };
+        let (log, stopped) = multi::run_trials(&mut live, &plan, &mut |log| {
+            progress.inc(1);
+            let bad = |recovery: bool| {
+                log.iter()
+                    .flat_map(|t| &t.runs)
+                    .filter(|r| r.recovery == recovery)
+                    .filter(|r| {
+                        matches!(r.result, multi::TrialResult::NoMajority | multi::TrialResult::Escaped)
+                    })
+                    .count()
+            };
+            progress.set_message(match modes.as_slice() {
+                [true, false] => {
+                    format!("no majority or escaped: {} with recovery, {} without", bad(true), bad(false))
+                }
+                [m] => format!("{} no majority or escaped", bad(*m)),
+                _ => String::new(),
+            });
+        })?;
+        progress.finish_and_clear();
+        let columns: Vec<multi::Column> =
+            modes.iter().map(|&m| multi::column(&log, m, cfg.checkpoint)).collect();
+        let exit_code = multi::exit_code(harness.interrupted, &columns);
+        let report = multi::MultiReport {
+            schema: "tmr-campaign-report",
+            version: 2,
+            mode: "multi-fault",
+            command: cfg.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            replicas: cfg.replicas,
+            faults: cfg.faults,
+            seed: cfg.seed,
+            trials_planned: cfg.trials,
+            trials: log.len(),
+            golden: golden_entry,
+            golden_recovery,
+            notes,
+            recovery_time_scale,
+            hang_limit_ms,
+            fault_window_ms: window.map(|(a, b)| [a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3]),
+            columns,
+            trial_log: log,
+            stopped,
+            wall_s: started.elapsed().as_secs_f64(),
+            exit_code,
+        };
+        let text = match cfg.format {
+            Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
+            Format::Human => multi::render(&report),
+        };
+        crate::report::emit(report_file, &text)?;
+        return Ok(exit_code);
+    }
     let mut log = Vec::new();
     let mut stopped = "completed".to_string();
     for trial in 0..cfg.trials {
@@ -237,6 +414,53 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     };
     crate::report::emit(report_file, &text)?;
     Ok(exit_code)
+}
+
+/// Golden runs of one kind: their shortest and longest walls, whether each computed the expected
+/// result, and the first one's record.
+struct GoldenRuns {
+    shortest: Duration,
+    longest: Duration,
+    agree: bool,
+    first: Option<RunRecord>,
+}
+
+/// `n` more golden runs with the harness's current command. `None` when a stop signal ended them.
+fn golden_runs(
+    harness: &mut Harness,
+    cfg: &CampaignConfig,
+    n: usize,
+    expect: &Key,
+    compare: Compare,
+) -> Result<Option<GoldenRuns>> {
+    let (mut min, mut max, mut agree, mut first) = (Duration::MAX, Duration::ZERO, true, None);
+    for _ in 0..n {
+        let batch =
+            harness.run_batch(&[Job { replica: 0, replicas: 1, round: 0 }], &golden_opts_again(cfg))?;
+        if harness.interrupted.is_some() {
+            return Ok(None);
+        }
+        let g = batch.records.into_iter().next().context("a golden run did not finish")?;
+        min = min.min(g.wall);
+        max = max.max(g.wall);
+        agree &= g.fingerprint().key(compare) == *expect;
+        first.get_or_insert(g);
+    }
+    Ok(Some(GoldenRuns { shortest: min, longest: max, agree, first }))
+}
+
+/// The options of a golden run: one execution, bounded only by `--timeout`.
+fn golden_opts_again(cfg: &CampaignConfig) -> BatchOpts {
+    BatchOpts {
+        parallel: 1,
+        timeout: cfg.timeout.map(Timeout::Absolute),
+        stdout_masks: vec![],
+        stderr_masks: vec![],
+        setup: ChildSetup::default(),
+        mem: true,
+        reference_wall: None,
+        keep: false,
+    }
 }
 
 /// Trial `t`'s spec: the template with its open choices drawn from the campaign seed. A fault time not

@@ -721,20 +721,24 @@ the time uniformly over the golden run's wall time unless the spec has after=).
 Categories: masked, detected-corrected, crash, hang (all corrected by the vote), escaped (the voted \
 result differs from the golden run), not-injected (the replica ended before the fault's time).
 Replay a trial with `tmr --inject <spec from the JSON trial log> -- CMD`.
-Exit status: 0 when nothing escaped, 1 otherwise.
+
+Several faults, recovery on and off (issue 12):
+  tmr campaign --faults 2 --compare-recovery 20ms --trials 50 -- ./solver x.dat
+puts K faults per trial into K different replicas, the j-th at a time drawn in the j-th of K slices of the golden run (from the first checkpoint on), and runs each trial with checkpoints and rollback (--checkpoint I alone: only with) and without, same faults. Each trial is corrected, no-majority or escaped by what the vote delivered; each fault is masked, recovered, memory-only, wrong-result, crash or hang by its replica's final state.
+Exit status: 0 when nothing escaped (no-majority is not an escape), 1 otherwise; with --compare-recovery, the recovery-off column is the baseline and only the recovery-on one counts.
 ";
 
 /// `tmr campaign`: measure, fault by fault, that the vote masks injected bit flips.
 #[derive(Debug, Parser)]
 #[command(
     name = "tmr campaign",
-    about = "Fault-injection campaign: a golden run, then K voted rounds with one bit flip each, tallied.",
+    about = "Fault-injection campaign: a golden run, then voted rounds with injected faults (one, or --faults K), tallied.",
     after_help = CAMPAIGN_EXAMPLES,
     override_usage = "tmr campaign [OPTIONS] [--] COMMAND [ARGS]...",
 )]
 struct CampaignArgs {
-    /// Number of trials (voted rounds with one fault each; at most 100000).
-    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
+    /// Number of trials (voted rounds with one fault each, or --faults K; at most 100000).
+    #[arg(long, value_name = "T", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_TRIALS))]
     trials: u64,
 
     /// Seed of every random choice: the same seed draws the same replicas, pages and bits; fault times
@@ -771,6 +775,21 @@ struct CampaignArgs {
     #[arg(long, value_enum, default_value = "human")]
     format: FormatArg,
 
+    /// Faults per trial, each in a different replica at a different time (1 to N): times are drawn
+    /// each in its own slice of the golden run's wall time (after the first checkpoint with recovery).
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    faults: u64,
+
+    /// Recovery on: checkpoint every replica every INTERVAL (as tmr --checkpoint) and roll back a
+    /// replica that crashes or hangs.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_checkpoint, conflicts_with = "compare_recovery")]
+    checkpoint: Option<std::time::Duration>,
+
+    /// Run every trial twice with the same faults, recovery on (--checkpoint INTERVAL) and off, and
+    /// tabulate both side by side.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_checkpoint)]
+    compare_recovery: Option<std::time::Duration>,
+
     /// The command to run, and its arguments (passed through untouched).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<OsString>,
@@ -793,7 +812,25 @@ impl CampaignArgs {
                 ),
             ));
         }
+        let faults = self.faults as usize;
+        let refuse =
+            |message: String| Err(clap::Error::raw(clap::error::ErrorKind::ValueValidation, message));
+        if faults > self.replicas {
+            return refuse(format!(
+                "--faults {faults}: each fault goes into a different replica, and there are {}\n",
+                self.replicas
+            ));
+        }
+        if faults > 1 && inject.replica.is_some() {
+            return refuse(format!(
+                "--inject replica={} with --faults {faults}: the {faults} replicas are drawn per trial\n",
+                inject.replica.unwrap_or(0)
+            ));
+        }
         Ok(CampaignConfig {
+            faults,
+            checkpoint: self.checkpoint.or(self.compare_recovery),
+            compare_recovery: self.compare_recovery.is_some(),
             command: self.command,
             trials: self.trials as usize,
             seed: self.seed,
@@ -1176,6 +1213,27 @@ mod tests {
         let (text, code) = parse_err(&["tmr", "campaign", "--inject", "flip:replica=5", "true"]);
         assert_eq!(code, 125);
         assert!(text.contains("tmr campaign --help"), "{text}");
+    }
+
+    #[test]
+    fn campaign_faults_are_bounded_by_the_replicas() {
+        let c = campaign_ok(&["tmr", "campaign", "--faults", "3", "--compare-recovery", "20ms", "true"]);
+        assert_eq!(
+            (c.faults, c.checkpoint, c.compare_recovery),
+            (3, Some(std::time::Duration::from_millis(20)), true)
+        );
+        let c = campaign_ok(&["tmr", "campaign", "-n", "5", "--faults", "5", "--checkpoint", "1s", "true"]);
+        assert_eq!((c.faults, c.compare_recovery), (5, false));
+        assert_eq!(campaign_ok(&["tmr", "campaign", "true"]).faults, 1);
+        assert_one_line_error(&["tmr", "campaign", "--faults", "4", "true"], "--faults 4");
+        assert_one_line_error(&["tmr", "campaign", "--faults", "0", "true"], "--faults");
+        assert_one_line_error(
+            &["tmr", "campaign", "--faults", "2", "--inject", "flip:replica=1", "true"],
+            "drawn",
+        );
+        assert_one_line_error(&["tmr", "campaign", "--compare-recovery", "5ms", "true"], "below 10ms");
+        let both = ["tmr", "campaign", "--checkpoint", "20ms", "--compare-recovery", "20ms", "true"];
+        assert_eq!(parse_err(&both).1, 125);
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub struct CampaignConfig {
     pub det: Det,
     pub output: Option<PathBuf>,
     pub format: Format,
+    /// Faults per trial (`--faults`), each in a different replica: 1..=replicas.
+    pub faults: usize,
+    /// Recovery: checkpoint replicas every INTERVAL and roll back failed ones (`--checkpoint`, or
+    /// `--compare-recovery`, which also runs every trial without).
+    pub checkpoint: Option<Duration>,
+    /// Run every trial twice, recovery on and off, with the same faults (`--compare-recovery`).
+    pub compare_recovery: bool,
 }
 
 /// `tmr hunt`: K single executions, J at a time.

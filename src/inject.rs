@@ -15,6 +15,20 @@ use crate::units::{parse_duration, PAGE};
 /// The environment variable that carries a spec from tmr to the monitors (removed before the command runs).
 pub const ENV: &str = "TMR_INJECT";
 
+/// Separates the specs of a multi-fault trial (`tmr campaign --faults K`) in [`ENV`]: one variable
+/// reaches every replica's monitor, and each monitor takes the spec that names its replica.
+pub const SPEC_SEP: char = ';';
+
+/// The spec in `text` (one spec, or several joined by [`SPEC_SEP`]) that names `replica`.
+pub fn spec_for(text: &str, replica: usize) -> Option<InjectSpec> {
+    text.split(SPEC_SEP).filter_map(|s| InjectSpec::parse(s).ok()).find(|s| s.replica == Some(replica))
+}
+
+/// Several specs as one [`ENV`] value (the inverse of [`spec_for`] for each named replica).
+pub fn join_specs(specs: &[InjectSpec]) -> String {
+    specs.iter().map(InjectSpec::to_text).collect::<Vec<_>>().join(&SPEC_SEP.to_string())
+}
+
 /// Most bits one memory flip may change (a multi-bit upset; more is not a bit flip any longer).
 pub const MAX_BITS: u64 = 64;
 
@@ -349,6 +363,18 @@ mod tests {
         assert_eq!(r.target, Target::Reg { reg: Some("rip".into()), bit: Some(3) });
         assert_eq!(r.when, When::Exit);
         assert_eq!(InjectSpec::parse(&r.to_text()).unwrap(), r);
+    }
+
+    #[test]
+    fn each_replica_takes_its_own_spec_from_a_joined_list() {
+        let a = InjectSpec::parse("flip:replica=2,after=5ms,seed=1").unwrap();
+        let b = InjectSpec::parse("reg:replica=0,after=9ms,seed=2").unwrap();
+        let text = join_specs(&[a.clone(), b.clone()]);
+        assert_eq!(spec_for(&text, 2), Some(a.clone()));
+        assert_eq!(spec_for(&text, 0), Some(b));
+        assert_eq!(spec_for(&text, 1), None);
+        // One spec alone is the single-fault form every monitor has always read.
+        assert_eq!(spec_for(&a.to_text(), 2), Some(a));
     }
 
     #[test]

@@ -524,6 +524,8 @@ impl Checkpointer {
         };
         let decision = if self.off {
             Decision::Stand("checkpointing had stopped".into())
+        } else if let Some(why) = shared_with_the_outside(r) {
+            Decision::Stand(why)
         } else {
             self.lineage.on_failure(&cause, io_since)
         };
@@ -743,6 +745,32 @@ fn caught(pid: Pid, sig: Signal) -> bool {
         .find_map(|l| l.strip_prefix("SigCgt:"))
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
+}
+
+/// What a rollback could not take back and /proc/PID/io does not count: a writable shared mapping
+/// (the checkpoint shares its pages, so re-executed writes land twice) or a socket (sendto and recvfrom
+/// bypass rchar/wchar). Checked when the process fails (issue 12 item 7; `tests/checkpoint_limits.rs`).
+fn shared_with_the_outside(pid: Pid) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    if let Some(m) = maps
+        .lines()
+        .find(|l| l.split_whitespace().nth(1).is_some_and(|p| p.starts_with("rw") && p.ends_with('s')))
+    {
+        let name = m.split_whitespace().nth(5).unwrap_or("anonymous memory");
+        return Some(format!(
+            "not rolled back: it has a writable shared mapping ({name}), which the checkpoint shares"
+        ));
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten();
+    let socket = fds
+        .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 2))
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")));
+    socket.map(|e| {
+        format!(
+            "not rolled back: it has a socket open (fd {}), whose traffic cannot be taken back",
+            e.file_name().to_string_lossy()
+        )
+    })
 }
 
 /// Bytes read and bytes written by `pid` so far (rchar, wchar of /proc/PID/io; unreadable: as if huge).

@@ -153,6 +153,12 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
         .transpose()
         .context("creating the directory where replicas report to each other")?;
+    if let Some(dir) = &checkpoint_dir {
+        // Campaigns roll back on crash and hang, with unaligned checkpoints: aligned epochs (tmr
+        // --epoch-vote) checkpoint CPU-bound code only at its next system call.
+        std::fs::write(dir.path().join(crate::replica::CHECKPOINT_SOLO), b"")
+            .context("marking the checkpoint directory")?;
+    }
     let argv_on = match (cfg.checkpoint, &checkpoint_dir) {
         (Some(i), Some(dir)) => {
             let on = crate::round::monitor_launcher_with(

@@ -120,11 +120,18 @@ struct RunArgs {
     #[arg(long, value_name = "STEPS", default_value = DEFAULT_DET, value_parser = parse_det, help_heading = "Memory voting")]
     mem_det: Det,
 
-    /// Checkpoint each replica by an injected fork at its first system call after every INTERVAL (at
-    /// least 10ms), and resume the last checkpoint in place of a replica that crashes, if it did no I/O
-    /// since. Single-threaded replicas without child processes only. Runs replicas under the monitor.
+    /// Checkpoint the replicas by injected forks about every INTERVAL (at least 10ms); resume its last
+    /// checkpoint in place of a replica that crashes or hangs, if it did no I/O since. Single-threaded
+    /// replicas without child processes only. Runs replicas under the monitor.
     #[arg(long, value_name = "INTERVAL", value_parser = parse_checkpoint, help_heading = "Checkpoints")]
     checkpoint: Option<std::time::Duration>,
+
+    /// With --checkpoint: take each checkpoint at the same system call count in every replica and vote
+    /// on their memory there (only pages written since the last one are hashed); a replica outvoted is
+    /// rolled back to its last good checkpoint. Code that makes no system call is checkpointed only at
+    /// its next one, so CPU-bound loops get few checkpoints.
+    #[arg(long, requires = "checkpoint", help_heading = "Checkpoints")]
+    epoch_vote: bool,
 
     /// Exec the command once, stop it at its entry point (after the dynamic loader), and fork the other
     /// replicas there: they start with byte-identical memory, so --mem needs no ASLR/AT_RANDOM pinning.
@@ -495,6 +502,7 @@ impl RunArgs {
             mem,
             inject,
             checkpoint: self.checkpoint,
+            epoch_vote: self.epoch_vote,
             fork: self.fork,
             classify: ClassifyConfig {
                 reruns,

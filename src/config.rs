@@ -44,6 +44,8 @@ pub struct Config {
     pub inject: Option<crate::inject::InjectSpec>,
     /// `--checkpoint INTERVAL`: checkpoint and roll back replicas (implies the monitor).
     pub checkpoint: Option<Duration>,
+    /// `--epoch-vote`: align the checkpoints at equal system call counts and vote on memory there.
+    pub epoch_vote: bool,
     /// `--fork`: exec once, fork the other replicas after the loader (`replica/forkrun.rs`).
     pub fork: bool,
     pub classify: ClassifyConfig,

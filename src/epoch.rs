@@ -2,8 +2,11 @@
 //! `replica::checkpoint` asks it when the next checkpoint is due and what to do when its replica fails;
 //! the log it fills travels to tmr in the memory snapshot and into the report.
 //!
-//! One checkpoint is kept per replica: the newest. There is no epoch vote yet, so "good" means "taken
-//! while the replica was still running normally"; older ones are released as soon as a newer exists.
+//! With parallel replicas, checkpoints are aligned across replicas (`replica::epochvote`) and voted:
+//! a checkpoint is good once the replica's digest is in the strict majority ([`epoch_verdict`]); only
+//! the last good one is kept. A replica in the minority is rolled back to it ("epoch-divergence").
+//! When fewer than a majority of replicas are left to vote (the others exited), a checkpoint is kept
+//! unvoted, as when replicas run one at a time: good then means "taken while running normally".
 //! A failed replica is rolled back only when that is exact as far as tmr can tell: it did no read or
 //! write (`rchar`/`wchar` of /proc/PID/io) since the checkpoint, because file offsets and pipes are
 //! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
@@ -24,6 +27,58 @@ pub struct CheckpointLog {
     pub rollbacks: Vec<Rollback>,
     /// Why checkpointing stopped early (threads, child processes, a failed remote fork).
     pub stopped: Option<String>,
+    /// Aligned epochs where this replica's memory was in the minority.
+    #[serde(default)]
+    pub divergent_epochs: Vec<u32>,
+    /// Pages left out of the epoch digests as noise (no strict majority agreed on them).
+    #[serde(default)]
+    pub noise_pages: usize,
+    /// Epochs voted (aligned, with a majority present) and their verdicts, in order.
+    #[serde(default)]
+    pub votes: Vec<EpochVote>,
+}
+
+/// One epoch vote of this replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochVote {
+    pub epoch: u32,
+    /// The syscall count at the boundary.
+    pub boundary: u64,
+    pub verdict: EpochVerdict,
+    /// Pages hashed for this vote (written since the previous checkpoint), and the time it took.
+    pub pages_hashed: u64,
+    pub hash_ms: f64,
+    /// Time spent waiting for the siblings' digests.
+    pub wait_ms: f64,
+}
+
+/// A replica's standing at an epoch vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EpochVerdict {
+    /// In the strict majority: the checkpoint is good.
+    Good,
+    /// A strict majority agrees on another digest.
+    Minority,
+    /// Fewer than a strict majority of the replicas published a digest: kept unvoted.
+    TooFew,
+    /// Enough digests, no strict majority.
+    NoMajority,
+}
+
+/// The verdict for replica `me` of `n`, given the digests published (None: not in time, or gone).
+pub fn epoch_verdict<D: PartialEq>(me: usize, n: usize, digests: &[Option<D>]) -> EpochVerdict {
+    let need = n / 2 + 1;
+    let present: Vec<&D> = digests.iter().flatten().collect();
+    if present.len() < need {
+        return EpochVerdict::TooFew;
+    }
+    let majority = present.iter().find(|d| present.iter().filter(|e| e == d).count() >= need);
+    match (majority, digests.get(me).and_then(Option::as_ref)) {
+        (Some(m), Some(mine)) if *m == mine => EpochVerdict::Good,
+        (Some(_), _) => EpochVerdict::Minority,
+        (None, _) => EpochVerdict::NoMajority,
+    }
 }
 
 /// One checkpoint taken.
@@ -143,6 +198,16 @@ impl Lineage {
         (self.epochs, released)
     }
 
+    /// The aligned checkpoint of epoch `k` was voted good (or kept unvoted): it becomes the only one
+    /// kept, and the lineage is proven past any earlier fault. Returns the epochs released.
+    pub fn good(&mut self, k: u32) -> Vec<u32> {
+        let released = std::mem::replace(&mut self.kept, vec![k]);
+        self.epochs = self.epochs.max(k);
+        self.resumed_from = None;
+        self.last_cause = None;
+        released
+    }
+
     /// Which checkpoint a failure with `cause` would go back to. The newest, unless the running process
     /// was resumed and failed the same way again: then the newest one older than the one it was
     /// resumed from (the newer ones may hold the fault already), if any.
@@ -194,6 +259,18 @@ pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
         log.epochs.len(),
         log.interval_ms
     )];
+    if !log.votes.is_empty() {
+        let good = log.votes.iter().filter(|v| v.verdict == EpochVerdict::Good).count();
+        out.push(format!(
+            "  replica {replica}: {} epoch vote(s): {good} in the majority · diverged at epoch(s) {}",
+            log.votes.len(),
+            if log.divergent_epochs.is_empty() {
+                "none".to_string()
+            } else {
+                log.divergent_epochs.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            }
+        ));
+    }
     for r in &log.rollbacks {
         out.push(match r.resumed_epoch {
             Some(k) => format!(
@@ -278,6 +355,37 @@ mod tests {
     }
 
     #[test]
+    fn an_epoch_is_good_in_the_strict_majority_and_unvoted_without_one_present() {
+        use EpochVerdict::*;
+        let (a, b) = (Some(1), Some(2));
+        assert_eq!(epoch_verdict(0, 3, &[a, a, b]), Good);
+        assert_eq!(epoch_verdict(2, 3, &[a, a, b]), Minority);
+        assert_eq!(epoch_verdict(2, 3, &[a, a, None]), Minority, "no digest of its own: not with them");
+        assert_eq!(epoch_verdict(0, 3, &[a, None, None]), TooFew);
+        assert_eq!(epoch_verdict(0, 3, &[a, b, Some(3)]), NoMajority);
+        assert_eq!(epoch_verdict(0, 2, &[a, b]), NoMajority, "two replicas must both agree");
+        assert_eq!(epoch_verdict(1, 5, &[a, a, a, b, b]), Good);
+    }
+
+    #[test]
+    fn a_good_epoch_is_the_only_checkpoint_kept_and_clears_the_failure_history() {
+        let mut l = Lineage::default();
+        assert_eq!(l.good(3), Vec::<u32>::new());
+        assert_eq!(l.on_failure("epoch-divergence", |_| 0), Decision::Rollback(3));
+        // Diverged again from checkpoint 3 before any newer one was voted good: deterministic.
+        assert!(
+            matches!(l.on_failure("epoch-divergence", |_| 0), Decision::Stand(w) if w.contains("deterministic"))
+        );
+        let mut l = Lineage::default();
+        l.good(3);
+        assert_eq!(l.on_failure("epoch-divergence", |_| 0), Decision::Rollback(3));
+        assert_eq!(l.good(4), Vec::<u32>::new());
+        assert_eq!(l.good(5), vec![4]);
+        // Proven past the earlier fault: the same cause again rolls back to the newest good one.
+        assert_eq!(l.on_failure("epoch-divergence", |_| 0), Decision::Rollback(5));
+    }
+
+    #[test]
     fn a_replica_is_hung_once_a_majority_finished_long_enough_ago() {
         let walls = [100 * MS, 120 * MS];
         // One sibling finished: no majority of three yet.
@@ -310,11 +418,34 @@ mod tests {
                 },
             ],
             stopped: None,
+            ..Default::default()
         };
         let lines = describe(2, Some(&log));
         assert!(lines[0].contains("replica 2: 1 checkpoint(s) every 20 ms · 5 pages written"), "{lines:?}");
+        let vote = |epoch, verdict| EpochVote {
+            epoch,
+            boundary: 9,
+            verdict,
+            pages_hashed: 1,
+            hash_ms: 0.1,
+            wait_ms: 0.1,
+        };
+        let voted = CheckpointLog {
+            votes: vec![
+                vote(1, EpochVerdict::Good),
+                vote(2, EpochVerdict::Minority),
+                vote(2, EpochVerdict::Good),
+            ],
+            divergent_epochs: vec![2],
+            ..log.clone()
+        };
         assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
         assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
         assert!(describe(0, None).is_empty());
+        let lines = describe(2, Some(&voted));
+        assert!(
+            lines[1].contains("3 epoch vote(s): 2 in the majority · diverged at epoch(s) 2"),
+            "{lines:?}"
+        );
     }
 }

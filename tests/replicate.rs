@@ -242,7 +242,7 @@ fn reruns_replay_the_voted_rounds_answers() {
     assert!(passing.1 == 2 && passing.2 > 0, "reruns that exit 0 join the majority: {shown:?}");
 }
 
-/// sysinfo(2) (free memory, uptime, load) is answered from the log like the clock: `sort` sizes its
+/// sysinfo(2) (free memory, uptime, load) gets a steady answer under the clock step: `sort` sizes its
 /// buffer from free memory, so replicas reading different values laid out their heaps differently.
 /// Replica r takes r × 100 MB before it reads free memory, so real readings differ between replicas
 /// (checked by hand with `--mem-det aslr,at-random`: 2 of 3 agreed at best; not asserted here, as two
@@ -265,7 +265,7 @@ print(info[5] // 1024)  # freeram in KiB (after uptime, loads[3], totalram)
     assert_eq!(on.code, 0, "{}", summary(&on));
     assert_eq!(
         on.report["vote"]["unanimous"], true,
-        "every replica read replica 0's free memory: {}",
+        "every replica read the same free memory: {}",
         on.stdout
     );
     assert!(

@@ -1,5 +1,6 @@
 //! Output commit at checkpoints (`--checkpoint`): the replica's stdout and stderr are pipes to its own
-//! tracer, which passes on to tmr only what the replica wrote before its latest checkpoint. A rollback
+//! tracer, which passes on to tmr only what the replica wrote before its latest good checkpoint (with
+//! aligned epochs, committed once the epoch vote put the replica in the majority). A rollback
 //! then simply drops what the failed process wrote after that checkpoint, so tmr never sees it, and tmr
 //! needs no change at all: it reads the same pipes as before, each epoch's bytes one interval later.
 //!

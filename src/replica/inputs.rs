@@ -7,8 +7,8 @@
 //!   calls. The seccomp filter stops `clock_gettime`, `gettimeofday` and `time`; the tracer answers
 //!   them (the first replica's real reading, logged) and skips the real call. CPU-time clocks are not
 //!   replicated: the tracer cannot read the replica's CPU time for it, and CPU time differs anyway.
-//!   `sysinfo` (uptime, load, free memory: `sort` sizes its buffer from it) is trapped and answered
-//!   from the log the same way.
+//!   `sysinfo` (uptime, load, free memory: `sort` sizes its buffer from it) is trapped too and given a
+//!   steady answer, the same in every replica (no log entry).
 //! - **urandom**: the filter stops `open`/`openat`; a read-only open of `/dev/urandom` or `/dev/random`
 //!   is redirected to a file of [`URANDOM_BYTES`] real random bytes that the first replica to make that
 //!   open (the k-th of its kind) created, so every replica reads the same bytes. Reads are not trapped,
@@ -30,8 +30,6 @@ use crate::memvote::{InputStats, KindStats};
 /// The environment variable naming the run's private log directory; the monitor removes it before the
 /// command runs.
 pub const ENV: &str = "TMR_REPLOG";
-/// Log entries one sysinfo(2) answer takes (its 112 bytes in entries of [`DATA`]).
-const SYSINFO_PARTS: usize = std::mem::size_of::<libc::sysinfo>().div_ceil(DATA);
 /// Bytes of each replicated /dev/urandom stream; reading past them gets end-of-file.
 pub const URANDOM_BYTES: usize = 256 << 10;
 
@@ -260,44 +258,40 @@ impl Inputs {
         let _ = ptrace::setregs(tid, *regs);
     }
 
-    /// sysinfo(2): uptime, load and free memory, which `sort` sizes its buffer from (so replicas that
-    /// read different free memory laid out their heaps differently). The 112-byte answer travels as
-    /// [`SYSINFO_PARTS`] log entries of [`DATA`] bytes, all cut from one real reading of the first
-    /// replica to ask.
+    /// sysinfo(2): uptime, load and free memory, which `sort` sizes its buffer from and keeps on its
+    /// stack, so replicas that read different values laid out their memory differently. The answer is
+    /// made steady rather than replicated (the same in every replica and every round, with no log
+    /// entry): the totals are real, free RAM reads as half the total, free swap as all of it, uptime,
+    /// loads and the other counters as 0, the process count as 1. (The aligned-epoch checkpointer makes
+    /// the same answer when the clock step is off: `checkpoint::steady_sysinfo`.)
     fn on_sysinfo(&mut self, tid: Pid, regs: &mut arch::Regs) {
         let buf = arch::arg(regs, 0);
         // SAFETY: an all-zero sysinfo is a valid value for the call to overwrite.
         let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
         // SAFETY: a valid, writable sysinfo on the stack.
-        let rc = unsafe { libc::sysinfo(&mut info) };
-        let ret = if rc == 0 { 0 } else { -errno() };
-        // SAFETY: sysinfo is plain data; its bytes are read within its size.
-        let real: &[u8] = unsafe {
-            std::slice::from_raw_parts(
-                (&info as *const libc::sysinfo).cast(),
-                std::mem::size_of::<libc::sysinfo>(),
-            )
-        };
-        let mut bytes = [0u8; DATA * SYSINFO_PARTS];
-        let mut answered_ret = ret;
-        for part in 0..SYSINFO_PARTS {
-            let question = ((arch::SYSINFO as u64) << 32) | part as u64;
-            let piece = |p: usize| {
-                let mut data = [0u8; DATA];
-                let from = (p * DATA).min(real.len());
-                let to = ((p + 1) * DATA).min(real.len());
-                data[..to - from].copy_from_slice(&real[from..to]);
-                Answer { ret, data }
+        let mut ret = if unsafe { libc::sysinfo(&mut info) } == 0 { 0 } else { -errno() };
+        if ret == 0 {
+            let steady = libc::sysinfo {
+                uptime: 0,
+                loads: [0; 3],
+                freeram: info.totalram / 2,
+                sharedram: 0,
+                bufferram: 0,
+                freeswap: info.totalswap,
+                procs: 1,
+                freehigh: 0,
+                ..info
             };
-            let Some(a) = self.ask(tid, Kind::Clock, question, || piece(part)) else { return };
-            if part == 0 {
-                answered_ret = a.ret;
+            // SAFETY: sysinfo is plain data; its bytes are read within its size.
+            let bytes: &[u8] = unsafe {
+                std::slice::from_raw_parts(
+                    (&steady as *const libc::sysinfo).cast(),
+                    std::mem::size_of::<libc::sysinfo>(),
+                )
+            };
+            if buf == 0 || super::remote::write_remote(tid, buf, bytes).is_err() {
+                ret = -libc::EFAULT as i64;
             }
-            bytes[part * DATA..(part + 1) * DATA].copy_from_slice(&a.data);
-        }
-        let mut ret = answered_ret;
-        if ret == 0 && (buf == 0 || super::remote::write_remote(tid, buf, &bytes[..real.len()]).is_err()) {
-            ret = -libc::EFAULT as i64;
         }
         arch::skip(regs, ret);
         let _ = ptrace::setregs(tid, *regs);
@@ -402,7 +396,6 @@ pub fn describe(question: u64) -> String {
         libc::SYS_clock_gettime => format!("clock_gettime({})", clock_name(arg as i32)),
         libc::SYS_gettimeofday => "gettimeofday".into(),
         libc::SYS_time => "time".into(),
-        libc::SYS_sysinfo => format!("sysinfo (part {arg})"),
         libc::SYS_open | libc::SYS_openat => {
             format!("open(/dev/{})", if arg == 8 { "random" } else { "urandom" })
         }

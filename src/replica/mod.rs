@@ -6,6 +6,8 @@ pub mod capture;
 #[cfg(target_arch = "x86_64")]
 mod checkpoint;
 mod deliver;
+#[cfg(target_arch = "x86_64")]
+mod epochvote;
 #[cfg(test)]
 pub mod fake;
 #[cfg(target_arch = "x86_64")]
@@ -34,6 +36,8 @@ mod stdin;
 mod supervise;
 
 pub use capture::Captured;
+/// The file in a run's checkpoint directory that turns aligned epochs and their vote off.
+pub const CHECKPOINT_SOLO: &str = "solo";
 pub use deliver::stdout_was_closed;
 pub use spawn::ChildSetup;
 pub use supervise::{Batch, BatchOpts, Control, Harness, Job, Launcher, RunRecord};

@@ -565,7 +565,13 @@ impl Tracer {
                 }
                 WaitStatus::PtraceSyscall(tid) => {
                     if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
-                        c.at_syscall_stop(tid);
+                        if let Some(resumed) = c.at_syscall_stop(tid) {
+                            // An epoch vote found it in the minority: its last good checkpoint runs on.
+                            self.pid = resumed;
+                            TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
+                            self.last_fault = None;
+                            continue;
+                        }
                         if c.pending.is_some() {
                             continue;
                         }

@@ -102,6 +102,10 @@ impl Stream {
 
     /// Read what the pipe holds now (non-blocking) into `held` (or `out` when not holding).
     fn drain(&mut self, holding: bool, limit: usize) {
+        if !holding {
+            // Held bytes are older than anything still in the pipe: they go out first.
+            self.commit();
+        }
         let mut buf = [0u8; 65536];
         while let Some(src) = &self.src {
             if holding && self.held.len() >= limit {
@@ -276,5 +280,24 @@ fn copier(state: Arc<Mutex<State>>, wake: OwnedFd, main_tid: i32) {
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 1000) };
         let mut b = [0u8; 64];
         while matches!(nix::unistd::read(wake.as_raw_fd(), &mut b), Ok(n) if n > 0) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_bytes_go_out_before_the_ones_still_in_the_pipe() {
+        let (src_r, src_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let (_dst_r, dst_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let mut st = Stream::new(src_r, dst_w);
+        nix::unistd::write(&src_w, b"first ").unwrap();
+        st.drain(true, usize::MAX);
+        nix::unistd::write(&src_w, b"second").unwrap();
+        // Holding ends (the replica exits, or checkpointing stops) with bytes still in the pipe.
+        st.drain(false, usize::MAX);
+        st.commit();
+        assert_eq!(st.out.iter().copied().collect::<Vec<u8>>(), b"first second");
     }
 }

@@ -152,6 +152,12 @@ fn become_replica(
     }
     let place = super::inputs::Place::take_from_env();
     let mut trapped = super::inputs::trapped(det.clock, det.urandom);
+    if checkpoint.is_some() {
+        // With checkpoints the checkpointer makes sysinfo steady at the call's exit instead (aligned
+        // epochs only). With both, one CI run under load saw sort outvoted at its first epoch; the cause
+        // was not pinned down, and the checkpointer's way had passed its tests beside CPU hogs.
+        trapped.retain(|&nr| nr != libc::SYS_sysinfo as u32);
+    }
     if det.getrandom {
         trapped.push(libc::SYS_getrandom as u32);
     }

@@ -41,7 +41,9 @@ fn assert_one_replica_rolled_back(logs: &[Value], cause: &str) {
     let per_replica: Vec<Vec<Value>> = logs.iter().map(rollbacks).filter(|r| !r.is_empty()).collect();
     assert_eq!(per_replica.len(), 1, "one replica failed: {per_replica:?}");
     let r = &per_replica[0];
-    assert_eq!(r.len(), 1, "{r:?}");
+    // Twice when the newest checkpoint was taken after the fault's trigger (the crash recurs at once
+    // from it, and the one before is resumed: see the README's rollback rule).
+    assert!((1..=2).contains(&r.len()), "{r:?}");
     assert!(
         r.iter().all(|x| (x["cause"] == cause || x["cause"] == "epoch-divergence")
             && x["resumed_epoch"].as_u64().is_some_and(|e| e >= 1)),

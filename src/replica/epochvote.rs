@@ -28,7 +28,6 @@
 //! noise.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -71,15 +70,7 @@ pub struct EpochArea {
 impl EpochArea {
     /// Open (creating if needed) the meeting place at `path`; every tracer sizes it alike.
     pub fn open(path: &Path) -> Result<EpochArea> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the epoch file {}", path.display()))?;
+        let file = super::replog::open_shared(path, "the epoch file")?;
         file.set_len(HEADER + SLOT * u64::from(MAX_EPOCHS)).context("sizing the epoch file")?;
         // SAFETY: the file is private to this run (0600, in tmr's private directory) and is only ever
         // accessed through the atomics below.

@@ -50,6 +50,20 @@ use crate::inject::{
 use crate::memvote::{MemSnapshot, PAGE};
 
 pub const ARG: &str = "__tmr-monitor";
+
+/// How every tracer seizes its replica (the original, or a `--fork` copy it adopts).
+fn trace_options() -> Options {
+    Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACECLONE
+        // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
+        // getrandom fails with ENOSYS and their rdtsc kills them.
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
+        | Options::PTRACE_O_TRACESYSGOOD
+}
 /// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`): see `replica::no_tracer`.
 pub const SUPPORTED: bool = true;
 /// The fd on which the monitor writes its snapshot.
@@ -275,17 +289,7 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
     // SAFETY: fd 3 was set up by tmr for this purpose (dup2 before exec); only the tracer uses it.
     let out = unsafe { std::fs::File::from_raw_fd(SNAPSHOT_FD) };
     let pid = Pid::from_raw(replica);
-    let options = Options::PTRACE_O_TRACEEXEC
-        | Options::PTRACE_O_TRACEEXIT
-        | Options::PTRACE_O_TRACESECCOMP
-        | Options::PTRACE_O_TRACECLONE
-        // Children inherit the seccomp filter and the rdtsc trap: they must be traced too, or their
-        // getrandom fails with ENOSYS and their rdtsc kills them.
-        | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK
-        // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
-        | Options::PTRACE_O_TRACESYSGOOD;
-    let traced = ptrace::seize(pid, options).is_ok();
+    let traced = ptrace::seize(pid, trace_options()).is_ok();
     let mut tracer = Tracer::new(pid, tmr, det, inject, out);
     // SAFETY: tmr passed this fd (its pipe's write end) for this purpose; only the tracer holds it now.
     tracer.fork = fork.map(|p| (unsafe { std::fs::File::from_raw_fd(p.report_fd) }, p, None));
@@ -361,14 +365,7 @@ fn adopt_main(pid: Pid, det: Det, getrandom_calls: u64) -> ! {
     tracer.getrandom_calls = getrandom_calls;
     tracer.inputs =
         super::inputs::Inputs::new(pid, det.clock, det.urandom, super::inputs::Place::take_from_env());
-    let options = Options::PTRACE_O_TRACEEXEC
-        | Options::PTRACE_O_TRACEEXIT
-        | Options::PTRACE_O_TRACESECCOMP
-        | Options::PTRACE_O_TRACECLONE
-        | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK
-        | Options::PTRACE_O_TRACESYSGOOD;
-    let traced = ptrace::seize(pid, options).is_ok();
+    let traced = ptrace::seize(pid, trace_options()).is_ok();
     if !traced {
         tracer.snap.unavailable = Some("ptrace is not permitted here; memory was not captured".into());
     }

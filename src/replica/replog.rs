@@ -128,15 +128,7 @@ impl RepLog {
     /// Open (creating if needed) the log at `path`. Every replica sizes the file to the same length, so
     /// whoever comes first, no replica maps past its end.
     pub fn open(path: &Path) -> Result<RepLog> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the answer log {}", path.display()))?;
+        let file = open_shared(path, "the answer log")?;
         file.set_len(file_size()).context("sizing the answer log")?;
         // SAFETY: the file is private to this run (0600, in tmr's private directory) and is only ever
         // accessed through atomics on the state words and plain copies guarded by them (see `ask`).
@@ -229,6 +221,19 @@ fn wait_ready(state: &AtomicU32) -> bool {
 fn wake(state: &AtomicU32) {
     // SAFETY: a futex wake on a word of a shared mapping; no memory is passed.
     unsafe { libc::syscall(libc::SYS_futex, state.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+}
+
+/// A file the tracers of one round share (created by the first to come, mode 0600, never truncated).
+pub(super) fn open_shared(path: &Path, what: &str) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {what} {}", path.display()))
 }
 
 #[cfg(test)]

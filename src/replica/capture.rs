@@ -46,6 +46,12 @@ impl Capture {
         Ok(())
     }
 
+    /// Stop keeping the bytes (and drop those kept): only the digest goes on.
+    pub fn forget(&mut self) {
+        self.keep = false;
+        self.spool = None;
+    }
+
     pub fn finish(self) -> Captured {
         Captured {
             summary: StreamSummary { len: self.len, digest: self.hasher.finalize() },

@@ -48,6 +48,9 @@ pub struct StreamPlan {
 
 /// The replica whose uncompared streams are shown live.
 pub const SHOWN: usize = 0;
+/// Bytes of an uncompared stream kept per other replica, in case it must follow the shown one (disk
+/// beyond a small RAM buffer). Past this the stream is only hashed, and no switch can deliver it.
+pub const SHOWN_SPOOL_LIMIT: u64 = 64 << 20;
 
 enum Kind {
     Compared(Committer),
@@ -114,6 +117,9 @@ impl StreamHub {
             }
             Kind::Shown { caps, .. } => {
                 if let Some(cap) = caps[lane].as_mut() {
+                    if lane != SHOWN && h.lens[lane] > SHOWN_SPOOL_LIMIT {
+                        cap.forget();
+                    }
                     cap.push(chunk)?;
                 }
                 if lane == SHOWN {
@@ -213,9 +219,12 @@ impl StreamHub {
                 }
             }
             if let (Kind::Shown { summaries, spools: kept, .. }, Some(w)) = (&mut h.kind, winner) {
-                if shown_lost && w != SHOWN && summaries[w] != summaries[SHOWN] {
+                let len = summaries[w].map_or(0, |s| s.len);
+                // Over SHOWN_SPOOL_LIMIT the winner's stream was not kept: nothing can follow.
+                let kept_all = kept[w].is_some() || len == 0;
+                if shown_lost && w != SHOWN && summaries[w] != summaries[SHOWN] && kept_all {
                     h.switched = Some(w);
-                    h.sink.delivered += summaries[w].map_or(0, |s| s.len);
+                    h.sink.delivered += len;
                     if let Some(file) = kept[w].take() {
                         spools.push((file, h.sink.fd));
                     }

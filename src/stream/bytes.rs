@@ -532,10 +532,9 @@ impl ByteCommitter {
         // Its line: the newlines of the committed stream before `offset` (hashed, in the log, or in the
         // bytes being committed right now).
         let in_log = (offset.min(self.committed).saturating_sub(self.base) as usize).min(committed_in_log);
-        let mut newlines =
-            self.base_lines + memchr::memchr_iter(b'\n', &self.log.as_slice()[..in_log]).count() as u64;
+        let mut newlines = self.base_lines + super::newlines(&self.log.as_slice()[..in_log]);
         if offset > self.committed {
-            newlines += memchr::memchr_iter(b'\n', pending_before).count() as u64;
+            newlines += super::newlines(pending_before);
         }
         self.forget_agreement(replica);
         let lane = &mut self.lanes[replica];
@@ -572,8 +571,8 @@ impl ByteCommitter {
         }
         let committed_in_log = (self.committed - self.base) as usize;
         let newlines = self.base_lines
-            + memchr::memchr_iter(b'\n', &self.log.as_slice()[..committed_in_log]).count() as u64
-            + memchr::memchr_iter(b'\n', &theirs[..k]).count() as u64;
+            + super::newlines(&self.log.as_slice()[..committed_in_log])
+            + super::newlines(&theirs[..k]);
         let mut before: Vec<u8> = [self.recent.as_slice(), &theirs[..k]].concat();
         before.drain(..before.len().saturating_sub(CONTEXT));
         Some(Divergence {
@@ -620,9 +619,11 @@ impl ByteCommitter {
             .min(self.hold);
         if slowest > self.base {
             let n = (slowest - self.base) as usize;
-            let done = &self.log.as_slice()[..n];
-            self.hasher.update(done);
-            self.base_lines += memchr::memchr_iter(b'\n', done).count() as u64;
+            // Hash and count in L1-sized blocks, so that the second pass reads from cache.
+            for block in self.log.as_slice()[..n].chunks(16 << 10) {
+                self.hasher.update(block);
+                self.base_lines += super::newlines(block);
+            }
             self.log.consume(n);
             self.base += n as u64;
         }

@@ -100,6 +100,13 @@ impl Committer {
     }
 }
 
+/// The newlines in `bytes`, for the line numbers of divergences. memchr's count took 23% of the
+/// committer's time in the flood (it finds each match, and there is one every 64 bytes); bytecount
+/// counts 32 bytes per vector compare (AVX2 chosen at run time).
+pub fn newlines(bytes: &[u8]) -> u64 {
+    bytecount::count(bytes, b'\n') as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +350,17 @@ mod tests {
         );
         assert_eq!(c.push(0, b"took 9ms\nend").to_vec(), b"".to_vec());
         assert_eq!(c.remainder(0).unwrap(), b"end");
+    }
+
+    proptest! {
+        #[test]
+        fn newlines_are_counted_as_memchr_counts_them(bytes in prop::collection::vec(prop::sample::select(vec![b'\n', b'a', 0xff]), 0..20_000)) {
+            prop_assert_eq!(newlines(&bytes), memchr::memchr_iter(b'\n', &bytes).count() as u64);
+        }
+    }
+
+    #[test]
+    fn a_run_of_newlines_fills_each_byte_accumulator_without_overflow() {
+        assert_eq!(newlines(&[b'\n'; 32 * 255 * 3 + 7]), 32 * 255 * 3 + 7);
     }
 }

@@ -161,7 +161,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     }
     let argv_on = match (cfg.checkpoint, &checkpoint_dir) {
         (Some(i), Some(dir)) => {
-            let on = crate::round::monitor_launcher_with(
+            let on = crate::monitored::monitor_launcher_with(
                 path.clone().into_os_string(),
                 &cfg.command,
                 cfg.det,
@@ -171,7 +171,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         }
         _ => Vec::new(),
     };
-    let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
+    let launcher = crate::monitored::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
     let exe = OsString::from_vec(launcher.path.as_bytes().to_vec());
     let argv_off: Vec<OsString> =
         launcher.argv.iter().map(|a| OsString::from_vec(a.as_bytes().to_vec())).collect();

@@ -8,6 +8,8 @@
 
 use anyhow::Result;
 
+use crate::replica::RunRecord;
+use crate::report::hunt::HuntReport;
 use crate::report::{RunEntry, RunReport, VoteEntry};
 
 /// What happened, in the order it happened.
@@ -23,6 +25,11 @@ pub enum Event<'a> {
     RerunRoundStarted { round: usize, size: usize },
     /// The whole run ended: its report is final.
     RunFinished { report: &'a RunReport },
+    /// `tmr hunt`: one run ended (its record holds its spooled output with `--keep`). Runs that tmr's own
+    /// stop signal cut short are not told.
+    HuntRunFinished { record: &'a RunRecord, failing: bool },
+    /// The hunt ended: its report is final.
+    HuntFinished { report: &'a HuntReport },
 }
 
 impl Event<'_> {
@@ -34,6 +41,8 @@ impl Event<'_> {
             Event::RoundVoted { .. } => "round-voted",
             Event::RerunRoundStarted { .. } => "rerun-round-started",
             Event::RunFinished { .. } => "run-finished",
+            Event::HuntRunFinished { .. } => "hunt-run-finished",
+            Event::HuntFinished { .. } => "hunt-finished",
         }
     }
 }
@@ -95,6 +104,17 @@ impl Reporter for Recorder {
             Event::RoundVoted { vote } => vote.result.to_string(),
             Event::RerunRoundStarted { round, size } => format!("round {round} of {size}"),
             Event::RunFinished { report } => format!("exit {}", report.exit_code),
+            Event::HuntRunFinished { record, failing } => {
+                format!(
+                    "run {}: {}{}",
+                    record.job.round,
+                    record.outcome.describe(),
+                    if *failing { " FAIL" } else { "" }
+                )
+            }
+            Event::HuntFinished { report } => {
+                format!("{} of {} failing: {}", report.failures, report.runs, report.stopped)
+            }
         };
         self.lines.push(format!("{} {detail}", event.name()).trim_end().to_string());
         Ok(())

@@ -5,6 +5,7 @@
 
 pub mod github;
 pub mod human;
+pub mod hunt;
 pub mod junit;
 
 use serde::Serialize;

@@ -1,7 +1,8 @@
 //! The reporters: every output of a run, a hunt or a campaign is one of these, fed by the loops'
 //! [`Event`]s through `events::Reporters`. Each turns events into bytes with the pure renderers of
 //! `report/` and owns where they go: a report file (replaced only once complete), stderr (where a
-//! closed or full stream never fails the run), the GitHub job summary.
+//! closed or full stream never fails the run), the GitHub job summary, the progress line (`progress`), the
+//! kept failing runs of `tmr hunt --keep` (`keep`).
 
 use std::io::Write;
 
@@ -10,6 +11,12 @@ use anyhow::{Context, Result};
 use crate::config::Format;
 use crate::events::{Event, Reporter};
 use crate::report::{self, human, ReportFile};
+
+mod keep;
+mod progress;
+
+pub use keep::Keep;
+pub use progress::Progress;
 
 /// Where a summary goes.
 pub enum Out {
@@ -51,7 +58,8 @@ impl Out {
     }
 }
 
-/// The summary of `--format`: human or JSON, on stderr or in `-o FILE`, once the run has finished.
+/// The summary of `--format`: human or JSON, on stderr or in `-o FILE`, once the run (hunt, campaign)
+/// has finished.
 pub struct Summary {
     pub format: Format,
     pub out: Out,
@@ -67,9 +75,25 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The report of a hunt or a campaign in `--format`: pretty JSON, or its human text (no colour).
+    fn render<R: serde::Serialize>(&self, report: &R, human: fn(&R) -> String) -> String {
+        match self.format {
+            Format::Json => serde_json::to_string_pretty(report).expect("a report always serialises") + "\n",
+            Format::Human => human(report),
+        }
+    }
+}
+
 impl Reporter for Summary {
     fn event(&mut self, event: &Event) -> Result<()> {
-        let Event::RunFinished { report: r } = event else { return Ok(()) };
+        let r = match event {
+            Event::RunFinished { report } => report,
+            Event::HuntFinished { report } => {
+                return self.out.write(&self.render(*report, report::hunt::render))
+            }
+            _ => return Ok(()),
+        };
         let text = match self.format {
             Format::Json => report::to_json(r),
             Format::Human if self.out.is_file() => human::render(r, &human::Style { color: false }),
@@ -203,5 +227,19 @@ mod tests {
         r.vote.unanimous = false;
         quiet.event(&Event::RunFinished { report: &r }).unwrap();
         assert!(!out.text().is_empty());
+    }
+
+    #[test]
+    fn a_hunt_summary_is_written_when_the_hunt_finishes() {
+        let (human_out, json_out) = (Shared::default(), Shared::default());
+        let mut all = Reporters::new();
+        all.add(summary(Format::Human, false, &human_out)).add(summary(Format::Json, false, &json_out));
+        let r = crate::report::hunt::sample();
+        let rec = crate::replica::fake::record(crate::replica::Job { replica: 0, replicas: 1, round: 0 }, 0);
+        all.event(&Event::HuntRunFinished { record: &rec, failing: false }).unwrap();
+        assert!(human_out.text().is_empty() && json_out.text().is_empty());
+        all.event(&Event::HuntFinished { report: &r }).unwrap();
+        assert_eq!(human_out.text(), crate::report::hunt::render(&r));
+        assert_eq!(json_out.text(), serde_json::to_string_pretty(&r).unwrap() + "\n");
     }
 }

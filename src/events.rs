@@ -9,6 +9,7 @@
 use anyhow::Result;
 
 use crate::replica::RunRecord;
+use crate::report::campaign::{self, multi, CampaignReport};
 use crate::report::hunt::HuntReport;
 use crate::report::{RunEntry, RunReport, VoteEntry};
 
@@ -16,20 +17,51 @@ use crate::report::{RunEntry, RunReport, VoteEntry};
 #[derive(Debug)]
 pub enum Event<'a> {
     /// `tmr CMD`: the voted round is about to start.
-    RunStarted { replicas: usize },
+    RunStarted {
+        replicas: usize,
+    },
     /// A replica of the voted round (round 0) or a rerun (round ≥ 1) ended.
-    ReplicaFinished { run: &'a RunEntry },
+    ReplicaFinished {
+        run: &'a RunEntry,
+    },
     /// The voted round's vote.
-    RoundVoted { vote: &'a VoteEntry },
+    RoundVoted {
+        vote: &'a VoteEntry,
+    },
     /// A round of reruns, of `size` executions, is about to start.
-    RerunRoundStarted { round: usize, size: usize },
+    RerunRoundStarted {
+        round: usize,
+        size: usize,
+    },
     /// The whole run ended: its report is final.
-    RunFinished { report: &'a RunReport },
+    RunFinished {
+        report: &'a RunReport,
+    },
     /// `tmr hunt`: one run ended (its record holds its spooled output with `--keep`). Runs that tmr's own
     /// stop signal cut short are not told.
-    HuntRunFinished { record: &'a RunRecord, failing: bool },
+    HuntRunFinished {
+        record: &'a RunRecord,
+        failing: bool,
+    },
     /// The hunt ended: its report is final.
-    HuntFinished { report: &'a HuntReport },
+    HuntFinished {
+        report: &'a HuntReport,
+    },
+    /// `tmr campaign`: one single-fault trial was run and categorized.
+    CampaignTrialFinished {
+        trial: &'a campaign::TrialEntry,
+    },
+    /// `tmr campaign --faults K`/`--checkpoint`: one trial was run in each recovery mode.
+    MultiTrialFinished {
+        trial: &'a multi::TrialEntry,
+    },
+    /// The campaign ended: its report is final.
+    CampaignFinished {
+        report: &'a CampaignReport,
+    },
+    MultiCampaignFinished {
+        report: &'a multi::MultiReport,
+    },
 }
 
 impl Event<'_> {
@@ -43,6 +75,10 @@ impl Event<'_> {
             Event::RunFinished { .. } => "run-finished",
             Event::HuntRunFinished { .. } => "hunt-run-finished",
             Event::HuntFinished { .. } => "hunt-finished",
+            Event::CampaignTrialFinished { .. } => "campaign-trial-finished",
+            Event::MultiTrialFinished { .. } => "multi-trial-finished",
+            Event::CampaignFinished { .. } => "campaign-finished",
+            Event::MultiCampaignFinished { .. } => "multi-campaign-finished",
         }
     }
 }
@@ -111,6 +147,21 @@ impl Reporter for Recorder {
                     record.outcome.describe(),
                     if *failing { " FAIL" } else { "" }
                 )
+            }
+            Event::CampaignTrialFinished { trial } => {
+                format!("trial {}: {}", trial.trial, trial.category.name())
+            }
+            Event::MultiTrialFinished { trial } => {
+                let runs: Vec<String> = trial
+                    .runs
+                    .iter()
+                    .map(|r| format!("{} {}", if r.recovery { "on" } else { "off" }, r.result.name()))
+                    .collect();
+                format!("trial {}: {}", trial.trial, runs.join(", "))
+            }
+            Event::CampaignFinished { report } => format!("{} escaped: {}", report.escaped, report.stopped),
+            Event::MultiCampaignFinished { report } => {
+                format!("{} trials: {}", report.trials, report.stopped)
             }
             Event::HuntFinished { report } => {
                 format!("{} of {} failing: {}", report.failures, report.runs, report.stopped)

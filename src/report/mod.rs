@@ -3,6 +3,7 @@
 //! reports without running anything. Also where reports go: files replaced only once a run has ended
 //! ([`create_file`]), and tmr's own lines on stderr, which never fail a run ([`say`]).
 
+pub mod campaign;
 pub mod github;
 pub mod human;
 pub mod hunt;

@@ -92,6 +92,12 @@ impl Reporter for Summary {
             Event::HuntFinished { report } => {
                 return self.out.write(&self.render(*report, report::hunt::render))
             }
+            Event::CampaignFinished { report } => {
+                return self.out.write(&self.render(*report, report::campaign::render))
+            }
+            Event::MultiCampaignFinished { report } => {
+                return self.out.write(&self.render(*report, report::campaign::multi::render))
+            }
             _ => return Ok(()),
         };
         let text = match self.format {

@@ -1,5 +1,6 @@
 //! Settling a run's class by re-running it: drives the pure [`Classifier`] with fresh executions from the
-//! harness until it is settled or the budget is spent, and turns its verdict into report data.
+//! harness until it is settled or the budget is spent, telling each round and execution as events, and
+//! turns its verdict into report data.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! One tmr run end to end: resolve the command, run the voted round, vote, gather the evidence for any
-//! disagreement, deliver the winner's output and write the report. The seam between "run replicas"
-//! (`replica`) and "vote + report" (pure modules) runs through here as plain data.
+//! disagreement, deliver the winner's output and tell the report to its reporters (`events`, `reporters`:
+//! the summary, JSON, JUnit, the GitHub summary). The seam between "run replicas" (`replica`) and
+//! "vote + report" (pure modules) runs through here as plain data.
 
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom, Write};

@@ -91,10 +91,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
-    for r in &records {
-        reporters.event(&Event::ReplicaFinished { run: &crate::rerun::run_entry(r) })?;
-    }
-    reporters.event(&Event::RoundVoted { vote: &vote_entry(&records, &voted) })?;
+    tell_round(&mut reporters, &records, &voted)?;
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
     // already known. A stop signal while the reader is slow ends the delivery (the harness watches).
@@ -450,6 +447,14 @@ fn build_report(
     }
 }
 
+/// The voted round as events: each replica as it is recorded, then the vote.
+fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<Key>) -> Result<()> {
+    for r in records {
+        reporter.event(&Event::ReplicaFinished { run: &crate::rerun::run_entry(r) })?;
+    }
+    reporter.event(&Event::RoundVoted { vote: &vote_entry(records, voted) })
+}
+
 fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
     let replica_of = |i: &usize| records[*i].job.replica;
     VoteEntry {
@@ -464,5 +469,63 @@ fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
             .majority()
             .map(|g| records[crate::rerun::representative(records, &g.members)].job.replica),
         groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::fake::Fake;
+    use crate::replica::{Control, Runner};
+
+    /// A run with a rerun, on the fake runner, as its reporters see it: the voted round (replica 1
+    /// failed), its vote, then the rerun rounds the classifier asked for, each with its executions.
+    #[test]
+    fn a_run_with_a_rerun_is_told_in_order() {
+        let argv = ["tmr", "--reruns", "3", "--rerun-budget", "1h", "true"].map(std::ffi::OsString::from);
+        let crate::cli::Parsed::Run(config) = crate::cli::parse(argv) else { panic!("bad arguments") };
+        let mut fake = Fake::new(1, |j| i32::from(j.round == 0 && j.replica == 1));
+        let mut seen = crate::events::Recorder::default();
+        seen.event(&Event::RunStarted { replicas: 3 }).unwrap();
+        let mut records = Vec::new();
+        let mut jobs = (0..3).map(|replica| Job { replica, replicas: 3, round: 0 });
+        fake.run_jobs(&mut jobs, &batch_opts(&config), &mut |r| {
+            records.push(r);
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let voted = vote(&keys);
+        tell_round(&mut seen, &records, &voted).unwrap();
+        let wall = std::time::Duration::from_millis(1);
+        let reruns = crate::rerun::settle(
+            &config,
+            &mut fake,
+            &keys,
+            &records,
+            wall,
+            batch_opts(&config),
+            &key_of,
+            &mut seen,
+        )
+        .unwrap();
+        let report = build_report(&config, &records, &voted, vec![], 0, None, reruns.report(&config), 0);
+        seen.event(&Event::RunFinished { report: &report }).unwrap();
+        assert_eq!(
+            seen.lines,
+            [
+                "run-started 3",
+                "replica-finished round 0 replica 0: exit 0",
+                "replica-finished round 0 replica 1: exit 1",
+                "replica-finished round 0 replica 2: exit 0",
+                "round-voted majority",
+                "rerun-round-started round 1 of 3",
+                "replica-finished round 1 replica 0: exit 0",
+                "replica-finished round 1 replica 1: exit 0",
+                "replica-finished round 1 replica 2: exit 0",
+                "run-finished exit 0",
+            ]
+        );
     }
 }

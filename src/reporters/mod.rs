@@ -40,11 +40,12 @@ impl Out {
         matches!(self, Out::File(_))
     }
 
-    fn write(&mut self, text: &str) -> Result<()> {
+    /// Write `text`, naming the report as `what` in an error ("writing the report").
+    fn write_as(&mut self, text: &str, what: &'static str) -> Result<()> {
         match self {
             Out::File(f) => match f.take() {
                 Some(mut f) => {
-                    f.file().write_all(text.as_bytes()).context("writing the report")?;
+                    f.file().write_all(text.as_bytes()).context(what)?;
                     f.persist()
                 }
                 None => Ok(()),
@@ -53,7 +54,7 @@ impl Out {
                 let _ = std::io::stderr().write_all(text.as_bytes());
                 Ok(())
             }
-            Out::Writer(w) => w.write_all(text.as_bytes()).context("writing the report"),
+            Out::Writer(w) => w.write_all(text.as_bytes()).context(what),
         }
     }
 }
@@ -90,13 +91,17 @@ impl Reporter for Summary {
         let r = match event {
             Event::RunFinished { report } => report,
             Event::HuntFinished { report } => {
-                return self.out.write(&self.render(*report, report::hunt::render))
+                return self.out.write_as(&self.render(*report, report::hunt::render), "writing the report")
             }
             Event::CampaignFinished { report } => {
-                return self.out.write(&self.render(*report, report::campaign::render))
+                return self
+                    .out
+                    .write_as(&self.render(*report, report::campaign::render), "writing the report")
             }
             Event::MultiCampaignFinished { report } => {
-                return self.out.write(&self.render(*report, report::campaign::multi::render))
+                return self
+                    .out
+                    .write_as(&self.render(*report, report::campaign::multi::render), "writing the report")
             }
             _ => return Ok(()),
         };
@@ -106,7 +111,7 @@ impl Reporter for Summary {
             Format::Human if self.quiet && r.vote.unanimous && r.interrupted_by.is_none() => return Ok(()),
             Format::Human => human::render(r, &human::Style { color: self.color }),
         };
-        self.out.write(&text)
+        self.out.write_as(&text, "writing the report")
     }
 }
 
@@ -118,7 +123,7 @@ pub struct Junit {
 impl Reporter for Junit {
     fn event(&mut self, event: &Event) -> Result<()> {
         let Event::RunFinished { report: r } = event else { return Ok(()) };
-        self.out.write(&report::junit::render(r)).context("writing the JUnit report")
+        self.out.write_as(&report::junit::render(r), "writing the JUnit report")
     }
 }
 

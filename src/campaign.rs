@@ -7,58 +7,29 @@
 //! With `--faults K` (K > 1), `--checkpoint I` or `--compare-recovery I`, the trials are those of
 //! `multi`: K faults in K different replicas, recovery on, off, or both, each trial tallied by what the
 //! vote delivered (corrected, failed, no-majority, escaped), after three golden runs of each kind.
+//!
+//! Both loops tell each trial and the final report as events to their reporters (the progress line, the
+//! summary); the reports and their rendering are `report::campaign`.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
-use crate::config::{CampaignConfig, Format, Timeout};
+use crate::config::{CampaignConfig, Timeout};
+use crate::events::{Event, Reporter, Reporters};
 use crate::exit;
 use crate::fingerprint::{signal_name, Compare, Key, Outcome};
-use crate::inject::{InjectSpec, Injected, Rng, When};
+use crate::inject::{InjectSpec, Rng, When};
 use crate::memvote::{vote_pages, MemSnapshot};
 use crate::replica::{BatchOpts, ChildSetup, Harness, Job, RunRecord};
-use crate::stats::{wilson, Interval};
+pub use crate::report::campaign::{render, CampaignReport, Category, CategoryCount, GoldenEntry, TrialEntry};
+use crate::reporters::{Progress, Summary};
+use crate::stats::wilson;
 use crate::vote::vote;
 
 pub mod multi;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Category {
-    Masked,
-    DetectedCorrected,
-    Crash,
-    Hang,
-    Escaped,
-    /// The replica ended before the fault's time, or the target did not exist: no fault, no data.
-    NotInjected,
-}
-
-impl Category {
-    pub const ALL: [Category; 6] = [
-        Category::Masked,
-        Category::DetectedCorrected,
-        Category::Crash,
-        Category::Hang,
-        Category::Escaped,
-        Category::NotInjected,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Category::Masked => "masked",
-            Category::DetectedCorrected => "detected-corrected",
-            Category::Crash => "crash",
-            Category::Hang => "hang",
-            Category::Escaped => "escaped",
-            Category::NotInjected => "not-injected",
-        }
-    }
-}
 
 /// What one trial produced, reduced to what its category depends on.
 pub struct TrialFacts<K> {
@@ -89,62 +60,10 @@ pub fn categorize<K: PartialEq>(t: &TrialFacts<K>) -> Category {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct TrialEntry {
-    pub trial: usize,
-    pub category: Category,
-    /// Pass to `tmr --inject` (with the same command) to replay this trial.
-    pub spec: String,
-    pub replica: usize,
-    pub injected: Option<Injected>,
-    pub error: Option<String>,
-    pub faulty_outcome: Outcome,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CategoryCount {
-    pub category: Category,
-    pub count: usize,
-    /// Share of injected trials, with its Wilson interval (not-injected trials: share of all trials).
-    pub rate: f64,
-    pub interval: Interval,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CampaignReport {
-    pub schema: &'static str,
-    pub version: u32,
-    pub command: Vec<String>,
-    pub replicas: usize,
-    pub seed: u64,
-    pub trials_planned: usize,
-    pub trials: usize,
-    pub injected: usize,
-    pub golden: GoldenEntry,
-    pub table: Vec<CategoryCount>,
-    /// Share of injected faults that changed the faulty replica's own result (crash, hang or wrong
-    /// output): what an unprotected, single-replica run would have suffered.
-    pub unprotected_failure_rate: f64,
-    pub unprotected_interval: Interval,
-    /// Of those, wrong output with a normal exit: silent data corruption in an unprotected run.
-    pub unprotected_sdc_rate: f64,
-    pub escaped: usize,
-    pub trial_log: Vec<TrialEntry>,
-    pub stopped: String,
-    pub wall_s: f64,
-    pub exit_code: i32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GoldenEntry {
-    pub outcome: Outcome,
-    pub stdout_bytes: u64,
-    pub stdout_xxh128: String,
-    pub wall_ms: f64,
-}
-
 pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
-    let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
+    // Checked before anything runs: a report path that cannot be written wastes no campaign.
+    let summary =
+        Summary::new(cfg.format, cfg.output.as_deref().map(crate::report::create_file).transpose()?, false);
     let path = crate::resolve::resolve(&cfg.command[0])?;
     // Recovery on: the tracers' argv with the checkpoint interval and the directory where they report
     // their walls to each other (the hang judgement), one for the whole campaign, emptied per trial.
@@ -161,7 +80,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     }
     let argv_on = match (cfg.checkpoint, &checkpoint_dir) {
         (Some(i), Some(dir)) => {
-            let on = crate::round::monitor_launcher_with(
+            let on = crate::monitored::monitor_launcher_with(
                 path.clone().into_os_string(),
                 &cfg.command,
                 cfg.det,
@@ -171,7 +90,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         }
         _ => Vec::new(),
     };
-    let launcher = crate::round::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
+    let launcher = crate::monitored::monitor_launcher(path.into_os_string(), &cfg.command, cfg.det)?;
     let exe = OsString::from_vec(launcher.path.as_bytes().to_vec());
     let argv_off: Vec<OsString> =
         launcher.argv.iter().map(|a| OsString::from_vec(a.as_bytes().to_vec())).collect();
@@ -199,10 +118,15 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     let opts =
         BatchOpts { parallel: cfg.replicas, timeout: Some(Timeout::Absolute(hang_limit)), ..golden_opts };
 
-    let progress = crate::report::progress_bar(
-        cfg.trials as u64,
-        "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
-    );
+    let modes = match (cfg.checkpoint, cfg.compare_recovery) {
+        (Some(_), true) => vec![true, false],
+        (Some(_), false) => vec![true],
+        (None, _) => vec![false],
+    };
+    // The progress line first: it is cleared before the summary is written under it.
+    let mut reporters = Reporters::new();
+    reporters.add(Progress::campaign(cfg.trials, &modes));
+    reporters.add(summary);
     if cfg.faults > 1 || cfg.checkpoint.is_some() {
         // One golden run's wall is at the mercy of the machine's load: three of each kind, the shortest
         // sets where fault times are drawn (so that they land), the longest sets the hang limit.
@@ -258,11 +182,6 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             _ => None,
         };
         let hang_limit_ms = [limit_ms(&opts_on).filter(|_| cfg.checkpoint.is_some()), limit_ms(&opts)];
-        let modes = match (cfg.checkpoint, cfg.compare_recovery) {
-            (Some(_), true) => vec![true, false],
-            (Some(_), false) => vec![true],
-            (None, _) => vec![false],
-        };
         let window = (!cfg.inject_has_time).then(|| multi::fault_window(plain_min, cfg.checkpoint));
         if let (Some(i), Some((from, to))) = (cfg.checkpoint, window) {
             if plain_min <= i {
@@ -307,26 +226,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             checkpoint_dir: checkpoint_dir.as_ref().map(|d| d.path().to_path_buf()),
             current: None,
         };
-        let (log, stopped) = multi::run_trials(&mut live, &plan, &mut |log| {
-            progress.inc(1);
-            let bad = |recovery: bool| {
-                log.iter()
-                    .flat_map(|t| &t.runs)
-                    .filter(|r| r.recovery == recovery)
-                    .filter(|r| {
-                        matches!(r.result, multi::TrialResult::NoMajority | multi::TrialResult::Escaped)
-                    })
-                    .count()
-            };
-            progress.set_message(match modes.as_slice() {
-                [true, false] => {
-                    format!("no majority or escaped: {} with recovery, {} without", bad(true), bad(false))
-                }
-                [m] => format!("{} no majority or escaped", bad(*m)),
-                _ => String::new(),
-            });
-        })?;
-        progress.finish_and_clear();
+        let (log, stopped) = multi::run_trials(&mut live, &plan, &mut reporters)?;
         let columns: Vec<multi::Column> =
             modes.iter().map(|&m| multi::column(&log, m, cfg.checkpoint)).collect();
         let exit_code = multi::exit_code(harness.interrupted, &columns);
@@ -352,11 +252,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             wall_s: started.elapsed().as_secs_f64(),
             exit_code,
         };
-        let text = match cfg.format {
-            Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
-            Format::Human => multi::render(&report),
-        };
-        crate::report::emit(report_file, &text)?;
+        reporters.event(&Event::MultiCampaignFinished { report: &report })?;
         return Ok(exit_code);
     }
     let mut log = Vec::new();
@@ -402,11 +298,8 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
             error: snap.map_or(Some("the monitor reported nothing".into()), |s| s.inject_error.clone()),
             faulty_outcome: faulty.outcome,
         });
-        progress.inc(1);
-        let escaped = log.iter().filter(|t| t.category == Category::Escaped).count();
-        progress.set_message(format!("{escaped} escaped"));
+        reporters.event(&Event::CampaignTrialFinished { trial: log.last().expect("just pushed") })?;
     }
-    progress.finish_and_clear();
     let escaped = log.iter().filter(|t| t.category == Category::Escaped).count();
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
@@ -414,11 +307,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         None => 0,
     };
     let report = build(cfg, golden_entry, log, stopped, started.elapsed(), exit_code);
-    let text = match cfg.format {
-        Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
-        Format::Human => render(&report),
-    };
-    crate::report::emit(report_file, &text)?;
+    reporters.event(&Event::CampaignFinished { report: &report })?;
     Ok(exit_code)
 }
 
@@ -535,56 +424,6 @@ fn build(
         wall_s: wall.as_secs_f64(),
         exit_code,
     }
-}
-
-pub fn render(r: &CampaignReport) -> String {
-    let pct = |p: f64| format!("{:.1}%", p * 100.0);
-    let mut out = format!(
-        "tmr campaign: {} trials of `{}` with {} replicas, one fault each (seed {}), in {:.1}s{}\n",
-        r.trials,
-        r.command.join(" "),
-        r.replicas,
-        r.seed,
-        r.wall_s,
-        if r.stopped == "completed" { String::new() } else { format!(" (stopped: {})", r.stopped) }
-    );
-    out.push_str(&format!(
-        "golden run: {}, stdout {} B {}, {:.1} ms\n\n",
-        r.golden.outcome.describe(),
-        r.golden.stdout_bytes,
-        &r.golden.stdout_xxh128[..8],
-        r.golden.wall_ms
-    ));
-    out.push_str(&format!("  {:<20} {:>7} {:>8}   95% interval\n", "outcome", "trials", "share"));
-    for c in &r.table {
-        out.push_str(&format!(
-            "  {:<20} {:>7} {:>8}   [{}, {}]\n",
-            c.category.name(),
-            c.count,
-            pct(c.rate),
-            pct(c.interval.lo),
-            pct(c.interval.hi)
-        ));
-    }
-    out.push_str(&format!(
-        "\nwithout TMR, {} of the {} injected faults ({} [{}, {}]) would have crashed, hung or corrupted a \
-         single run; {} would have been silent data corruption.\n",
-        (r.unprotected_failure_rate * r.injected as f64).round(),
-        r.injected,
-        pct(r.unprotected_failure_rate),
-        pct(r.unprotected_interval.lo),
-        pct(r.unprotected_interval.hi),
-        pct(r.unprotected_sdc_rate)
-    ));
-    out.push_str(&if r.escaped == 0 {
-        format!("with {}-way voting, none escaped: every fault was masked or corrected.\n", r.replicas)
-    } else {
-        format!(
-            "{} fault(s) ESCAPED the vote: the delivered result differed from golden (see --format json).\n",
-            r.escaped
-        )
-    });
-    out
 }
 
 #[cfg(test)]

@@ -1,71 +1,23 @@
 //! `tmr hunt`: the job of go's `stress` or `nextest --stress-count` — run a command K times, J at a time,
 //! tally the distinct outcomes, estimate the failure rate with its Wilson interval, keep the failing runs'
-//! output, and say what N-way voting would make of that rate.
+//! output, and say what N-way voting would make of that rate. The loop tells each run to its reporters
+//! (`reporters`: the progress line, `--keep`, the summary); the report and its rendering are `report::hunt`.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
 
-use crate::config::{Format, HuntConfig};
-use crate::exit::{self, ExitError};
+use crate::config::HuntConfig;
+use crate::events::{Event, Reporter, Reporters};
+use crate::exit;
 use crate::fingerprint::{signal_name, Fingerprint, Key};
 use crate::replica::{BatchOpts, ChildSetup, Control, Harness, Job, Launcher, RunRecord, Runner};
-use crate::report::StreamEntry;
-use crate::stats::{majority_failure_probability, rule_of_three, wilson, Interval};
+pub use crate::report::hunt::{render, HuntOutcome, HuntReport, VotingEstimate};
+use crate::reporters::{Keep, Progress, Summary};
+use crate::stats::{majority_failure_probability, rule_of_three, wilson};
 
 /// Exit code of a hunt that saw at least one failing run.
 pub const FOUND_FAILURES: i32 = 1;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HuntReport {
-    pub schema: &'static str,
-    pub version: u32,
-    pub command: Vec<String>,
-    pub runs_planned: usize,
-    pub runs: usize,
-    pub jobs: usize,
-    /// Why the hunt ended: completed, until-fail, duration, or the signal that stopped it.
-    pub stopped: String,
-    pub wall_s: f64,
-    pub failures: usize,
-    pub failure_rate: f64,
-    pub confidence: f64,
-    pub interval: Interval,
-    /// With no failure: the rule-of-three upper bound on the failure rate.
-    pub upper_bound_if_none: Option<f64>,
-    pub outcomes: Vec<HuntOutcome>,
-    /// What a strict-majority vote of N replicas would make of this failure rate (independent failures).
-    pub voting: Vec<VotingEstimate>,
-    pub kept: Option<String>,
-    pub leaked_processes: usize,
-    /// `--launcher slurm`: the allocation, node failures, and runs per node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub slurm: Option<crate::launch::SlurmReport>,
-    pub exit_code: i32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HuntOutcome {
-    pub outcome: crate::fingerprint::Outcome,
-    pub stdout: StreamEntry,
-    pub stderr: StreamEntry,
-    pub count: usize,
-    pub rate: f64,
-    pub failing: bool,
-    pub first_run: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VotingEstimate {
-    pub replicas: u64,
-    pub failure_probability: f64,
-    /// The same at the upper end of the failure rate's interval.
-    pub at_upper_bound: f64,
-}
 
 struct Tally {
     outcomes: Vec<(Key, Fingerprint, usize, usize, bool)>,
@@ -73,13 +25,16 @@ struct Tally {
     reference: Option<Key>,
     runs: usize,
     failures: usize,
+    /// `--launcher slurm`: runs and failing runs per node.
+    per_node: Vec<crate::launch::NodeTally>,
 }
 
 pub fn execute(cfg: &HuntConfig) -> Result<i32> {
-    let report_file = cfg.output.as_deref().map(crate::report::create_file).transpose()?;
-    if let Some(dir) = &cfg.keep {
-        prepare_keep_dir(dir)?;
-    }
+    // Both checked before anything runs: a report path or a --keep directory that cannot be used wastes
+    // no hunt.
+    let summary =
+        Summary::new(cfg.format, cfg.output.as_deref().map(crate::report::create_file).transpose()?, false);
+    let keep = cfg.keep.as_deref().map(Keep::new).transpose()?;
     let path = crate::resolve::resolve(&cfg.command[0])?;
     let mut launcher = Launcher::new(path.into_os_string(), &cfg.command)?;
     // --launcher slurm: each run is an srun step, round robin over the allocation's nodes (src/launch).
@@ -96,33 +51,18 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         reference_wall: None,
         keep: cfg.keep.is_some(),
     };
-    let progress = crate::report::progress_bar(
-        cfg.runs as u64,
-        "tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}",
-    );
+    // The progress line first: it is cleared before the summary is written under it.
+    let mut reporters = Reporters::new();
+    reporters.add(Progress::hunt(cfg.runs));
+    if let Some(keep) = keep {
+        reporters.add(keep);
+    }
+    reporters.add(summary);
     let started = Instant::now();
-    let mut index = None;
-    let mut per_node = Vec::new();
-    let hunted = hunt(&mut harness, cfg, &opts, &mut |rec, failing, tally| {
-        if let Some(node) = &rec.node {
-            crate::launch::tally(&mut per_node, node, failing);
-        }
-        if failing {
-            if let Some(dir) = &cfg.keep {
-                keep_run(dir, rec, &mut index)?;
-            }
-        }
-        progress.inc(1);
-        progress.set_message(format!(
-            "{} failing ({:.1}%)",
-            tally.failures,
-            100.0 * tally.failures as f64 / tally.runs as f64
-        ));
-        Ok(())
-    })?;
-    progress.finish_and_clear();
+    let hunted = hunt(&mut harness, cfg, &opts, &mut reporters)?;
     let Hunted { tally, stopped, swept, exit_code } = hunted;
     let mut report = tally.report(cfg, stopped, started.elapsed(), swept, exit_code);
+    let per_node = tally.per_node;
     report.slurm = cluster.map(|c| crate::launch::SlurmReport {
         allocation: c.info(),
         replica_nodes: Vec::new(),
@@ -130,11 +70,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         suspect: None,
         per_node,
     });
-    let text = match cfg.format {
-        Format::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
-        Format::Human => render(&report),
-    };
-    crate::report::emit(report_file, &text)?;
+    reporters.event(&Event::HuntFinished { report: &report })?;
     Ok(exit_code)
 }
 
@@ -147,27 +83,28 @@ struct Hunted {
     exit_code: i32,
 }
 
-/// The hunt's loop and its policy (when to stop, the exit code), on any process layer: `each` sees every
-/// run with whether it failed (to keep it, count it per node, show progress).
+/// The hunt's loop and its policy (when to stop, the exit code), on any process layer: `reporter` is
+/// told every run with whether it failed (to keep it, show progress).
 fn hunt(
     runner: &mut dyn Runner,
     cfg: &HuntConfig,
     opts: &BatchOpts,
-    each: &mut dyn FnMut(&mut RunRecord, bool, &Tally) -> Result<()>,
+    reporter: &mut dyn Reporter,
 ) -> Result<Hunted> {
     // Drawn lazily: a hunt of a billion runs allocates nothing up front.
     let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
     let clock = runner.clock();
     let started = clock();
-    let mut tally = Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0 };
+    let mut tally =
+        Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0, per_node: Vec::new() };
     let mut stopped = "completed".to_string();
-    let swept = runner.run_jobs(&mut jobs, opts, &mut |mut rec| {
+    let swept = runner.run_jobs(&mut jobs, opts, &mut |rec| {
         // A run that tmr's own Ctrl-C ended says nothing about the command.
         if rec.stopped {
             return Ok(Control::Stop);
         }
         let failing = tally.add(&rec, cfg);
-        each(&mut rec, failing, &tally)?;
+        reporter.event(&Event::HuntRunFinished { record: &rec, failing })?;
         if failing && cfg.until_fail {
             stopped = "until-fail".into();
             return Ok(Control::Stop);
@@ -207,6 +144,9 @@ impl Tally {
         let failing = !passed || (compares_output && self.reference.is_some_and(|r| r != key));
         self.runs += 1;
         self.failures += failing as usize;
+        if let Some(node) = &rec.node {
+            crate::launch::tally(&mut self.per_node, node, failing);
+        }
         match self.outcomes.iter_mut().find(|o| o.0 == key) {
             Some(o) => {
                 o.2 += 1;
@@ -274,187 +214,6 @@ impl Tally {
     }
 }
 
-fn pct(p: f64) -> String {
-    if p > 0.0 && p < 0.001 {
-        format!("{:.2e}", p)
-    } else {
-        format!("{:.2}%", p * 100.0)
-    }
-}
-
-pub fn render(r: &HuntReport) -> String {
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str("tmr hunt: ");
-        out.push_str(&s);
-        out.push('\n');
-    };
-    let why = match r.stopped.as_str() {
-        "completed" => String::new(),
-        "until-fail" => " (stopped at the first failure)".into(),
-        "duration" => " (stopped: --duration reached)".into(),
-        sig => format!(" (interrupted by {sig})"),
-    };
-    line(format!(
-        "{} of {} runs of `{}` ({} at a time) in {:.1}s{why}",
-        r.runs,
-        r.runs_planned,
-        r.command.join(" "),
-        r.jobs,
-        r.wall_s
-    ));
-    line("distinct outcomes:".into());
-    for o in &r.outcomes {
-        line(format!(
-            "  {:>6}  {:>7}  {}, stdout {} B {}{}",
-            o.count,
-            pct(o.rate),
-            o.outcome.describe(),
-            o.stdout.bytes,
-            &o.stdout.xxh128[..8],
-            if o.failing { format!("  FAIL, first at run {}", o.first_run) } else { String::new() }
-        ));
-    }
-    let conf = format!("{:.0}%", r.confidence * 100.0);
-    match r.upper_bound_if_none {
-        Some(b) => line(format!(
-            "no failure in {} runs: the failure rate is below {} ({conf} confidence)",
-            r.runs,
-            pct(b)
-        )),
-        None => line(format!(
-            "failure rate {} ({}/{}), {conf} interval [{}, {}]",
-            pct(r.failure_rate),
-            r.failures,
-            r.runs,
-            pct(r.interval.lo),
-            pct(r.interval.hi)
-        )),
-    }
-    if r.failures > 0 {
-        let v: Vec<String> = r
-            .voting
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}-way {} (at most {})",
-                    e.replicas,
-                    pct(e.failure_probability),
-                    pct(e.at_upper_bound)
-                )
-            })
-            .collect();
-        line(format!(
-            "with majority voting (tmr -n N), independent failures at this rate become: {} \
-             [3-way: P = 3p² − 2p³]",
-            v.join(", ")
-        ));
-    }
-    if let Some(slurm) = &r.slurm {
-        for text in crate::launch::human_lines(slurm) {
-            line(text);
-        }
-    }
-    if let Some(dir) = &r.kept {
-        if r.failures > 0 {
-            line(format!("kept the failing runs' output in {dir}/ (index.tsv)"));
-        }
-    }
-    if r.leaked_processes > 0 {
-        line(format!("killed {} leftover process(es) the runs left behind", r.leaked_processes));
-    }
-    out
-}
-
-fn prepare_keep_dir(dir: &Path) -> Result<()> {
-    // create_new: an index.tsv already there is an earlier hunt's, whose run-<i> files this one would
-    // overwrite; it is refused before anything runs.
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join("index.tsv")))
-        .and_then(|mut f| f.write_all(b"run\toutcome\texit_code\twall_ms\tstdout_bytes\tstdout_xxh128\n"))
-        .map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                "it holds an earlier hunt's files (index.tsv), which this one would overwrite: give a new or \
-                 empty directory"
-                    .to_string()
-            } else {
-                e.to_string()
-            };
-            ExitError {
-                code: exit::TMR_ERROR,
-                message: format!("tmr: cannot use --keep {}: {why}", dir.display()),
-            }
-            .into()
-        })
-}
-
-/// Keep a failing run's stdout and stderr in `dir` and add its row to index.tsv. On any failure (a full
-/// disk) nothing of the run is left behind: its files are removed and index.tsv is cut back to its last
-/// complete row, so the directory only ever holds whole runs.
-fn keep_run(dir: &Path, rec: &mut RunRecord, index: &mut Option<File>) -> Result<()> {
-    let run = rec.job.round;
-    let mut created = Vec::new();
-    let kept = keep_streams(dir, rec, &mut created).and_then(|()| append_index_row(dir, rec, index));
-    if kept.is_err() {
-        for path in &created {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    kept.with_context(|| format!("keeping failing run {run} in {} (--keep)", dir.display()))
-}
-
-fn keep_streams(dir: &Path, rec: &mut RunRecord, created: &mut Vec<PathBuf>) -> Result<()> {
-    let run = rec.job.round;
-    for (name, cap) in [("stdout", &mut rec.stdout), ("stderr", &mut rec.stderr)] {
-        let path: PathBuf = dir.join(format!("run-{run}.{name}"));
-        let mut out = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        created.push(path.clone());
-        if cap.summary.len > 0 {
-            let mut spool = cap.file()?;
-            copy_kept(&mut spool, &mut out).with_context(|| format!("writing {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Copy a spool from its start into a kept file.
-fn copy_kept(spool: &mut &File, out: &mut impl Write) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    spool.seek(SeekFrom::Start(0))?;
-    std::io::copy(spool, out)?;
-    out.flush()
-}
-
-fn append_index_row(dir: &Path, rec: &RunRecord, index: &mut Option<File>) -> Result<()> {
-    if index.is_none() {
-        let path = dir.join("index.tsv");
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        *index = Some(f);
-    }
-    let f = index.as_mut().expect("just set");
-    let row = format!(
-        "{}\t{}\t{}\t{:.1}\t{}\t{}\n",
-        rec.job.round,
-        rec.outcome.describe(),
-        rec.outcome.exit_code(),
-        rec.wall.as_secs_f64() * 1e3,
-        rec.stdout.summary.len,
-        rec.stdout.summary.hex()
-    );
-    write_row(f, row.as_bytes()).context("writing index.tsv")
-}
-
-/// Append one whole row, or none: a partial write is cut off again.
-fn write_row(f: &mut File, row: &[u8]) -> std::io::Result<()> {
-    let before = f.metadata()?.len();
-    f.write_all(row).inspect_err(|_| {
-        let _ = f.set_len(before);
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,7 +239,7 @@ mod tests {
             reference_wall: None,
             keep: false,
         };
-        hunt(fake, &cfg, &opts, &mut |_, _, _| Ok(())).unwrap()
+        hunt(fake, &cfg, &opts, &mut crate::events::Nobody).unwrap()
     }
 
     #[test]
@@ -520,5 +279,35 @@ mod tests {
         assert_eq!((h.exit_code, h.stopped.as_str()), (128 + libc::SIGTERM, "SIGTERM"));
         assert_eq!(exit_code(None, 0), 0);
         assert_eq!(exit_code(Some(libc::SIGINT), 3), 130);
+    }
+
+    /// Every counted run is told with whether it failed, in order; a run cut by tmr's own stop is not.
+    #[test]
+    fn a_hunt_tells_each_run_until_the_first_failure() {
+        let cfg = config(&["--runs", "10", "--until-fail"]);
+        let mut fake = Fake::new(10, |j| (j.round == 2) as i32 * 3);
+        let opts = BatchOpts {
+            parallel: 1,
+            timeout: None,
+            stdout_masks: Vec::new(),
+            stderr_masks: Vec::new(),
+            setup: ChildSetup::default(),
+            mem: false,
+            reference_wall: None,
+            keep: false,
+        };
+        let mut seen = crate::events::Recorder::default();
+        let h = hunt(&mut fake, &cfg, &opts, &mut seen).unwrap();
+        assert_eq!(
+            seen.lines,
+            [
+                "hunt-run-finished run 0: exit 0",
+                "hunt-run-finished run 1: exit 0",
+                "hunt-run-finished run 2: exit 3 FAIL",
+            ]
+        );
+        let report = h.tally.report(&cfg, h.stopped, Duration::from_secs(1), h.swept, h.exit_code);
+        seen.event(&Event::HuntFinished { report: &report }).unwrap();
+        assert_eq!(seen.lines.last().unwrap(), "hunt-finished 1 of 3 failing: until-fail");
     }
 }

@@ -1,5 +1,6 @@
 //! Settling a run's class by re-running it: drives the pure [`Classifier`] with fresh executions from the
-//! harness until it is settled or the budget is spent, and turns its verdict into report data.
+//! harness until it is settled or the budget is spent, telling each round and execution as events, and
+//! turns its verdict into report data.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use anyhow::Result;
 
 use crate::classify::{next_round, Classifier, Policy, Verdict};
 use crate::config::{Config, RerunMode};
+use crate::events::{Event, Reporter};
 use crate::fingerprint::{Fingerprint, Key, Outcome};
 use crate::replica::{BatchOpts, Control, Job, RunRecord, Runner};
 use crate::report::{ClassReport, OutcomeEntry, RunEntry, StreamEntry};
@@ -26,7 +28,9 @@ pub struct Reruns {
 
 /// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
 /// ([`next_round`]). `initial` are the voted round's records and `voted_wall` its wall time; `reference_wall`
-/// is the voted round's majority median, which a relative timeout multiplies for reruns.
+/// is the voted round's majority median, which a relative timeout multiplies for reruns. Each rerun round
+/// and execution is told to `reporter` as it happens.
+#[allow(clippy::too_many_arguments)]
 pub fn settle(
     config: &Config,
     harness: &mut dyn Runner,
@@ -35,6 +39,7 @@ pub fn settle(
     voted_wall: Duration,
     opts: BatchOpts,
     key_of: &dyn Fn(&RunRecord) -> Key,
+    reporter: &mut dyn Reporter,
 ) -> Result<Reruns> {
     let c = &config.classify;
     let keys = initial_keys.to_vec();
@@ -87,6 +92,7 @@ pub fn settle(
                 RerunMode::Sequential => Job { replica: 0, replicas: 1, round },
                 RerunMode::Parallel => Job { replica: i, replicas: n, round },
             });
+            reporter.event(&Event::RerunRoundStarted { round, size })?;
             let round_began = harness.now();
             swept += harness.run_jobs(&mut jobs.into_iter(), &opts, &mut |rec| {
                 let fp = rec.fingerprint();
@@ -95,7 +101,9 @@ pub fn settle(
                     samples.push((key, fp));
                 }
                 classifier.record(key);
-                runs.push(run_entry(&rec));
+                let entry = run_entry(&rec);
+                reporter.event(&Event::ReplicaFinished { run: &entry })?;
+                runs.push(entry);
                 Ok(if classifier.wants_rerun() { Control::Continue } else { Control::Stop })
             })?;
             round_walls.push(harness.now().saturating_duration_since(round_began).as_secs_f64());
@@ -222,7 +230,9 @@ mod tests {
         let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
         let keys: Vec<Key> = records.iter().map(key_of).collect();
         let opts = crate::round::batch_opts(&config);
-        settle(&config, fake, &keys, &records, Duration::from_millis(voted_ms), opts, &key_of).unwrap()
+        let mut nobody = crate::events::Nobody;
+        settle(&config, fake, &keys, &records, Duration::from_millis(voted_ms), opts, &key_of, &mut nobody)
+            .unwrap()
     }
 
     #[test]
@@ -275,5 +285,35 @@ mod tests {
         let mut fake = Fake::new(1, |_| 0);
         assert!(settle_with(&[], &mut fake, &[0, 0, 0], 1).runs.is_empty());
         assert!(fake.ran.is_empty());
+    }
+
+    /// The reruns are told as they happen: each round before it starts, each execution as it ends, and
+    /// the round that settles the class is the last one told.
+    #[test]
+    fn reruns_emit_a_round_then_its_executions() {
+        let config = config(&["--reruns", "4", "--rerun-budget", "1h"]);
+        let mut fake = Fake::new(1, |_| 0);
+        let records: Vec<RunRecord> = [0, 1, 0]
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| record(Job { replica: i, replicas: 3, round: 0 }, c))
+            .collect();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let opts = crate::round::batch_opts(&config);
+        let mut seen = crate::events::Recorder::default();
+        settle(&config, &mut fake, &keys, &records, Duration::from_millis(1), opts, &key_of, &mut seen)
+            .unwrap();
+        assert_eq!(
+            seen.lines,
+            [
+                "rerun-round-started round 1 of 3",
+                "replica-finished round 1 replica 0: exit 0",
+                "replica-finished round 1 replica 1: exit 0",
+                "replica-finished round 1 replica 2: exit 0",
+                "rerun-round-started round 2 of 1",
+                "replica-finished round 2 replica 0: exit 0",
+            ]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! One tmr run end to end: resolve the command, run the voted round, vote, gather the evidence for any
-//! disagreement, deliver the winner's output and write the report. The seam between "run replicas"
-//! (`replica`) and "vote + report" (pure modules) runs through here as plain data.
+//! disagreement, deliver the winner's output and tell the report to its reporters (`events`, `reporters`:
+//! the summary, JSON, JUnit, the GitHub summary). The seam between "run replicas" (`replica`) and
+//! "vote + report" (pure modules) runs through here as plain data.
 
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom, Write};
@@ -8,28 +9,24 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Config, Format};
-use crate::det::Det;
+use crate::config::Config;
 use crate::diff::{first_difference, LineDiff};
+use crate::events::{Event, Reporter, Reporters};
 use crate::exit::{self, ExitError};
 use crate::fingerprint::{signal_name, Key};
 use crate::memvote::{key_against, vote_pages, MemSnapshot};
 use crate::replica::hub::{StreamPlan, Treatment};
-use crate::replica::monitor;
 use crate::replica::{Batch, BatchOpts, ChildSetup, Harness, Job, Launcher, RunRecord};
-use crate::report::{self, human, Dissent, RunReport, VoteEntry};
+use crate::report::{self, Dissent, RunReport, VoteEntry};
 use crate::report::{InjectionReport, MemReport};
+use crate::reporters::{GithubSummary, Junit, Out, Summary};
 use crate::vote::{vote, Vote};
 
 /// Run `config` and return the exit code tmr should end with.
 pub fn execute(config: &Config) -> Result<i32> {
     let started = std::time::Instant::now();
     // Checked before any replica starts, so a typo in a report path wastes no run.
-    let mut report_file = config.output.as_deref().map(report::create_file).transpose()?;
-    let mut junit_file = config.classify.junit.as_deref().map(report::create_file).transpose()?;
-    // Opened before anything runs, as the report files are; but a job summary is a convenience (and on by
-    // default under GitHub Actions): one that cannot be written is a warning, never the run's exit code.
-    let mut github_summary = config.classify.github.then(open_github_summary).flatten();
+    let mut reporters = reporters(config)?;
     let path = crate::resolve::resolve(&config.command[0])?;
     // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
     let checkpoint_dir = config
@@ -77,6 +74,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     if streamed {
         harness.stream_next(&stream_plan(config), config.replicas)?;
     }
+    reporters.event(&Event::RunStarted { replicas: config.replicas })?;
     let began = Instant::now();
     let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
     let voted_wall = began.elapsed();
@@ -93,6 +91,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
     let voted = vote(&keys);
+    tell_round(&mut reporters, &records, &voted)?;
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
     // already known. A stop signal while the reader is slow ends the delivery (the harness watches).
@@ -155,8 +154,16 @@ pub fn execute(config: &Config) -> Result<i32> {
         fp.key(config.compare)
     };
     let rerun_opts = BatchOpts { reference_wall: majority_median(&records, &voted), ..batch_opts(config) };
-    let reruns =
-        crate::rerun::settle(config, &mut harness, &keys, &records, voted_wall, rerun_opts, &rerun_key)?;
+    let reruns = crate::rerun::settle(
+        config,
+        &mut harness,
+        &keys,
+        &records,
+        voted_wall,
+        rerun_opts,
+        &rerun_key,
+        &mut reporters,
+    )?;
     let memory = mem_verdict.as_ref().map(|v| {
         let snaps: Vec<(usize, Option<&MemSnapshot>)> =
             records.iter().map(|r| (r.job.replica, r.mem.as_ref())).collect();
@@ -196,18 +203,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     if inject_failed {
         report.exit_code = exit::TMR_ERROR;
     }
-    write_report(config, &report, report_file.as_mut().map(report::ReportFile::file))?;
-    if let Some(f) = junit_file.as_mut() {
-        f.file().write_all(report::junit::render(&report).as_bytes()).context("writing the JUnit report")?;
-    }
-    for f in [report_file, junit_file].into_iter().flatten() {
-        f.persist()?;
-    }
-    if let Some(f) = github_summary.as_mut() {
-        if let Err(e) = f.write_all(report::github::render(&report).as_bytes()) {
-            report::say(&format!("tmr: warning: writing the GitHub job summary ($GITHUB_STEP_SUMMARY): {e}"));
-        }
-    }
+    reporters.event(&Event::RunFinished { report: &report })?;
     if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()).filter(|_| inject_failed) {
         return Err(
             ExitError { code: exit::TMR_ERROR, message: format!("tmr: --inject failed: {err}") }.into()
@@ -293,84 +289,21 @@ fn usable_snapshot(r: &RunRecord) -> Option<&MemSnapshot> {
     r.mem.as_ref().filter(|s| s.unavailable.is_none())
 }
 
-/// Replicas run under tmr's own monitor (`tmr __tmr-monitor`), which traces the real command.
-pub fn monitor_launcher(
-    path: std::ffi::OsString,
-    command: &[std::ffi::OsString],
-    det: Det,
-) -> Result<Launcher> {
-    monitor_launcher_with(path, command, det, None)
-}
+pub use crate::monitored::{monitor_launcher, monitor_launcher_with};
 
-/// The monitor launcher, with `--checkpoint`'s interval passed on to each replica's tracer.
-pub fn monitor_launcher_with(
-    path: std::ffi::OsString,
-    command: &[std::ffi::OsString],
-    det: Det,
-    checkpoint: Option<(std::time::Duration, &std::path::Path)>,
-) -> Result<Launcher> {
-    if !monitor::SUPPORTED {
-        return Err(anyhow::Error::new(crate::exit::ExitError {
-            code: crate::exit::TMR_ERROR,
-            message: format!(
-                "tmr: --mem, --inject and --checkpoint trace replicas with ptrace, which this tmr supports on \
-                 x86-64 only (this is {})",
-                std::env::consts::ARCH
-            ),
-        }));
+/// The run's reporters, in the order they write: the summary (`--format`, `-o`), `--junit`, `--github`.
+/// The report files are checked before any replica starts, so a typo in a path wastes no run.
+fn reporters(config: &Config) -> Result<Reporters> {
+    let mut all = Reporters::new();
+    let file = config.output.as_deref().map(report::create_file).transpose()?;
+    all.add(Summary::new(config.format, file, config.quiet));
+    if let Some(f) = config.classify.junit.as_deref().map(report::create_file).transpose()? {
+        all.add(Junit { out: Out::new(Some(f)) });
     }
-    let exe = std::env::current_exe().context("finding tmr's own executable for the memory monitor")?;
-    let mut argv: Vec<std::ffi::OsString> =
-        vec!["tmr".into(), monitor::ARG.into(), "--det".into(), det.to_list().into()];
-    if let Some((d, dir)) = checkpoint {
-        argv.extend(["--checkpoint-ms".into(), d.as_millis().max(1).to_string().into()]);
-        argv.extend(["--checkpoint-dir".into(), dir.as_os_str().to_owned()]);
+    if let Some(gh) = config.classify.github.then(GithubSummary::open).flatten() {
+        all.add(gh);
     }
-    argv.extend(["--".into(), path]);
-    argv.extend(command.iter().cloned());
-    let mut launcher = Launcher::new(exe.into_os_string(), &argv)?;
-    launcher.pad_env = true;
-    if det.clock || det.urandom {
-        // Input replication: every replica of every round shares one answer log in this private directory.
-        // In /dev/shm when there is one: the log is shared memory, and a directory made in $TMPDIR
-        // would change what `ls -la $TMPDIR/...` shows the replicas of a concurrent run.
-        let dir = tempfile::Builder::new()
-            .prefix("tmr-replog-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::Builder::new().prefix("tmr-replog-").tempdir())
-            .context("creating the answer log's directory")?;
-        launcher.set_env(crate::replica::inputs::ENV, &dir.path().to_string_lossy())?;
-        launcher.scratch = Some(dir);
-    }
-    if det.rseq {
-        // The kernel writes the current CPU into glibc's rseq area: it would fake 2-of-3 majorities.
-        let tunables = match std::env::var("GLIBC_TUNABLES") {
-            Ok(v) if !v.is_empty() => format!("{v}:glibc.pthread.rseq=0"),
-            _ => "glibc.pthread.rseq=0".to_string(),
-        };
-        launcher.set_env("GLIBC_TUNABLES", &tunables)?;
-    }
-    Ok(launcher)
-}
-
-/// GitHub Actions reads the job summary from the file named by $GITHUB_STEP_SUMMARY. `None`, after a
-/// warning, when it is not set or cannot be opened for appending.
-fn open_github_summary() -> Option<std::fs::File> {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
-        report::say("tmr: --github: GITHUB_STEP_SUMMARY is not set; no job summary written");
-        return None;
-    };
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| {
-            report::say(&format!(
-                "tmr: warning: cannot open $GITHUB_STEP_SUMMARY ({}): {e}; no job summary written",
-                path.to_string_lossy()
-            ))
-        })
-        .ok()
+    Ok(all)
 }
 
 pub fn batch_opts(config: &Config) -> BatchOpts {
@@ -487,7 +420,6 @@ fn build_report(
     classification: report::ClassReport,
     exit_code: i32,
 ) -> RunReport {
-    let replica_of = |i: &usize| records[*i].job.replica;
     RunReport {
         schema: report::SCHEMA,
         version: report::VERSION,
@@ -498,19 +430,7 @@ fn build_report(
         masks: config.masks.iter().map(|m| m.as_str().to_string()).collect(),
         timeout: config.timeout.as_ref().map(report::timeout_text),
         runs: records.iter().map(crate::rerun::run_entry).collect(),
-        vote: VoteEntry {
-            result: match (voted.unanimous(), voted.majority().is_some()) {
-                (true, _) => "unanimous",
-                (false, true) => "majority",
-                (false, false) => "no-majority",
-            },
-            unanimous: voted.unanimous(),
-            majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
-            winner: voted
-                .majority()
-                .map(|g| records[crate::rerun::representative(records, &g.members)].job.replica),
-            groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
-        },
+        vote: vote_entry(records, voted),
         dissents,
         leaked_processes: swept,
         interrupted_by: interrupted.map(signal_name),
@@ -527,36 +447,85 @@ fn build_report(
     }
 }
 
-fn write_report(config: &Config, report: &RunReport, file: Option<&mut File>) -> Result<()> {
-    let quiet = config.quiet && report.vote.unanimous && report.interrupted_by.is_none();
-    match (file, config.format) {
-        (Some(f), Format::Json) => {
-            f.write_all(report::to_json(report).as_bytes()).context("writing the report")?
-        }
-        (Some(f), Format::Human) => f
-            .write_all(human::render(report, &human::Style { color: false }).as_bytes())
-            .context("writing the report")?,
-        (None, Format::Json) => {
-            ignore_epipe(std::io::stderr().write_all(report::to_json(report).as_bytes()))?
-        }
-        (None, Format::Human) if !quiet => {
-            let text = human::render(report, &human::Style { color: use_color() });
-            ignore_epipe(std::io::stderr().write_all(text.as_bytes()))?
-        }
-        (None, Format::Human) => {}
+/// The voted round as events: each replica as it is recorded, then the vote.
+fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<Key>) -> Result<()> {
+    for r in records {
+        reporter.event(&Event::ReplicaFinished { run: &crate::rerun::run_entry(r) })?;
     }
-    Ok(())
+    reporter.event(&Event::RoundVoted { vote: &vote_entry(records, voted) })
 }
 
-/// The summary on stderr is tmr's diagnostics, not the command's output: a stderr that is closed or full
-/// (`2>/dev/full`) must not turn the voted exit code into tmr's error.
-fn ignore_epipe(r: std::io::Result<()>) -> Result<()> {
-    let _ = r;
-    Ok(())
+fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
+    let replica_of = |i: &usize| records[*i].job.replica;
+    VoteEntry {
+        result: match (voted.unanimous(), voted.majority().is_some()) {
+            (true, _) => "unanimous",
+            (false, true) => "majority",
+            (false, false) => "no-majority",
+        },
+        unanimous: voted.unanimous(),
+        majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
+        winner: voted
+            .majority()
+            .map(|g| records[crate::rerun::representative(records, &g.members)].job.replica),
+        groups: voted.groups.iter().map(|g| g.members.iter().map(replica_of).collect()).collect(),
+    }
 }
 
-/// Colour as anstream decides for stderr: a terminal, unless NO_COLOR is set (no-color.org);
-/// CLICOLOR_FORCE forces it, CLICOLOR=0 turns it off.
-fn use_color() -> bool {
-    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::fake::Fake;
+    use crate::replica::{Control, Runner};
+
+    /// A run with a rerun, on the fake runner, as its reporters see it: the voted round (replica 1
+    /// failed), its vote, then the rerun rounds the classifier asked for, each with its executions.
+    #[test]
+    fn a_run_with_a_rerun_is_told_in_order() {
+        let argv = ["tmr", "--reruns", "3", "--rerun-budget", "1h", "true"].map(std::ffi::OsString::from);
+        let crate::cli::Parsed::Run(config) = crate::cli::parse(argv) else { panic!("bad arguments") };
+        let mut fake = Fake::new(1, |j| i32::from(j.round == 0 && j.replica == 1));
+        let mut seen = crate::events::Recorder::default();
+        seen.event(&Event::RunStarted { replicas: 3 }).unwrap();
+        let mut records = Vec::new();
+        let mut jobs = (0..3).map(|replica| Job { replica, replicas: 3, round: 0 });
+        fake.run_jobs(&mut jobs, &batch_opts(&config), &mut |r| {
+            records.push(r);
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let voted = vote(&keys);
+        tell_round(&mut seen, &records, &voted).unwrap();
+        let wall = std::time::Duration::from_millis(1);
+        let reruns = crate::rerun::settle(
+            &config,
+            &mut fake,
+            &keys,
+            &records,
+            wall,
+            batch_opts(&config),
+            &key_of,
+            &mut seen,
+        )
+        .unwrap();
+        let report = build_report(&config, &records, &voted, vec![], 0, None, reruns.report(&config), 0);
+        seen.event(&Event::RunFinished { report: &report }).unwrap();
+        assert_eq!(
+            seen.lines,
+            [
+                "run-started 3",
+                "replica-finished round 0 replica 0: exit 0",
+                "replica-finished round 0 replica 1: exit 1",
+                "replica-finished round 0 replica 2: exit 0",
+                "round-voted majority",
+                "rerun-round-started round 1 of 3",
+                "replica-finished round 1 replica 0: exit 0",
+                "replica-finished round 1 replica 1: exit 0",
+                "replica-finished round 1 replica 2: exit 0",
+                "run-finished exit 0",
+            ]
+        );
+    }
 }

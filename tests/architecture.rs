@@ -74,3 +74,36 @@ fn no_import_cycle_between_top_level_modules() {
         .collect();
     assert!(cycles.is_empty(), "imports that close a cycle (each edge lies on one):\n{}", cycles.join("\n"));
 }
+
+/// One event stream (ARCHITECTURE.md, "Reporting"): the loops tell what happened as `events` and never
+/// render; every output is a reporter in `reporters`, built from the pure renderers of `report`. So the
+/// data and renderers know nothing of the loops or of the reporters, the reporters nothing of the loops,
+/// and no loop calls up into the one that calls it (`rerun`, `hunt` and `campaign` into `round`).
+#[test]
+fn reports_reach_no_loop_and_no_loop_calls_up() {
+    let graph = imports();
+    let loops = ["round", "rerun", "hunt", "campaign"];
+    let mut broken = Vec::new();
+    let mut forbid = |from: &str, to: &str| {
+        if reaches(&graph, from, to) {
+            broken.push(format!("{from} -> {to}"));
+        }
+    };
+    for to in loops.iter().chain(&["events", "reporters"]) {
+        forbid("report", to);
+    }
+    for to in loops.iter().chain(&["reporters"]) {
+        forbid("events", to);
+    }
+    for to in loops {
+        forbid("reporters", to);
+    }
+    for from in ["rerun", "hunt", "campaign"] {
+        forbid(from, "round");
+    }
+    assert!(
+        broken.is_empty(),
+        "imports the event-stream layering forbids (directly or not):\n{}",
+        broken.join("\n")
+    );
+}

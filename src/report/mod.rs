@@ -1,10 +1,13 @@
 //! The run report: one serialisable record of what ran, what each replica produced, how the vote went and
-//! which exit code tmr chose. Renderers (`human`, JSON) only read it, so they are tested on hand-made
-//! reports without running anything. Also where reports go: files replaced only once a run has ended
+//! which exit code tmr chose; hunt's (`hunt`) and campaign's (`campaign`) reports beside it. Renderers
+//! (`human`, `junit`, `github`, JSON) only read them, so they are tested on hand-made reports without
+//! running anything; the `reporters` call them when the loops' events say a report is final. Also where reports go: files replaced only once a run has ended
 //! ([`create_file`]), and tmr's own lines on stderr, which never fail a run ([`say`]).
 
+pub mod campaign;
 pub mod github;
 pub mod human;
+pub mod hunt;
 pub mod junit;
 
 use serde::Serialize;

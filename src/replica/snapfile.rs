@@ -170,13 +170,17 @@ pub fn decode(bytes: &[u8]) -> Result<MemSnapshot> {
     }
     let mut snap: MemSnapshot =
         serde_json::from_slice(sections[S_META]).context("the snapshot's meta section is not valid JSON")?;
+    let mut previous_end = 0;
     for (k, rec) in sections[S_REGIONS].chunks_exact(REGION).enumerate() {
         let f = |i: usize| u64_at(rec, 8 * i);
         let (start, end) = (f(0), f(1));
+        // In address order, not overlapping, page-aligned, in a user address space (57 bits with
+        // 5-level paging): the vote walks pages by address, so the bounds also bound its work.
         ensure!(
-            start <= end && start % PAGE == 0 && end % PAGE == 0,
-            "region {k}: bounds {start:#x}..{end:#x}"
+            previous_end <= start && start <= end && end <= 1 << 57 && start % PAGE == 0 && end % PAGE == 0,
+            "region {k}: bounds {start:#x}..{end:#x} (the previous region ends at {previous_end:#x})"
         );
+        previous_end = end;
         let name =
             slice(sections[S_STRINGS], 1, f(2), f(3), "name bytes").with_context(|| format!("region {k}"))?;
         let name = std::str::from_utf8(name).with_context(|| format!("region {k}: its name is not UTF-8"))?;
@@ -328,6 +332,22 @@ mod tests {
         let units_count = HEADER + 5 * 8;
         b[units_count..units_count + 8].copy_from_slice(&3u64.to_le_bytes());
         assert!(err(&b).contains("region 0: units 0..+3 is past the 2 there are"), "{}", err(&b));
+        // Bounds out of order with the previous region's, or beyond any address space.
+        let two = MemSnapshot {
+            regions: vec![
+                region("[heap]".into(), 0x10000, &[Page::Data(1)]),
+                region("[stack]".into(), 0x20000, &[Page::Data(2)]),
+            ],
+            ..Default::default()
+        };
+        let mut b = encode(&two);
+        b[HEADER + REGION..HEADER + REGION + 8].copy_from_slice(&0x8000u64.to_le_bytes());
+        b[HEADER + REGION + 8..HEADER + REGION + 16].copy_from_slice(&0x9000u64.to_le_bytes());
+        let want = "region 1: bounds 0x8000..0x9000 (the previous region ends at 0x11000)";
+        assert!(err(&b).contains(want), "{}", err(&b));
+        let mut b = bytes.clone();
+        b[HEADER + 8..HEADER + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(err(&b).contains("region 0: bounds"), "{}", err(&b));
         // Bounds that disagree with the digests.
         let mut b = bytes;
         b[HEADER + 8..HEADER + 16].copy_from_slice(&0x3000u64.to_le_bytes());

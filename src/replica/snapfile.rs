@@ -118,9 +118,10 @@ pub fn encode(snap: &MemSnapshot) -> Vec<u8> {
     }
     for p in &snap.pid_pages {
         put(&mut out, p.addr);
-        let mut page = p.bytes.clone();
-        page.resize(PAGE as usize, 0);
-        out.extend_from_slice(&page);
+        // Always PAGE bytes: a record is fixed-size whatever the in-memory page holds.
+        let page = &p.bytes[..p.bytes.len().min(PAGE as usize)];
+        out.extend_from_slice(page);
+        out.resize(out.len() + PAGE as usize - page.len(), 0);
     }
     for r in &snap.regions {
         out.extend_from_slice(r.name.as_bytes());

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 pub use crate::units::PAGE;
 
 /// What one replica's monitor saw at its exit stop.
+///
+/// It travels from the monitor to tmr as a binary file (`replica::snapfile`): the regions' digests and
+/// the pid pages as raw bytes, the rest (small and structured) as JSON, hence the `skip`s.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemSnapshot {
+    #[serde(skip)]
     pub regions: Vec<Region>,
     /// Threads seen over the replica's life (clone events + 1).
     pub threads: usize,
@@ -31,7 +35,7 @@ pub struct MemSnapshot {
     /// The pid whose copies are blanked (the `tid` step), and the pages that hold it, whole.
     #[serde(default)]
     pub pid: Option<u32>,
-    #[serde(default)]
+    #[serde(skip)]
     pub pid_pages: Vec<PidPage>,
     /// Set when the monitor hit [`MAX_PID_PAGES`]: pages that hold the pid at or above this address
     /// were not all shipped.
@@ -121,107 +125,186 @@ pub fn vote_sequences(snaps: &[Option<&MemSnapshot>]) -> Vec<SequenceDivergence>
 /// size or a counter can equal a low pid in one replica only, and blanking it there alone would make that
 /// replica's page differ. Only the voter, which sees every replica, can tell a pid slot (the word holds
 /// each replica's own pid, in a majority of them) from a coincidence, so the bytes travel to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PidPage {
     pub addr: u64,
-    /// The page's bytes, as hex.
-    pub bytes: String,
+    /// The page's bytes ([`PAGE`] of them).
+    pub bytes: Vec<u8>,
 }
 
-/// One writable private mapping. `digests` holds one 32-hex-digit digest (XXH3-128) per
-/// page, concatenated: one string per region instead of one per page keeps a 100 MiB snapshot cheap to
-/// build, ship and parse. An unreadable page has the digest [`UNREADABLE`]; a run of pages of zeros is
-/// one unit (see [`Digests`]), so a huge sparse mapping costs what its touched pages cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One writable private mapping and the digests of its pages, in address order.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     pub name: String,
     pub start: u64,
     pub end: u64,
-    pub digests: String,
-}
-
-/// Hex digits per page digest.
-pub const DIGEST_HEX: usize = 32;
-pub const UNREADABLE: &str = "--------------------------------";
-
-/// First character of a unit that stands for a run of pages reading as zeros: `z` and the run's length
-/// in 31 decimal digits. A never-touched page of a 16 GiB `MAP_NORESERVE` mapping costs nothing to read
-/// (the monitor skips it, see `replica::memsnap`), and must cost nothing to ship, parse and vote either.
-const ZERO_RUN: u8 = b'z';
-
-/// The digest of a page of zeros.
-pub fn zero_digest() -> &'static str {
-    static ZERO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ZERO.get_or_init(|| {
-        let mut d = String::with_capacity(DIGEST_HEX);
-        push_digest(&mut d, &[0u8; PAGE as usize]);
-        d
-    })
-}
-
-/// One unit of `Region::digests`: (digest, how many pages it stands for).
-fn unit(c: &[u8]) -> (&str, usize) {
-    if c.first() == Some(&ZERO_RUN) {
-        let n = std::str::from_utf8(&c[1..]).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
-        (zero_digest(), n)
-    } else {
-        (std::str::from_utf8(c).unwrap_or(UNREADABLE), 1)
-    }
+    pub digests: PageDigests,
 }
 
 impl Region {
-    pub fn pages(&self) -> impl Iterator<Item = &str> {
-        self.digests.as_bytes().chunks(DIGEST_HEX).map(unit).flat_map(|(d, n)| std::iter::repeat_n(d, n))
+    pub fn pages(&self) -> impl Iterator<Item = PageDigest> + '_ {
+        self.digests.pages()
     }
 
     pub fn page_count(&self) -> usize {
-        self.digests.as_bytes().chunks(DIGEST_HEX).map(|c| unit(c).1).sum()
+        self.digests.page_count() as usize
     }
 }
 
-/// Builds `Region::digests`: one digest per page, with runs of zero pages folded into one unit.
+/// A page's XXH3-128 digest, as its 16 little-endian bytes.
+pub type PageDigest = [u8; 16];
+
+/// Stands for a page that could not be read. Not an XXH3 output by construction, only by chance
+/// (2^-128 per page), which is the chance the digests already accept for a missed flip.
+pub const UNREADABLE: PageDigest = *b"tmr:unreadable!\0";
+
+/// What a run unit of [`PageDigests`] stands for.
+const RUN_ZEROS: u64 = 0;
+const RUN_UNREADABLE: u64 = 1;
+
+/// A region's page digests, 16 bytes per unit: a unit is one page's digest, or, when its index is listed
+/// in `runs`, a run of pages that read as zeros or could not be read (its count, then its kind, as two
+/// little-endian u64). A never-touched page of a 16 GiB `MAP_NORESERVE` mapping costs nothing to read
+/// (the monitor skips it, see `replica::memsnap`), and must cost nothing to ship, parse and vote either.
+/// This is also the layout of the snapshot file (`replica::snapfile`), so reading one is a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageDigests {
+    units: Vec<PageDigest>,
+    /// Indices into `units` of the runs, increasing.
+    runs: Vec<u64>,
+}
+
+impl PageDigests {
+    /// One digest per page, no runs (tests, and pages already hashed elsewhere).
+    pub fn from_digests(units: Vec<PageDigest>) -> Self {
+        PageDigests { units, runs: Vec::new() }
+    }
+
+    /// Units and run indices as stored in a snapshot file, checked: every run index in bounds and
+    /// increasing, every run of a known kind and at least one page long.
+    pub fn from_parts(units: Vec<PageDigest>, runs: Vec<u64>) -> Result<Self, String> {
+        let mut last = None;
+        for &r in &runs {
+            if last.is_some_and(|l| r <= l) {
+                return Err(format!("run index {r} is not after the previous one"));
+            }
+            let unit = units.get(r as usize).ok_or_else(|| format!("run index {r} is past the units"))?;
+            let (n, kind) = run_of(unit);
+            if n == 0 || kind > RUN_UNREADABLE {
+                return Err(format!("run at unit {r} has {n} pages of kind {kind}"));
+            }
+            last = Some(r);
+        }
+        Ok(PageDigests { units, runs })
+    }
+
+    pub fn units(&self) -> &[PageDigest] {
+        &self.units
+    }
+
+    pub fn runs(&self) -> &[u64] {
+        &self.runs
+    }
+
+    /// The units as bytes (runs included), for a digest of the whole region in reports.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.units.as_flattened()
+    }
+
+    /// Each page's digest in order; a run yields the zero digest or [`UNREADABLE`] once per page.
+    pub fn pages(&self) -> impl Iterator<Item = PageDigest> + '_ {
+        let mut runs = self.runs.iter().peekable();
+        self.units.iter().enumerate().flat_map(move |(i, u)| {
+            if runs.next_if(|&&r| r == i as u64).is_some() {
+                let (n, kind) = run_of(u);
+                let d = if kind == RUN_ZEROS { zero_digest() } else { UNREADABLE };
+                std::iter::repeat_n(d, n as usize)
+            } else {
+                std::iter::repeat_n(*u, 1)
+            }
+        })
+    }
+
+    /// Pages covered, saturating (a checked file cannot overflow: see `replica::snapfile`).
+    pub fn page_count(&self) -> u64 {
+        let runs: u64 =
+            self.runs.iter().map(|&r| run_of(&self.units[r as usize]).0).fold(0, u64::saturating_add);
+        runs.saturating_add((self.units.len() - self.runs.len()) as u64)
+    }
+}
+
+/// A run unit's (page count, kind).
+fn run_of(unit: &PageDigest) -> (u64, u64) {
+    let (n, kind) = unit.split_at(8);
+    (
+        u64::from_le_bytes(n.try_into().expect("8 bytes")),
+        u64::from_le_bytes(kind.try_into().expect("8 bytes")),
+    )
+}
+
+fn run_unit(n: u64, kind: u64) -> PageDigest {
+    let mut u = [0u8; 16];
+    u[..8].copy_from_slice(&n.to_le_bytes());
+    u[8..].copy_from_slice(&kind.to_le_bytes());
+    u
+}
+
+/// The digest of a page of zeros.
+pub fn zero_digest() -> PageDigest {
+    static ZERO: std::sync::OnceLock<PageDigest> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(|| page_digest(&[0u8; PAGE as usize]))
+}
+
+/// Builds [`PageDigests`]: one digest per page, with runs of zero pages and of unreadable pages folded
+/// into one unit each.
 #[derive(Debug, Default)]
 pub struct Digests {
-    text: String,
-    zeros: usize,
+    out: PageDigests,
+    zeros: u64,
 }
 
 impl Digests {
     /// Hash one page's bytes.
     pub fn push_page(&mut self, page: &[u8]) {
-        let at = self.text.len();
-        push_digest(&mut self.text, page);
-        if self.text[at..] == *zero_digest() {
-            self.text.truncate(at);
+        let d = page_digest(page);
+        if d == zero_digest() {
             self.zeros += 1;
-        } else if self.zeros > 0 {
-            let digest = self.text.split_off(at);
+        } else {
             self.flush();
-            self.text.push_str(&digest);
+            self.out.units.push(d);
         }
     }
 
     /// Pages known to read as zeros without reading them.
     pub fn push_zeros(&mut self, n: usize) {
-        self.zeros += n;
+        self.zeros += n as u64;
     }
 
     pub fn push_unreadable(&mut self) {
         self.flush();
-        self.text.push_str(UNREADABLE);
+        let out = &mut self.out;
+        if let Some(&last) = out.runs.last().filter(|&&r| r + 1 == out.units.len() as u64) {
+            let (n, kind) = run_of(&out.units[last as usize]);
+            if kind == RUN_UNREADABLE {
+                out.units[last as usize] = run_unit(n + 1, kind);
+                return;
+            }
+        }
+        out.runs.push(out.units.len() as u64);
+        out.units.push(run_unit(1, RUN_UNREADABLE));
     }
 
     fn flush(&mut self) {
-        match std::mem::take(&mut self.zeros) {
-            0 => {}
-            1 => self.text.push_str(zero_digest()),
-            n => self.text.push_str(&format!("{}{n:031}", ZERO_RUN as char)),
+        let n = std::mem::take(&mut self.zeros);
+        if n > 0 {
+            self.out.runs.push(self.out.units.len() as u64);
+            self.out.units.push(run_unit(n, RUN_ZEROS));
         }
     }
 
-    pub fn finish(mut self) -> String {
+    pub fn finish(mut self) -> PageDigests {
         self.flush();
-        self.text
+        self.out
     }
 }
 
@@ -258,33 +341,14 @@ pub struct MemVerdict {
 }
 
 /// One replica's view of one page: digest, region name, region start and end.
-type PageSeen<'a> = (&'a str, &'a str, u64, u64);
+type PageSeen<'a> = (PageDigest, &'a str, u64, u64);
 
-/// XXH3-128 per page, as hex. Page digests guard against random faults, not adversaries, so a
+/// XXH3-128 of one page. Page digests guard against random faults, not adversaries, so a
 /// non-cryptographic 128-bit hash is enough (a random flip collides with probability 2^-128), and it
 /// runs 4x faster than blake3 on 4 KiB pages here (0.11 vs 0.48 ms/MB), leaving the cross-process
 /// read as the main cost. Output streams use the same hash (`crate::digest`).
-pub fn push_digest(out: &mut String, page: &[u8]) {
-    push_hex(out, &twox_hash::XxHash3_128::oneshot(page).to_le_bytes());
-}
-
-/// Encoded by table: this runs once per page of a 100 MiB heap.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend(bytes.iter().flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char]));
-}
-
-pub fn to_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(2 * bytes.len());
-    push_hex(&mut out, bytes);
-    out
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| (c as char).to_digit(16);
-    let t = text.as_bytes();
-    (t.len() % 2 == 0).then_some(())?;
-    t.chunks(2).map(|p| Some((digit(p[0])? * 16 + digit(p[1])?) as u8)).collect()
+pub fn page_digest(page: &[u8]) -> PageDigest {
+    twox_hash::XxHash3_128::oneshot(page).to_le_bytes()
 }
 
 /// Offsets of the aligned 32-bit words equal to `pid`.
@@ -301,13 +365,13 @@ struct PidView {
     /// bytes in the others. A replica that lacks the pid in a slot keeps what it has there, a real
     /// difference: the blanked offsets are part of the digest, so even a slot zeroed by a fault differs
     /// from a blanked one.
-    digests: Vec<BTreeMap<u64, String>>,
+    digests: Vec<BTreeMap<u64, PageDigest>>,
     /// Per replica: pages it cannot be compared on. A monitor ships at most [`MAX_PID_PAGES`] pages that
     /// hold its pid; on a page past its cap where the others found pid slots, its raw digest says nothing.
     abstain: Vec<std::collections::BTreeSet<u64>>,
 }
 
-/// Most pages a monitor ships whole for pid blanking (their hex doubles the snapshot).
+/// Most pages a monitor ships whole for pid blanking (each costs the snapshot 4 KiB, 256 digests' worth).
 pub const MAX_PID_PAGES: usize = 256;
 
 fn pid_view(snaps: &[Option<&MemSnapshot>]) -> PidView {
@@ -317,11 +381,9 @@ fn pid_view(snaps: &[Option<&MemSnapshot>]) -> PidView {
     for (i, snap) in snaps.iter().enumerate() {
         let Some(snap) = snap else { continue };
         let Some(pid) = snap.pid else { continue };
-        for p in &snap.pid_pages {
-            if let Some(bytes) = from_hex(&p.bytes).filter(|b| b.len() == PAGE as usize) {
-                let words = pid_words(&bytes, pid);
-                pages.entry(p.addr).or_default().push((i, bytes, words));
-            }
+        for p in snap.pid_pages.iter().filter(|p| p.bytes.len() == PAGE as usize) {
+            let words = pid_words(&p.bytes, pid);
+            pages.entry(p.addr).or_default().push((i, p.bytes.clone(), words));
         }
     }
     let mut view = PidView {
@@ -352,9 +414,7 @@ fn pid_view(snaps: &[Option<&MemSnapshot>]) -> PidView {
                 bytes[w..w + 4].fill(0);
             }
             bytes.extend(blanked.iter().flat_map(|&w| (w as u16).to_le_bytes()));
-            let mut digest = String::with_capacity(DIGEST_HEX);
-            push_digest(&mut digest, &bytes);
-            view.digests[i].insert(addr, digest);
+            view.digests[i].insert(addr, page_digest(&bytes));
         }
     }
     view
@@ -411,7 +471,7 @@ fn differing_pages<'a>(
     snaps: &[Option<&'a MemSnapshot>],
     pid: &'a PidView,
     (start, end): (u64, u64),
-    found: &mut dyn FnMut(usize, u64, &'a str, &'a Region),
+    found: &mut dyn FnMut(usize, u64, PageDigest, &'a Region),
 ) -> usize {
     let regions: Vec<(usize, &'a Region)> = snaps
         .iter()
@@ -421,7 +481,7 @@ fn differing_pages<'a>(
         })
         .collect();
     let mut iters: Vec<_> = regions.iter().map(|(_, r)| r.pages()).collect();
-    let mut row: Vec<&'a str> = Vec::with_capacity(regions.len());
+    let mut row: Vec<PageDigest> = Vec::with_capacity(regions.len());
     let (mut addr, mut equal) = (start, 0);
     loop {
         row.clear();
@@ -434,7 +494,7 @@ fn differing_pages<'a>(
             equal += 1;
         } else {
             for (&(i, r), d) in regions.iter().zip(&row) {
-                found(i, addr, pid.digests[i].get(&addr).map_or(*d, |o| o.as_str()), r);
+                found(i, addr, pid.digests[i].get(&addr).copied().unwrap_or(*d), r);
             }
         }
         addr += PAGE;
@@ -466,7 +526,7 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
         {
             for (p, digest) in r.pages().enumerate() {
                 let addr = r.start + p as u64 * PAGE;
-                let digest = pid.digests[i].get(&addr).map_or(digest, |d| d.as_str());
+                let digest = pid.digests[i].get(&addr).copied().unwrap_or(digest);
                 let slot = pages.entry(addr).or_insert_with(|| vec![None; n]);
                 slot[i] = Some((digest, r.name.as_str(), r.start, r.end));
             }
@@ -478,7 +538,7 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
     let mut per_replica: Vec<blake3::Hasher> = (0..n).map(|_| blake3::Hasher::new()).collect();
     for (addr, values) in &pages {
         let voters: Vec<usize> = voters.iter().copied().filter(|&i| !pid.abstain[i].contains(addr)).collect();
-        let keys: Vec<Option<&str>> = voters.iter().map(|&i| values[i].map(|v| v.0)).collect();
+        let keys: Vec<Option<PageDigest>> = voters.iter().map(|&i| values[i].map(|v| v.0)).collect();
         let v = crate::vote::vote(&keys);
         let (name, start, end) =
             values.iter().flatten().map(|v| (v.1, v.2, v.3)).next().expect("a page seen by someone");
@@ -499,7 +559,7 @@ pub fn vote_pages(snaps: &[Option<&MemSnapshot>]) -> MemVerdict {
                             page: (addr - start) / PAGE,
                         });
                         per_replica[i].update(&addr.to_le_bytes());
-                        per_replica[i].update(keys[j].unwrap_or("-").as_bytes());
+                        per_replica[i].update(keys[j].as_ref().map_or(b"-" as &[u8], |d| d));
                     }
                 }
             }
@@ -529,25 +589,25 @@ pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoiseP
     let (agreeing, _) = agreeing_regions(&both, &pid);
     let lockstep = same_bounds(&both, &agreeing);
     // addr -> (reference's digest, other's digest), for the pages where they differ.
-    let mut differ: BTreeMap<u64, (Option<String>, Option<String>)> = BTreeMap::new();
+    let mut differ: BTreeMap<u64, (Option<PageDigest>, Option<PageDigest>)> = BTreeMap::new();
     for &bounds in &lockstep {
         differing_pages(&both, &pid, bounds, &mut |i, addr, digest, _| {
             let e = differ.entry(addr).or_default();
-            *(if i == 0 { &mut e.0 } else { &mut e.1 }) = Some(digest.to_string());
+            *(if i == 0 { &mut e.0 } else { &mut e.1 }) = Some(digest);
         });
     }
-    let index = |s: &MemSnapshot, pid_digests: &BTreeMap<u64, String>| -> BTreeMap<u64, String> {
+    let index = |s: &MemSnapshot, pid_digests: &BTreeMap<u64, PageDigest>| -> BTreeMap<u64, PageDigest> {
         s.regions
             .iter()
             .filter(|r| !agreeing.contains(&(r.start, r.end)) && !lockstep.contains(&(r.start, r.end)))
-            .flat_map(|r| r.pages().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d.to_string())))
-            .map(|(addr, d)| (addr, pid_digests.get(&addr).cloned().unwrap_or(d)))
+            .flat_map(|r| r.pages().enumerate().map(move |(i, d)| (r.start + i as u64 * PAGE, d)))
+            .map(|(addr, d)| (addr, pid_digests.get(&addr).copied().unwrap_or(d)))
             .collect()
     };
     let (a, b) = (index(reference, &pid.digests[0]), index(other, &pid.digests[1]));
     let addrs: std::collections::BTreeSet<u64> = a.keys().chain(b.keys()).copied().collect();
     for addr in addrs {
-        differ.insert(addr, (a.get(&addr).cloned(), b.get(&addr).cloned()));
+        differ.insert(addr, (a.get(&addr).copied(), b.get(&addr).copied()));
     }
     let mut noisy: std::collections::HashSet<u64> = noise.iter().map(|n| n.addr).collect();
     noisy.extend(pid.abstain.iter().flatten());
@@ -555,7 +615,7 @@ pub fn key_against(reference: &MemSnapshot, other: &MemSnapshot, noise: &[NoiseP
     for (addr, (x, y)) in differ {
         if x != y && !noisy.contains(&addr) {
             h.update(&addr.to_le_bytes());
-            h.update(y.as_deref().unwrap_or("-").as_bytes());
+            h.update(y.as_ref().map_or(b"-" as &[u8], |d| d));
         }
     }
     *h.finalize().as_bytes()
@@ -570,7 +630,7 @@ mod tests {
             name: name.into(),
             start,
             end: start + pages.len() as u64 * PAGE,
-            digests: pages.iter().map(|s| format!("{s:>32}")).collect(),
+            digests: PageDigests::from_digests(pages.iter().map(|s| page_digest(s.as_bytes())).collect()),
         };
         MemSnapshot {
             regions: vec![region("[heap]", 0x1000_0000, heap), region("[stack]", 0x7fff_0000, stack)],
@@ -689,13 +749,12 @@ mod tests {
         for &(at, v) in words {
             page[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
-        let mut digests = String::new();
-        push_digest(&mut digests, &page);
+        let digests = PageDigests::from_digests(vec![page_digest(&page)]);
         let holds = !pid_words(&page, pid).is_empty();
         MemSnapshot {
             regions: vec![Region { name: "[heap]".into(), start: 0x1000, end: 0x2000, digests }],
             pid: Some(pid),
-            pid_pages: if holds { vec![PidPage { addr: 0x1000, bytes: to_hex(&page) }] } else { vec![] },
+            pid_pages: if holds { vec![PidPage { addr: 0x1000, bytes: page }] } else { vec![] },
             ..Default::default()
         }
     }
@@ -761,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_runs_fold_and_expand_to_the_same_pages() {
+    fn zero_and_unreadable_runs_fold_and_expand_to_the_same_pages() {
         let page = |b: u8| vec![b; PAGE as usize];
         let mut d = Digests::default();
         d.push_page(&page(1));
@@ -771,29 +830,35 @@ mod tests {
         d.push_page(&page(2));
         d.push_page(&page(0));
         d.push_unreadable();
-        let folded = Region { name: "[anon]".into(), start: 0, end: 0, digests: d.finish() };
-        assert!(folded.digests.len() <= 6 * DIGEST_HEX, "{} bytes", folded.digests.len());
-        let mut expected = String::new();
-        push_digest(&mut expected, &page(1));
-        let mut two = String::new();
-        push_digest(&mut two, &page(2));
-        let pages: Vec<&str> = folded.pages().collect();
-        assert_eq!(folded.page_count(), pages.len());
-        assert_eq!(pages.len(), 1 + 1 + (1 << 16) + 1 + 1 + 1 + 1);
+        d.push_unreadable();
+        d.push_page(&page(3));
+        let folded = d.finish();
+        assert_eq!(folded.units().len(), 6, "{folded:?}");
+        assert_eq!(folded.runs(), [1, 3, 4]);
+        let pages: Vec<PageDigest> = folded.pages().collect();
+        assert_eq!(folded.page_count() as usize, pages.len());
+        assert_eq!(pages.len(), 1 + 1 + (1 << 16) + 1 + 1 + 1 + 2 + 1);
         assert_eq!(
             (pages[0], pages[1], pages[(1 << 16) + 2]),
-            (expected.as_str(), zero_digest(), zero_digest())
+            (page_digest(&page(1)), zero_digest(), zero_digest())
         );
-        assert_eq!(pages[(1 << 16) + 3], two);
-        assert_eq!(pages[(1 << 16) + 4], zero_digest(), "a single zero page stays a plain digest");
-        assert_eq!(pages[(1 << 16) + 5], UNREADABLE);
+        assert_eq!(pages[(1 << 16) + 3], page_digest(&page(2)));
+        assert_eq!(pages[(1 << 16) + 4], zero_digest());
+        assert_eq!(pages[(1 << 16) + 5..(1 << 16) + 7], [UNREADABLE, UNREADABLE]);
+        assert_eq!(pages[(1 << 16) + 7], page_digest(&page(3)));
+        assert_eq!(
+            PageDigests::from_parts(folded.units().to_vec(), folded.runs().to_vec()),
+            Ok(folded.clone())
+        );
     }
 
     #[test]
-    fn hex_round_trips() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes));
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zz"), None);
+    fn stored_runs_are_checked() {
+        let units = vec![run_unit(3, RUN_ZEROS), page_digest(b"x"), run_unit(0, RUN_ZEROS), run_unit(1, 7)];
+        assert!(PageDigests::from_parts(units.clone(), vec![0]).is_ok());
+        assert!(PageDigests::from_parts(units.clone(), vec![4]).is_err(), "past the units");
+        assert!(PageDigests::from_parts(units.clone(), vec![0, 0]).is_err(), "not increasing");
+        assert!(PageDigests::from_parts(units.clone(), vec![2]).is_err(), "an empty run");
+        assert!(PageDigests::from_parts(units, vec![3]).is_err(), "an unknown kind");
     }
 }

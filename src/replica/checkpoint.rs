@@ -945,16 +945,7 @@ fn steady_sysinfo(pid: Pid) {
     if read != Ok(info.len()) {
         return;
     }
-    let word = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let (totalram, totalswap) = (word(&info, 32), word(&info, 64));
-    let mut put = |at: usize, v: u64| info[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-    // uptime, loads[3], freeram, sharedram, bufferram, freeswap, totalhigh stays, freehigh.
-    for at in [0, 8, 16, 24, 48, 56, 96] {
-        put(at, 0);
-    }
-    put(40, totalram / 2);
-    put(72, totalswap);
-    info[80..82].copy_from_slice(&1u16.to_ne_bytes());
+    super::inputs::steady_sysinfo(&mut info);
     let _ = nix::sys::uio::process_vm_writev(pid, &[std::io::IoSlice::new(&info)], &remote);
 }
 

@@ -262,34 +262,27 @@ impl Inputs {
     /// stack, so replicas that read different values laid out their memory differently. The answer is
     /// made steady rather than replicated (the same in every replica and every round, with no log
     /// entry): the totals are real, free RAM reads as half the total, free swap as all of it, uptime,
-    /// loads and the other counters as 0, the process count as 1. (The aligned-epoch checkpointer makes
-    /// the same answer when the clock step is off: `checkpoint::steady_sysinfo`.)
+    /// loads and the other counters as 0, the process count as 1 ([`steady_sysinfo`], which the
+    /// aligned-epoch checkpointer also applies when the clock step is off).
     fn on_sysinfo(&mut self, tid: Pid, regs: &mut arch::Regs) {
         let buf = arch::arg(regs, 0);
-        // SAFETY: an all-zero sysinfo is a valid value for the call to overwrite.
+        // SAFETY: an all-zero sysinfo (padding included) is a valid value for the call to overwrite.
         let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
         // SAFETY: a valid, writable sysinfo on the stack.
         let mut ret = if unsafe { libc::sysinfo(&mut info) } == 0 { 0 } else { -errno() };
         if ret == 0 {
-            let steady = libc::sysinfo {
-                uptime: 0,
-                loads: [0; 3],
-                freeram: info.totalram / 2,
-                sharedram: 0,
-                bufferram: 0,
-                freeswap: info.totalswap,
-                procs: 1,
-                freehigh: 0,
-                ..info
-            };
-            // SAFETY: sysinfo is plain data; its bytes are read within its size.
-            let bytes: &[u8] = unsafe {
-                std::slice::from_raw_parts(
-                    (&steady as *const libc::sysinfo).cast(),
-                    std::mem::size_of::<libc::sysinfo>(),
+            let mut bytes = [0u8; SYSINFO_SIZE];
+            // SAFETY: `info` is plain data whose every byte is initialized (zeroed, then written by the
+            // kernel), and exactly its size is copied.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    (&info as *const libc::sysinfo).cast(),
+                    bytes.as_mut_ptr(),
+                    SYSINFO_SIZE,
                 )
             };
-            if buf == 0 || super::remote::write_remote(tid, buf, bytes).is_err() {
+            steady_sysinfo(&mut bytes);
+            if buf == 0 || super::remote::write_remote(tid, buf, &bytes).is_err() {
                 ret = -libc::EFAULT as i64;
             }
         }
@@ -389,6 +382,42 @@ fn replicable_clock(id: i32) -> bool {
     )
 }
 
+/// Bytes of a `struct sysinfo`.
+pub const SYSINFO_SIZE: usize = std::mem::size_of::<libc::sysinfo>();
+
+/// Turn a real sysinfo(2) answer, as bytes, into the steady one every replica gets: the totals (RAM,
+/// swap, high memory, the unit) stay, free RAM reads as half the total, free swap as all of it, uptime,
+/// loads and the other counters as 0, the process count as 1. Bytes rather than the struct because the
+/// checkpointer edits the answer the kernel already wrote into the replica; one function for both, so
+/// the answer cannot depend on which of them gave it.
+pub fn steady_sysinfo(info: &mut [u8; SYSINFO_SIZE]) {
+    use std::mem::offset_of;
+    const WORD: usize = std::mem::size_of::<libc::c_ulong>();
+    let word = |info: &[u8; SYSINFO_SIZE], at: usize| {
+        let mut w = [0u8; WORD];
+        w.copy_from_slice(&info[at..at + WORD]);
+        libc::c_ulong::from_ne_bytes(w)
+    };
+    let (totalram, totalswap) =
+        (word(info, offset_of!(libc::sysinfo, totalram)), word(info, offset_of!(libc::sysinfo, totalswap)));
+    let mut put = |at: usize, v: libc::c_ulong| info[at..at + WORD].copy_from_slice(&v.to_ne_bytes());
+    for at in [
+        offset_of!(libc::sysinfo, uptime),
+        offset_of!(libc::sysinfo, sharedram),
+        offset_of!(libc::sysinfo, bufferram),
+        offset_of!(libc::sysinfo, freehigh),
+    ] {
+        put(at, 0);
+    }
+    for i in 0..3 {
+        put(offset_of!(libc::sysinfo, loads) + i * WORD, 0);
+    }
+    put(offset_of!(libc::sysinfo, freeram), totalram / 2);
+    put(offset_of!(libc::sysinfo, freeswap), totalswap);
+    let procs = offset_of!(libc::sysinfo, procs);
+    info[procs..procs + 2].copy_from_slice(&1u16.to_ne_bytes());
+}
+
 /// A question as the report names it.
 pub fn describe(question: u64) -> String {
     let (nr, arg) = ((question >> 32) as i64, question as u32);
@@ -458,5 +487,38 @@ fn hide_vdso(tid: Pid) -> anyhow::Result<()> {
             _ => i += 2,
         }
         anyhow::ensure!(i < 1 << 22, "no end of the auxiliary vector");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steady_sysinfo_keeps_the_totals_and_fixes_the_rest() {
+        // SAFETY: a sysinfo read for real, as the tracer does: all-zero bytes, then the kernel's.
+        let mut real: libc::sysinfo = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid, writable sysinfo on the stack.
+        assert_eq!(unsafe { libc::sysinfo(&mut real) }, 0);
+        real.freeram = 12345;
+        real.procs = 77;
+        let mut bytes = [0u8; SYSINFO_SIZE];
+        // SAFETY: as in `on_sysinfo`: every byte of `real` is initialized, exactly its size is copied.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&real as *const libc::sysinfo).cast(),
+                bytes.as_mut_ptr(),
+                SYSINFO_SIZE,
+            )
+        };
+        steady_sysinfo(&mut bytes);
+        // SAFETY: any bytes are a valid sysinfo (integers only).
+        let got: libc::sysinfo = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        assert_eq!(
+            (got.totalram, got.totalswap, got.totalhigh, got.mem_unit),
+            (real.totalram, real.totalswap, real.totalhigh, real.mem_unit)
+        );
+        assert_eq!((got.freeram, got.freeswap, got.procs), (real.totalram / 2, real.totalswap, 1));
+        assert_eq!((got.uptime, got.loads, got.sharedram, got.bufferram, got.freehigh), (0, [0; 3], 0, 0, 0));
     }
 }

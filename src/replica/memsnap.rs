@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::memvote::{pid_words, to_hex, Digests, PidPage, Region, MAX_PID_PAGES, PAGE};
+use crate::memvote::{pid_words, Digests, PidPage, Region, MAX_PID_PAGES, PAGE};
 
 /// A writable private mapping from /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ fn hash_page(out: &mut Hashed, digests: &mut Digests, addr: u64, page: &[u8], pi
     out.bytes += PAGE;
     if pid.is_some_and(|p| !pid_words(page, p).is_empty()) {
         if out.pid_pages.len() < MAX_PID_PAGES {
-            out.pid_pages.push(PidPage { addr, bytes: to_hex(page) });
+            out.pid_pages.push(PidPage { addr, bytes: page.to_vec() });
         } else {
             out.pid_pages_dropped += 1;
             out.pid_pages_from = Some(out.pid_pages_from.map_or(addr, |a| a.min(addr)));
@@ -464,7 +464,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
     /// of their bytes, at their addresses, and a page of zeros reads as the zero digest.
     #[test]
     fn our_own_memory_is_hashed_page_by_page_at_the_right_addresses() {
-        use crate::memvote::{push_digest, zero_digest};
+        use crate::memvote::{page_digest, zero_digest, PageDigest};
         let pages = 4;
         let mut buf = vec![0u8; (pages + 1) * PAGE as usize];
         let base = (buf.as_ptr() as u64).next_multiple_of(PAGE);
@@ -476,12 +476,10 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]";
         let h =
             hash_memory(nix::unistd::getpid(), &Masks { rsp: None, tid: None, replica_env: vec![] }).unwrap();
         let region = h.regions.iter().find(|r| r.start <= base && base < r.end).expect("the buffer's region");
-        let digests: Vec<&str> =
+        let digests: Vec<PageDigest> =
             region.pages().skip(((base - region.start) / PAGE) as usize).take(pages).collect();
         for (p, got) in digests.iter().enumerate().take(pages - 1) {
-            let mut want = String::new();
-            push_digest(&mut want, &[0xa0 + p as u8; PAGE as usize]);
-            assert_eq!(*got, want, "page {p} of the buffer");
+            assert_eq!(*got, page_digest(&[0xa0 + p as u8; PAGE as usize]), "page {p} of the buffer");
         }
         assert_eq!(digests[pages - 1], zero_digest());
         assert_eq!(region.page_count() as u64, (region.end - region.start) / PAGE);

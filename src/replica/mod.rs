@@ -31,6 +31,7 @@ mod reap;
 #[cfg(target_arch = "x86_64")]
 mod replog;
 mod signals;
+pub mod snapfile;
 pub mod spawn;
 mod stdin;
 mod supervise;

@@ -6,7 +6,7 @@
 //! AT_RANDOM pinned, getrandom answered with fixed bytes, rdtsc optionally trapped, the clock and
 //! /dev/urandom replicated across the round's replicas by `super::inputs`), passes every signal
 //! on and keeps group-stops stopped (PTRACE_LISTEN), hashes the writable memory at the exit stop, writes
-//! the snapshot as JSON to fd 3, and exits, which detaches it from the replica and its children before
+//! the snapshot to fd 3 (`snapfile.rs`), and exits, which detaches it from the replica and its children before
 //! tmr can see the replica's exit. It ignores the signals sent to its group, so `kill -TERM 0` in the
 //! command or a signal tmr forwards reaches only the command. Process isolation as the lecture teaches
 //! it: if reading one replica's memory crashes, only that tracer dies, and replicas are hashed in
@@ -411,7 +411,7 @@ fn ignore_group_signals() {
 /// Was this monitor started by tmr for a replica? tmr hands it an unlinked snapshot file as fd 3 and keeps
 /// that file open itself; run by hand (or by a replica), fd 3 is missing, a named file, or not tmr's.
 /// Checked before anything runs, so a stray `tmr __tmr-monitor` neither runs a command under ptrace nor
-/// writes JSON into whatever fd 3 happens to be.
+/// writes a snapshot into whatever fd 3 happens to be.
 fn launched_by_tmr() -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let own = nix::sys::stat::fstat(SNAPSHOT_FD).map_err(|_| format!("fd {SNAPSHOT_FD} is not open"))?;
@@ -507,14 +507,11 @@ impl Tracer {
         }
     }
 
-    /// Replace the snapshot file's contents. Always done while the replica is held (before it runs, in a
-    /// ptrace stop), so tmr, which reads the file after the replica has exited, reads a whole snapshot.
+    /// Replace the snapshot file's contents (`super::snapfile`). Always done while the replica is held
+    /// (before it runs, in a ptrace stop), so tmr, which reads the file after the replica has exited,
+    /// reads a whole snapshot.
     fn publish(&mut self) {
-        use std::io::{Seek, Write};
-        let json = serde_json::to_vec(&self.snap).unwrap_or_default();
-        let _ = self.out.set_len(0);
-        let _ = self.out.rewind();
-        let _ = self.out.write_all(&json);
+        let _ = super::snapfile::write(&mut self.out, &self.snap);
     }
 
     /// Trace until the replica's exit stop (or its death without one).

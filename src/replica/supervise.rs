@@ -517,11 +517,7 @@ impl Harness {
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        let mem_file = if opts.mem {
-            Some(super::capture::private_tempfile().context("creating a snapshot file")?)
-        } else {
-            None
-        };
+        let mem_file = if opts.mem { Some(super::snapfile::create()?) } else { None };
         let setup =
             ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), trace_me: false, ..opts.setup };
         let started = Instant::now();
@@ -584,7 +580,7 @@ impl Harness {
             let (out_r, out_w) = output_pipe()?;
             let (err_r, err_w) = output_pipe()?;
             let mem_file = match opts.mem {
-                true => Some(super::capture::private_tempfile().context("creating a snapshot file")?),
+                true => Some(super::snapfile::create()?),
                 false => None,
             };
             ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed, mem_file));
@@ -1194,14 +1190,10 @@ fn check_exec(r: &mut Running) {
     }
 }
 
-/// The monitor's JSON snapshot; a monitor that died mid-write leaves an unparsable file, which reads as
-/// "no snapshot" rather than an error of tmr's.
-fn read_snapshot(mut f: std::fs::File) -> Option<MemSnapshot> {
-    use std::io::{Read, Seek};
-    f.rewind().ok()?;
-    let mut text = Vec::new();
-    f.read_to_end(&mut text).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The monitor's snapshot (`super::snapfile`); a monitor that died mid-write leaves a damaged file, which
+/// makes this replica's memory unavailable, saying why, rather than an error of tmr's.
+fn read_snapshot(f: std::fs::File) -> Option<MemSnapshot> {
+    super::snapfile::read(&f).unwrap_or_else(|e| Some(super::snapfile::unreadable(&e)))
 }
 
 /// Reap `pid` and get its own resource usage. nix does not wrap wait4; getrusage(RUSAGE_CHILDREN) would

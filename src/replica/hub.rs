@@ -100,6 +100,32 @@ impl StreamHub {
         })
     }
 
+    /// Read `lane`'s `stream` from `fd`, at most `buf.len()` bytes, and take them as [`StreamHub::push`]
+    /// does. A compared stream's leader is read straight into the committer's log (its bytes are new
+    /// there, so this saves their one copy); any other read goes through `buf`. Returns `read`'s answer.
+    pub fn read(&mut self, lane: usize, stream: usize, fd: RawFd, buf: &mut [u8]) -> Result<nix::Result<usize>> {
+        let h = &mut self.streams[stream];
+        if let Kind::Compared(Committer::Bytes(b)) = &mut h.kind {
+            if let Some(room) = b.room(lane, buf.len()) {
+                let got = nix::unistd::read(fd, room);
+                if let Ok(n @ 1..) = got {
+                    h.lens[lane] += n as u64;
+                    let committed = b.push_room(lane, n);
+                    h.sink.queue(committed)?;
+                    if b.ahead(lane) >= WINDOW && b.hopeless(lane) {
+                        b.give_up(lane);
+                    }
+                }
+                return Ok(got);
+            }
+        }
+        let got = nix::unistd::read(fd, buf);
+        if let Ok(n @ 1..) = got {
+            self.push(lane, stream, &buf[..n])?;
+        }
+        Ok(got)
+    }
+
     /// `lane` wrote `chunk` on `stream` (0: stdout, 1: stderr).
     pub fn push(&mut self, lane: usize, stream: usize, chunk: &[u8]) -> Result<()> {
         let h = &mut self.streams[stream];

@@ -1132,17 +1132,22 @@ fn read_stream(
 ) -> Result<()> {
     while let Some(fd) = s.fd.as_ref().filter(|_| budget > 0) {
         let want = budget.min(buf.len());
-        match nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]) {
+        let got = match (s.cap.as_mut(), hub.as_deref_mut()) {
+            (None, Some(h)) => h.read(lane, stream, fd.as_raw_fd(), &mut buf[..want])?,
+            (cap, _) => {
+                let got = nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]);
+                if let (Ok(n @ 1..), Some(cap)) = (got, cap) {
+                    cap.push(&buf[..n])?;
+                }
+                got
+            }
+        };
+        match got {
             Ok(0) => {
                 s.fd = None;
                 end_stream(s, lane, stream, hub.as_deref_mut())?;
             }
             Ok(n) => {
-                match (s.cap.as_mut(), hub.as_deref_mut()) {
-                    (Some(cap), _) => cap.push(&buf[..n])?,
-                    (None, Some(h)) => h.push(lane, stream, &buf[..n])?,
-                    (None, None) => {}
-                }
                 budget -= n;
                 if n < want {
                     return Ok(());

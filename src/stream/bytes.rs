@@ -171,6 +171,32 @@ impl ByteCommitter {
         &self.log.as_slice()[from..to]
     }
 
+    /// Room to read `replica`'s next bytes into, straight into the log, when that is where they would
+    /// be copied: it is on the log and furthest ahead, so whatever it writes next is new to the log. The
+    /// leader's bytes then cost no copy (the flood's largest user-space cost after the comparisons).
+    /// Write into it, then call [`ByteCommitter::push_room`] with the count.
+    pub fn room(&mut self, replica: usize, n: usize) -> Option<&mut [u8]> {
+        let lane = &self.lanes[replica];
+        (lane.on_log() && lane.len >= self.committed && lane.len == self.frontier()).then(|| self.log.room(n))
+    }
+
+    /// `replica` wrote the first `n` bytes of the last [`ByteCommitter::room`]: as [`ByteCommitter::push`]
+    /// of those bytes.
+    pub fn push_room(&mut self, replica: usize, n: usize) -> &[u8] {
+        let before = self.committed;
+        self.hold = self.committed;
+        let old = self.view_len(replica);
+        let at = self.lanes[replica].len;
+        self.log.commit(n);
+        self.lanes[replica].len += n as u64;
+        self.compare_new(replica, old, at, n, None);
+        self.try_commit();
+        self.trim_log();
+        let from = (before - self.base) as usize;
+        let to = (self.committed - self.base) as usize;
+        &self.log.as_slice()[from..to]
+    }
+
     /// Where the log ends.
     fn frontier(&self) -> u64 {
         self.base + self.log.len() as u64
@@ -241,27 +267,40 @@ impl ByteCommitter {
             }
         }
         self.lanes[replica].len += chunk.len() as u64;
-        // Compare the new bytes once with every other following lane's bytes at the same offsets; two
-        // lanes on the log agree as far as both got, with no byte work.
+        self.compare_new(replica, old, at, chunk.len(), Some(chunk));
+        if let Some(copy) = self.lanes[replica].copy.as_mut() {
+            copy.extend(chunk);
+        }
+        self.try_commit();
+    }
+
+    /// Compare `replica`'s `n` new bytes (from stream offset `at`, its `old` bytes beyond the committed
+    /// offset before them) once with every other following lane's bytes at the same offsets; two lanes
+    /// on the log agree as far as both got, with no byte work. `chunk`: the new bytes, or `None` when
+    /// they are in the log already.
+    fn compare_new(&mut self, replica: usize, old: usize, at: u64, n: usize, chunk: Option<&[u8]>) {
         let on_log = self.lanes[replica].on_log();
         for j in 0..self.lanes.len() {
             if j == replica || !self.lanes[j].follows() || self.agree[replica][j] != old {
                 continue;
             }
             let more = if on_log && self.lanes[j].on_log() {
-                self.view_len(j).min(old + chunk.len()) - old
+                self.view_len(j).min(old + n) - old
             } else {
+                let mine = match chunk {
+                    Some(c) => c,
+                    None => {
+                        let start = (at - self.base) as usize;
+                        &self.log.as_slice()[start..start + n]
+                    }
+                };
                 let theirs = self.view(j);
-                let overlap = theirs.len().saturating_sub(old).min(chunk.len());
-                lcp(&theirs[old..old + overlap], &chunk[..overlap])
+                let overlap = theirs.len().saturating_sub(old).min(n);
+                lcp(&theirs[old..old + overlap], &mine[..overlap])
             };
             self.agree[replica][j] += more;
             self.agree[j][replica] += more;
         }
-        if let Some(copy) = self.lanes[replica].copy.as_mut() {
-            copy.extend(chunk);
-        }
-        self.try_commit();
     }
 
     /// A lagging replica's bytes: hashed until it reaches the log's oldest byte (`base`); there its

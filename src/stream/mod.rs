@@ -133,7 +133,24 @@ mod tests {
             let size = chunks.get(step % chunks.len().max(1)).copied().unwrap_or(1).max(1);
             step += 1;
             let end = (at[r] + size).min(outputs[r].len());
-            delivered.extend(c.push(r, &outputs[r][at[r]..end]).iter());
+            let bytes = &outputs[r][at[r]..end];
+            match c {
+                // Every other chunk is read in place when the committer offers room (as the hub reads a
+                // leader), with garbage after it that must never be taken for output.
+                Committer::Bytes(b) if step % 2 == 0 => {
+                    let roomy = match b.room(r, bytes.len() + 2) {
+                        Some(room) => {
+                            room[..bytes.len()].copy_from_slice(bytes);
+                            room[bytes.len()..].fill(b'X');
+                            true
+                        }
+                        None => false,
+                    };
+                    let got = if roomy { b.push_room(r, bytes.len()) } else { b.push(r, bytes) };
+                    delivered.extend(got.iter());
+                }
+                _ => delivered.extend(c.push(r, bytes).iter()),
+            }
             at[r] = end;
             // What the capture loop does with a replica whose lead can never be committed.
             if let Committer::Bytes(b) = c {

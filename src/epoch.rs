@@ -10,6 +10,11 @@
 //! A failed replica is rolled back only when that is exact as far as tmr can tell: it did no read or
 //! write (`rchar`/`wchar` of /proc/PID/io) since the checkpoint, because file offsets and pipes are
 //! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
+//!
+//! An outvoted replica may instead be *repaired in place* ([`Recover::Scrub`], as ECC scrubbing does):
+//! the majority's differing pages are copied into it at the epoch, so it needs no re-execution and no
+//! exact rollback. What a repair cannot cover (registers, more than [`MAX_SCRUB_PAGES`]
+//! pages, no digest majority) falls back to the rollback; the log says which it was ([`Repair`]).
 
 use std::time::Duration;
 
@@ -18,6 +23,61 @@ use serde::{Deserialize, Serialize};
 /// At most this many rollbacks per replica: a replica that keeps failing from fresh checkpoints is
 /// reported, not restarted forever.
 pub const MAX_ROLLBACKS: u32 = 8;
+
+/// How an outvoted replica is brought back at an epoch vote (`--recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recover {
+    /// Resume its last good checkpoint: it re-executes the epoch.
+    Rollback,
+    /// Copy the majority's differing pages into it (falling back to the rollback where that cannot work).
+    Scrub,
+}
+
+impl Recover {
+    /// The default under `--epoch-vote`: see the README's measurement (scrubbing recovered more trials).
+    pub const DEFAULT: Recover = Recover::Scrub;
+
+    pub fn parse(text: &str) -> Result<Recover, String> {
+        match text {
+            "rollback" => Ok(Recover::Rollback),
+            "scrub" => Ok(Recover::Scrub),
+            _ => Err(format!("unknown recovery '{}' (rollback or scrub)", text.escape_debug())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recover::Rollback => "rollback",
+            Recover::Scrub => "scrub",
+        }
+    }
+}
+
+/// The environment variable that turns aligned epoch votes on in the replicas' tracers, with the
+/// recovery it names (`rollback` or `scrub`), even in a checkpoint directory marked solo: how `--recover`
+/// reaches the tracers, and how `tmr campaign` (which has no `--epoch-vote` of its own yet) is given
+/// epoch votes. The monitor removes it before the command runs.
+pub const ENV: &str = "TMR_EPOCH_VOTE";
+
+/// Pages one repair in place copies at most: the majority publishes the pages it wrote in the epoch, and
+/// past this many it publishes none (the outvoted replica is rolled back instead).
+pub const MAX_SCRUB_PAGES: usize = 4096;
+
+/// Repairs in place per replica at most; past them an outvoted replica is rolled back (whose own bound
+/// then reports a replica that keeps diverging).
+pub const MAX_REPAIRS: u32 = 8;
+
+/// A repair in place tried at an epoch vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repair {
+    pub epoch: u32,
+    pub at_ms: f64,
+    /// Pages copied from the majority, or `None` when it was not repaired (then it was rolled back).
+    pub pages: Option<u64>,
+    /// Why it was not repaired in place, or where the pages came from.
+    pub note: String,
+}
 
 /// What the tracer reports about its replica's checkpoints (in the snapshot JSON, then the report).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +96,9 @@ pub struct CheckpointLog {
     /// Epochs voted (aligned, with a majority present) and their verdicts, in order.
     #[serde(default)]
     pub votes: Vec<EpochVote>,
+    /// With `--recover scrub`: each repair in place tried, in order.
+    #[serde(default)]
+    pub repairs: Vec<Repair>,
 }
 
 /// One epoch vote of this replica.
@@ -270,6 +333,18 @@ pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
                 log.divergent_epochs.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
             }
         ));
+    }
+    for r in &log.repairs {
+        out.push(match r.pages {
+            Some(p) => format!(
+                "  replica {replica}: epoch {}: repaired in place, {p} page(s) from the majority",
+                r.epoch
+            ),
+            None => format!(
+                "  replica {replica}: epoch {}: not repaired in place ({}): falls back to rollback",
+                r.epoch, r.note
+            ),
+        });
     }
     for r in &log.rollbacks {
         out.push(match r.resumed_epoch {

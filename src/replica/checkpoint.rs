@@ -13,7 +13,9 @@
 //!   next epoch with its count; the replicas behind run on to the largest count, and at that entry stop
 //!   each hashes the pages written since its previous checkpoint and votes. In the majority: the fork is
 //!   taken, output is committed, and it replaces the kept checkpoint (the last *voted-good* one is the
-//!   only one kept). In the minority: rolled back to the kept one ("epoch-divergence"). No majority:
+//!   only one kept). In the minority: rolled back to the kept one ("epoch-divergence"), or with
+//!   `--recover scrub` repaired in place from the majority's pages (`scrub.rs`), falling back to the
+//!   rollback where a repair cannot work. No majority:
 //!   noise pages are sorted out page by page (`EpochSync::reconcile`). Too few replicas left to vote (the
 //!   others finished): no checkpoint, no more epochs. sysinfo(2) answers are made steady, since
 //!   programs keep free-memory figures. The timer then never interrupts the replica (an interrupted
@@ -52,10 +54,14 @@ use nix::unistd::Pid;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use super::epochvote::{regs_term, Arrival, EpochSync, PageDigests, PageMasks, MAX_EPOCHS};
+use super::epochvote::{regs_term, Arrival, EpochSync, PageDigests, PageMasks, DONATED, MAX_EPOCHS, REFUSED};
 use super::hold::Hold;
 use super::memsnap::writable_mappings;
-use crate::epoch::{CheckpointLog, Decision, Epoch, EpochVerdict, EpochVote, Lineage, Rollback, Schedule};
+use super::scrub;
+use crate::epoch::{
+    CheckpointLog, Decision, Epoch, EpochVerdict, EpochVote, Lineage, Recover, Repair, Rollback, Schedule,
+    MAX_REPAIRS, MAX_SCRUB_PAGES,
+};
 
 /// A file tmr puts in the checkpoint directory when replicas run one at a time: no epoch vote.
 pub const SOLO: &str = super::CHECKPOINT_SOLO;
@@ -168,6 +174,9 @@ pub struct Checkpointer {
     target: Option<(u32, u64)>,
     /// The replica itself, whose pid the memory holds (masked in digests).
     original: Pid,
+    /// How an outvoted replica is brought back, and how often it was repaired in place.
+    recover: Recover,
+    repairs: u32,
 }
 
 impl Checkpointer {
@@ -199,18 +208,24 @@ impl Checkpointer {
             epoch: 0,
             target: None,
             original: Pid::from_raw(0),
+            recover: Recover::DEFAULT,
+            repairs: 0,
         }
     }
 
     /// Judge hangs against the sibling replicas that report in `dir` (their numbers from TMR_REPLICA,
-    /// TMR_REPLICAS and TMR_ROUND, which tmr sets for every replica).
-    pub fn with_peers(mut self, dir: std::path::PathBuf) -> Self {
+    /// TMR_REPLICAS and TMR_ROUND, which tmr sets for every replica). `vote` (from
+    /// [`crate::epoch::ENV`]) turns epoch votes on with that recovery even in a directory marked solo.
+    pub fn with_peers(mut self, dir: std::path::PathBuf, vote: Option<Recover>) -> Self {
+        if let Some(r) = vote {
+            self.recover = r;
+        }
         let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
         if let (Some(replica), Some(replicas), Some(round)) =
             (var("TMR_REPLICA"), var("TMR_REPLICAS"), var("TMR_ROUND"))
         {
             // Parallel replicas meet at aligned epochs and vote; not when tmr runs them one at a time.
-            if !dir.join(SOLO).exists() {
+            if vote.is_some() || !dir.join(SOLO).exists() {
                 let path = dir.join(format!("epochs.{round}"));
                 match EpochSync::open(&path, replica, replicas, self.schedule.interval()) {
                     Ok(sync) => self.sync = sync,
@@ -516,7 +531,13 @@ impl Checkpointer {
         let hash_ms = t0.elapsed().as_secs_f64() * 1e3;
         let sync = self.sync.as_ref()?;
         let t1 = Instant::now();
-        let mut verdict = sync.vote(k, digest);
+        let (mut verdict, digests) = sync.vote_digests(k, digest);
+        // Voted by digests alone (not after sorting out noise): only then is a repair in place tried.
+        let direct = verdict;
+        if self.recover == Recover::Scrub && direct == EpochVerdict::Good {
+            self.donate(running, k, &regs, &masks, &digests);
+        }
+        let sync = self.sync.as_ref()?;
         // No strict majority at all: page by page, to tell noise (pages on which no majority agrees,
         // left out from now on by every replica alike) from a real difference. Every replica that saw
         // the same digests reaches this, so all take part.
@@ -548,6 +569,27 @@ impl Checkpointer {
             }
             EpochVerdict::Minority => {
                 self.log.divergent_epochs.push(k);
+                if self.recover == Recover::Scrub {
+                    let at_ms = self.now().as_secs_f64() * 1e3;
+                    let repaired = if direct == EpochVerdict::Minority {
+                        self.scrub(running, k, &regs, &masks, &digests)
+                    } else {
+                        Err("no digest majority before noise pages were left out".into())
+                    };
+                    match repaired {
+                        Ok(pages) => {
+                            self.log.repairs.push(Repair {
+                                epoch: k,
+                                at_ms,
+                                pages: Some(pages),
+                                note: "copied from the majority and the last good checkpoint".into(),
+                            });
+                            self.checkpoint_good(running, regs, k, at_ms, hashed, t0, t1.elapsed());
+                            return None;
+                        }
+                        Err(note) => self.log.repairs.push(Repair { epoch: k, at_ms, pages: None, note }),
+                    }
+                }
                 let resumed = self.roll(running, self.original, "epoch-divergence".into());
                 if resumed.is_none() {
                     self.stop(format!("its memory diverged at epoch {k} and it was not rolled back"));
@@ -556,6 +598,78 @@ impl Checkpointer {
             }
             _ => None,
         }
+    }
+
+    /// In the majority at epoch `k` with `--recover scrub`: if this replica is the donor (the first of
+    /// the majority) and some replica dissented, publish its terms and this epoch's pages for it.
+    fn donate(
+        &self,
+        running: Pid,
+        k: u32,
+        regs: &libc::user_regs_struct,
+        masks: &PageMasks,
+        digests: &[Option<super::epochvote::Digest>],
+    ) {
+        let Some(sync) = &self.sync else { return };
+        if scrub::donor(digests) != Some((sync.me(), true)) {
+            return;
+        }
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        let regs = regs_term(regs.orig_rax, regs.rip);
+        let path = sync.donation_path(k);
+        let done = scrub::donate(&path, running, self.pages.terms(), regs, self.pages.written(), masks, held);
+        sync.donated(k, if matches!(done, Ok(true)) { DONATED } else { REFUSED });
+    }
+
+    /// Outvoted at epoch `k` with `--recover scrub`: copy the majority's differing pages in (see
+    /// `scrub.rs`) and check that the digest is now the majority's. Returns the pages copied, or why it
+    /// could not be repaired (the caller then rolls back).
+    fn scrub(
+        &mut self,
+        running: Pid,
+        k: u32,
+        regs: &libc::user_regs_struct,
+        masks: &PageMasks,
+        digests: &[Option<super::epochvote::Digest>],
+    ) -> Result<u64, String> {
+        if self.repairs >= MAX_REPAIRS {
+            return Err(format!("already repaired in place {MAX_REPAIRS} times"));
+        }
+        if skip(regs.orig_rax as i64) {
+            return Err("it is not at the system call the majority is at".into());
+        }
+        let sync = self.sync.as_ref().ok_or("no epoch vote")?;
+        let want = scrub::majority(digests).ok_or("no digest majority")?;
+        match sync.wait_donation(k) {
+            Some(DONATED) => {}
+            Some(_) => {
+                return Err(format!(
+                    "the majority wrote more than {MAX_SCRUB_PAGES} pages in the epoch, or could not publish them"
+                ))
+            }
+            None => return Err("the majority's pages did not come in time".into()),
+        }
+        let bytes = std::fs::read(sync.donation_path(k)).map_err(|e| format!("reading the donation: {e}"))?;
+        let donation = scrub::Donation::decode(&bytes).map_err(|e| format!("{e:#}"))?;
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        if held != donation.held {
+            return Err(format!(
+                "its output in the epoch ({held} bytes) differs in length from the majority's ({})",
+                donation.held
+            ));
+        }
+        let differ = scrub::differing(self.pages.terms(), regs_term(regs.orig_rax, regs.rip), &donation)?;
+        let kept = self.kept.last().map(|c| c.pid);
+        let written = scrub::repair(running, kept, &differ, &donation, masks)?;
+        scrub::rehash(running, &written, masks, &mut self.pages).map_err(|e| format!("rehashing: {e:#}"))?;
+        if self.pages.digest(regs.orig_rax, regs.rip) != want {
+            return Err(format!(
+                "its memory still differs from the majority's after copying {} pages",
+                written.len()
+            ));
+        }
+        self.repairs += 1;
+        Ok(written.len() as u64)
     }
 
     /// Fork the checkpoint of epoch `k`, voted good: it replaces the previous good one.

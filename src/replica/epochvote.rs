@@ -56,6 +56,10 @@ const COUNTS: u64 = 16;
 const GENS: u64 = COUNTS + 8 * MAX_REPLICAS as u64;
 const DIGESTS: u64 = 256;
 const TERMS_WRITTEN: u64 = DIGESTS + 32 * MAX_REPLICAS as u64;
+/// The majority's donation for a repair in place (`scrub.rs`): 0 none yet, [`DONATED`], [`REFUSED`].
+const SCRUB: u64 = TERMS_WRITTEN + 4 * MAX_REPLICAS as u64;
+pub const DONATED: u32 = 1;
+pub const REFUSED: u32 = 2;
 /// The boundary word of a closed epoch (not everybody arrived in time).
 const CLOSED: u64 = u64::MAX;
 
@@ -248,7 +252,13 @@ impl EpochSync {
     }
 
     /// Publish this replica's digest for epoch `k`, wait (bounded) for every live sibling's, and vote.
+    #[cfg(test)]
     pub fn vote(&self, k: u32, digest: Digest) -> crate::epoch::EpochVerdict {
+        self.vote_digests(k, digest).0
+    }
+
+    /// As [`Self::vote`], with every replica's digest as read (None: not in time, or gone).
+    pub fn vote_digests(&self, k: u32, digest: Digest) -> (crate::epoch::EpochVerdict, Vec<Option<Digest>>) {
         let s = EpochArea::slot(k);
         let gen = self.area.u32_at(s + GENS + 4 * self.me as u64);
         let g = gen.load(Ordering::Acquire);
@@ -282,7 +292,32 @@ impl EpochSync {
             (0..self.n).all(|j| live >> j & 1 == 0 || ds[j].is_some()).then_some(ds)
         });
         let ds = all_in.unwrap_or_else(|| collect(&self.area));
-        crate::epoch::epoch_verdict(self.me, self.n, &ds)
+        (crate::epoch::epoch_verdict(self.me, self.n, &ds), ds)
+    }
+
+    /// This replica's index.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Where the donor of epoch `k` writes the majority's pages for a repair in place.
+    pub fn donation_path(&self, k: u32) -> std::path::PathBuf {
+        let mut p = self.terms.clone().into_os_string();
+        p.push(format!(".{k}.scrub"));
+        p.into()
+    }
+
+    /// The donor of epoch `k` wrote its donation (`DONATED`) or will not (`REFUSED`).
+    pub fn donated(&self, k: u32, state: u32) {
+        self.area.u32_at(EpochArea::slot(k) + SCRUB).store(state, Ordering::Release);
+        self.area.bump();
+    }
+
+    /// Wait (bounded) for the donor of epoch `k`: `Some(DONATED | REFUSED)`, or None if it did not say.
+    pub fn wait_donation(&self, k: u32) -> Option<u32> {
+        let word = EpochArea::slot(k) + SCRUB;
+        let until = Instant::now() + self.bound;
+        self.area.wait(until, |a| Some(a.u32_at(word).load(Ordering::Acquire)).filter(|&s| s != 0))
     }
 }
 
@@ -376,6 +411,8 @@ pub struct PageDigests {
     sum: Digest,
     /// Terms replaced since the last good checkpoint (address, old term), to go back to it.
     undo: Vec<(u64, Option<Digest>)>,
+    /// The pages hashed by the last [`Self::update`] (what a donor of a repair in place publishes).
+    written: Vec<u64>,
 }
 
 /// What to blank in a page before hashing it.
@@ -408,7 +445,8 @@ pub fn regs_term(nr: u64, rip: u64) -> Digest {
     term(u64::MAX, &[nr.to_le_bytes(), rip.to_le_bytes()].concat())
 }
 
-fn term(addr: u64, bytes: &[u8]) -> Digest {
+/// The term of the page at `addr` with (masked) contents `bytes`.
+pub fn term(addr: u64, bytes: &[u8]) -> Digest {
     let h = blake3::Hasher::new().update(&addr.to_le_bytes()).update(bytes).finalize();
     let b = h.as_bytes();
     std::array::from_fn(|i| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes")))
@@ -506,6 +544,16 @@ impl PageDigests {
         self.terms.len()
     }
 
+    /// Every page's term (noise left out).
+    pub fn terms(&self) -> &HashMap<u64, Digest> {
+        &self.terms
+    }
+
+    /// The pages hashed by the last update.
+    pub fn written(&self) -> &[u64] {
+        &self.written
+    }
+
     /// Rehash the pages of `pid` written since its last fork (present and exclusively mapped, or every
     /// present one with `all`), masked. Returns the pages hashed.
     pub fn update(&mut self, pid: Pid, masks: &PageMasks, all: bool) -> Result<u64> {
@@ -514,6 +562,7 @@ impl PageDigests {
         let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap")?;
         let mut entries = vec![0u8; 8 * 4096];
         let mut hashed = 0;
+        self.written.clear();
         for m in writable_mappings(&maps) {
             // Runs of consecutive written pages, read with one process_vm_readv each (up to 16 pages).
             let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -556,6 +605,7 @@ impl PageDigests {
                 let addr = start + i as u64 * PAGE;
                 mask_page(page, addr, name, masks);
                 self.set(addr, page);
+                self.written.push(addr);
                 hashed += 1;
             }
         }

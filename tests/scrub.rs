@@ -1,0 +1,142 @@
+//! End-to-end tests of repair in place (`--epoch-vote --recover scrub`): a replica outvoted at an epoch
+//! gets the majority's differing pages copied in, and runs on; where that cannot work it is rolled
+//! back instead, and the log says which.
+//!
+//! The fixture `checkpointee` strikes at its middle step in the one replica that creates the marker
+//! file first (see `tests/checkpoint.rs`); its steps span many checkpoint intervals, so epochs come
+//! before and after the fault. No assertion on time.
+
+#[macro_use]
+mod common;
+
+use std::ffi::OsString;
+
+use common::*;
+use serde_json::Value;
+
+fn checkpointee(args: &[&str]) -> Vec<OsString> {
+    let mut v = vec![fixture("checkpointee").into_os_string()];
+    v.extend(args.iter().map(OsString::from));
+    v
+}
+
+fn logs(report: &Value) -> Vec<Value> {
+    report["memory"]["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no memory replicas in {report}"))
+        .iter()
+        .map(|r| r["checkpoints"].clone())
+        .collect()
+}
+
+fn list(log: &Value, key: &str) -> Vec<Value> {
+    log[key].as_array().cloned().unwrap_or_default()
+}
+
+fn plain_sum() -> String {
+    let out = std::process::Command::new(fixture("checkpointee"))
+        .args(["crash-once", "/nonexistent/marker"])
+        .env_remove("TMR_REPLICA")
+        .output()
+        .expect("running checkpointee");
+    assert!(out.status.success(), "{out:?}");
+    text(&out.stdout)
+}
+
+const SCRUB: [&str; 7] = ["--checkpoint", "20ms", "--epoch-vote", "--recover", "scrub", "--reruns", "0"];
+
+/// The replica that flipped a bit is repaired at the next epoch: no re-execution (no rollback, one vote
+/// at that epoch), and at exit its memory equals the others' (no divergent page), so the run is
+/// unanimous with the golden output.
+#[test]
+fn a_silent_flip_is_repaired_in_place_and_the_run_ends_unanimous() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    let run = tmr_json_report(
+        None,
+        &[],
+        &with(&SCRUB, checkpointee(&["flip-once", marker.to_str().expect("utf-8")])),
+        "tmr-report",
+    );
+    assert!(marker.exists(), "one replica flipped a bit (it created the marker)");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.stdout, plain_sum());
+    let at_exit = run.report["memory"]["divergent"].as_array().cloned().unwrap_or_default();
+    assert!(at_exit.is_empty(), "repaired memory equals the majority's at exit: {at_exit:?}");
+    let logs = logs(&run.report);
+    let faulty: Vec<usize> = (0..3).filter(|&i| !list(&logs[i], "divergent_epochs").is_empty()).collect();
+    assert_eq!(faulty.len(), 1, "one replica diverged: {logs:?}");
+    let f = faulty[0];
+    let repairs = list(&logs[f], "repairs");
+    assert_eq!(repairs.len(), 1, "{repairs:?}");
+    assert!(repairs[0]["pages"].as_u64().is_some_and(|p| p >= 1), "{repairs:?}");
+    let epoch = repairs[0]["epoch"].as_u64();
+    assert_eq!(list(&logs[f], "divergent_epochs"), vec![Value::from(epoch)]);
+    for (i, log) in logs.iter().enumerate() {
+        assert!(list(log, "rollbacks").is_empty(), "replica {i} was not rolled back: {log}");
+    }
+    let votes_there = list(&logs[f], "votes").iter().filter(|v| v["epoch"].as_u64() == epoch).count();
+    assert_eq!(votes_there, 1, "the epoch was not re-executed");
+    assert!(run.stderr.contains("repaired in place"), "the report says so: {}", run.stderr);
+}
+
+/// `flip-always` makes replica 1 flip its bit whenever it runs the middle step: a rollback re-runs that
+/// step and diverges again (reported as deterministic, see `tests/checkpoint.rs`); a repair in place
+/// re-runs nothing, so replica 1 ends with the others' memory.
+#[test]
+fn a_fault_that_recurs_on_re_execution_is_repaired_once() {
+    require_ptrace!();
+    let run = tmr_json_report(None, &[], &with(&SCRUB, checkpointee(&["flip-always"])), "tmr-report");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.stdout, plain_sum());
+    let at_exit = run.report["memory"]["divergent"].as_array().cloned().unwrap_or_default();
+    assert!(at_exit.is_empty(), "{at_exit:?}");
+    let logs = logs(&run.report);
+    let repairs = list(&logs[1], "repairs");
+    assert_eq!(repairs.len(), 1, "{repairs:?}");
+    assert!(repairs[0]["pages"].as_u64().is_some(), "{repairs:?}");
+    assert!(list(&logs[1], "rollbacks").is_empty(), "{}", logs[1]);
+    assert!(logs[1]["stopped"].is_null(), "it goes on voting: {}", logs[1]);
+}
+
+/// A hung replica spins asking getpid: at the next epoch its instruction pointer and system call are
+/// not the majority's, which copying pages cannot fix. It is rolled back instead (or judged hung
+/// first), re-executes and completes; the log says why it was not repaired.
+#[test]
+fn a_divergence_outside_memory_pages_falls_back_to_rollback() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let marker = dir.path().join("marker");
+    let mut args: Vec<&str> = SCRUB.to_vec();
+    args.extend(["--timeout", "60s"]);
+    let run = tmr_json_report(
+        None,
+        &[],
+        &with(&args, checkpointee(&["hang-once", marker.to_str().expect("utf-8")])),
+        "tmr-report",
+    );
+    assert!(marker.exists(), "one replica hung (it created the marker)");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.stdout, plain_sum());
+    let logs = logs(&run.report);
+    let rolled: Vec<usize> = (0..3).filter(|&i| !list(&logs[i], "rollbacks").is_empty()).collect();
+    assert_eq!(rolled.len(), 1, "{logs:?}");
+    let f = rolled[0];
+    let rollbacks = list(&logs[f], "rollbacks");
+    assert!(rollbacks.iter().all(|r| r["resumed_epoch"].as_u64().is_some()), "{rollbacks:?}");
+    // Each rollback at an epoch follows a repair that was refused, and says why.
+    let at_epoch = rollbacks.iter().filter(|r| r["cause"] == "epoch-divergence").count();
+    let refused = list(&logs[f], "repairs");
+    assert_eq!(refused.len(), at_epoch, "{refused:?} {rollbacks:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r["pages"].is_null() && r["note"].as_str().is_some_and(|n| n.contains("registers"))),
+        "{refused:?}"
+    );
+    assert!(at_epoch == 0 || run.stderr.contains("not repaired in place"), "{}", run.stderr);
+}

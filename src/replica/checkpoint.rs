@@ -601,7 +601,7 @@ impl Checkpointer {
     }
 
     /// In the majority at epoch `k` with `--recover scrub`: if this replica is the donor (the first of
-    /// the majority) and some replica dissented, publish its terms and this epoch's pages for it.
+    /// the majority), give each dissenter the pages it wants (see `scrub.rs`).
     fn donate(
         &self,
         running: Pid,
@@ -611,19 +611,27 @@ impl Checkpointer {
         digests: &[Option<super::epochvote::Digest>],
     ) {
         let Some(sync) = &self.sync else { return };
-        if scrub::donor(digests) != Some((sync.me(), true)) {
+        let Some((first, dissenters)) = scrub::donor(digests) else { return };
+        if first != sync.me() {
             return;
         }
         let held = self.hold.as_ref().map_or(0, Hold::held);
         let regs = regs_term(regs.orig_rax, regs.rip);
-        let path = sync.donation_path(k);
-        let done = scrub::donate(&path, running, self.pages.terms(), regs, self.pages.written(), masks, held);
-        sync.donated(k, if matches!(done, Ok(true)) { DONATED } else { REFUSED });
+        for j in dissenters {
+            let gift = sync
+                .wait_want(k, j)
+                .then(|| std::fs::read(sync.scrub_path(k, j, "want")).ok())
+                .flatten()
+                .and_then(|b| scrub::Want::decode(&b).ok())
+                .and_then(|w| scrub::donation(running, self.pages.terms(), regs, held, &w, masks).ok())
+                .and_then(|d| scrub::publish(&sync.scrub_path(k, j, "gift"), &d.encode()).ok());
+            sync.donated(k, j, if gift.is_some() { DONATED } else { REFUSED });
+        }
     }
 
-    /// Outvoted at epoch `k` with `--recover scrub`: copy the majority's differing pages in (see
-    /// `scrub.rs`) and check that the digest is now the majority's. Returns the pages copied, or why it
-    /// could not be repaired (the caller then rolls back).
+    /// Outvoted at epoch `k` with `--recover scrub`: ask the donor for the pages that differ, copy them
+    /// in (see `scrub.rs`) and check that the digest is now the majority's. Returns the pages copied, or
+    /// why it could not be repaired (the caller then rolls back).
     fn scrub(
         &mut self,
         running: Pid,
@@ -632,35 +640,44 @@ impl Checkpointer {
         masks: &PageMasks,
         digests: &[Option<super::epochvote::Digest>],
     ) -> Result<u64, String> {
-        if self.repairs >= MAX_REPAIRS {
-            return Err(format!("already repaired in place {MAX_REPAIRS} times"));
-        }
-        if skip(regs.orig_rax as i64) {
-            return Err("it is not at the system call the majority is at".into());
-        }
         let sync = self.sync.as_ref().ok_or("no epoch vote")?;
         let want = scrub::majority(digests).ok_or("no digest majority")?;
+        // The want is published whatever happens next: the donor waits for it.
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        let my_regs = regs_term(regs.orig_rax, regs.rip);
+        let mut terms = self.pages.terms().clone();
+        terms.insert(scrub::REGS, my_regs);
+        let published =
+            scrub::publish(&sync.scrub_path(k, sync.me(), "want"), &scrub::Want { terms, held }.encode());
+        sync.wanted(k);
+        published.map_err(|e| format!("{e:#}"))?;
         match sync.wait_donation(k) {
             Some(DONATED) => {}
             Some(_) => {
                 return Err(format!(
-                    "the majority wrote more than {MAX_SCRUB_PAGES} pages in the epoch, or could not publish them"
+                    "the majority did not donate its pages (more than {MAX_SCRUB_PAGES} differ, or it could not read them)"
                 ))
             }
             None => return Err("the majority's pages did not come in time".into()),
         }
-        let bytes = std::fs::read(sync.donation_path(k)).map_err(|e| format!("reading the donation: {e}"))?;
+        let bytes = std::fs::read(sync.scrub_path(k, sync.me(), "gift"))
+            .map_err(|e| format!("reading the donation: {e}"))?;
         let donation = scrub::Donation::decode(&bytes).map_err(|e| format!("{e:#}"))?;
-        let held = self.hold.as_ref().map_or(0, Hold::held);
+        if self.repairs >= MAX_REPAIRS {
+            return Err(format!("already repaired in place {MAX_REPAIRS} times"));
+        }
+        if skip(regs.orig_rax as i64) || donation.regs != my_regs {
+            return Err(
+                "its registers differ from the majority's (instruction pointer or system call)".into()
+            );
+        }
         if held != donation.held {
             return Err(format!(
                 "its output in the epoch ({held} bytes) differs in length from the majority's ({})",
                 donation.held
             ));
         }
-        let differ = scrub::differing(self.pages.terms(), regs_term(regs.orig_rax, regs.rip), &donation)?;
-        let kept = self.kept.last().map(|c| c.pid);
-        let written = scrub::repair(running, kept, &differ, &donation, masks)?;
+        let written = scrub::repair(running, &donation, masks)?;
         scrub::rehash(running, &written, masks, &mut self.pages).map_err(|e| format!("rehashing: {e:#}"))?;
         if self.pages.digest(regs.orig_rax, regs.rip) != want {
             return Err(format!(

@@ -56,8 +56,11 @@ const COUNTS: u64 = 16;
 const GENS: u64 = COUNTS + 8 * MAX_REPLICAS as u64;
 const DIGESTS: u64 = 256;
 const TERMS_WRITTEN: u64 = DIGESTS + 32 * MAX_REPLICAS as u64;
-/// The majority's donation for a repair in place (`scrub.rs`): 0 none yet, [`DONATED`], [`REFUSED`].
+/// Repair in place (`scrub.rs`), one word per replica: the donation for it (0 none yet, [`DONATED`],
+/// [`REFUSED`]), and whether it published its want.
 const SCRUB: u64 = TERMS_WRITTEN + 4 * MAX_REPLICAS as u64;
+const WANTS: u64 = SCRUB + 4 * MAX_REPLICAS as u64;
+const _: () = assert!(WANTS + 4 * MAX_REPLICAS as u64 <= SLOT);
 pub const DONATED: u32 = 1;
 pub const REFUSED: u32 = 2;
 /// The boundary word of a closed epoch (not everybody arrived in time).
@@ -300,22 +303,36 @@ impl EpochSync {
         self.me
     }
 
-    /// Where the donor of epoch `k` writes the majority's pages for a repair in place.
-    pub fn donation_path(&self, k: u32) -> std::path::PathBuf {
+    /// Where replica `j`'s want (`kind` "want") or the donation for it ("gift") at epoch `k` is written.
+    pub fn scrub_path(&self, k: u32, j: usize, kind: &str) -> std::path::PathBuf {
         let mut p = self.terms.clone().into_os_string();
-        p.push(format!(".{k}.scrub"));
+        p.push(format!(".{k}.{kind}.{j}"));
         p.into()
     }
 
-    /// The donor of epoch `k` wrote its donation (`DONATED`) or will not (`REFUSED`).
-    pub fn donated(&self, k: u32, state: u32) {
-        self.area.u32_at(EpochArea::slot(k) + SCRUB).store(state, Ordering::Release);
+    /// This replica published its want for epoch `k`.
+    pub fn wanted(&self, k: u32) {
+        self.area.u32_at(EpochArea::slot(k) + WANTS + 4 * self.me as u64).store(1, Ordering::Release);
         self.area.bump();
     }
 
-    /// Wait (bounded) for the donor of epoch `k`: `Some(DONATED | REFUSED)`, or None if it did not say.
+    /// Wait (bounded) for replica `j`'s want at epoch `k`.
+    pub fn wait_want(&self, k: u32, j: usize) -> bool {
+        let word = EpochArea::slot(k) + WANTS + 4 * j as u64;
+        let until = Instant::now() + self.bound;
+        self.area.wait(until, |a| (a.u32_at(word).load(Ordering::Acquire) != 0).then_some(())).is_some()
+    }
+
+    /// The donor of epoch `k` wrote its donation for replica `j` (`DONATED`) or will not (`REFUSED`).
+    pub fn donated(&self, k: u32, j: usize, state: u32) {
+        self.area.u32_at(EpochArea::slot(k) + SCRUB + 4 * j as u64).store(state, Ordering::Release);
+        self.area.bump();
+    }
+
+    /// Wait (bounded) for the donation to this replica at epoch `k`: `Some(DONATED | REFUSED)`, or None
+    /// if the donor did not say in time.
     pub fn wait_donation(&self, k: u32) -> Option<u32> {
-        let word = EpochArea::slot(k) + SCRUB;
+        let word = EpochArea::slot(k) + SCRUB + 4 * self.me as u64;
         let until = Instant::now() + self.bound;
         self.area.wait(until, |a| Some(a.u32_at(word).load(Ordering::Acquire)).filter(|&s| s != 0))
     }
@@ -411,8 +428,6 @@ pub struct PageDigests {
     sum: Digest,
     /// Terms replaced since the last good checkpoint (address, old term), to go back to it.
     undo: Vec<(u64, Option<Digest>)>,
-    /// The pages hashed by the last [`Self::update`] (what a donor of a repair in place publishes).
-    written: Vec<u64>,
 }
 
 /// What to blank in a page before hashing it.
@@ -549,11 +564,6 @@ impl PageDigests {
         &self.terms
     }
 
-    /// The pages hashed by the last update.
-    pub fn written(&self) -> &[u64] {
-        &self.written
-    }
-
     /// Rehash the pages of `pid` written since its last fork (present and exclusively mapped, or every
     /// present one with `all`), masked. Returns the pages hashed.
     pub fn update(&mut self, pid: Pid, masks: &PageMasks, all: bool) -> Result<u64> {
@@ -562,7 +572,6 @@ impl PageDigests {
         let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap")?;
         let mut entries = vec![0u8; 8 * 4096];
         let mut hashed = 0;
-        self.written.clear();
         for m in writable_mappings(&maps) {
             // Runs of consecutive written pages, read with one process_vm_readv each (up to 16 pages).
             let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -605,7 +614,6 @@ impl PageDigests {
                 let addr = start + i as u64 * PAGE;
                 mask_page(page, addr, name, masks);
                 self.set(addr, page);
-                self.written.push(addr);
                 hashed += 1;
             }
         }

@@ -1,22 +1,22 @@
 //! Repair in place at an epoch vote (`--recover scrub`, issue 12 item 4), inside the tracers, as ECC
 //! scrubbing rewrites a bad word from its good copy instead of restarting the machine.
 //!
-//! - **The donor.** When the epoch digests have a strict majority and some replica's digest is outside
-//!   it, the lowest-numbered replica of the majority writes a *donation* beside the epoch file: every page
-//!   term it holds (the whole memory's, not only this epoch's: a flip may hit a page the majority has not
-//!   written for a long time), and the masked bytes of the pages it wrote in this epoch, at most
-//!   [`MAX_SCRUB_PAGES`] (past that it writes none and says so: the outvoted replica is rolled back).
-//! - **The outvoted replica** compares the donor's terms with its own. A page the donor wrote in this
-//!   epoch is copied from the donation; any other differing page holds, in the majority, what it held at
-//!   the last good checkpoint, which this replica keeps as a stopped fork of itself: it is copied from
-//!   there (its own bytes, with its own pid and `TMR_*` strings). Bytes this replica's masks blank (its
-//!   pid, its `TMR_*` strings, dead stack) keep its own values. The pages are written with
-//!   process_vm_writev, rehashed, and the repair counts only if the new digest is the majority's; the
-//!   replica then takes its checkpoint as the majority did and runs on, not a single instruction re-run.
-//! - **What falls back to the rollback:** the registers' term differs (instruction pointer or system
-//!   call: its control flow is elsewhere), its output held this epoch differs in length from the
-//!   donor's, a needed page is in neither source, the donor refused or did not come in time, the digests
-//!   had no majority before noise was sorted out, or the rehash still differs.
+//! When the epoch digests have a strict majority and some replica's digest is outside it:
+//! - **the outvoted replica** publishes its *want*: every page term it holds (the whole memory's, not
+//!   only this epoch's: a flip may hit a page nobody wrote for a long time), its registers' term and the
+//!   bytes of output it held in the epoch, and waits (bounded) for the donation;
+//! - **the donor**, the lowest-numbered replica of the majority, reads each dissenter's want, finds the
+//!   pages whose terms differ from its own, and publishes their masked bytes (a page it does not have is
+//!   marked absent), at most [`MAX_SCRUB_PAGES`]; past that it refuses;
+//! - **the outvoted replica** writes the donated pages into itself with process_vm_writev; bytes its own
+//!   masks blank (its pid, its `TMR_*` strings, dead stack) keep its own values. It rehashes them, and the
+//!   repair counts only if its digest is now the majority's: it then takes its checkpoint as the majority
+//!   did and runs on, not a single instruction re-run.
+//!
+//! What falls back to the rollback: the registers' term differs (instruction pointer or system call:
+//! its control flow is elsewhere), its output held in the epoch differs in length from the donor's, a
+//! differing page is absent in the donor, the donor refused or did not come in time, the digests had no
+//! majority before noise was sorted out, or the rehash still differs. Each such case is logged with why.
 //!
 //! Limits: registers other than the instruction pointer are not voted at epochs, so not repaired; the
 //! output of the epoch is compared by length only (a same-length wrong byte is outvoted by tmr's stream
@@ -33,82 +33,134 @@ use super::remote::{read_remote_exact, write_remote};
 pub use crate::epoch::MAX_SCRUB_PAGES;
 use crate::memvote::PAGE;
 
-const MAGIC: &[u8; 8] = b"tmrscrb1";
+const WANT: &[u8; 8] = b"tmrwant1";
+const GIFT: &[u8; 8] = b"tmrgift1";
 /// The registers' term's address in a term list (as in `EpochSync::reconcile`).
 pub const REGS: u64 = u64::MAX;
 
-/// What the donor publishes: its page terms (the registers' under [`REGS`]), the masked bytes of the
-/// pages it wrote in the epoch, and the bytes of output it held in the epoch.
+/// What an outvoted replica publishes: its page terms (the registers' under [`REGS`]) and the bytes of
+/// output it held in the epoch.
 #[derive(Debug, Default, PartialEq)]
-pub struct Donation {
+pub struct Want {
     pub terms: HashMap<u64, Digest>,
-    pub pages: HashMap<u64, Vec<u8>>,
     pub held: u64,
 }
 
-impl Donation {
+/// What the donor publishes for one outvoted replica: its registers' term, its held output, and the
+/// masked bytes of each page that differs (None: the donor has no such page).
+#[derive(Debug, Default, PartialEq)]
+pub struct Donation {
+    pub regs: Digest,
+    pub held: u64,
+    pub pages: Vec<(u64, Option<Vec<u8>>)>,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let s = self.b.get(self.at..self.at + n).context("a truncated scrub file")?;
+        self.at += n;
+        Ok(s)
+    }
+    fn word(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn digest(&mut self) -> Result<Digest> {
+        Ok([self.word()?, self.word()?, self.word()?, self.word()?])
+    }
+}
+
+fn put_digest(b: &mut Vec<u8>, d: &Digest) {
+    for w in d {
+        b.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+impl Want {
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(32 + self.terms.len() * 40 + self.pages.len() * (8 + PAGE as usize));
-        b.extend_from_slice(MAGIC);
+        let mut b = Vec::with_capacity(24 + self.terms.len() * 40);
+        b.extend_from_slice(WANT);
         b.extend_from_slice(&self.held.to_le_bytes());
         b.extend_from_slice(&(self.terms.len() as u64).to_le_bytes());
         for (a, t) in &self.terms {
             b.extend_from_slice(&a.to_le_bytes());
-            for w in t {
-                b.extend_from_slice(&w.to_le_bytes());
-            }
+            put_digest(&mut b, t);
         }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Want> {
+        let mut r = Reader { b, at: 0 };
+        if r.take(8)? != WANT {
+            bail!("not a want");
+        }
+        let held = r.word()?;
+        let n = r.word()?;
+        let mut terms = HashMap::new();
+        for _ in 0..n {
+            let a = r.word()?;
+            terms.insert(a, r.digest()?);
+        }
+        Ok(Want { terms, held })
+    }
+}
+
+impl Donation {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(56 + self.pages.len() * (9 + PAGE as usize));
+        b.extend_from_slice(GIFT);
+        put_digest(&mut b, &self.regs);
+        b.extend_from_slice(&self.held.to_le_bytes());
         b.extend_from_slice(&(self.pages.len() as u64).to_le_bytes());
         for (a, p) in &self.pages {
             b.extend_from_slice(&a.to_le_bytes());
-            b.extend_from_slice(p);
+            match p {
+                Some(p) => {
+                    b.push(1);
+                    b.extend_from_slice(p);
+                }
+                None => b.push(0),
+            }
         }
         b
     }
 
     pub fn decode(b: &[u8]) -> Result<Donation> {
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8]> {
-            let s = b.get(at..at + n).context("a truncated donation")?;
-            at += n;
-            Ok(s)
-        };
-        if take(8)? != MAGIC {
+        let mut r = Reader { b, at: 0 };
+        if r.take(8)? != GIFT {
             bail!("not a donation");
         }
-        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
-        let held = word(take(8)?);
-        let nterms = word(take(8)?);
-        let mut terms = HashMap::new();
-        for _ in 0..nterms {
-            let a = word(take(8)?);
-            let mut t = [0u64; 4];
-            for w in &mut t {
-                *w = word(take(8)?);
-            }
-            terms.insert(a, t);
+        let regs = r.digest()?;
+        let held = r.word()?;
+        let n = r.word()?;
+        if n > MAX_SCRUB_PAGES as u64 {
+            bail!("a donation of {n} pages");
         }
-        let npages = word(take(8)?);
-        if npages > MAX_SCRUB_PAGES as u64 {
-            bail!("a donation of {npages} pages");
+        let mut pages = Vec::new();
+        for _ in 0..n {
+            let a = r.word()?;
+            let page = match r.take(1)?[0] {
+                0 => None,
+                _ => Some(r.take(PAGE as usize)?.to_vec()),
+            };
+            pages.push((a, page));
         }
-        let mut pages = HashMap::new();
-        for _ in 0..npages {
-            let a = word(take(8)?);
-            pages.insert(a, take(PAGE as usize)?.to_vec());
-        }
-        Ok(Donation { terms, pages, held })
+        Ok(Donation { regs, held, pages })
     }
 }
 
-/// The donor of a vote: the lowest-numbered replica with the majority digest, and whether anybody
-/// published another digest (then a donation is wanted).
-pub fn donor(digests: &[Option<Digest>]) -> Option<(usize, bool)> {
+/// The donor of a vote: the lowest-numbered replica with the majority digest, and the replicas that
+/// published another digest (the ones to donate to).
+pub fn donor(digests: &[Option<Digest>]) -> Option<(usize, Vec<usize>)> {
     let need = digests.len() / 2 + 1;
-    let majority =
-        digests.iter().flatten().find(|d| digests.iter().flatten().filter(|e| e == d).count() >= need)?;
+    let present = || digests.iter().flatten();
+    let majority = present().find(|d| present().filter(|e| e == d).count() >= need)?;
     let first = digests.iter().position(|d| d.as_ref() == Some(majority))?;
-    let dissent = digests.iter().flatten().any(|d| d != majority);
+    let dissent = (0..digests.len()).filter(|&j| digests[j].is_some_and(|d| d != *majority)).collect();
     Some((first, dissent))
 }
 
@@ -117,15 +169,10 @@ pub fn majority(digests: &[Option<Digest>]) -> Option<Digest> {
     donor(digests).and_then(|(i, _)| digests[i])
 }
 
-/// The pages on which `mine` (with `my_regs`) differs from the donor's terms; an error when the
-/// registers' terms differ (a repair of pages cannot move the control flow).
-pub fn differing(mine: &HashMap<u64, Digest>, my_regs: Digest, donor: &Donation) -> Result<Vec<u64>, String> {
-    if donor.terms.get(&REGS) != Some(&my_regs) {
-        return Err("its registers differ from the majority's (instruction pointer or system call)".into());
-    }
-    let addrs: BTreeSet<u64> =
-        mine.keys().chain(donor.terms.keys()).copied().filter(|&a| a != REGS).collect();
-    Ok(addrs.into_iter().filter(|a| mine.get(a) != donor.terms.get(a)).collect())
+/// The pages on which two term lists differ (a page on one side only included; registers left out).
+pub fn differing(a: &HashMap<u64, Digest>, b: &HashMap<u64, Digest>) -> Vec<u64> {
+    let addrs: BTreeSet<u64> = a.keys().chain(b.keys()).copied().filter(|&x| x != REGS).collect();
+    addrs.into_iter().filter(|x| a.get(x) != b.get(x)).collect()
 }
 
 /// The repaired page: the donor's masked bytes, except where this replica's own masks blanked a byte
@@ -134,67 +181,55 @@ pub fn merge(raw: &[u8], masked: &[u8], donor: &[u8]) -> Vec<u8> {
     raw.iter().zip(masked).zip(donor).map(|((&r, &m), &d)| if r != m { r } else { d }).collect()
 }
 
-/// The donor's side: write the donation for epoch `k` to `path` (its terms, `regs`, the pages of `pid`
-/// written this epoch, masked). Returns false when it refused (too many pages).
-pub fn donate(
-    path: &std::path::Path,
-    pid: Pid,
-    terms: &HashMap<u64, Digest>,
-    regs: Digest,
-    written: &[u64],
-    masks: &PageMasks,
-    held: u64,
-) -> Result<bool> {
-    if written.len() > MAX_SCRUB_PAGES {
-        return Ok(false);
-    }
-    let names = mapping_names(pid)?;
-    let mut d = Donation { terms: terms.clone(), pages: HashMap::new(), held };
-    d.terms.insert(REGS, regs);
-    for &a in written {
-        let mut page = vec![0u8; PAGE as usize];
-        read_remote_exact(pid, a, &mut page).with_context(|| format!("reading page {a:#x}"))?;
-        mask_page(&mut page, a, name_of(&names, a), masks);
-        d.pages.insert(a, page);
-    }
+/// Write `bytes` to `path` whole: a reader never sees half a file.
+pub fn publish(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, d.encode()).context("writing the donation")?;
-    std::fs::rename(&tmp, path).context("publishing the donation")?;
-    Ok(true)
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("publishing {}", path.display()))
 }
 
-/// The outvoted replica's side: copy the differing pages into `pid` (from the donation, or from `kept`,
-/// its last good checkpoint). Returns the pages written, for the caller to rehash; an error says why
-/// it could not be repaired (then it is rolled back).
-pub fn repair(
+/// The donor's side, for one dissenter's `want`: the differing pages of `pid`, masked. An error when
+/// more than [`MAX_SCRUB_PAGES`] differ.
+pub fn donation(
     pid: Pid,
-    kept: Option<Pid>,
-    pages: &[u64],
-    donor: &Donation,
+    mine: &HashMap<u64, Digest>,
+    regs: Digest,
+    held: u64,
+    want: &Want,
     masks: &PageMasks,
-) -> Result<Vec<u64>, String> {
+) -> Result<Donation> {
+    let pages = differing(mine, &want.terms);
     if pages.len() > MAX_SCRUB_PAGES {
-        return Err(format!("{} pages differ, more than {MAX_SCRUB_PAGES}", pages.len()));
+        bail!("{} pages differ, more than {MAX_SCRUB_PAGES}", pages.len());
     }
+    let names = mapping_names(pid)?;
+    let mut d = Donation { regs, held, pages: Vec::with_capacity(pages.len()) };
+    for a in pages {
+        let mut page = vec![0u8; PAGE as usize];
+        let got = read_remote_exact(pid, a, &mut page).is_ok();
+        if got {
+            mask_page(&mut page, a, name_of(&names, a), masks);
+        }
+        d.pages.push((a, got.then_some(page)));
+    }
+    Ok(d)
+}
+
+/// The outvoted replica's side: write the donated pages into `pid`. Returns the pages written, for
+/// the caller to rehash; an error says why it could not be repaired (then it is rolled back).
+pub fn repair(pid: Pid, donation: &Donation, masks: &PageMasks) -> Result<Vec<u64>, String> {
     let names = mapping_names(pid).map_err(|e| format!("{e:#}"))?;
-    let mut repaired = Vec::with_capacity(pages.len());
-    for &a in pages {
+    let mut repaired = Vec::with_capacity(donation.pages.len());
+    for (a, page) in &donation.pages {
+        let a = *a;
+        let Some(donor) = page else {
+            return Err(format!("page {a:#x} differs and the majority has no such page"));
+        };
         let mut raw = vec![0u8; PAGE as usize];
         read_remote_exact(pid, a, &mut raw).map_err(|_| format!("page {a:#x} is not mapped in it"))?;
-        let bytes = match (donor.pages.get(&a), kept) {
-            (Some(d), _) => {
-                let mut masked = raw.clone();
-                mask_page(&mut masked, a, name_of(&names, a), masks);
-                merge(&raw, &masked, d)
-            }
-            (None, Some(k)) => {
-                let mut old = vec![0u8; PAGE as usize];
-                read_remote_exact(k, a, &mut old)
-                    .map_err(|_| format!("page {a:#x} was not mapped at the last good checkpoint"))?;
-                old
-            }
-            (None, None) => return Err(format!("page {a:#x} differs and no good checkpoint holds it")),
-        };
+        let mut masked = raw.clone();
+        mask_page(&mut masked, a, name_of(&names, a), masks);
+        let bytes = merge(&raw, &masked, donor);
         if bytes != raw {
             write_remote(pid, a, &bytes).map_err(|e| format!("writing page {a:#x}: {e:#}"))?;
         }
@@ -234,11 +269,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_donation_round_trips_and_a_truncated_one_is_refused() {
-        let mut d = Donation { held: 7, ..Default::default() };
-        d.terms.insert(0x1000, [1, 2, 3, 4]);
-        d.terms.insert(REGS, [5, 6, 7, 8]);
-        d.pages.insert(0x1000, vec![9u8; PAGE as usize]);
+    fn wants_and_donations_round_trip_and_truncated_ones_are_refused() {
+        let mut w = Want { held: 7, ..Default::default() };
+        w.terms.insert(0x1000, [1, 2, 3, 4]);
+        w.terms.insert(REGS, [5, 6, 7, 8]);
+        let b = w.encode();
+        assert_eq!(Want::decode(&b).expect("decodes"), w);
+        assert!(Want::decode(&b[..b.len() - 1]).is_err());
+        let d = Donation {
+            regs: [1; 4],
+            held: 3,
+            pages: vec![(0x1000, Some(vec![9u8; PAGE as usize])), (0x2000, None)],
+        };
         let b = d.encode();
         assert_eq!(Donation::decode(&b).expect("decodes"), d);
         assert!(Donation::decode(&b[..b.len() - 1]).is_err());
@@ -246,23 +288,21 @@ mod tests {
     }
 
     #[test]
-    fn the_donor_is_the_first_of_the_majority_and_is_wanted_only_for_a_dissent() {
+    fn the_donor_is_the_first_of_the_majority_and_donates_to_each_dissenter() {
         let (a, b) = ([1u64; 4], [2u64; 4]);
-        assert_eq!(donor(&[Some(b), Some(a), Some(a)]), Some((1, true)));
-        assert_eq!(donor(&[Some(a), Some(a), None]), Some((0, false)), "a late digest is no dissent");
+        assert_eq!(donor(&[Some(b), Some(a), Some(a)]), Some((1, vec![0])));
+        assert_eq!(donor(&[Some(a), Some(a), None]), Some((0, vec![])), "a late digest is no dissent");
         assert_eq!(donor(&[Some(a), Some(b), Some([3; 4])]), None);
+        assert_eq!(donor(&[Some(a), Some(b), Some(a), Some([3; 4]), Some(a)]), Some((0, vec![1, 3])));
         assert_eq!(majority(&[Some(b), Some(a), Some(a)]), Some(a));
     }
 
     #[test]
     fn differing_pages_are_those_whose_terms_differ_or_exist_on_one_side_only() {
-        let mut d = Donation::default();
-        d.terms.insert(REGS, [9; 4]);
-        d.terms.insert(0x1000, [1; 4]);
-        d.terms.insert(0x2000, [2; 4]);
-        let mine: HashMap<u64, Digest> = [(0x1000, [1; 4]), (0x2000, [7; 4]), (0x3000, [3; 4])].into();
-        assert_eq!(differing(&mine, [9; 4], &d), Ok(vec![0x2000, 0x3000]));
-        assert!(differing(&mine, [8; 4], &d).is_err_and(|e| e.contains("registers")));
+        let a: HashMap<u64, Digest> = [(REGS, [9; 4]), (0x1000, [1; 4]), (0x2000, [2; 4])].into();
+        let b: HashMap<u64, Digest> =
+            [(REGS, [8; 4]), (0x1000, [1; 4]), (0x2000, [7; 4]), (0x3000, [3; 4])].into();
+        assert_eq!(differing(&a, &b), vec![0x2000, 0x3000]);
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct EpochVote {
     pub hash_ms: f64,
     /// Time spent waiting for the siblings' digests.
     pub wait_ms: f64,
+    /// Pages whose first read came back short and were read again (so far in this replica).
+    #[serde(default)]
+    pub short_reads: u64,
 }
 
 /// A replica's standing at an epoch vote.
@@ -504,6 +507,7 @@ mod tests {
             pages_hashed: 1,
             hash_ms: 0.1,
             wait_ms: 0.1,
+            short_reads: 0,
         };
         let voted = CheckpointLog {
             votes: vec![

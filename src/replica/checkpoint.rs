@@ -532,24 +532,25 @@ impl Checkpointer {
         let sync = self.sync.as_ref()?;
         let t1 = Instant::now();
         let (mut verdict, digests) = sync.vote_digests(k, digest);
-        // Voted by digests alone (not after sorting out noise): only then is a repair in place tried.
-        let direct = verdict;
-        if self.recover == Recover::Scrub && direct == EpochVerdict::Good {
-            self.donate(running, k, &regs, &masks, &digests);
-        }
-        let sync = self.sync.as_ref()?;
+        // Who is the donor of a repair in place, and who dissents: from the digests, or after noise
+        // was sorted out, from the page terms.
+        let mut standing = scrub::donor(&digests);
         // No strict majority at all: page by page, to tell noise (pages on which no majority agrees,
         // left out from now on by every replica alike) from a real difference. Every replica that saw
         // the same digests reaches this, so all take part.
         if verdict == EpochVerdict::NoMajority {
             let regs_term =
                 if skip(regs.orig_rax as i64) { digest } else { regs_term(regs.orig_rax, regs.rip) };
-            let (v, noise) = sync.reconcile(k, &self.pages, regs_term);
+            let (v, noise, s) = sync.reconcile(k, &self.pages, regs_term);
             if !noise.is_empty() {
                 self.pages.exclude(&noise);
                 self.log.noise_pages = self.pages.noise();
             }
             verdict = v;
+            standing = s;
+        }
+        if self.recover == Recover::Scrub && verdict == EpochVerdict::Good {
+            self.donate(running, k, &regs, &masks, standing.as_ref());
         }
         let wait_ms = t1.elapsed().as_secs_f64() * 1e3;
         self.log.votes.push(EpochVote {
@@ -559,6 +560,7 @@ impl Checkpointer {
             pages_hashed: hashed,
             hash_ms,
             wait_ms,
+            short_reads: self.pages.short_reads,
         });
         match verdict {
             // Unvoted (the others left, or did not come in time): the kept checkpoint stays. A replica
@@ -571,20 +573,28 @@ impl Checkpointer {
                 self.log.divergent_epochs.push(k);
                 if self.recover == Recover::Scrub {
                     let at_ms = self.now().as_secs_f64() * 1e3;
-                    let repaired = if direct == EpochVerdict::Minority {
-                        self.scrub(running, k, &regs, &masks, &digests)
-                    } else {
-                        Err("no digest majority before noise pages were left out".into())
+                    let repaired = match standing {
+                        Some(_) => self.scrub(running, k, &regs, &masks),
+                        None => Err("no majority on its registers' term".into()),
                     };
                     match repaired {
-                        Ok(pages) => {
+                        Ok((pages, fixed, changed)) => {
+                            let mut at: Vec<String> =
+                                pages.iter().take(8).map(|a| format!("{a:#x}")).collect();
+                            if pages.len() > 8 {
+                                at.push("…".into());
+                            }
                             self.log.repairs.push(Repair {
                                 epoch: k,
                                 at_ms,
-                                pages: Some(pages),
-                                note: "copied from the majority and the last good checkpoint".into(),
+                                pages: Some(pages.len() as u64),
+                                note: format!(
+                                    "copied from the majority: {changed} register(s), pages at {}",
+                                    at.join(", ")
+                                ),
                             });
-                            self.checkpoint_good(running, regs, k, at_ms, hashed, t0, t1.elapsed());
+                            // Checkpointed with its repaired registers (the fork puts them back).
+                            self.checkpoint_good(running, fixed, k, at_ms, hashed, t0, t1.elapsed());
                             return None;
                         }
                         Err(note) => self.log.repairs.push(Repair { epoch: k, at_ms, pages: None, note }),
@@ -608,22 +618,25 @@ impl Checkpointer {
         k: u32,
         regs: &libc::user_regs_struct,
         masks: &PageMasks,
-        digests: &[Option<super::epochvote::Digest>],
+        standing: Option<&(usize, Vec<usize>)>,
     ) {
         let Some(sync) = &self.sync else { return };
-        let Some((first, dissenters)) = scrub::donor(digests) else { return };
-        if first != sync.me() {
+        let Some((first, dissenters)) = standing else { return };
+        if *first != sync.me() {
             return;
         }
         let held = self.hold.as_ref().map_or(0, Hold::held);
-        let regs = regs_term(regs.orig_rax, regs.rip);
-        for j in dissenters {
+        let digest = self.pages.digest(regs.orig_rax, regs.rip);
+        let term = regs_term(regs.orig_rax, regs.rip);
+        for &j in dissenters {
             let gift = sync
                 .wait_want(k, j)
                 .then(|| std::fs::read(sync.scrub_path(k, j, "want")).ok())
                 .flatten()
                 .and_then(|b| scrub::Want::decode(&b).ok())
-                .and_then(|w| scrub::donation(running, self.pages.terms(), regs, held, &w, masks).ok())
+                .and_then(|w| {
+                    scrub::donation(running, self.pages.terms(), (term, digest), regs, held, &w, masks).ok()
+                })
                 .and_then(|d| scrub::publish(&sync.scrub_path(k, j, "gift"), &d.encode()).ok());
             sync.donated(k, j, if gift.is_some() { DONATED } else { REFUSED });
         }
@@ -638,10 +651,8 @@ impl Checkpointer {
         k: u32,
         regs: &libc::user_regs_struct,
         masks: &PageMasks,
-        digests: &[Option<super::epochvote::Digest>],
-    ) -> Result<u64, String> {
+    ) -> Result<(Vec<u64>, libc::user_regs_struct, usize), String> {
         let sync = self.sync.as_ref().ok_or("no epoch vote")?;
-        let want = scrub::majority(digests).ok_or("no digest majority")?;
         // The want is published whatever happens next: the donor waits for it.
         let held = self.hold.as_ref().map_or(0, Hold::held);
         let my_regs = regs_term(regs.orig_rax, regs.rip);
@@ -671,22 +682,25 @@ impl Checkpointer {
                 "its registers differ from the majority's (instruction pointer or system call)".into()
             );
         }
-        if held != donation.held {
-            return Err(format!(
-                "its output in the epoch ({held} bytes) differs in length from the majority's ({})",
-                donation.held
-            ));
+        if held > 0 {
+            // Its held output may be wrong already, and only its length could be compared here.
+            return Err(format!("it wrote {held} bytes of output in the epoch, which a repair cannot check"));
         }
         let written = scrub::repair(running, &donation, masks)?;
         scrub::rehash(running, &written, masks, &mut self.pages).map_err(|e| format!("rehashing: {e:#}"))?;
-        if self.pages.digest(regs.orig_rax, regs.rip) != want {
+        if self.pages.digest(regs.orig_rax, regs.rip) != donation.digest {
             return Err(format!(
                 "its memory still differs from the majority's after copying {} pages",
                 written.len()
             ));
         }
+        let mut fixed = *regs;
+        let changed = scrub::repair_registers(&mut fixed, running.as_raw() as u64, &donation);
+        if changed > 0 {
+            ptrace::setregs(running, fixed).map_err(|e| format!("setting its registers: {e}"))?;
+        }
         self.repairs += 1;
-        Ok(written.len() as u64)
+        Ok((written, fixed, changed))
     }
 
     /// Fork the checkpoint of epoch `k`, voted good: it replaces the previous good one.

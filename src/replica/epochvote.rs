@@ -349,13 +349,15 @@ impl EpochSync {
     /// writes its terms (`regs` under address u64::MAX), then reads everyone's. A page where no strict
     /// majority of the replicas agrees (present or absent alike) is *noise*, as in the exit vote (the
     /// clock reading glibc's loader keeps, say): it is returned, for every replica to leave out from
-    /// now on, identically, since all read the same files. The verdict is then on the other pages.
+    /// now on, identically, since all read the same files. The verdict is then on the other pages; with
+    /// it, every replica's standing as all of them see it: the first replica in the majority and those
+    /// in the minority (the donor and the dissenters of a repair in place).
     pub fn reconcile(
         &self,
         k: u32,
         pages: &PageDigests,
         regs: Digest,
-    ) -> (crate::epoch::EpochVerdict, Vec<u64>) {
+    ) -> (crate::epoch::EpochVerdict, Vec<u64>, Option<(usize, Vec<usize>)>) {
         use crate::epoch::EpochVerdict;
         let mine: Vec<(u64, Digest)> =
             pages.terms.iter().map(|(a, t)| (*a, *t)).chain([(u64::MAX, regs)]).collect();
@@ -385,6 +387,7 @@ impl EpochSync {
                 .then_some(())
         });
         let mut all: Vec<HashMap<u64, Digest>> = Vec::new();
+        let mut who: Vec<usize> = Vec::new();
         for j in 0..self.n {
             if self.area.u32_at(s + TERMS_WRITTEN + 4 * j as u64).load(Ordering::Acquire) != 1 {
                 continue;
@@ -398,24 +401,41 @@ impl EpochSync {
                 })
                 .collect();
             all.push(map);
+            who.push(j);
         }
         let need = self.n / 2 + 1;
         if all.len() < need {
-            return (EpochVerdict::TooFew, Vec::new());
+            return (EpochVerdict::TooFew, Vec::new(), None);
         }
         let addrs: std::collections::BTreeSet<u64> = all.iter().flat_map(|m| m.keys().copied()).collect();
         let mine: HashMap<u64, Digest> = mine.into_iter().collect();
         let (mut noise, mut minority) = (Vec::new(), false);
+        // Per replica that wrote terms: outside the majority on some page (or with no majority on the
+        // registers: then nobody is good).
+        let mut outvoted = vec![false; all.len()];
+        let mut nobody = false;
         for a in addrs {
             let values: Vec<Option<&Digest>> = all.iter().map(|m| m.get(&a)).collect();
             match values.iter().find(|v| values.iter().filter(|w| w == v).count() >= need) {
                 None if a != u64::MAX => noise.push(a),
-                None => minority = true,
-                Some(v) => minority |= *v != mine.get(&a),
+                None => {
+                    minority = true;
+                    nobody = true;
+                }
+                Some(v) => {
+                    minority |= *v != mine.get(&a);
+                    for (i, w) in values.iter().enumerate() {
+                        outvoted[i] |= w != v;
+                    }
+                }
             }
         }
         let verdict = if minority { EpochVerdict::Minority } else { EpochVerdict::Good };
-        (verdict, noise)
+        let standing = (!nobody)
+            .then(|| who.iter().zip(&outvoted).find(|(_, o)| !**o).map(|(j, _)| *j))
+            .flatten()
+            .map(|first| (first, who.iter().zip(&outvoted).filter(|(_, o)| **o).map(|(j, _)| *j).collect()));
+        (verdict, noise, standing)
     }
 }
 
@@ -428,6 +448,8 @@ pub struct PageDigests {
     sum: Digest,
     /// Terms replaced since the last good checkpoint (address, old term), to go back to it.
     undo: Vec<(u64, Option<Digest>)>,
+    /// Pages that process_vm_readv did not read and /proc/PID/mem did (see `hash_runs`).
+    pub short_reads: u64,
 }
 
 /// What to blank in a page before hashing it.
@@ -603,13 +625,35 @@ impl PageDigests {
     }
 
     fn hash_runs(&mut self, pid: Pid, runs: &[(u64, u64)], name: &str, masks: &PageMasks) -> u64 {
+        use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; (RUN * PAGE) as usize];
         let mut hashed = 0;
+        let mut mem: Option<std::fs::File> = None;
         for &(start, len) in runs {
             let bytes = &mut buf[..(len * PAGE) as usize];
             let remote = [nix::sys::uio::RemoteIoVec { base: start as usize, len: bytes.len() }];
-            let got = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(bytes)], &remote)
-                .unwrap_or(0);
+            let mut got =
+                nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(bytes)], &remote)
+                    .unwrap_or(0);
+            // A short read (seen under memory pressure) would leave pages unhashed in this replica
+            // only: a false divergence. /proc/PID/mem reads what is left, through the kernel's own
+            // fault-in path.
+            while got < bytes.len() {
+                let file = match &mem {
+                    Some(f) => f,
+                    None => match std::fs::File::open(format!("/proc/{pid}/mem")) {
+                        Ok(f) => mem.insert(f),
+                        Err(_) => break,
+                    },
+                };
+                match file.read_at(&mut bytes[got..], start + got as u64) {
+                    Ok(n) if n > 0 => {
+                        self.short_reads += (n as u64).div_ceil(PAGE);
+                        got += n;
+                    }
+                    _ => break,
+                }
+            }
             for (i, page) in bytes[..got - got % PAGE as usize].chunks_mut(PAGE as usize).enumerate() {
                 let addr = start + i as u64 * PAGE;
                 mask_page(page, addr, name, masks);

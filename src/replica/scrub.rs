@@ -46,13 +46,19 @@ pub struct Want {
     pub held: u64,
 }
 
-/// What the donor publishes for one outvoted replica: its registers' term, its held output, and the
-/// masked bytes of each page that differs (None: the donor has no such page).
+/// What the donor publishes for one outvoted replica: its registers' term, its digest (noise left
+/// out: what the repaired replica's must equal), its held output, and the masked bytes of each page
+/// that differs (None: the donor has no such page).
 #[derive(Debug, Default, PartialEq)]
 pub struct Donation {
     pub regs: Digest,
+    pub digest: Digest,
     pub held: u64,
     pub pages: Vec<(u64, Option<Vec<u8>>)>,
+    /// The donor's general-purpose registers ([`GPRS`] order) and its pid (a register holding it is
+    /// not copied).
+    pub gprs: [u64; GPRS],
+    pub pid: u64,
 }
 
 struct Reader<'a> {
@@ -114,6 +120,10 @@ impl Donation {
         let mut b = Vec::with_capacity(56 + self.pages.len() * (9 + PAGE as usize));
         b.extend_from_slice(GIFT);
         put_digest(&mut b, &self.regs);
+        put_digest(&mut b, &self.digest);
+        for w in self.gprs.iter().chain([&self.pid]) {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
         b.extend_from_slice(&self.held.to_le_bytes());
         b.extend_from_slice(&(self.pages.len() as u64).to_le_bytes());
         for (a, p) in &self.pages {
@@ -135,6 +145,12 @@ impl Donation {
             bail!("not a donation");
         }
         let regs = r.digest()?;
+        let digest = r.digest()?;
+        let mut gprs = [0u64; GPRS];
+        for g in &mut gprs {
+            *g = r.word()?;
+        }
+        let pid = r.word()?;
         let held = r.word()?;
         let n = r.word()?;
         if n > MAX_SCRUB_PAGES as u64 {
@@ -149,7 +165,7 @@ impl Donation {
             };
             pages.push((a, page));
         }
-        Ok(Donation { regs, held, pages })
+        Ok(Donation { regs, digest, held, pages, gprs, pid })
     }
 }
 
@@ -164,15 +180,55 @@ pub fn donor(digests: &[Option<Digest>]) -> Option<(usize, Vec<usize>)> {
     Some((first, dissent))
 }
 
-/// The majority digest, if there is one.
-pub fn majority(digests: &[Option<Digest>]) -> Option<Digest> {
-    donor(digests).and_then(|(i, _)| digests[i])
-}
-
 /// The pages on which two term lists differ (a page on one side only included; registers left out).
 pub fn differing(a: &HashMap<u64, Digest>, b: &HashMap<u64, Digest>) -> Vec<u64> {
     let addrs: BTreeSet<u64> = a.keys().chain(b.keys()).copied().filter(|&x| x != REGS).collect();
     addrs.into_iter().filter(|x| a.get(x) != b.get(x)).collect()
+}
+
+/// General-purpose registers a repair copies: all but the instruction pointer, the system call (equal, or
+/// no repair), rax (-ENOSYS at a syscall entry) and the segment registers and bases (equal without ASLR).
+pub const GPRS: usize = 16;
+
+fn slots(r: &mut libc::user_regs_struct) -> [&mut u64; GPRS] {
+    [
+        &mut r.r15,
+        &mut r.r14,
+        &mut r.r13,
+        &mut r.r12,
+        &mut r.rbp,
+        &mut r.rbx,
+        &mut r.r11,
+        &mut r.r10,
+        &mut r.r9,
+        &mut r.r8,
+        &mut r.rcx,
+        &mut r.rdx,
+        &mut r.rsi,
+        &mut r.rdi,
+        &mut r.rsp,
+        &mut r.eflags,
+    ]
+}
+
+/// The registers a donation carries.
+pub fn gprs(r: &libc::user_regs_struct) -> [u64; GPRS] {
+    let mut r = *r;
+    let s = slots(&mut r);
+    std::array::from_fn(|i| *s[i])
+}
+
+/// Copy the donor's registers into `mine` where they differ, except a register that holds either
+/// replica's own pid (a getpid answer, a kill argument: each replica's own). Returns how many changed.
+pub fn repair_registers(mine: &mut libc::user_regs_struct, my_pid: u64, donation: &Donation) -> usize {
+    let mut changed = 0;
+    for (slot, &theirs) in slots(mine).into_iter().zip(&donation.gprs) {
+        if *slot != theirs && *slot != my_pid && theirs != donation.pid {
+            *slot = theirs;
+            changed += 1;
+        }
+    }
+    changed
 }
 
 /// The repaired page: the donor's masked bytes, except where this replica's own masks blanked a byte
@@ -193,7 +249,8 @@ pub fn publish(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 pub fn donation(
     pid: Pid,
     mine: &HashMap<u64, Digest>,
-    regs: Digest,
+    (regs, digest): (Digest, Digest),
+    gp: &libc::user_regs_struct,
     held: u64,
     want: &Want,
     masks: &PageMasks,
@@ -203,7 +260,14 @@ pub fn donation(
         bail!("{} pages differ, more than {MAX_SCRUB_PAGES}", pages.len());
     }
     let names = mapping_names(pid)?;
-    let mut d = Donation { regs, held, pages: Vec::with_capacity(pages.len()) };
+    let mut d = Donation {
+        regs,
+        digest,
+        held,
+        pages: Vec::with_capacity(pages.len()),
+        gprs: gprs(gp),
+        pid: pid.as_raw() as u64,
+    };
     for a in pages {
         let mut page = vec![0u8; PAGE as usize];
         let got = read_remote_exact(pid, a, &mut page).is_ok();
@@ -278,6 +342,9 @@ mod tests {
         assert!(Want::decode(&b[..b.len() - 1]).is_err());
         let d = Donation {
             regs: [1; 4],
+            digest: [2; 4],
+            gprs: [5; GPRS],
+            pid: 77,
             held: 3,
             pages: vec![(0x1000, Some(vec![9u8; PAGE as usize])), (0x2000, None)],
         };
@@ -294,7 +361,6 @@ mod tests {
         assert_eq!(donor(&[Some(a), Some(a), None]), Some((0, vec![])), "a late digest is no dissent");
         assert_eq!(donor(&[Some(a), Some(b), Some([3; 4])]), None);
         assert_eq!(donor(&[Some(a), Some(b), Some(a), Some([3; 4]), Some(a)]), Some((0, vec![1, 3])));
-        assert_eq!(majority(&[Some(b), Some(a), Some(a)]), Some(a));
     }
 
     #[test]
@@ -303,6 +369,19 @@ mod tests {
         let b: HashMap<u64, Digest> =
             [(REGS, [8; 4]), (0x1000, [1; 4]), (0x2000, [7; 4]), (0x3000, [3; 4])].into();
         assert_eq!(differing(&a, &b), vec![0x2000, 0x3000]);
+    }
+
+    #[test]
+    fn registers_are_copied_where_they_differ_except_a_pid() {
+        // SAFETY: user_regs_struct is plain integers; all zeros is a valid value.
+        let zero: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        let mut donor = zero;
+        (donor.rbx, donor.rdi, donor.rip) = (7, 100, 0x1234);
+        let d = Donation { gprs: gprs(&donor), pid: 100, ..Default::default() };
+        let mut mine = zero;
+        (mine.rbx, mine.rdi, mine.r12) = (9, 200, 0);
+        assert_eq!(repair_registers(&mut mine, 200, &d), 1);
+        assert_eq!((mine.rbx, mine.rdi, mine.rip), (7, 200, 0), "its own pid stays; rip is not copied");
     }
 
     #[test]

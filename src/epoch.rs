@@ -521,6 +521,19 @@ mod tests {
         assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
         assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
         assert!(describe(0, None).is_empty());
+        let repaired = CheckpointLog {
+            repairs: vec![
+                Repair { epoch: 4, at_ms: 1.0, pages: Some(3), note: String::new() },
+                Repair { epoch: 6, at_ms: 2.0, pages: None, note: "its registers differ".into() },
+            ],
+            ..Default::default()
+        };
+        let lines = describe(1, Some(&repaired));
+        assert!(lines[1].contains("replica 1: epoch 4: repaired in place, 3 page(s)"), "{lines:?}");
+        assert!(
+            lines[2].contains("epoch 6: not repaired in place (its registers differ): falls back"),
+            "{lines:?}"
+        );
         let lines = describe(2, Some(&voted));
         assert!(
             lines[1].contains("3 epoch vote(s): 2 in the majority · diverged at epoch(s) 2"),

@@ -79,7 +79,6 @@ fn a_silent_flip_is_repaired_in_place_and_the_run_ends_unanimous() {
     }
     let votes_there = list(&logs[f], "votes").iter().filter(|v| v["epoch"].as_u64() == epoch).count();
     assert_eq!(votes_there, 1, "the epoch was not re-executed");
-    assert!(run.stderr.contains("repaired in place"), "the report says so: {}", run.stderr);
 }
 
 /// `flip-always` makes replica 1 flip its bit whenever it runs the middle step: a rollback re-runs that
@@ -102,11 +101,12 @@ fn a_fault_that_recurs_on_re_execution_is_repaired_once() {
     assert!(logs[1]["stopped"].is_null(), "it goes on voting: {}", logs[1]);
 }
 
-/// A hung replica spins asking getpid: at the next epoch its instruction pointer and system call are
-/// not the majority's, which copying pages cannot fix. It is rolled back instead (or judged hung
-/// first), re-executes and completes; the log says why it was not repaired.
+/// Under scrub, failures outside memory pages still go to the rollback: a hung replica spins asking
+/// getpid, so it is judged hung (or, if an epoch catches it spinning, its instruction pointer is not the
+/// majority's, which copying pages cannot fix); it is rolled back, re-executes and completes. Every
+/// rollback at an epoch follows a refused repair whose note says why.
 #[test]
-fn a_divergence_outside_memory_pages_falls_back_to_rollback() {
+fn under_scrub_a_hang_still_falls_back_to_rollback_and_completes() {
     require_ptrace!();
     let dir = tempfile::tempdir().expect("a temp dir");
     let marker = dir.path().join("marker");
@@ -138,5 +138,4 @@ fn a_divergence_outside_memory_pages_falls_back_to_rollback() {
             .all(|r| r["pages"].is_null() && r["note"].as_str().is_some_and(|n| n.contains("registers"))),
         "{refused:?}"
     );
-    assert!(at_epoch == 0 || run.stderr.contains("not repaired in place"), "{}", run.stderr);
 }

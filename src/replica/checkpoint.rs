@@ -232,6 +232,13 @@ impl Checkpointer {
                     Err(e) => self.log.stopped = Some(format!("no epoch vote: {e:#}")),
                 }
             }
+            // Epoch votes asked for by the environment, and no sibling to vote with (a campaign's golden
+            // run): no checkpoints at all, as aligned epochs with too few replicas left, so that its wall
+            // is that of the trials' replicas, not of unaligned checkpoints.
+            if vote.is_some() && self.sync.is_none() && self.log.stopped.is_none() {
+                self.off = true;
+                self.log.stopped = Some("epoch votes with no sibling replica: no checkpoints".into());
+            }
             self.peers = Some(Peers { dir, replica, replicas, round });
         }
         self
@@ -243,6 +250,9 @@ impl Checkpointer {
 
     /// Hold the replica's output back until each checkpoint (see `hold.rs`).
     pub fn with_hold(mut self, hold: Hold) -> Self {
+        if self.off {
+            hold.passthrough();
+        }
         self.hold = Some(hold);
         self
     }

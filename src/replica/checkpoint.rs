@@ -628,7 +628,7 @@ impl Checkpointer {
         k: u32,
         regs: &libc::user_regs_struct,
         masks: &PageMasks,
-        standing: Option<&(usize, Vec<usize>)>,
+        standing: Option<&super::epochvote::Standing>,
     ) {
         let Some(sync) = &self.sync else { return };
         let Some((first, dissenters)) = standing else { return };

@@ -138,6 +138,10 @@ impl EpochArea {
     }
 }
 
+/// Who is who at an epoch vote: the first replica of the majority (the donor of a repair in place)
+/// and the replicas outside it.
+pub type Standing = (usize, Vec<usize>);
+
 /// What arriving at an epoch gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -357,7 +361,7 @@ impl EpochSync {
         k: u32,
         pages: &PageDigests,
         regs: Digest,
-    ) -> (crate::epoch::EpochVerdict, Vec<u64>, Option<(usize, Vec<usize>)>) {
+    ) -> (crate::epoch::EpochVerdict, Vec<u64>, Option<Standing>) {
         use crate::epoch::EpochVerdict;
         let mine: Vec<(u64, Digest)> =
             pages.terms.iter().map(|(a, t)| (*a, *t)).chain([(u64::MAX, regs)]).collect();

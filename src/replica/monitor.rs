@@ -547,9 +547,14 @@ impl Tracer {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
             };
-            // A timed injection lands at the replica's first stop after its time, whatever the stop.
+            // A timed injection lands at the replica's first stop after its time, whatever the stop:
+            // with aligned epochs the running process stops at every system call, and the alarm's
+            // interrupt may come while it is in such a stop already (then no other stop follows until
+            // its exit: the fault would land there, not at its time).
             if self.stop_requested && status.pid() == Some(self.pid) {
-                if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) = status {
+                if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) | WaitStatus::PtraceSyscall(..) =
+                    status
+                {
                     self.stop_requested = false;
                     if let Some(spec) = self.inject.take() {
                         self.inject_now(&spec);

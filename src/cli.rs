@@ -1148,6 +1148,15 @@ mod tests {
     }
 
     #[test]
+    fn recover_needs_epoch_votes_and_names_its_choices() {
+        let (text, code) = parse_err(&["tmr", "--checkpoint", "20ms", "--recover", "scrub", "--", "true"]);
+        assert!(text.contains("--epoch-vote") && code != 0, "{text}");
+        let (text, _) =
+            parse_err(&["tmr", "--checkpoint", "20ms", "--epoch-vote", "--recover", "bogus", "--", "true"]);
+        assert!(text.contains("rollback or scrub"), "{text}");
+    }
+
+    #[test]
     fn command_flags_pass_through_untouched() {
         let c = parse_ok(&["tmr", "ls", "-l", "--color", "-n", "5"]);
         assert_eq!(c.command, ["ls", "-l", "--color", "-n", "5"]);

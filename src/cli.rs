@@ -1153,7 +1153,7 @@ mod tests {
         assert!(text.contains("--epoch-vote") && code != 0, "{text}");
         let (text, _) =
             parse_err(&["tmr", "--checkpoint", "20ms", "--epoch-vote", "--recover", "bogus", "--", "true"]);
-        assert!(text.contains("rollback or scrub"), "{text}");
+        assert!(text.contains("rollback, scrub or auto"), "{text}");
     }
 
     #[test]

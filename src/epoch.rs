@@ -32,6 +32,9 @@ pub enum Recover {
     Rollback,
     /// Copy the majority's differing pages into it (falling back to the rollback where that cannot work).
     Scrub,
+    /// Roll back where an exact rollback is allowed (no I/O since the checkpoint, not a recurrence, a
+    /// checkpoint kept), else repair in place.
+    Auto,
 }
 
 impl Recover {
@@ -42,7 +45,8 @@ impl Recover {
         match text {
             "rollback" => Ok(Recover::Rollback),
             "scrub" => Ok(Recover::Scrub),
-            _ => Err(format!("unknown recovery '{}' (rollback or scrub)", text.escape_debug())),
+            "auto" => Ok(Recover::Auto),
+            _ => Err(format!("unknown recovery '{}' (rollback, scrub or auto)", text.escape_debug())),
         }
     }
 
@@ -50,6 +54,7 @@ impl Recover {
         match self {
             Recover::Rollback => "rollback",
             Recover::Scrub => "scrub",
+            Recover::Auto => "auto",
         }
     }
 }

@@ -559,7 +559,7 @@ impl Checkpointer {
             verdict = v;
             standing = s;
         }
-        if self.recover == Recover::Scrub && verdict == EpochVerdict::Good {
+        if self.recover != Recover::Rollback && verdict == EpochVerdict::Good {
             self.donate(running, k, &regs, &masks, standing.as_ref());
         }
         let wait_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -572,6 +572,12 @@ impl Checkpointer {
             wait_ms,
             short_reads: self.pages.short_reads,
         });
+        if verdict != EpochVerdict::Minority {
+            // Not outvoted here: a donor that saw it dissent need not wait for a want.
+            if let Some(sync) = &self.sync {
+                sync.decline(k);
+            }
+        }
         match verdict {
             // Unvoted (the others left, or did not come in time): the kept checkpoint stays. A replica
             // whose siblings finished may be hung, and a checkpoint must not land in its hang.
@@ -581,7 +587,19 @@ impl Checkpointer {
             }
             EpochVerdict::Minority => {
                 self.log.divergent_epochs.push(k);
-                if self.recover == Recover::Scrub {
+                let scrub = match self.recover {
+                    Recover::Scrub => true,
+                    Recover::Rollback => false,
+                    // An exact rollback re-executes everything (registers and noise pages too): take it
+                    // where it is allowed; repair in place where it is refused.
+                    Recover::Auto => !self.would_roll(running, "epoch-divergence"),
+                };
+                if !scrub {
+                    if let Some(sync) = &self.sync {
+                        sync.decline(k);
+                    }
+                }
+                if scrub {
                     let at_ms = self.now().as_secs_f64() * 1e3;
                     let repaired = match standing {
                         Some(_) => self.scrub(running, k, &regs, &masks),
@@ -925,6 +943,20 @@ impl Checkpointer {
             return None;
         }
         let at_ms = self.now().as_secs_f64() * 1e3;
+        let (decision, lineage) = self.decide(r, &cause);
+        self.lineage = lineage;
+        self.carry_out(r, original, cause, at_ms, decision)
+    }
+
+    /// Would a failure of `r` with `cause` be rolled back now? (`--recover auto` asks before choosing.)
+    fn would_roll(&self, r: Pid, cause: &str) -> bool {
+        !(self.kept.is_empty() && self.lineage.resumed_from.is_none())
+            && matches!(self.decide(r, cause).0, Decision::Rollback(_))
+    }
+
+    /// The decision on a failure of `r` with `cause`, and the lineage as it would be after it.
+    fn decide(&self, r: Pid, cause: &str) -> (Decision, Lineage) {
+        let mut lineage = self.lineage.clone();
         // Reads, and writes other than to stdout/stderr (those are held, and dropped below), since the
         // checkpoint: they cannot be taken back.
         let held = self.hold.as_ref().map_or(0, Hold::held);
@@ -951,8 +983,19 @@ impl Checkpointer {
         } else if let Some(why) = shared_with_the_outside(r) {
             Decision::Stand(why)
         } else {
-            self.lineage.on_failure(&cause, io_since)
+            lineage.on_failure(cause, io_since)
         };
+        (decision, lineage)
+    }
+
+    fn carry_out(
+        &mut self,
+        r: Pid,
+        original: Pid,
+        cause: String,
+        at_ms: f64,
+        decision: Decision,
+    ) -> Option<Pid> {
         match decision {
             Decision::Stand(note) => {
                 self.log.rollbacks.push(Rollback { at_ms, cause, resumed_epoch: None, note });

@@ -320,11 +320,20 @@ impl EpochSync {
         self.area.bump();
     }
 
-    /// Wait (bounded) for replica `j`'s want at epoch `k`.
+    /// This replica will not ask for a donation at epoch `k` (it rolls back, or was not outvoted): a
+    /// donor that counted it as a dissenter need not wait for its want.
+    pub fn decline(&self, k: u32) {
+        let word = self.area.u32_at(EpochArea::slot(k) + WANTS + 4 * self.me as u64);
+        if word.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.area.bump();
+        }
+    }
+
+    /// Wait (bounded) for replica `j`'s want at epoch `k`: true if it published one.
     pub fn wait_want(&self, k: u32, j: usize) -> bool {
         let word = EpochArea::slot(k) + WANTS + 4 * j as u64;
         let until = Instant::now() + self.bound;
-        self.area.wait(until, |a| (a.u32_at(word).load(Ordering::Acquire) != 0).then_some(())).is_some()
+        self.area.wait(until, |a| Some(a.u32_at(word).load(Ordering::Acquire)).filter(|&w| w != 0)) == Some(1)
     }
 
     /// The donor of epoch `k` wrote its donation for replica `j` (`DONATED`) or will not (`REFUSED`).

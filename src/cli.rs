@@ -133,10 +133,11 @@ struct RunArgs {
     #[arg(long, requires = "checkpoint", help_heading = "Checkpoints")]
     epoch_vote: bool,
 
-    /// With --epoch-vote: how a replica outvoted at an epoch is brought back. scrub (the default): copy
-    /// the majority's differing pages into it in place, as ECC scrubbing does, so it re-runs nothing
-    /// (where that cannot work, e.g. its instruction pointer differs, it is rolled back); rollback: resume
-    /// its last good checkpoint, refused if it did I/O since.
+    /// With --epoch-vote: how a replica outvoted at an epoch is brought back. rollback: resume its last
+    /// good checkpoint (refused if it did I/O since); scrub: copy the majority's differing pages and
+    /// registers into it in place, as ECC scrubbing does, so it re-runs nothing (where that cannot work,
+    /// e.g. its instruction pointer differs, it is rolled back); auto (the default): rollback where it is
+    /// allowed, else scrub.
     #[arg(long, value_name = "HOW", value_parser = parse_recover, requires = "epoch_vote", help_heading = "Checkpoints")]
     recover: Option<crate::epoch::Recover>,
 

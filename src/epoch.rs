@@ -12,9 +12,11 @@
 //! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
 //!
 //! An outvoted replica may instead be *repaired in place* ([`Recover::Scrub`], as ECC scrubbing does):
-//! the majority's differing pages are copied into it at the epoch, so it needs no re-execution and no
-//! exact rollback. What a repair cannot cover (registers, more than [`MAX_SCRUB_PAGES`]
-//! pages, no digest majority) falls back to the rollback; the log says which it was ([`Repair`]).
+//! the majority's differing pages and registers are copied into it at the epoch, so it needs no
+//! re-execution and no exact rollback. What a repair cannot cover (a different instruction pointer,
+//! more than [`MAX_SCRUB_PAGES`] pages, output written in the epoch) falls back to the rollback; the
+//! log says which it was ([`Repair`]). [`Recover::Auto`], the default, rolls back where that is exact
+//! and repairs in place where it is refused.
 
 use std::time::Duration;
 

@@ -14,7 +14,8 @@
 //!   each hashes the pages written since its previous checkpoint and votes. In the majority: the fork is
 //!   taken, output is committed, and it replaces the kept checkpoint (the last *voted-good* one is the
 //!   only one kept). In the minority: rolled back to the kept one ("epoch-divergence"), or with
-//!   `--recover scrub` repaired in place from the majority's pages (`scrub.rs`), falling back to the
+//!   `--recover scrub` repaired in place from the majority's pages (`scrub.rs`; `auto`, the default:
+//!   rolled back where an exact rollback is allowed, else repaired), falling back to the
 //!   rollback where a repair cannot work. No majority:
 //!   noise pages are sorted out page by page (`EpochSync::reconcile`). Too few replicas left to vote (the
 //!   others finished): no checkpoint, no more epochs. sysinfo(2) answers are made steady, since
@@ -598,8 +599,7 @@ impl Checkpointer {
                     if let Some(sync) = &self.sync {
                         sync.decline(k);
                     }
-                }
-                if scrub {
+                } else {
                     let at_ms = self.now().as_secs_f64() * 1e3;
                     let repaired = match standing {
                         Some(_) => self.scrub(running, k, &regs, &masks),
@@ -638,8 +638,8 @@ impl Checkpointer {
         }
     }
 
-    /// In the majority at epoch `k` with `--recover scrub`: if this replica is the donor (the first of
-    /// the majority), give each dissenter the pages it wants (see `scrub.rs`).
+    /// In the majority at epoch `k` with `--recover scrub` or `auto`: if this replica is the donor (the
+    /// first of the majority), give each dissenter that asks the pages it wants (see `scrub.rs`).
     fn donate(
         &self,
         running: Pid,
@@ -670,9 +670,10 @@ impl Checkpointer {
         }
     }
 
-    /// Outvoted at epoch `k` with `--recover scrub`: ask the donor for the pages that differ, copy them
-    /// in (see `scrub.rs`) and check that the digest is now the majority's. Returns the pages copied, or
-    /// why it could not be repaired (the caller then rolls back).
+    /// Outvoted at epoch `k` with `--recover scrub` (or `auto` where a rollback is refused): ask the
+    /// donor for the pages that differ, copy them and its registers in (see `scrub.rs`) and check that
+    /// the digest is now the majority's. Returns the pages copied, the registers as repaired and how many
+    /// changed, or why it could not be repaired (the caller then rolls back).
     fn scrub(
         &mut self,
         running: Pid,

@@ -3,7 +3,8 @@
 //!
 //! - **The meeting place** ([`EpochArea`]): one shared file per round in the run's checkpoint directory,
 //!   mapped by every replica's tracer, as `replog.rs` shares answers. Epoch k has one slot: which
-//!   replicas arrived and their syscall counts, the boundary, and one digest per replica. Every change
+//!   replicas arrived and their syscall counts, the boundary, one digest per replica, and the words of
+//!   a repair in place (`scrub.rs`: who asked for a donation, who got one). Every change
 //!   bumps a sequence word that waiters futex-wait on, always with a bound.
 //! - **Page digests** ([`PageDigests`]): the tracer's hash of its replica's writable memory, one term per
 //!   page, kept up to date by rehashing only the pages written since the previous checkpoint.

@@ -150,18 +150,27 @@ fn a_timed_fault_lands_at_its_time_under_epoch_votes() {
     require_ptrace!();
     let mut opts = SCRUB.to_vec();
     opts.extend(["--inject", "reg:replica=1,reg=rip,bit=40,after=500ms"]);
-    let args = with(&opts, checkpointee(&["crash-once", "/nonexistent/marker"]));
+    // 800 steps: the run lasts well past the fault's time, even on a loaded machine.
+    let args = with(&opts, checkpointee(&["crash-once", "/nonexistent/marker", "800"]));
     let run = tmr_json_report(None, &[], &args, "tmr-report");
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    assert_eq!(run.code, 0, "a majority ends well either way: {}", run.stderr);
+    let injection = &run.report["injection"];
+    assert!(injection["injected"].is_object(), "{injection}");
     let logs = logs(&run.report);
-    let rolled = list(&logs[1], "rollbacks");
+    // Crashed and rolled back, or (when it landed at the stop of an epoch vote) outvoted there on its
+    // instruction pointer first and rolled back.
+    let rolled: Vec<Value> = list(&logs[1], "rollbacks")
+        .into_iter()
+        .filter(|r| r["cause"] == "SIGSEGV" || r["cause"] == "epoch-divergence")
+        .collect();
+    // Landed at the exit stop instead (the bug), it changes nothing: no rollback, and replica 1 agrees.
     assert!(
-        // Crashed, or (when it landed at the stop of an epoch vote) outvoted there on its instruction
-        // pointer first.
-        rolled.iter().any(|r| (r["cause"] == "SIGSEGV" || r["cause"] == "epoch-divergence")
-            && r["resumed_epoch"].as_u64().is_some()),
-        "the fault crashed replica 1 while it ran, and it was rolled back: {rolled:?} {}",
-        run.report["injection"]
+        !rolled.is_empty() || injection["faulty_replica_agreed"] == false,
+        "the fault hit replica 1 while it ran: {rolled:?} {injection}"
     );
+    // Rolled back to a good checkpoint, it completes like the others (a fault that came before the
+    // first voted-good epoch, under load, leaves nothing to roll back to: then 2 of 3 agree).
+    if rolled.iter().any(|r| r["resumed_epoch"].as_u64().is_some()) {
+        assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
+    }
 }

@@ -133,6 +133,14 @@ struct RunArgs {
     #[arg(long, requires = "checkpoint", help_heading = "Checkpoints")]
     epoch_vote: bool,
 
+    /// With --epoch-vote: how a replica outvoted at an epoch is brought back. rollback: resume its last
+    /// good checkpoint (refused if it did I/O since); scrub: copy the majority's differing pages and
+    /// registers into it in place, as ECC scrubbing does, so it re-runs nothing (where that cannot work,
+    /// e.g. its instruction pointer differs, it is rolled back); auto (the default): rollback where it is
+    /// allowed, else scrub.
+    #[arg(long, value_name = "HOW", value_parser = parse_recover, requires = "epoch_vote", help_heading = "Checkpoints")]
+    recover: Option<crate::epoch::Recover>,
+
     /// Exec the command once, stop it at its entry point (after the dynamic loader), and fork the other
     /// replicas there: they start with byte-identical memory, so --mem needs no ASLR/AT_RANDOM pinning.
     /// Each fork gets its own pipes, process group and TMR_REPLICA. Parallel replicas only (at most 10),
@@ -235,6 +243,10 @@ fn parse_checkpoint(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("checkpoint interval '{}' is below 10ms", text.escape_debug()));
     }
     Ok(d)
+}
+
+fn parse_recover(s: &str) -> Result<crate::epoch::Recover, String> {
+    crate::epoch::Recover::parse(s)
 }
 
 fn parse_det(s: &str) -> Result<Det, String> {
@@ -487,6 +499,12 @@ impl RunArgs {
             Some(r) => r,
             None => default_reruns(self.min_flake_rate, self.confidence)?,
         };
+        // `--recover` reaches the replicas' tracers through the environment every replica inherits
+        // (`epoch::ENV`; the monitor removes it before the command runs). Set here, while tmr is still
+        // single-threaded. Not with replicas one at a time: they have no epochs to meet at.
+        if let Some(r) = self.recover.filter(|_| !(self.sequential && self.replicas > 1)) {
+            std::env::set_var(crate::epoch::ENV, r.as_str());
+        }
         Ok(Config {
             command: self.command,
             replicas: self.replicas,
@@ -1128,6 +1146,15 @@ mod tests {
             }
             Parsed::Exit { text, code } => (text, code),
         }
+    }
+
+    #[test]
+    fn recover_needs_epoch_votes_and_names_its_choices() {
+        let (text, code) = parse_err(&["tmr", "--checkpoint", "20ms", "--recover", "scrub", "--", "true"]);
+        assert!(text.contains("--epoch-vote") && code != 0, "{text}");
+        let (text, _) =
+            parse_err(&["tmr", "--checkpoint", "20ms", "--epoch-vote", "--recover", "bogus", "--", "true"]);
+        assert!(text.contains("rollback, scrub or auto"), "{text}");
     }
 
     #[test]

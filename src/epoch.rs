@@ -10,6 +10,13 @@
 //! A failed replica is rolled back only when that is exact as far as tmr can tell: it did no read or
 //! write (`rchar`/`wchar` of /proc/PID/io) since the checkpoint, because file offsets and pipes are
 //! shared with the checkpoint and output already captured by tmr cannot be taken back yet.
+//!
+//! An outvoted replica may instead be *repaired in place* ([`Recover::Scrub`], as ECC scrubbing does):
+//! the majority's differing pages and registers are copied into it at the epoch, so it needs no
+//! re-execution and no exact rollback. What a repair cannot cover (a different instruction pointer,
+//! more than [`MAX_SCRUB_PAGES`] pages, output written in the epoch) falls back to the rollback; the
+//! log says which it was ([`Repair`]). [`Recover::Auto`], the default, rolls back where that is exact
+//! and repairs in place where it is refused.
 
 use std::time::Duration;
 
@@ -18,6 +25,67 @@ use serde::{Deserialize, Serialize};
 /// At most this many rollbacks per replica: a replica that keeps failing from fresh checkpoints is
 /// reported, not restarted forever.
 pub const MAX_ROLLBACKS: u32 = 8;
+
+/// How an outvoted replica is brought back at an epoch vote (`--recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recover {
+    /// Resume its last good checkpoint: it re-executes the epoch.
+    Rollback,
+    /// Copy the majority's differing pages into it (falling back to the rollback where that cannot work).
+    Scrub,
+    /// Roll back where an exact rollback is allowed (no I/O since the checkpoint, not a recurrence, a
+    /// checkpoint kept), else repair in place.
+    Auto,
+}
+
+impl Recover {
+    /// The default under `--epoch-vote`: in the README's campaigns (K = 2 and 3 faults on compute,
+    /// heapstate and sort) it corrected the most trials; rollback and scrub alone tied.
+    pub const DEFAULT: Recover = Recover::Auto;
+
+    pub fn parse(text: &str) -> Result<Recover, String> {
+        match text {
+            "rollback" => Ok(Recover::Rollback),
+            "scrub" => Ok(Recover::Scrub),
+            "auto" => Ok(Recover::Auto),
+            _ => Err(format!("unknown recovery '{}' (rollback, scrub or auto)", text.escape_debug())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recover::Rollback => "rollback",
+            Recover::Scrub => "scrub",
+            Recover::Auto => "auto",
+        }
+    }
+}
+
+/// The environment variable that turns aligned epoch votes on in the replicas' tracers, with the
+/// recovery it names (`rollback` or `scrub`), even in a checkpoint directory marked solo: how `--recover`
+/// reaches the tracers, and how `tmr campaign` (which has no `--epoch-vote` of its own yet) is given
+/// epoch votes. The monitor removes it before the command runs.
+pub const ENV: &str = "TMR_EPOCH_VOTE";
+
+/// Pages one repair in place copies at most: the majority publishes the pages it wrote in the epoch, and
+/// past this many it publishes none (the outvoted replica is rolled back instead).
+pub const MAX_SCRUB_PAGES: usize = 4096;
+
+/// Repairs in place per replica at most; past them an outvoted replica is rolled back (whose own bound
+/// then reports a replica that keeps diverging).
+pub const MAX_REPAIRS: u32 = 8;
+
+/// A repair in place tried at an epoch vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repair {
+    pub epoch: u32,
+    pub at_ms: f64,
+    /// Pages copied from the majority, or `None` when it was not repaired (then it was rolled back).
+    pub pages: Option<u64>,
+    /// Why it was not repaired in place, or where the pages came from.
+    pub note: String,
+}
 
 /// What the tracer reports about its replica's checkpoints (in the snapshot JSON, then the report).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +104,9 @@ pub struct CheckpointLog {
     /// Epochs voted (aligned, with a majority present) and their verdicts, in order.
     #[serde(default)]
     pub votes: Vec<EpochVote>,
+    /// With `--recover scrub`: each repair in place tried, in order.
+    #[serde(default)]
+    pub repairs: Vec<Repair>,
 }
 
 /// One epoch vote of this replica.
@@ -50,6 +121,9 @@ pub struct EpochVote {
     pub hash_ms: f64,
     /// Time spent waiting for the siblings' digests.
     pub wait_ms: f64,
+    /// Pages whose first read came back short and were read again (so far in this replica).
+    #[serde(default)]
+    pub short_reads: u64,
 }
 
 /// A replica's standing at an epoch vote.
@@ -271,6 +345,18 @@ pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
             }
         ));
     }
+    for r in &log.repairs {
+        out.push(match r.pages {
+            Some(p) => format!(
+                "  replica {replica}: epoch {}: repaired in place, {p} page(s) from the majority",
+                r.epoch
+            ),
+            None => format!(
+                "  replica {replica}: epoch {}: not repaired in place ({}): falls back to rollback",
+                r.epoch, r.note
+            ),
+        });
+    }
     for r in &log.rollbacks {
         out.push(match r.resumed_epoch {
             Some(k) => format!(
@@ -429,6 +515,7 @@ mod tests {
             pages_hashed: 1,
             hash_ms: 0.1,
             wait_ms: 0.1,
+            short_reads: 0,
         };
         let voted = CheckpointLog {
             votes: vec![
@@ -442,6 +529,19 @@ mod tests {
         assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
         assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
         assert!(describe(0, None).is_empty());
+        let repaired = CheckpointLog {
+            repairs: vec![
+                Repair { epoch: 4, at_ms: 1.0, pages: Some(3), note: String::new() },
+                Repair { epoch: 6, at_ms: 2.0, pages: None, note: "its registers differ".into() },
+            ],
+            ..Default::default()
+        };
+        let lines = describe(1, Some(&repaired));
+        assert!(lines[1].contains("replica 1: epoch 4: repaired in place, 3 page(s)"), "{lines:?}");
+        assert!(
+            lines[2].contains("epoch 6: not repaired in place (its registers differ): falls back"),
+            "{lines:?}"
+        );
         let lines = describe(2, Some(&voted));
         assert!(
             lines[1].contains("3 epoch vote(s): 2 in the majority · diverged at epoch(s) 2"),

@@ -207,7 +207,7 @@ fn a_silent_memory_fault_is_found_at_the_next_epoch_and_rolled_back() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let marker = dir.path().join("marker");
     let args = with(
-        &["--checkpoint", "20ms", "--epoch-vote", "--reruns", "0"],
+        &["--checkpoint", "20ms", "--epoch-vote", "--recover", "rollback", "--reruns", "0"],
         checkpointee(&["flip-once", marker.to_str().expect("utf-8")]),
     );
     let run = tmr_json_report(None, &[], &args, "tmr-report");
@@ -240,8 +240,10 @@ fn a_silent_memory_fault_is_found_at_the_next_epoch_and_rolled_back() {
 #[test]
 fn a_replica_that_diverges_again_from_the_same_checkpoint_is_reported_and_left_out() {
     require_ptrace!();
-    let args =
-        with(&["--checkpoint", "20ms", "--epoch-vote", "--reruns", "0"], checkpointee(&["flip-always"]));
+    let args = with(
+        &["--checkpoint", "20ms", "--epoch-vote", "--recover", "rollback", "--reruns", "0"],
+        checkpointee(&["flip-always"]),
+    );
     let run = tmr_json_report(None, &[], &args, "tmr-report");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, plain_sum());

@@ -13,7 +13,10 @@
 //!   next epoch with its count; the replicas behind run on to the largest count, and at that entry stop
 //!   each hashes the pages written since its previous checkpoint and votes. In the majority: the fork is
 //!   taken, output is committed, and it replaces the kept checkpoint (the last *voted-good* one is the
-//!   only one kept). In the minority: rolled back to the kept one ("epoch-divergence"). No majority:
+//!   only one kept). In the minority: rolled back to the kept one ("epoch-divergence"), or with
+//!   `--recover scrub` repaired in place from the majority's pages (`scrub.rs`; `auto`, the default:
+//!   rolled back where an exact rollback is allowed, else repaired), falling back to the
+//!   rollback where a repair cannot work. No majority:
 //!   noise pages are sorted out page by page (`EpochSync::reconcile`). Too few replicas left to vote (the
 //!   others finished): no checkpoint, no more epochs. sysinfo(2) answers are made steady, since
 //!   programs keep free-memory figures. The timer then never interrupts the replica (an interrupted
@@ -52,10 +55,14 @@ use nix::unistd::Pid;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use super::epochvote::{regs_term, Arrival, EpochSync, PageDigests, PageMasks, MAX_EPOCHS};
+use super::epochvote::{regs_term, Arrival, EpochSync, PageDigests, PageMasks, DONATED, MAX_EPOCHS, REFUSED};
 use super::hold::Hold;
 use super::memsnap::writable_mappings;
-use crate::epoch::{CheckpointLog, Decision, Epoch, EpochVerdict, EpochVote, Lineage, Rollback, Schedule};
+use super::scrub;
+use crate::epoch::{
+    CheckpointLog, Decision, Epoch, EpochVerdict, EpochVote, Lineage, Recover, Repair, Rollback, Schedule,
+    MAX_REPAIRS, MAX_SCRUB_PAGES,
+};
 
 /// A file tmr puts in the checkpoint directory when replicas run one at a time: no epoch vote.
 pub const SOLO: &str = super::CHECKPOINT_SOLO;
@@ -168,6 +175,9 @@ pub struct Checkpointer {
     target: Option<(u32, u64)>,
     /// The replica itself, whose pid the memory holds (masked in digests).
     original: Pid,
+    /// How an outvoted replica is brought back, and how often it was repaired in place.
+    recover: Recover,
+    repairs: u32,
 }
 
 impl Checkpointer {
@@ -199,23 +209,36 @@ impl Checkpointer {
             epoch: 0,
             target: None,
             original: Pid::from_raw(0),
+            recover: Recover::DEFAULT,
+            repairs: 0,
         }
     }
 
     /// Judge hangs against the sibling replicas that report in `dir` (their numbers from TMR_REPLICA,
-    /// TMR_REPLICAS and TMR_ROUND, which tmr sets for every replica).
-    pub fn with_peers(mut self, dir: std::path::PathBuf) -> Self {
+    /// TMR_REPLICAS and TMR_ROUND, which tmr sets for every replica). `vote` (from
+    /// [`crate::epoch::ENV`]) turns epoch votes on with that recovery even in a directory marked solo.
+    pub fn with_peers(mut self, dir: std::path::PathBuf, vote: Option<Recover>) -> Self {
+        if let Some(r) = vote {
+            self.recover = r;
+        }
         let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
         if let (Some(replica), Some(replicas), Some(round)) =
             (var("TMR_REPLICA"), var("TMR_REPLICAS"), var("TMR_ROUND"))
         {
             // Parallel replicas meet at aligned epochs and vote; not when tmr runs them one at a time.
-            if !dir.join(SOLO).exists() {
+            if vote.is_some() || !dir.join(SOLO).exists() {
                 let path = dir.join(format!("epochs.{round}"));
                 match EpochSync::open(&path, replica, replicas, self.schedule.interval()) {
                     Ok(sync) => self.sync = sync,
                     Err(e) => self.log.stopped = Some(format!("no epoch vote: {e:#}")),
                 }
+            }
+            // Epoch votes asked for by the environment, and no sibling to vote with (a campaign's golden
+            // run): no checkpoints at all, as aligned epochs with too few replicas left, so that its wall
+            // is that of the trials' replicas, not of unaligned checkpoints.
+            if vote.is_some() && self.sync.is_none() && self.log.stopped.is_none() {
+                self.off = true;
+                self.log.stopped = Some("epoch votes with no sibling replica: no checkpoints".into());
             }
             self.peers = Some(Peers { dir, replica, replicas, round });
         }
@@ -228,6 +251,9 @@ impl Checkpointer {
 
     /// Hold the replica's output back until each checkpoint (see `hold.rs`).
     pub fn with_hold(mut self, hold: Hold) -> Self {
+        if self.off {
+            hold.passthrough();
+        }
         self.hold = Some(hold);
         self
     }
@@ -516,19 +542,26 @@ impl Checkpointer {
         let hash_ms = t0.elapsed().as_secs_f64() * 1e3;
         let sync = self.sync.as_ref()?;
         let t1 = Instant::now();
-        let mut verdict = sync.vote(k, digest);
+        let (mut verdict, digests) = sync.vote_digests(k, digest);
+        // Who is the donor of a repair in place, and who dissents: from the digests, or after noise
+        // was sorted out, from the page terms.
+        let mut standing = scrub::donor(&digests);
         // No strict majority at all: page by page, to tell noise (pages on which no majority agrees,
         // left out from now on by every replica alike) from a real difference. Every replica that saw
         // the same digests reaches this, so all take part.
         if verdict == EpochVerdict::NoMajority {
             let regs_term =
                 if skip(regs.orig_rax as i64) { digest } else { regs_term(regs.orig_rax, regs.rip) };
-            let (v, noise) = sync.reconcile(k, &self.pages, regs_term);
+            let (v, noise, s) = sync.reconcile(k, &self.pages, regs_term);
             if !noise.is_empty() {
                 self.pages.exclude(&noise);
                 self.log.noise_pages = self.pages.noise();
             }
             verdict = v;
+            standing = s;
+        }
+        if self.recover != Recover::Rollback && verdict == EpochVerdict::Good {
+            self.donate(running, k, &regs, &masks, standing.as_ref());
         }
         let wait_ms = t1.elapsed().as_secs_f64() * 1e3;
         self.log.votes.push(EpochVote {
@@ -538,7 +571,14 @@ impl Checkpointer {
             pages_hashed: hashed,
             hash_ms,
             wait_ms,
+            short_reads: self.pages.short_reads,
         });
+        if verdict != EpochVerdict::Minority {
+            // Not outvoted here: a donor that saw it dissent need not wait for a want.
+            if let Some(sync) = &self.sync {
+                sync.decline(k);
+            }
+        }
         match verdict {
             // Unvoted (the others left, or did not come in time): the kept checkpoint stays. A replica
             // whose siblings finished may be hung, and a checkpoint must not land in its hang.
@@ -548,6 +588,46 @@ impl Checkpointer {
             }
             EpochVerdict::Minority => {
                 self.log.divergent_epochs.push(k);
+                let scrub = match self.recover {
+                    Recover::Scrub => true,
+                    Recover::Rollback => false,
+                    // An exact rollback re-executes everything (registers and noise pages too): take it
+                    // where it is allowed; repair in place where it is refused.
+                    Recover::Auto => !self.would_roll(running, "epoch-divergence"),
+                };
+                if !scrub {
+                    if let Some(sync) = &self.sync {
+                        sync.decline(k);
+                    }
+                } else {
+                    let at_ms = self.now().as_secs_f64() * 1e3;
+                    let repaired = match standing {
+                        Some(_) => self.scrub(running, k, &regs, &masks),
+                        None => Err("no majority on its registers' term".into()),
+                    };
+                    match repaired {
+                        Ok((pages, fixed, changed)) => {
+                            let mut at: Vec<String> =
+                                pages.iter().take(8).map(|a| format!("{a:#x}")).collect();
+                            if pages.len() > 8 {
+                                at.push("…".into());
+                            }
+                            self.log.repairs.push(Repair {
+                                epoch: k,
+                                at_ms,
+                                pages: Some(pages.len() as u64),
+                                note: format!(
+                                    "copied from the majority: {changed} register(s), pages at {}",
+                                    at.join(", ")
+                                ),
+                            });
+                            // Checkpointed with its repaired registers (the fork puts them back).
+                            self.checkpoint_good(running, fixed, k, at_ms, hashed, t0, t1.elapsed());
+                            return None;
+                        }
+                        Err(note) => self.log.repairs.push(Repair { epoch: k, at_ms, pages: None, note }),
+                    }
+                }
                 let resumed = self.roll(running, self.original, "epoch-divergence".into());
                 if resumed.is_none() {
                     self.stop(format!("its memory diverged at epoch {k} and it was not rolled back"));
@@ -556,6 +636,100 @@ impl Checkpointer {
             }
             _ => None,
         }
+    }
+
+    /// In the majority at epoch `k` with `--recover scrub` or `auto`: if this replica is the donor (the
+    /// first of the majority), give each dissenter that asks the pages it wants (see `scrub.rs`).
+    fn donate(
+        &self,
+        running: Pid,
+        k: u32,
+        regs: &libc::user_regs_struct,
+        masks: &PageMasks,
+        standing: Option<&super::epochvote::Standing>,
+    ) {
+        let Some(sync) = &self.sync else { return };
+        let Some((first, dissenters)) = standing else { return };
+        if *first != sync.me() {
+            return;
+        }
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        let digest = self.pages.digest(regs.orig_rax, regs.rip);
+        let term = regs_term(regs.orig_rax, regs.rip);
+        for &j in dissenters {
+            let gift = sync
+                .wait_want(k, j)
+                .then(|| std::fs::read(sync.scrub_path(k, j, "want")).ok())
+                .flatten()
+                .and_then(|b| scrub::Want::decode(&b).ok())
+                .and_then(|w| {
+                    scrub::donation(running, self.pages.terms(), (term, digest), regs, held, &w, masks).ok()
+                })
+                .and_then(|d| scrub::publish(&sync.scrub_path(k, j, "gift"), &d.encode()).ok());
+            sync.donated(k, j, if gift.is_some() { DONATED } else { REFUSED });
+        }
+    }
+
+    /// Outvoted at epoch `k` with `--recover scrub` (or `auto` where a rollback is refused): ask the
+    /// donor for the pages that differ, copy them and its registers in (see `scrub.rs`) and check that
+    /// the digest is now the majority's. Returns the pages copied, the registers as repaired and how many
+    /// changed, or why it could not be repaired (the caller then rolls back).
+    fn scrub(
+        &mut self,
+        running: Pid,
+        k: u32,
+        regs: &libc::user_regs_struct,
+        masks: &PageMasks,
+    ) -> Result<(Vec<u64>, libc::user_regs_struct, usize), String> {
+        let sync = self.sync.as_ref().ok_or("no epoch vote")?;
+        // The want is published whatever happens next: the donor waits for it.
+        let held = self.hold.as_ref().map_or(0, Hold::held);
+        let my_regs = regs_term(regs.orig_rax, regs.rip);
+        let mut terms = self.pages.terms().clone();
+        terms.insert(scrub::REGS, my_regs);
+        let published =
+            scrub::publish(&sync.scrub_path(k, sync.me(), "want"), &scrub::Want { terms, held }.encode());
+        sync.wanted(k);
+        published.map_err(|e| format!("{e:#}"))?;
+        match sync.wait_donation(k) {
+            Some(DONATED) => {}
+            Some(_) => {
+                return Err(format!(
+                    "the majority did not donate its pages (more than {MAX_SCRUB_PAGES} differ, or it could not read them)"
+                ))
+            }
+            None => return Err("the majority's pages did not come in time".into()),
+        }
+        let bytes = std::fs::read(sync.scrub_path(k, sync.me(), "gift"))
+            .map_err(|e| format!("reading the donation: {e}"))?;
+        let donation = scrub::Donation::decode(&bytes).map_err(|e| format!("{e:#}"))?;
+        if self.repairs >= MAX_REPAIRS {
+            return Err(format!("already repaired in place {MAX_REPAIRS} times"));
+        }
+        if skip(regs.orig_rax as i64) || donation.regs != my_regs {
+            return Err(
+                "its registers differ from the majority's (instruction pointer or system call)".into()
+            );
+        }
+        if held > 0 {
+            // Its held output may be wrong already, and only its length could be compared here.
+            return Err(format!("it wrote {held} bytes of output in the epoch, which a repair cannot check"));
+        }
+        let written = scrub::repair(running, &donation, masks)?;
+        scrub::rehash(running, &written, masks, &mut self.pages).map_err(|e| format!("rehashing: {e:#}"))?;
+        if self.pages.digest(regs.orig_rax, regs.rip) != donation.digest {
+            return Err(format!(
+                "its memory still differs from the majority's after copying {} pages",
+                written.len()
+            ));
+        }
+        let mut fixed = *regs;
+        let changed = scrub::repair_registers(&mut fixed, running.as_raw() as u64, &donation);
+        if changed > 0 {
+            ptrace::setregs(running, fixed).map_err(|e| format!("setting its registers: {e}"))?;
+        }
+        self.repairs += 1;
+        Ok((written, fixed, changed))
     }
 
     /// Fork the checkpoint of epoch `k`, voted good: it replaces the previous good one.
@@ -770,6 +944,20 @@ impl Checkpointer {
             return None;
         }
         let at_ms = self.now().as_secs_f64() * 1e3;
+        let (decision, lineage) = self.decide(r, &cause);
+        self.lineage = lineage;
+        self.carry_out(r, original, cause, at_ms, decision)
+    }
+
+    /// Would a failure of `r` with `cause` be rolled back now? (`--recover auto` asks before choosing.)
+    fn would_roll(&self, r: Pid, cause: &str) -> bool {
+        !(self.kept.is_empty() && self.lineage.resumed_from.is_none())
+            && matches!(self.decide(r, cause).0, Decision::Rollback(_))
+    }
+
+    /// The decision on a failure of `r` with `cause`, and the lineage as it would be after it.
+    fn decide(&self, r: Pid, cause: &str) -> (Decision, Lineage) {
+        let mut lineage = self.lineage.clone();
         // Reads, and writes other than to stdout/stderr (those are held, and dropped below), since the
         // checkpoint: they cannot be taken back.
         let held = self.hold.as_ref().map_or(0, Hold::held);
@@ -796,8 +984,19 @@ impl Checkpointer {
         } else if let Some(why) = shared_with_the_outside(r) {
             Decision::Stand(why)
         } else {
-            self.lineage.on_failure(&cause, io_since)
+            lineage.on_failure(cause, io_since)
         };
+        (decision, lineage)
+    }
+
+    fn carry_out(
+        &mut self,
+        r: Pid,
+        original: Pid,
+        cause: String,
+        at_ms: f64,
+        decision: Decision,
+    ) -> Option<Pid> {
         match decision {
             Decision::Stand(note) => {
                 self.log.rollbacks.push(Rollback { at_ms, cause, resumed_epoch: None, note });

@@ -3,7 +3,8 @@
 //!
 //! - **The meeting place** ([`EpochArea`]): one shared file per round in the run's checkpoint directory,
 //!   mapped by every replica's tracer, as `replog.rs` shares answers. Epoch k has one slot: which
-//!   replicas arrived and their syscall counts, the boundary, and one digest per replica. Every change
+//!   replicas arrived and their syscall counts, the boundary, one digest per replica, and the words of
+//!   a repair in place (`scrub.rs`: who asked for a donation, who got one). Every change
 //!   bumps a sequence word that waiters futex-wait on, always with a bound.
 //! - **Page digests** ([`PageDigests`]): the tracer's hash of its replica's writable memory, one term per
 //!   page, kept up to date by rehashing only the pages written since the previous checkpoint.
@@ -56,6 +57,13 @@ const COUNTS: u64 = 16;
 const GENS: u64 = COUNTS + 8 * MAX_REPLICAS as u64;
 const DIGESTS: u64 = 256;
 const TERMS_WRITTEN: u64 = DIGESTS + 32 * MAX_REPLICAS as u64;
+/// Repair in place (`scrub.rs`), one word per replica: the donation for it (0 none yet, [`DONATED`],
+/// [`REFUSED`]), and whether it published its want.
+const SCRUB: u64 = TERMS_WRITTEN + 4 * MAX_REPLICAS as u64;
+const WANTS: u64 = SCRUB + 4 * MAX_REPLICAS as u64;
+const _: () = assert!(WANTS + 4 * MAX_REPLICAS as u64 <= SLOT);
+pub const DONATED: u32 = 1;
+pub const REFUSED: u32 = 2;
 /// The boundary word of a closed epoch (not everybody arrived in time).
 const CLOSED: u64 = u64::MAX;
 
@@ -130,6 +138,10 @@ impl EpochArea {
         }
     }
 }
+
+/// Who is who at an epoch vote: the first replica of the majority (the donor of a repair in place)
+/// and the replicas outside it.
+pub type Standing = (usize, Vec<usize>);
 
 /// What arriving at an epoch gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +260,13 @@ impl EpochSync {
     }
 
     /// Publish this replica's digest for epoch `k`, wait (bounded) for every live sibling's, and vote.
+    #[cfg(test)]
     pub fn vote(&self, k: u32, digest: Digest) -> crate::epoch::EpochVerdict {
+        self.vote_digests(k, digest).0
+    }
+
+    /// As [`Self::vote`], with every replica's digest as read (None: not in time, or gone).
+    pub fn vote_digests(&self, k: u32, digest: Digest) -> (crate::epoch::EpochVerdict, Vec<Option<Digest>>) {
         let s = EpochArea::slot(k);
         let gen = self.area.u32_at(s + GENS + 4 * self.me as u64);
         let g = gen.load(Ordering::Acquire);
@@ -282,7 +300,55 @@ impl EpochSync {
             (0..self.n).all(|j| live >> j & 1 == 0 || ds[j].is_some()).then_some(ds)
         });
         let ds = all_in.unwrap_or_else(|| collect(&self.area));
-        crate::epoch::epoch_verdict(self.me, self.n, &ds)
+        (crate::epoch::epoch_verdict(self.me, self.n, &ds), ds)
+    }
+
+    /// This replica's index.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Where replica `j`'s want (`kind` "want") or the donation for it ("gift") at epoch `k` is written.
+    pub fn scrub_path(&self, k: u32, j: usize, kind: &str) -> std::path::PathBuf {
+        let mut p = self.terms.clone().into_os_string();
+        p.push(format!(".{k}.{kind}.{j}"));
+        p.into()
+    }
+
+    /// This replica published its want for epoch `k`.
+    pub fn wanted(&self, k: u32) {
+        self.area.u32_at(EpochArea::slot(k) + WANTS + 4 * self.me as u64).store(1, Ordering::Release);
+        self.area.bump();
+    }
+
+    /// This replica will not ask for a donation at epoch `k` (it rolls back, or was not outvoted): a
+    /// donor that counted it as a dissenter need not wait for its want.
+    pub fn decline(&self, k: u32) {
+        let word = self.area.u32_at(EpochArea::slot(k) + WANTS + 4 * self.me as u64);
+        if word.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.area.bump();
+        }
+    }
+
+    /// Wait (bounded) for replica `j`'s want at epoch `k`: true if it published one.
+    pub fn wait_want(&self, k: u32, j: usize) -> bool {
+        let word = EpochArea::slot(k) + WANTS + 4 * j as u64;
+        let until = Instant::now() + self.bound;
+        self.area.wait(until, |a| Some(a.u32_at(word).load(Ordering::Acquire)).filter(|&w| w != 0)) == Some(1)
+    }
+
+    /// The donor of epoch `k` wrote its donation for replica `j` (`DONATED`) or will not (`REFUSED`).
+    pub fn donated(&self, k: u32, j: usize, state: u32) {
+        self.area.u32_at(EpochArea::slot(k) + SCRUB + 4 * j as u64).store(state, Ordering::Release);
+        self.area.bump();
+    }
+
+    /// Wait (bounded) for the donation to this replica at epoch `k`: `Some(DONATED | REFUSED)`, or None
+    /// if the donor did not say in time.
+    pub fn wait_donation(&self, k: u32) -> Option<u32> {
+        let word = EpochArea::slot(k) + SCRUB + 4 * self.me as u64;
+        let until = Instant::now() + self.bound;
+        self.area.wait(until, |a| Some(a.u32_at(word).load(Ordering::Acquire)).filter(|&s| s != 0))
     }
 }
 
@@ -297,13 +363,15 @@ impl EpochSync {
     /// writes its terms (`regs` under address u64::MAX), then reads everyone's. A page where no strict
     /// majority of the replicas agrees (present or absent alike) is *noise*, as in the exit vote (the
     /// clock reading glibc's loader keeps, say): it is returned, for every replica to leave out from
-    /// now on, identically, since all read the same files. The verdict is then on the other pages.
+    /// now on, identically, since all read the same files. The verdict is then on the other pages; with
+    /// it, every replica's standing as all of them see it: the first replica in the majority and those
+    /// in the minority (the donor and the dissenters of a repair in place).
     pub fn reconcile(
         &self,
         k: u32,
         pages: &PageDigests,
         regs: Digest,
-    ) -> (crate::epoch::EpochVerdict, Vec<u64>) {
+    ) -> (crate::epoch::EpochVerdict, Vec<u64>, Option<Standing>) {
         use crate::epoch::EpochVerdict;
         let mine: Vec<(u64, Digest)> =
             pages.terms.iter().map(|(a, t)| (*a, *t)).chain([(u64::MAX, regs)]).collect();
@@ -333,6 +401,7 @@ impl EpochSync {
                 .then_some(())
         });
         let mut all: Vec<HashMap<u64, Digest>> = Vec::new();
+        let mut who: Vec<usize> = Vec::new();
         for j in 0..self.n {
             if self.area.u32_at(s + TERMS_WRITTEN + 4 * j as u64).load(Ordering::Acquire) != 1 {
                 continue;
@@ -346,24 +415,41 @@ impl EpochSync {
                 })
                 .collect();
             all.push(map);
+            who.push(j);
         }
         let need = self.n / 2 + 1;
         if all.len() < need {
-            return (EpochVerdict::TooFew, Vec::new());
+            return (EpochVerdict::TooFew, Vec::new(), None);
         }
         let addrs: std::collections::BTreeSet<u64> = all.iter().flat_map(|m| m.keys().copied()).collect();
         let mine: HashMap<u64, Digest> = mine.into_iter().collect();
         let (mut noise, mut minority) = (Vec::new(), false);
+        // Per replica that wrote terms: outside the majority on some page (or with no majority on the
+        // registers: then nobody is good).
+        let mut outvoted = vec![false; all.len()];
+        let mut nobody = false;
         for a in addrs {
             let values: Vec<Option<&Digest>> = all.iter().map(|m| m.get(&a)).collect();
             match values.iter().find(|v| values.iter().filter(|w| w == v).count() >= need) {
                 None if a != u64::MAX => noise.push(a),
-                None => minority = true,
-                Some(v) => minority |= *v != mine.get(&a),
+                None => {
+                    minority = true;
+                    nobody = true;
+                }
+                Some(v) => {
+                    minority |= *v != mine.get(&a);
+                    for (i, w) in values.iter().enumerate() {
+                        outvoted[i] |= w != v;
+                    }
+                }
             }
         }
         let verdict = if minority { EpochVerdict::Minority } else { EpochVerdict::Good };
-        (verdict, noise)
+        let standing = (!nobody)
+            .then(|| who.iter().zip(&outvoted).find(|(_, o)| !**o).map(|(j, _)| *j))
+            .flatten()
+            .map(|first| (first, who.iter().zip(&outvoted).filter(|(_, o)| **o).map(|(j, _)| *j).collect()));
+        (verdict, noise, standing)
     }
 }
 
@@ -376,6 +462,8 @@ pub struct PageDigests {
     sum: Digest,
     /// Terms replaced since the last good checkpoint (address, old term), to go back to it.
     undo: Vec<(u64, Option<Digest>)>,
+    /// Pages that process_vm_readv did not read and /proc/PID/mem did (see `hash_runs`).
+    pub short_reads: u64,
 }
 
 /// What to blank in a page before hashing it.
@@ -408,7 +496,8 @@ pub fn regs_term(nr: u64, rip: u64) -> Digest {
     term(u64::MAX, &[nr.to_le_bytes(), rip.to_le_bytes()].concat())
 }
 
-fn term(addr: u64, bytes: &[u8]) -> Digest {
+/// The term of the page at `addr` with (masked) contents `bytes`.
+pub fn term(addr: u64, bytes: &[u8]) -> Digest {
     let h = blake3::Hasher::new().update(&addr.to_le_bytes()).update(bytes).finalize();
     let b = h.as_bytes();
     std::array::from_fn(|i| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes")))
@@ -506,6 +595,11 @@ impl PageDigests {
         self.terms.len()
     }
 
+    /// Every page's term (noise left out).
+    pub fn terms(&self) -> &HashMap<u64, Digest> {
+        &self.terms
+    }
+
     /// Rehash the pages of `pid` written since its last fork (present and exclusively mapped, or every
     /// present one with `all`), masked. Returns the pages hashed.
     pub fn update(&mut self, pid: Pid, masks: &PageMasks, all: bool) -> Result<u64> {
@@ -545,13 +639,35 @@ impl PageDigests {
     }
 
     fn hash_runs(&mut self, pid: Pid, runs: &[(u64, u64)], name: &str, masks: &PageMasks) -> u64 {
+        use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; (RUN * PAGE) as usize];
         let mut hashed = 0;
+        let mut mem: Option<std::fs::File> = None;
         for &(start, len) in runs {
             let bytes = &mut buf[..(len * PAGE) as usize];
             let remote = [nix::sys::uio::RemoteIoVec { base: start as usize, len: bytes.len() }];
-            let got = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(bytes)], &remote)
-                .unwrap_or(0);
+            let mut got =
+                nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(bytes)], &remote)
+                    .unwrap_or(0);
+            // A short read (seen under memory pressure) would leave pages unhashed in this replica
+            // only: a false divergence. /proc/PID/mem reads what is left, through the kernel's own
+            // fault-in path.
+            while got < bytes.len() {
+                let file = match &mem {
+                    Some(f) => f,
+                    None => match std::fs::File::open(format!("/proc/{pid}/mem")) {
+                        Ok(f) => mem.insert(f),
+                        Err(_) => break,
+                    },
+                };
+                match file.read_at(&mut bytes[got..], start + got as u64) {
+                    Ok(n) if n > 0 => {
+                        self.short_reads += (n as u64).div_ceil(PAGE);
+                        got += n;
+                    }
+                    _ => break,
+                }
+            }
             for (i, page) in bytes[..got - got % PAGE as usize].chunks_mut(PAGE as usize).enumerate() {
                 let addr = start + i as u64 * PAGE;
                 mask_page(page, addr, name, masks);

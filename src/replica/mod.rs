@@ -30,6 +30,8 @@ pub use no_tracer::{inputs, monitor};
 mod reap;
 #[cfg(target_arch = "x86_64")]
 mod replog;
+#[cfg(target_arch = "x86_64")]
+mod scrub;
 mod signals;
 pub mod snapfile;
 pub mod spawn;

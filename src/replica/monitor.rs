@@ -13,7 +13,8 @@
 //! parallel because each has its own tracer.
 //!
 //! With `--checkpoint` the tracer also checkpoints the replica by injected forks and may resume a
-//! checkpoint in its place (`checkpoint.rs`); `Tracer::pid` is then the running process and `original`
+//! checkpoint in its place (`checkpoint.rs`), or repair it in place at an epoch vote (`scrub.rs`; the
+//! recovery comes in `crate::epoch::ENV`, removed before the command runs); `Tracer::pid` is then the running process and `original`
 //! the replica tmr waits on. The replica's stdout/stderr then go through the tracer, which passes on each
 //! epoch's output at the next checkpoint (`hold.rs`) and leaves only after passing on the rest.
 //!
@@ -157,6 +158,10 @@ fn become_replica(
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let inject = take_inject_spec();
+    // Epoch votes and their recovery (`--recover`, or a campaign's environment): the tracer's, not the
+    // command's.
+    let vote = std::env::var(crate::epoch::ENV).ok().and_then(|v| crate::epoch::Recover::parse(&v).ok());
+    std::env::remove_var(crate::epoch::ENV);
     let fork = std::env::var(super::forkrun::ENV).ok().and_then(|t| super::forkrun::ForkPlan::parse(&t));
     std::env::remove_var(super::forkrun::ENV);
     if let Some(plan) = &fork {
@@ -210,7 +215,12 @@ fn become_replica(
     }
     if tracer == 0 {
         drop(go_r);
-        tracer_main(replica.as_raw(), tmr, Plan { det, inject, place, checkpoint, interposed, fork }, go_w)
+        tracer_main(
+            replica.as_raw(),
+            tmr,
+            Plan { det, inject, place, checkpoint, vote, interposed, fork },
+            go_w,
+        )
     }
     drop(go_w);
     // Yama's ptrace_scope=1 lets only ancestors trace: name the tracer (fails harmlessly without Yama).
@@ -268,13 +278,15 @@ struct Plan {
     place: Option<super::inputs::Place>,
     /// `--checkpoint`: the interval, and where the tracers report their walls.
     checkpoint: Option<(std::time::Duration, Option<std::path::PathBuf>)>,
+    /// Epoch votes with this recovery, even when tmr marked the checkpoint directory solo.
+    vote: Option<crate::epoch::Recover>,
     interposed: Option<super::hold::Interposed>,
     /// `--fork --mem`: the replicas to fork at the command's entry point.
     fork: Option<super::forkrun::ForkPlan>,
 }
 
 fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
-    let Plan { det, inject, place, checkpoint, interposed, fork } = plan;
+    let Plan { det, inject, place, checkpoint, vote, interposed, fork } = plan;
     // tmr's pipes stay with the replica: a tracer holding them would keep tmr waiting for EOF.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -298,7 +310,7 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
     tracer.ckpt = checkpoint.filter(|_| traced).map(|(d, peers)| {
         let mut c = Checkpointer::new(d, tracer.started);
         if let Some(dir) = peers {
-            c = c.with_peers(dir);
+            c = c.with_peers(dir, vote);
         }
         match interposed.map(|i| i.in_tracer()) {
             Some(Ok(hold)) => {
@@ -532,9 +544,14 @@ impl Tracer {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
             };
-            // A timed injection lands at the replica's first stop after its time, whatever the stop.
+            // A timed injection lands at the replica's first stop after its time, whatever the stop:
+            // with aligned epochs the running process stops at every system call, and the alarm's
+            // interrupt may come while it is in such a stop already (then no other stop follows until
+            // its exit: the fault would land there, not at its time).
             if self.stop_requested && status.pid() == Some(self.pid) {
-                if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) = status {
+                if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) | WaitStatus::PtraceSyscall(..) =
+                    status
+                {
                     self.stop_requested = false;
                     if let Some(spec) = self.inject.take() {
                         self.inject_now(&spec);

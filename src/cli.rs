@@ -499,12 +499,6 @@ impl RunArgs {
             Some(r) => r,
             None => default_reruns(self.min_flake_rate, self.confidence)?,
         };
-        // `--recover` reaches the replicas' tracers through the environment every replica inherits
-        // (`epoch::ENV`; the monitor removes it before the command runs). Set here, while tmr is still
-        // single-threaded. Not with replicas one at a time: they have no epochs to meet at.
-        if let Some(r) = self.recover.filter(|_| !(self.sequential && self.replicas > 1)) {
-            std::env::set_var(crate::epoch::ENV, r.as_str());
-        }
         Ok(Config {
             command: self.command,
             replicas: self.replicas,
@@ -521,6 +515,7 @@ impl RunArgs {
             inject,
             checkpoint: self.checkpoint,
             epoch_vote: self.epoch_vote,
+            recover: self.recover,
             fork: self.fork,
             classify: ClassifyConfig {
                 reruns,

@@ -46,6 +46,8 @@ pub struct Config {
     pub checkpoint: Option<Duration>,
     /// `--epoch-vote`: align the checkpoints at equal system call counts and vote on memory there.
     pub epoch_vote: bool,
+    /// `--recover`: how an outvoted replica recovers at an epoch vote (the tracer's default when `None`).
+    pub recover: Option<crate::epoch::Recover>,
     /// `--fork`: exec once, fork the other replicas after the loader (`replica/forkrun.rs`).
     pub fork: bool,
     pub classify: ClassifyConfig,

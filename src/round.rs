@@ -53,6 +53,11 @@ pub fn execute(config: &Config) -> Result<i32> {
     if let Some(spec) = &config.inject {
         launcher.set_env(crate::inject::ENV, &spec.to_text())?;
     }
+    // `--recover` reaches the replicas' tracers as `inject` does, in their environment (the monitor
+    // removes it before the command runs); not with replicas one at a time: they have no epochs to meet.
+    if let Some(r) = config.recover.filter(|_| !solo) {
+        launcher.set_env(crate::epoch::ENV, r.as_str())?;
+    }
     // --launcher slurm: each replica becomes an srun step on a node of its own (src/launch).
     if config.launch.kind != crate::launch::LauncherKind::Local && config.mem.is_some() {
         let message =

@@ -158,8 +158,10 @@ fn common_prefix(x: &[u8], y: &[u8]) -> usize {
     at + x[at..].iter().zip(&y[at..]).position(|(p, q)| p != q).unwrap_or(x.len() - at)
 }
 
-/// A window of a line as text for a report: lossy UTF-8 (a character cut at either edge dropped),
-/// control characters escaped, `…` where the line goes on.
+/// A window of a line as text for a report: lossy UTF-8 (a character cut at either edge dropped), `…`
+/// where the line goes on. Control characters are left as they are: each renderer escapes once (the
+/// human summary quotes with `{:?}`, JSON with its own escapes); escaping here too made a tab and a
+/// literal `\t` both read `\\t`.
 fn show(before: &[u8], from: &[u8], cut_front: bool, cut_back: bool) -> String {
     let mut bytes = [before, from].concat();
     if cut_front {
@@ -173,18 +175,11 @@ fn show(before: &[u8], from: &[u8], cut_front: bool, cut_back: bool) -> String {
             }
         }
     }
-    let text = String::from_utf8_lossy(&bytes);
     let mut out = String::new();
     if cut_front {
         out.push('…');
     }
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
+    out.push_str(&String::from_utf8_lossy(&bytes));
     if cut_back {
         out.push('…');
     }
@@ -199,11 +194,17 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
     let line_start = &d.before[start..];
     let cut_front = line_start.len() > BEFORE || (start == 0 && d.before.len() >= 256);
     let tail = &line_start[line_start.len().saturating_sub(BEFORE)..];
-    let side = |from: &[u8], known: bool| -> Option<String> {
+    // When one side's output ended within the line, the other side's newline is part of the difference
+    // ("tail\n" against "tail"), so it is shown.
+    let side = |from: &[u8], known: bool, other_ended: bool| -> Option<String> {
         if !known {
             return Some(show(tail, b"", cut_front, true));
         }
-        let end = memchr::memchr(b'\n', from).unwrap_or(from.len());
+        let end = match memchr::memchr(b'\n', from) {
+            Some(i) if other_ended => i + 1,
+            Some(i) => i,
+            None => from.len(),
+        };
         let take = end.min(AFTER);
         // A window cut short by its 64-byte limit goes on; a shorter one is all there was when seen.
         let more = take < end || (end == from.len() && from.len() >= 64);
@@ -214,13 +215,38 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
     };
     LineDiff {
         line: d.line,
-        majority: side(&d.majority, d.majority_ended || !d.majority.is_empty()),
-        replica: side(&d.replica, true),
+        majority: side(&d.majority, d.majority_ended || !d.majority.is_empty(), d.replica_ended),
+        replica: side(&d.replica, true, d.majority_ended),
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_difference_in_the_final_newline_shows_the_newline() {
+        let ended = |majority: &[u8], replica: &[u8], m_end: bool, r_end: bool| {
+            from_divergence(&crate::stream::Divergence {
+                offset: 6,
+                line: 2,
+                before: b"a\ntail".to_vec(),
+                majority: majority.to_vec(),
+                replica: replica.to_vec(),
+                within: 0,
+                majority_ended: m_end,
+                replica_ended: r_end,
+            })
+        };
+        // The replica stopped short of the majority's final newline.
+        let d = ended(b"\n", b"", true, true);
+        assert_eq!((d.majority.as_deref(), d.replica.as_deref()), (Some("tail\n"), Some("tail")));
+        // The replica wrote one more newline.
+        let d = ended(b"", b"\n", true, true);
+        assert_eq!((d.majority.as_deref(), d.replica.as_deref()), (Some("tail"), Some("tail\n")));
+        // Neither ended there: the newline ends the shown line as before.
+        let d = ended(b"\nmore", b"X\n", false, false);
+        assert_eq!((d.majority.as_deref(), d.replica.as_deref()), (Some("tail"), Some("tailX")));
+    }
 
     #[test]
     fn a_streamed_divergence_shows_its_line() {
@@ -232,6 +258,7 @@ mod tests {
             replica: b"OND bad".to_vec(),
             within: 0,
             majority_ended: false,
+            replica_ended: false,
         };
         let diff = from_divergence(&d);
         assert_eq!(diff.line, 2);
@@ -271,9 +298,13 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_escaped_and_long_lines_cut() {
+    fn control_characters_are_escaped_once_by_the_renderer_and_long_lines_cut() {
         let d = diff("\x1b[1mx\n", "y\n", &[]).unwrap();
-        assert_eq!(d.majority.unwrap(), "\\u{1b}[1mx");
+        assert_eq!(d.majority.unwrap(), "\x1b[1mx");
+        // A tab and a literal backslash-t stay apart once the summary quotes them.
+        let d = diff("a\tb\n", "a\\tb\n", &[]).unwrap();
+        assert_eq!(format!("{:?}", d.majority.unwrap()), r#""a\tb""#);
+        assert_eq!(format!("{:?}", d.replica.unwrap()), r#""a\\tb""#);
         let long = "z".repeat(500);
         let d = diff(&format!("{long}\n"), "q\n", &[]).unwrap();
         assert!(d.majority.unwrap().ends_with('…'));

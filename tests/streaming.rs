@@ -143,6 +143,36 @@ fn a_split_keeps_the_delivered_prefix() {
     assert_eq!(r["vote"]["result"], "no-majority");
 }
 
+/// A replica that stopped short of the majority, or differs only in a final newline, still gets the
+/// line where it differs, with the newline shown where it is the difference.
+#[test]
+fn a_replica_that_stops_short_gets_its_differing_line() {
+    let dissent = |script: &str| -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            tmr_std()
+                .args(["--reruns", "0", "--format", "json", "-o"])
+                .arg(dir.path().join("r.json"))
+                .args(["--", "sh", "-c", script]),
+            Input::Null,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+        r["dissents"][0]["stdout_diff"].clone()
+    };
+    let d = dissent(r#"seq 10; [ "$TMR_REPLICA" = 1 ] || seq 11 12"#);
+    assert_eq!(
+        (d["line"].as_u64(), d["majority"].as_str(), d["replica"].as_str()),
+        (Some(11), Some("11\n"), None)
+    );
+    let d = dissent(r#"echo a; if [ "$TMR_REPLICA" = 1 ]; then printf tail; else printf 'tail\n'; fi"#);
+    assert_eq!(
+        (d["line"].as_u64(), d["majority"].as_str(), d["replica"].as_str()),
+        (Some(2), Some("tail\n"), Some("tail"))
+    );
+}
+
 /// A replica far ahead of the others is held back (not read) while they have not caught up, so tmr
 /// never buffers its lead: replica 0 cannot finish writing 16 MiB before the others are let go.
 #[test]

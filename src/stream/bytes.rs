@@ -50,9 +50,12 @@ pub struct Divergence {
     /// compared byte by byte: it differs somewhere in the `within` bytes from `offset` (and `line`,
     /// `before`, `majority` and `replica` are unknown: 0 and empty).
     pub within: u64,
-    /// The majority's stream ended at `offset` (this replica wrote more): `majority` is empty because
-    /// there is nothing, not because it was not seen.
+    /// The majority's stream ends where its window `majority` ends (empty: at `offset`, and this
+    /// replica wrote more), rather than being cut there or not seen further.
     pub majority_ended: bool,
+    /// This replica's stream ends where its window `replica` ends (known only for a divergence found once
+    /// it ended: a replica that stopped short, or a trailing difference).
+    pub replica_ended: bool,
 }
 
 #[derive(Default)]
@@ -70,6 +73,10 @@ struct Lane {
     behind: Option<(u64, StreamHasher)>,
     finished: bool,
     digest: Option<Digest>,
+    /// A replica that ended on the log at or before the committed offset: where it stopped, its line and
+    /// context, and the committed bytes after its end as they come (up to 64), in case the winner wrote
+    /// more than it (found only at the vote).
+    short: Option<Divergence>,
 }
 
 impl Lane {
@@ -338,6 +345,7 @@ impl ByteCommitter {
             replica: Vec::new(),
             within: self.base - from,
             majority_ended: false,
+            replica_ended: false,
         });
     }
 
@@ -355,8 +363,27 @@ impl ByteCommitter {
         } else if lane.len <= self.committed {
             let len = lane.len;
             self.lanes[replica].digest = Some(self.state_at(len, &[]).finalize());
+            self.lanes[replica].short = Some(self.ended_at(len));
         }
         self.trim_log();
+    }
+
+    /// The divergence of a replica that ended at `len` (between `base` and the committed offset) from one
+    /// that wrote more: its line, its context, and the committed bytes after it that are known now.
+    fn ended_at(&self, len: u64) -> Divergence {
+        let committed_in_log = (self.committed - self.base) as usize;
+        let held = &self.log.as_slice()[..committed_in_log];
+        let at = (len - self.base) as usize;
+        Divergence {
+            offset: len,
+            line: self.base_lines + super::newlines(&held[..at]) + 1,
+            before: context_before(len, self.base, held, self.committed, self.recent.as_slice()),
+            majority: held[at..].iter().take(64).copied().collect(),
+            replica: Vec::new(),
+            within: 0,
+            majority_ended: false,
+            replica_ended: true,
+        }
     }
 
     /// The digest of everything `replica` wrote, once its stream has ended.
@@ -500,6 +527,15 @@ impl ByteCommitter {
             }
         }
         self.committed += e as u64;
+        // Replicas that stopped short: the committed bytes just after their ends, for the report.
+        let log = self.log.as_slice();
+        for short in self.lanes.iter_mut().filter_map(|l| l.short.as_mut()) {
+            let next = short.offset + short.majority.len() as u64;
+            let until = self.committed.min(short.offset + 64);
+            if next >= self.base && next < until {
+                short.majority.extend(&log[(next - self.base) as usize..(until - self.base) as usize]);
+            }
+        }
         // A finished replica that the commit passed wrote a strict prefix of the committed stream: its
         // digest is the committed stream's state at its length, taken now, before those bytes are hashed
         // and dropped.
@@ -590,6 +626,7 @@ impl ByteCommitter {
             replica: theirs.iter().take(64).copied().collect(),
             within: 0,
             majority_ended: false,
+            replica_ended: false,
         });
         self.shrink_log();
     }
@@ -600,6 +637,14 @@ impl ByteCommitter {
     /// divergence says where).
     pub fn tail_divergence(&self, replica: usize, winner: usize) -> Option<Divergence> {
         let (a, b) = (&self.lanes[replica], &self.lanes[winner]);
+        if let (Some(short), true) = (&a.short, b.follows() && b.len > a.len) {
+            // It stopped short of the winner, inside the committed stream.
+            let mut d = short.clone();
+            let rest = (b.len - a.len) as usize;
+            d.majority.truncate(rest);
+            d.majority_ended = rest <= d.majority.len();
+            return Some(d);
+        }
         if !a.follows() || !b.follows() || a.len < self.committed || b.len < self.committed {
             return None;
         }
@@ -621,7 +666,8 @@ impl ByteCommitter {
             majority: theirs[k..].iter().take(64).copied().collect(),
             replica: mine[k..].iter().take(64).copied().collect(),
             within: 0,
-            majority_ended: k == theirs.len(),
+            majority_ended: theirs.len() - k <= 64,
+            replica_ended: mine.len() - k <= 64,
         })
     }
 

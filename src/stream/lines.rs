@@ -229,6 +229,7 @@ impl LineCommitter {
             replica: theirs.iter().take(256).copied().collect(),
             within: 0,
             majority_ended: false,
+            replica_ended: false,
         });
     }
 

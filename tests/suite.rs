@@ -221,6 +221,24 @@ fn a_passing_suite_passes_with_no_reruns() {
     assert!(r.stderr.contains("tmr test: PASSED"), "{}", r.stderr);
 }
 
+/// prove -v ends every passing file with a bare `ok` (its verdict on the file): not a test, so a passing
+/// suite of several files passes, and a file that exits non-zero after passing tests fails it, as prove does.
+#[test]
+fn prove_passes_a_passing_suite_and_fails_a_dubious_file() {
+    assert!(have("prove"), "prove is missing: it comes with perl, which Debian always has");
+    let dir = suites().join("prove-files");
+    let r = tmr_test(&dir, &[], &[], &["prove", "t/"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["passed"], true, "{}", r.stderr);
+    assert_eq!(r.report["reruns"], 0);
+    assert_eq!(r.report["counts"]["unanimous_pass"], 8, "{}", r.report["counts"]);
+    assert!(r.stderr.contains("tmr test: PASSED"), "{}", r.stderr);
+
+    let r = tmr_test(&dir, &[("TMR_FIXTURE_BAD_EXIT", "1")], &[], &["prove", "t/"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("t/bad_exit.t: exited with status 3"), "{}", r.stderr);
+}
+
 /// A limit far above what the runners need to reach the hanging test on a loaded machine (pytest took
 /// over 5 s to start beside two CPU hogs), so the timeout only ever cuts the hang itself.
 const HANG_TIMEOUT: &str = "20s";

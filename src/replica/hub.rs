@@ -103,7 +103,13 @@ impl StreamHub {
     /// Read `lane`'s `stream` from `fd`, at most `buf.len()` bytes, and take them as [`StreamHub::push`]
     /// does. A compared stream's leader is read straight into the committer's log (its bytes are new
     /// there, so this saves their one copy); any other read goes through `buf`. Returns `read`'s answer.
-    pub fn read(&mut self, lane: usize, stream: usize, fd: RawFd, buf: &mut [u8]) -> Result<nix::Result<usize>> {
+    pub fn read(
+        &mut self,
+        lane: usize,
+        stream: usize,
+        fd: RawFd,
+        buf: &mut [u8],
+    ) -> Result<nix::Result<usize>> {
         let h = &mut self.streams[stream];
         if let Kind::Compared(Committer::Bytes(b)) = &mut h.kind {
             if let Some(room) = b.room(lane, buf.len()) {

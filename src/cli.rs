@@ -661,7 +661,7 @@ struct TestArgs {
     github: bool,
 
     /// Keep every failing or dissenting run's output section in DIR (and a replica's whole output when
-    /// its runner did not finish), with an index.tsv.
+    /// its runner did not finish), with an index.tsv. DIR must be new or empty.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
 

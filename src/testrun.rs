@@ -96,10 +96,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let junit_file = cfg.junit.as_deref().map(crate::report::create_file).transpose()?;
     let json_file = cfg.json.as_deref().map(crate::report::create_file).transpose()?;
     if let Some(dir) = &cfg.keep {
-        std::fs::create_dir_all(dir).map_err(|e| ExitError {
-            code: exit::TMR_ERROR,
-            message: format!("tmr: cannot use --keep {}: {e}", dir.display()),
-        })?;
+        prepare_keep_dir(dir)?;
     }
     // A missing or non-executable command is 127 or 126, as in every mode, before any guess at its runner.
     if let Some(first) = cfg.command.first() {
@@ -818,6 +815,26 @@ fn build_report(
         notes,
         kept: None,
     }
+}
+
+/// `--keep DIR` must be new or empty, checked before anything runs: an earlier run's files beside this
+/// run's index.tsv would pass for this run's (its file names are per test and run, not per invocation).
+fn prepare_keep_dir(dir: &Path) -> Result<()> {
+    let refuse = |why: String| ExitError {
+        code: exit::TMR_ERROR,
+        message: format!("tmr: cannot use --keep {}: {why}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refuse(e.to_string()))?;
+    let mut entries = std::fs::read_dir(dir).map_err(|e| refuse(e.to_string()))?;
+    if entries.next().is_some() {
+        return Err(refuse(
+            "it is not empty (an earlier run's files would be mixed with this one's): give a new or empty \
+             directory"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// `--keep DIR`: every failing or dissenting run's section of output, one file each, and index.tsv;

@@ -239,6 +239,31 @@ fn prove_passes_a_passing_suite_and_fails_a_dubious_file() {
     assert!(r.stderr.contains("t/bad_exit.t: exited with status 3"), "{}", r.stderr);
 }
 
+/// `--keep` refuses a directory with anything in it, before running anything: an earlier run's files
+/// would sit beside the new index as if they were this run's.
+#[test]
+fn keep_refuses_a_used_directory() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let keep = dir.path().join("k1");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::write(keep.join("0000-old-replica-0.txt"), "an earlier run").unwrap();
+    let ran = dir.path().join("ran");
+    let out = tmr()
+        .timeout(Duration::from_secs(60))
+        .current_dir(dir.path())
+        .args(["test", "--runner", "tap", "--keep"])
+        .arg(&keep)
+        .args(["--", "sh", "-c", "touch ran; echo 1..1; echo ok 1"])
+        .write_stdin(Vec::new())
+        .output()
+        .expect("running tmr");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("cannot use --keep") && stderr.contains("not empty"), "{stderr}");
+    assert!(!ran.exists(), "nothing runs before --keep is checked");
+    assert_eq!(std::fs::read_dir(&keep).unwrap().count(), 1, "the directory is left as it was");
+}
+
 /// A limit far above what the runners need to reach the hanging test on a loaded machine (pytest took
 /// over 5 s to start beside two CPU hogs), so the timeout only ever cuts the hang itself.
 const HANG_TIMEOUT: &str = "20s";

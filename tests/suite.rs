@@ -161,6 +161,14 @@ fn cargo_test_reruns_run_as_cargo_runs_them_and_keep_their_output() {
             "{extra:?}: the rerun's output is kept: {out}\n{}",
             r.stderr
         );
+        // Every failing run shows the failure, the voted round's replicas too (with --nocapture, from
+        // the panic block on stderr), and never cargo's build noise first.
+        for f in d["failures"].as_array().unwrap() {
+            let out = f["output"].as_str().unwrap();
+            assert!(out.contains("expected 42, got 41"), "{extra:?} {}: {out}", f["run"]);
+            let first = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            assert!(!first.starts_with("warning") && !first.trim_start().starts_with("Compiling"), "{out}");
+        }
     }
 }
 

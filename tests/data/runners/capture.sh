@@ -81,3 +81,8 @@ if command -v go >/dev/null; then
     go test -json -run '^TestGroup$/^second_case$' . >"$here/go-test-rerun.json" 2>&1
 fi
 exit 0
+
+# cargo-test-nocapture-warnings.{stdout,stderr}: captured once by hand in a scratch crate (src/lib.rs:
+# `pub fn unused_warning() { let x = 5; }` for a compiler warning, a passing test printing a line, and
+# `fails`: println!("computing the answer"); assert_eq!(41, 42, "expected 42, got 41")), with
+# RUST_BACKTRACE=1: `cargo test -- --nocapture >…stdout 2>…stderr`.

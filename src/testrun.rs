@@ -86,11 +86,15 @@ struct Track {
     reruns: usize,
     rerun_failures: usize,
     failures: Vec<FailureEntry>,
+    /// Failing reruns beyond the first [`KEPT_RERUN_OUTPUTS`], written straight to `--keep` (run,
+    /// outcome, file): the directory has them all, memory only the first few.
+    spilled: Vec<(String, String, String)>,
     walls: Vec<f64>,
 }
 
-/// At most this many failing reruns' outputs are kept per test: the first ones say what they say.
-const KEPT_RERUN_OUTPUTS: usize = 5;
+/// At most this many failing reruns' outputs per test are held for the summary, JSON and JUnit (the first
+/// ones say what they say); `--keep` gets every one, the further ones written as they come.
+pub const KEPT_RERUN_OUTPUTS: usize = 5;
 
 pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let junit_file = cfg.junit.as_deref().map(crate::report::create_file).transpose()?;
@@ -295,14 +299,26 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                 total_reruns += 1;
                 if !outcome.is_good() {
                     t.rerun_failures += 1;
-                    if t.failures.iter().filter(|f| f.run.starts_with("rerun")).count() < KEPT_RERUN_OUTPUTS {
+                    let held = t.failures.iter().filter(|f| f.run.starts_with("rerun")).count();
+                    if held < KEPT_RERUN_OUTPUTS || cfg.keep.is_some() {
                         let out = if section.is_empty() { no_section(&p) } else { section };
-                        t.failures.push(FailureEntry {
+                        let entry = FailureEntry {
                             run: label,
                             outcome: outcome.to_string(),
                             output: String::from_utf8_lossy(&out.bytes).into_owned(),
                             cut: out.cut,
-                        });
+                        };
+                        match &cfg.keep {
+                            Some(dir) if held >= KEPT_RERUN_OUTPUTS => {
+                                let k = vote.tests.iter().position(|tv| tv.name == t.id).unwrap_or(0);
+                                let name = kept_name(k, &t.id.to_string(), &entry.run);
+                                std::fs::write(dir.join(&name), &entry.output).with_context(|| {
+                                    format!("writing --keep {}", dir.join(&name).display())
+                                })?;
+                                t.spilled.push((entry.run, entry.outcome, name));
+                            }
+                            _ => t.failures.push(entry),
+                        }
                     }
                 }
             }
@@ -352,7 +368,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
         None => 0,
     };
     if let Some(dir) = &cfg.keep {
-        keep(dir, &report, &records).with_context(|| format!("writing --keep {}", dir.display()))?;
+        keep(dir, &report, &records, &tracks).with_context(|| format!("writing --keep {}", dir.display()))?;
         report.kept = Some(dir.display().to_string());
     }
     if !cfg.quiet || report.exit_code != 0 {
@@ -699,6 +715,7 @@ fn new_track(
         reruns: 0,
         rerun_failures: 0,
         failures: Vec::new(),
+        spilled: Vec::new(),
         walls: Vec::new(),
     }
 }
@@ -837,16 +854,22 @@ fn prepare_keep_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `--keep DIR`: every failing or dissenting run's section of output, one file each, and index.tsv;
-/// a replica that did not finish also leaves its whole stdout and stderr.
-fn keep(dir: &Path, report: &TestReport, records: &[RunRecord]) -> Result<()> {
+/// `--keep DIR`: every failing or dissenting run's section of output, one file each (the reruns beyond
+/// the first few were written as they came: `Track::spilled`), and index.tsv; a replica that did not
+/// finish also leaves its whole stdout and stderr.
+fn keep(dir: &Path, report: &TestReport, records: &[RunRecord], tracks: &[Track]) -> Result<()> {
     let mut index = File::create(dir.join("index.tsv")).context("creating index.tsv")?;
     index.write_all(b"test\trun\toutcome\tfile\n")?;
     for (k, t) in report.tests.iter().enumerate() {
         for f in &t.failures {
-            let name = format!("{k:04}-{}-{}.txt", slug(&t.id), f.run.replace(' ', "-"));
+            let name = kept_name(k, &t.id, &f.run);
             std::fs::write(dir.join(&name), &f.output).with_context(|| format!("writing {name}"))?;
             writeln!(index, "{}\t{}\t{}\t{name}", t.id, f.run, f.outcome)?;
+        }
+        for track in tracks.iter().filter(|tr| tr.id.to_string() == t.id) {
+            for (run, outcome, name) in &track.spilled {
+                writeln!(index, "{}\t{run}\t{outcome}\t{name}", t.id)?;
+            }
         }
     }
     for (rec, rep) in records.iter().zip(&report.replica_runs) {
@@ -865,6 +888,11 @@ fn keep(dir: &Path, report: &TestReport, records: &[RunRecord]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A kept run's file: the test's place in the report, its id, the run (`replica 0`, `rerun 7`).
+fn kept_name(k: usize, id: &str, run: &str) -> String {
+    format!("{k:04}-{}-{}.txt", slug(id), run.replace(' ', "-"))
 }
 
 fn slug(s: &str) -> String {

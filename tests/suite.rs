@@ -272,6 +272,33 @@ fn keep_refuses_a_used_directory() {
     assert_eq!(std::fs::read_dir(&keep).unwrap().count(), 1, "the directory is left as it was");
 }
 
+/// `--keep` has every failing rerun's output, not only the few the summary, JSON and JUnit hold.
+#[test]
+fn keep_has_every_failing_rerun() {
+    let dir = suites().join("bats");
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let keep = tmp.path().join("kept");
+    let keep_arg = keep.to_str().unwrap();
+    let r = tmr_test(
+        &dir,
+        &[],
+        &["--reruns", "8", "--rerun-budget", "300s", "--keep", keep_arg],
+        &["bats", "-f", "^deterministic failure$", "suite.bats"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let d = test(&r, "deterministic failure");
+    assert_eq!(d["reruns"], 8, "{}", r.stderr);
+    let index = std::fs::read_to_string(keep.join("index.tsv")).unwrap();
+    let rows: Vec<&str> =
+        index.lines().skip(1).filter(|l| l.starts_with("deterministic failure\t")).collect();
+    assert_eq!(rows.len(), 3 + 8, "three replicas and eight reruns:\n{index}");
+    for row in rows {
+        let file = row.rsplit('\t').next().unwrap();
+        let text = std::fs::read_to_string(keep.join(file)).unwrap();
+        assert!(text.contains("expected 42, got 41"), "{file}: {text}");
+    }
+}
+
 /// A limit far above what the runners need to reach the hanging test on a loaded machine (pytest took
 /// over 5 s to start beside two CPU hogs), so the timeout only ever cuts the hang itself.
 const HANG_TIMEOUT: &str = "20s";

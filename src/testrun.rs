@@ -77,6 +77,9 @@ struct Parsed {
     loose: Vec<u8>,
 }
 
+/// The start of the note when no replica reported a test.
+const NO_TESTS: &str = "no replica reported any test";
+
 /// Per test: its classifier, and what its reruns brought.
 struct Track {
     id: TestId,
@@ -358,7 +361,11 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     report.reruns = total_reruns;
     if harness.interrupted.is_some() {
         // The runners did not finish because tmr stopped them, which the note below says.
-        report.notes.retain(|n| !n.starts_with("most runners did not finish"));
+        report.notes.retain(|n| !n.starts_with("most runners did not finish") && !n.starts_with(NO_TESTS));
+        if vote.tests.is_empty() {
+            // What they printed was their reaction to the signal, dropped above: nothing to point at.
+            report.notes.push("no replica finished a test before tmr was stopped".into());
+        }
     }
     report.notes.extend(notes);
     report.exit_code = match harness.interrupted {
@@ -781,7 +788,7 @@ fn build_report(
         entry.category = entry.decide_category();
         tests.push(entry);
     }
-    let replica_runs = parsed
+    let replica_runs: Vec<ReplicaEntry> = parsed
         .iter()
         .enumerate()
         .map(|(r, p)| {
@@ -808,8 +815,12 @@ fn build_report(
         })
         .collect();
     let mut notes = Vec::new();
-    if vote.tests.is_empty() {
-        notes.push("no replica reported any test: see each replica's last output above".into());
+    // The renderers show an unfinished replica's last output: point there only when there is some.
+    let shown = replica_runs.iter().any(|r| !r.complete && !r.stray_tail.trim().is_empty());
+    if vote.tests.is_empty() && shown {
+        notes.push(format!("{NO_TESTS}: see each replica's last output above"));
+    } else if vote.tests.is_empty() {
+        notes.push(format!("{NO_TESTS}, and none printed anything outside a test"));
     } else if 2 * (vote.replicas - vote.incomplete.len()) <= vote.replicas {
         notes.push("most runners did not finish: the suite cannot pass".into());
     }

@@ -384,6 +384,42 @@ fn ctrl_c_reports_what_finished_and_exits_130() {
     assert_eq!(det["voted"], "fail", "a failure that finished before the signal still counts");
 }
 
+/// Stopped before any test finished: the replicas' last words (their reaction to the signal) are dropped,
+/// so the note must not point at output that is not there.
+#[test]
+fn ctrl_c_before_any_test_finished_says_so() {
+    assert!(have("pytest"), "pytest is missing: .ci/run installs it");
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    std::fs::create_dir(&ready).unwrap();
+    std::fs::write(
+        dir.path().join("test_first_hangs.py"),
+        "import os, pathlib, time\n\ndef test_hangs():\n    pathlib.Path(os.environ['READY'], \
+         'hanging-' + os.environ['TMR_REPLICA']).touch()\n    time.sleep(3600)\n",
+    )
+    .unwrap();
+    let mut cmd = common::tmr_std();
+    cmd.current_dir(dir.path()).env("READY", &ready).env_remove("GITHUB_ACTIONS").args([
+        "test",
+        "--",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_first_hangs.py",
+    ]);
+    let mut running = common::spawn(&mut cmd, common::Input::Null);
+    for r in 0..3 {
+        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
+    }
+    common::send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("no replica finished a test before tmr was stopped"), "{stderr}");
+    assert!(!stderr.contains("last output above"), "{stderr}");
+}
+
 #[test]
 fn a_runner_that_aborts_halfway_loses_nothing() {
     let dir = suites().join("libtest");

@@ -674,7 +674,8 @@ struct TestArgs {
     github: bool,
 
     /// Keep every failing or dissenting run's output section in DIR (and a replica's whole output when
-    /// its runner did not finish), with an index.tsv.
+    /// its runner did not finish), with an index.tsv. DIR must be new or empty. The summary, JSON and
+    /// JUnit show the output of each test's first 5 failing reruns; DIR has every one.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
 

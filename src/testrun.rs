@@ -77,6 +77,9 @@ struct Parsed {
     loose: Vec<u8>,
 }
 
+/// The start of the note when no replica reported a test.
+const NO_TESTS: &str = "no replica reported any test";
+
 /// Per test: its classifier, and what its reruns brought.
 struct Track {
     id: TestId,
@@ -86,20 +89,21 @@ struct Track {
     reruns: usize,
     rerun_failures: usize,
     failures: Vec<FailureEntry>,
+    /// Failing reruns beyond the first [`KEPT_RERUN_OUTPUTS`], written straight to `--keep` (run,
+    /// outcome, file): the directory has them all, memory only the first few.
+    spilled: Vec<(String, String, String)>,
     walls: Vec<f64>,
 }
 
-/// At most this many failing reruns' outputs are kept per test: the first ones say what they say.
-const KEPT_RERUN_OUTPUTS: usize = 5;
+/// At most this many failing reruns' outputs per test are held for the summary, JSON and JUnit (the first
+/// ones say what they say); `--keep` gets every one, the further ones written as they come.
+pub const KEPT_RERUN_OUTPUTS: usize = 5;
 
 pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let junit_file = cfg.junit.as_deref().map(crate::report::create_file).transpose()?;
     let json_file = cfg.json.as_deref().map(crate::report::create_file).transpose()?;
     if let Some(dir) = &cfg.keep {
-        std::fs::create_dir_all(dir).map_err(|e| ExitError {
-            code: exit::TMR_ERROR,
-            message: format!("tmr: cannot use --keep {}: {e}", dir.display()),
-        })?;
+        prepare_keep_dir(dir)?;
     }
     // A missing or non-executable command is 127 or 126, as in every mode, before any guess at its runner.
     if let Some(first) = cfg.command.first() {
@@ -298,14 +302,26 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
                 total_reruns += 1;
                 if !outcome.is_good() {
                     t.rerun_failures += 1;
-                    if t.failures.iter().filter(|f| f.run.starts_with("rerun")).count() < KEPT_RERUN_OUTPUTS {
+                    let held = t.failures.iter().filter(|f| f.run.starts_with("rerun")).count();
+                    if held < KEPT_RERUN_OUTPUTS || cfg.keep.is_some() {
                         let out = if section.is_empty() { no_section(&p) } else { section };
-                        t.failures.push(FailureEntry {
+                        let entry = FailureEntry {
                             run: label,
                             outcome: outcome.to_string(),
                             output: String::from_utf8_lossy(&out.bytes).into_owned(),
                             cut: out.cut,
-                        });
+                        };
+                        match &cfg.keep {
+                            Some(dir) if held >= KEPT_RERUN_OUTPUTS => {
+                                let k = vote.tests.iter().position(|tv| tv.name == t.id).unwrap_or(0);
+                                let name = kept_name(k, &t.id.to_string(), &entry.run);
+                                std::fs::write(dir.join(&name), &entry.output).with_context(|| {
+                                    format!("writing --keep {}", dir.join(&name).display())
+                                })?;
+                                t.spilled.push((entry.run, entry.outcome, name));
+                            }
+                            _ => t.failures.push(entry),
+                        }
                     }
                 }
             }
@@ -345,7 +361,11 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     report.reruns = total_reruns;
     if harness.interrupted.is_some() {
         // The runners did not finish because tmr stopped them, which the note below says.
-        report.notes.retain(|n| !n.starts_with("most runners did not finish"));
+        report.notes.retain(|n| !n.starts_with("most runners did not finish") && !n.starts_with(NO_TESTS));
+        if vote.tests.is_empty() {
+            // What they printed was their reaction to the signal, dropped above: nothing to point at.
+            report.notes.push("no replica finished a test before tmr was stopped".into());
+        }
     }
     report.notes.extend(notes);
     report.exit_code = match harness.interrupted {
@@ -355,7 +375,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
         None => 0,
     };
     if let Some(dir) = &cfg.keep {
-        keep(dir, &report, &records).with_context(|| format!("writing --keep {}", dir.display()))?;
+        keep(dir, &report, &records, &tracks).with_context(|| format!("writing --keep {}", dir.display()))?;
         report.kept = Some(dir.display().to_string());
     }
     if !cfg.quiet || report.exit_code != 0 {
@@ -702,6 +722,7 @@ fn new_track(
         reruns: 0,
         rerun_failures: 0,
         failures: Vec::new(),
+        spilled: Vec::new(),
         walls: Vec::new(),
     }
 }
@@ -767,7 +788,7 @@ fn build_report(
         entry.category = entry.decide_category();
         tests.push(entry);
     }
-    let replica_runs = parsed
+    let replica_runs: Vec<ReplicaEntry> = parsed
         .iter()
         .enumerate()
         .map(|(r, p)| {
@@ -794,8 +815,12 @@ fn build_report(
         })
         .collect();
     let mut notes = Vec::new();
-    if vote.tests.is_empty() {
-        notes.push("no replica reported any test: see each replica's last output above".into());
+    // The renderers show an unfinished replica's last output: point there only when there is some.
+    let shown = replica_runs.iter().any(|r| !r.complete && !r.stray_tail.trim().is_empty());
+    if vote.tests.is_empty() && shown {
+        notes.push(format!("{NO_TESTS}: see each replica's last output above"));
+    } else if vote.tests.is_empty() {
+        notes.push(format!("{NO_TESTS}, and none printed anything outside a test"));
     } else if 2 * (vote.replicas - vote.incomplete.len()) <= vote.replicas {
         notes.push("most runners did not finish: the suite cannot pass".into());
     }
@@ -820,16 +845,42 @@ fn build_report(
     }
 }
 
-/// `--keep DIR`: every failing or dissenting run's section of output, one file each, and index.tsv;
-/// a replica that did not finish also leaves its whole stdout and stderr.
-fn keep(dir: &Path, report: &TestReport, records: &[RunRecord]) -> Result<()> {
+/// `--keep DIR` must be new or empty, checked before anything runs: an earlier run's files beside this
+/// run's index.tsv would pass for this run's (its file names are per test and run, not per invocation).
+fn prepare_keep_dir(dir: &Path) -> Result<()> {
+    let refuse = |why: String| ExitError {
+        code: exit::TMR_ERROR,
+        message: format!("tmr: cannot use --keep {}: {why}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refuse(e.to_string()))?;
+    let mut entries = std::fs::read_dir(dir).map_err(|e| refuse(e.to_string()))?;
+    if entries.next().is_some() {
+        return Err(refuse(
+            "it is not empty (an earlier run's files would be mixed with this one's): give a new or empty \
+             directory"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `--keep DIR`: every failing or dissenting run's section of output, one file each (the reruns beyond
+/// the first few were written as they came: `Track::spilled`), and index.tsv; a replica that did not
+/// finish also leaves its whole stdout and stderr.
+fn keep(dir: &Path, report: &TestReport, records: &[RunRecord], tracks: &[Track]) -> Result<()> {
     let mut index = File::create(dir.join("index.tsv")).context("creating index.tsv")?;
     index.write_all(b"test\trun\toutcome\tfile\n")?;
     for (k, t) in report.tests.iter().enumerate() {
         for f in &t.failures {
-            let name = format!("{k:04}-{}-{}.txt", slug(&t.id), f.run.replace(' ', "-"));
+            let name = kept_name(k, &t.id, &f.run);
             std::fs::write(dir.join(&name), &f.output).with_context(|| format!("writing {name}"))?;
             writeln!(index, "{}\t{}\t{}\t{name}", t.id, f.run, f.outcome)?;
+        }
+        for track in tracks.iter().filter(|tr| tr.id.to_string() == t.id) {
+            for (run, outcome, name) in &track.spilled {
+                writeln!(index, "{}\t{run}\t{outcome}\t{name}", t.id)?;
+            }
         }
     }
     for (rec, rep) in records.iter().zip(&report.replica_runs) {
@@ -848,6 +899,11 @@ fn keep(dir: &Path, report: &TestReport, records: &[RunRecord]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A kept run's file: the test's place in the report, its id, the run (`replica 0`, `rerun 7`).
+fn kept_name(k: usize, id: &str, run: &str) -> String {
+    format!("{k:04}-{}-{}.txt", slug(id), run.replace(' ', "-"))
 }
 
 fn slug(s: &str) -> String {

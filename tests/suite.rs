@@ -161,6 +161,14 @@ fn cargo_test_reruns_run_as_cargo_runs_them_and_keep_their_output() {
             "{extra:?}: the rerun's output is kept: {out}\n{}",
             r.stderr
         );
+        // Every failing run shows the failure, the voted round's replicas too (with --nocapture, from
+        // the panic block on stderr), and never cargo's build noise first.
+        for f in d["failures"].as_array().unwrap() {
+            let out = f["output"].as_str().unwrap();
+            assert!(out.contains("expected 42, got 41"), "{extra:?} {}: {out}", f["run"]);
+            let first = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            assert!(!first.starts_with("warning") && !first.trim_start().starts_with("Compiling"), "{out}");
+        }
     }
 }
 
@@ -219,6 +227,76 @@ fn a_passing_suite_passes_with_no_reruns() {
     assert_eq!(r.report["counts"]["unanimous_pass"], 3);
     assert_eq!(r.report["counts"]["skipped"], 1);
     assert!(r.stderr.contains("tmr test: PASSED"), "{}", r.stderr);
+}
+
+/// prove -v ends every passing file with a bare `ok` (its verdict on the file): not a test, so a passing
+/// suite of several files passes, and a file that exits non-zero after passing tests fails it, as prove does.
+#[test]
+fn prove_passes_a_passing_suite_and_fails_a_dubious_file() {
+    assert!(have("prove"), "prove is missing: it comes with perl, which Debian always has");
+    let dir = suites().join("prove-files");
+    let r = tmr_test(&dir, &[], &[], &["prove", "t/"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["passed"], true, "{}", r.stderr);
+    assert_eq!(r.report["reruns"], 0);
+    assert_eq!(r.report["counts"]["unanimous_pass"], 8, "{}", r.report["counts"]);
+    assert!(r.stderr.contains("tmr test: PASSED"), "{}", r.stderr);
+
+    let r = tmr_test(&dir, &[("TMR_FIXTURE_BAD_EXIT", "1")], &[], &["prove", "t/"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("t/bad_exit.t: exited with status 3"), "{}", r.stderr);
+}
+
+/// `--keep` refuses a directory with anything in it, before running anything: an earlier run's files
+/// would sit beside the new index as if they were this run's.
+#[test]
+fn keep_refuses_a_used_directory() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let keep = dir.path().join("k1");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::write(keep.join("0000-old-replica-0.txt"), "an earlier run").unwrap();
+    let ran = dir.path().join("ran");
+    let out = tmr()
+        .timeout(Duration::from_secs(60))
+        .current_dir(dir.path())
+        .args(["test", "--runner", "tap", "--keep"])
+        .arg(&keep)
+        .args(["--", "sh", "-c", "touch ran; echo 1..1; echo ok 1"])
+        .write_stdin(Vec::new())
+        .output()
+        .expect("running tmr");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("cannot use --keep") && stderr.contains("not empty"), "{stderr}");
+    assert!(!ran.exists(), "nothing runs before --keep is checked");
+    assert_eq!(std::fs::read_dir(&keep).unwrap().count(), 1, "the directory is left as it was");
+}
+
+/// `--keep` has every failing rerun's output, not only the few the summary, JSON and JUnit hold.
+#[test]
+fn keep_has_every_failing_rerun() {
+    let dir = suites().join("bats");
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let keep = tmp.path().join("kept");
+    let keep_arg = keep.to_str().unwrap();
+    let r = tmr_test(
+        &dir,
+        &[],
+        &["--reruns", "8", "--rerun-budget", "300s", "--keep", keep_arg],
+        &["bats", "-f", "^deterministic failure$", "suite.bats"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let d = test(&r, "deterministic failure");
+    assert_eq!(d["reruns"], 8, "{}", r.stderr);
+    let index = std::fs::read_to_string(keep.join("index.tsv")).unwrap();
+    let rows: Vec<&str> =
+        index.lines().skip(1).filter(|l| l.starts_with("deterministic failure\t")).collect();
+    assert_eq!(rows.len(), 3 + 8, "three replicas and eight reruns:\n{index}");
+    for row in rows {
+        let file = row.rsplit('\t').next().unwrap();
+        let text = std::fs::read_to_string(keep.join(file)).unwrap();
+        assert!(text.contains("expected 42, got 41"), "{file}: {text}");
+    }
 }
 
 /// A limit far above what the runners need to reach the hanging test on a loaded machine (pytest took
@@ -304,6 +382,42 @@ fn ctrl_c_reports_what_finished_and_exits_130() {
     assert_eq!(adds["voted"], "pass");
     let det = tests.iter().find(|t| t["name"] == "test_deterministic_failure").unwrap();
     assert_eq!(det["voted"], "fail", "a failure that finished before the signal still counts");
+}
+
+/// Stopped before any test finished: the replicas' last words (their reaction to the signal) are dropped,
+/// so the note must not point at output that is not there.
+#[test]
+fn ctrl_c_before_any_test_finished_says_so() {
+    assert!(have("pytest"), "pytest is missing: .ci/run installs it");
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    std::fs::create_dir(&ready).unwrap();
+    std::fs::write(
+        dir.path().join("test_first_hangs.py"),
+        "import os, pathlib, time\n\ndef test_hangs():\n    pathlib.Path(os.environ['READY'], \
+         'hanging-' + os.environ['TMR_REPLICA']).touch()\n    time.sleep(3600)\n",
+    )
+    .unwrap();
+    let mut cmd = common::tmr_std();
+    cmd.current_dir(dir.path()).env("READY", &ready).env_remove("GITHUB_ACTIONS").args([
+        "test",
+        "--",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_first_hangs.py",
+    ]);
+    let mut running = common::spawn(&mut cmd, common::Input::Null);
+    for r in 0..3 {
+        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
+    }
+    common::send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("no replica finished a test before tmr was stopped"), "{stderr}");
+    assert!(!stderr.contains("last output above"), "{stderr}");
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! cargo prints `Running` on stderr and the results on stdout: [`parse`] pairs the k-th block of stdout
 //! with the k-th label of stderr when the two streams were captured apart. [`cargo_target_args`] turns
 //! a label back into cargo's target selector for a rerun, and [`without_cargo_status`] keeps what a
-//! rerun wrote to stderr that is not cargo's own (`--nocapture` sends a panic message there).
+//! rerun wrote to stderr that is not cargo's own (`--nocapture` sends a panic message there; cargo's
+//! status lines and compiler warnings are dropped). With `--nocapture` a failing test has no section:
+//! its `thread 'NAME' panicked at` block, from stderr or the merged stream, stands for its output.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -28,7 +30,60 @@ pub fn parse(stdout: &[u8], stderr: &[u8]) -> Result<SuiteRun, ParseError> {
     for l in lines(stdout) {
         p.line(l)?;
     }
-    Ok(p.finish())
+    let mut run = p.finish();
+    // `--nocapture`: a failing test has no section, its panic went to stderr (or the merged stream).
+    attach_panics(&mut run, stderr);
+    attach_panics(&mut run, stdout);
+    Ok(run)
+}
+
+/// Gives each failed test that has no output its `thread 'NAME' panicked at` block from `text`, when
+/// its name is unique in the run (a name in two binaries could take the other's panic).
+fn attach_panics(run: &mut SuiteRun, text: &[u8]) {
+    for i in 0..run.results.len() {
+        let r = &run.results[i];
+        if !r.output.is_empty() || r.outcome == TestOutcome::Pass || r.outcome == TestOutcome::Skip {
+            continue;
+        }
+        let name = r.name.name.clone();
+        if run.results.iter().filter(|o| o.name.name == name).count() > 1 {
+            continue;
+        }
+        if let Some(block) = panic_block(text, &name) {
+            run.results[i].output.push(&block);
+        }
+    }
+}
+
+/// The first `thread 'NAME' panicked at …` block in `text`: the panic line, its message and any
+/// backtrace, up to a blank line, another thread's panic, a test line or cargo's `error:`.
+pub fn panic_block(text: &[u8], name: &str) -> Option<Vec<u8>> {
+    let start = format!("thread '{name}'");
+    let mut out: Option<Vec<u8>> = None;
+    for l in lines(text) {
+        let clean = strip_ansi(l);
+        let t = String::from_utf8_lossy(&clean);
+        match out.as_mut() {
+            None => {
+                // `thread 'NAME' panicked at` (older Rust), `thread 'NAME' (TID) panicked at` (newer).
+                if t.strip_prefix(&start).is_some_and(|r| r.contains(" panicked at")) {
+                    out = Some([l, b"\n"].concat());
+                }
+            }
+            Some(o) => {
+                if t.trim().is_empty()
+                    || t.starts_with("thread '")
+                    || t.starts_with("test ")
+                    || t.starts_with("error: ")
+                {
+                    break;
+                }
+                o.extend_from_slice(l);
+                o.push(b'\n');
+            }
+        }
+    }
+    out
 }
 
 /// cargo's target selector for a test binary label, to rerun one test through `cargo test`; empty when
@@ -76,15 +131,39 @@ pub fn without_cargo_status(stderr: &[u8]) -> Vec<u8> {
         "Locking ",
     ];
     let mut out = Vec::new();
+    // Inside a compiler diagnostic (`warning: …` and its ` --> `, `  |`, `1 | code`, `  = note` lines,
+    // ended by a blank line): build noise, not the test's words.
+    let mut diagnostic = false;
     for l in lines(stderr) {
         let clean = strip_ansi(l);
         let text = String::from_utf8_lossy(&clean);
+        if text.starts_with("warning: ") || text.starts_with("warning[") {
+            diagnostic = true;
+            continue;
+        }
+        if diagnostic {
+            let continued = text.starts_with([' ', '|', '=']) || snippet_line(&text);
+            if text.trim().is_empty() {
+                diagnostic = false;
+                continue;
+            }
+            if continued {
+                continue;
+            }
+            diagnostic = false;
+        }
         if !STATUS.iter().any(|s| text.trim_start().starts_with(s)) {
             out.extend_from_slice(l);
             out.push(b'\n');
         }
     }
     out
+}
+
+/// A diagnostic's source line, `12 | code` or `12 |`.
+fn snippet_line(t: &str) -> bool {
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && t[digits..].trim_start().starts_with('|')
 }
 
 /// A target line (`Running DESC (PATH)` or `Doc-tests NAME`) as (label, crate stem for disambiguation).

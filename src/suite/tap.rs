@@ -3,6 +3,9 @@
 //! blocks (attached to the test before them, which is where bats and Test::More put them), and `Bail
 //! out!`. `prove -v` runs several files and announces each with `FILE .. `: each file is a section, and
 //! the file is the tests' [`TestId::suite`] (bats prints one stream for all its files: suite empty).
+//! Once a file's plan is met, prove's verdict on it (`ok`, or `ok  41 ms …` with `--timer`) is not a
+//! test; `Dubious, test returned N` on a file with no failing test (it died, or exited non-zero after
+//! passing) fails the run, as it fails prove.
 //! A test's name is its description (`#N` when it has none; a repeated description gets ` #N`).
 
 use std::collections::HashSet;
@@ -23,7 +26,16 @@ struct Section {
     /// The planned count and whether the plan came before any test.
     plan: Option<(usize, bool)>,
     tests: usize,
+    /// Tests that failed (not TODO).
+    failed: usize,
     names: HashSet<String>,
+}
+
+impl Section {
+    /// Every planned test was reported: what prove prints next is its verdict on the file.
+    fn plan_met(&self) -> bool {
+        self.plan.is_some_and(|(n, _)| self.tests >= n)
+    }
 }
 
 /// The streaming parser: feed lines with [`TapParser::line`], then [`TapParser::finish`].
@@ -36,6 +48,8 @@ pub struct TapParser {
     last: Option<usize>,
     in_yaml: bool,
     bailed: bool,
+    /// prove said a file exited non-zero (`Dubious, test returned N`).
+    dubious: bool,
     line_no: usize,
 }
 
@@ -60,6 +74,27 @@ impl TapParser {
         if let Some(file) = prove_header(line) {
             self.close_section();
             self.section = Section { suite: file.to_string(), ..Default::default() };
+            return Ok(());
+        }
+        if !self.section.suite.is_empty() && self.section.plan_met() && prove_verdict(line) {
+            // prove's verdict on the file it just ran (`ok`, with --timer `ok  2 ms (…)`): not a test.
+            self.last = None;
+            return Ok(());
+        }
+        if let Some(code) =
+            line.strip_prefix("Dubious, test returned ").filter(|_| !self.section.suite.is_empty())
+        {
+            // Test::More exits with its count of failures, which the failing tests already say; a file
+            // that exits non-zero with no failing test (it died, or its END block failed) is prove's
+            // failure all the same, and tmr's.
+            if self.section.failed == 0 {
+                let code = code.split_once(' ').map_or(code, |(c, _)| c);
+                let file = &self.section.suite;
+                self.run.problems.push(format!("{file}: exited with status {code} (prove fails the file)"));
+                self.dubious = true;
+            }
+            self.last = None;
+            self.run.stray.push_line(raw);
             return Ok(());
         }
         if let Some(rest) = line.strip_prefix("1..") {
@@ -98,7 +133,8 @@ impl TapParser {
     /// Ends the parse: complete when every section's plan was met and nobody bailed out.
     pub fn finish(mut self) -> SuiteRun {
         self.close_section();
-        self.run.complete = !self.bailed && self.sections > 0 && self.planned_sections == self.sections;
+        self.run.complete =
+            !self.bailed && !self.dubious && self.sections > 0 && self.planned_sections == self.sections;
         if self.sections == 0 {
             self.run.problems.push("no TAP plan or test line: the runner reported no test results".into());
         }
@@ -151,6 +187,9 @@ impl TapParser {
                     .push(format!("line {}: test {number} is beyond the plan 1..{plan}", self.line_no));
             }
         }
+        if outcome == TestOutcome::Fail {
+            self.section.failed += 1;
+        }
         let suite = self.section.suite.clone();
         self.run.results.push(TestResult::new(TestId::new(suite, name), outcome));
         self.last = Some(self.run.results.len() - 1);
@@ -200,10 +239,31 @@ fn split_directive(s: &str) -> (String, String) {
     (s.trim().to_string(), String::new())
 }
 
+/// prove -v's verdict line on a file whose tests all passed: `ok`, or with `--timer` `ok   2 ms (…)`.
+/// (A failing file's verdict, `Failed 1/2 subtests`, is no TAP line and needs no care.)
+fn prove_verdict(line: &str) -> bool {
+    let Some(rest) = line.trim_end().strip_prefix("ok") else { return false };
+    if rest.is_empty() {
+        return true;
+    }
+    let rest = rest.trim_start();
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    line.as_bytes().get(2) == Some(&b' ') && digits > 0 && rest[digits..].starts_with(" ms")
+}
+
 /// prove's `FILE .. ` line that starts each file's section in verbose mode.
 fn prove_header(line: &str) -> Option<&str> {
     let t = line.trim_end();
-    let file = t.strip_suffix(" ..")?;
+    // `--timer` starts the line with the wall-clock time, `[21:14:18] `: not part of the file's name.
+    let t = match t.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((clock, rest)) if clock.len() == 8 && clock.bytes().all(|b| b.is_ascii_digit() || b == b':') => {
+            rest
+        }
+        _ => t,
+    };
+    // prove pads the dots to its longest file name: `t/a.t ..... `, `t/long_name.t .. `.
+    let dots = t.len() - t.trim_end_matches('.').len();
+    let file = t.trim_end_matches('.').strip_suffix(' ').filter(|_| dots >= 2)?.trim_end();
     let plain = !file.is_empty() && !file.starts_with([' ', '#']) && test_line(file).is_none();
-    plain.then_some(file.trim_end_matches('.').trim_end())
+    plain.then_some(file)
 }

@@ -203,3 +203,24 @@ fn cargo_status_lines_are_not_a_tests_output() {
     assert!(kept.contains("expected 42, got 41\n"), "{kept}");
     assert!(!kept.contains("Compiling") && !kept.contains("Running"), "{kept}");
 }
+
+#[test]
+fn nocapture_failure_gets_its_panic_block_and_warnings_are_build_noise() {
+    // cargo test -- --nocapture in a crate with a compiler warning: the failing test has no section in
+    // stdout; its panic is on stderr, after cargo's warnings and status lines.
+    let stdout = data("cargo-test-nocapture-warnings.stdout");
+    let stderr = data("cargo-test-nocapture-warnings.stderr");
+    let run = parse(&stdout, &stderr).unwrap();
+    assert!(run.complete, "{run:#?}");
+    let suite = "unittests src/lib.rs";
+    assert_eq!(outcome(&run, suite, "tests::fails"), TestOutcome::Fail);
+    let out = text(&run, suite, "tests::fails");
+    assert!(out.starts_with("thread 'tests::fails'"), "{out}");
+    assert!(out.contains("expected 42, got 41"), "{out}");
+    assert!(!out.contains("warning") && !out.contains("error: test failed"), "{out}");
+    assert!(text(&run, suite, "tests::passes").is_empty());
+
+    let loose = String::from_utf8(without_cargo_status(&stderr)).unwrap();
+    assert!(loose.trim_start().starts_with("thread 'tests::fails'"), "{loose}");
+    assert!(!loose.contains("warning") && !loose.contains("unused_warning"), "{loose}");
+}

@@ -93,3 +93,40 @@ fn nothing_printed_is_incomplete() {
     let run = parse(b"\x00\xff garbage\n").unwrap();
     assert!(!run.complete && run.results.is_empty());
 }
+
+#[test]
+fn prove_passing_files_verdict_ok_is_not_a_test() {
+    // prove -v ends each passing file with a bare `ok`: its verdict on the file, not TAP test N+1.
+    let run = parse(&data("prove-passing.txt")).unwrap();
+    assert!(run.complete, "{run:#?}");
+    assert!(run.problems.is_empty(), "{:?}", run.problems);
+    assert_eq!(run.results.len(), 10, "{:#?}", run.results);
+    assert_eq!(outcome(&run, "t/pass.t", "two"), TestOutcome::Pass);
+    assert_eq!(outcome(&run, "t/plan_last.t", "first"), TestOutcome::Pass);
+    assert_eq!(outcome(&run, "t/todo_skip.t", "#1"), TestOutcome::Skip);
+    assert_eq!(outcome(&run, "t/todo_skip.t", "todo failing"), TestOutcome::Skip);
+    assert_eq!(outcome(&run, "t/todo_skip.t", "todo passing"), TestOutcome::Pass);
+    assert!(run.results.iter().all(|r| r.outcome.is_good()), "{:#?}", run.results);
+}
+
+#[test]
+fn prove_timer_verdict_and_header_clock() {
+    let run = parse(&data("prove-timer.txt")).unwrap();
+    assert!(run.complete, "{run:#?}");
+    assert_eq!(run.results.len(), 2, "{:#?}", run.results);
+    // The clock in `[21:14:47] t/pass.t ..` differs per replica: it must not be part of the file's name.
+    assert_eq!(outcome(&run, "t/pass.t", "one"), TestOutcome::Pass);
+}
+
+#[test]
+fn prove_dubious_files_make_the_run_fail() {
+    let run = parse(&data("prove-dubious.txt")).unwrap();
+    assert!(!run.complete, "{run:#?}");
+    let problems = run.problems.join("\n");
+    assert!(problems.contains("t/bad_exit.t: exited with status 3"), "{problems}");
+    assert!(problems.contains("t/dies.t: exited with status 255"), "{problems}");
+    assert!(problems.contains("t/dies.t: planned 3 tests, reported 1"), "{problems}");
+    assert_eq!(outcome(&run, "t/bad_exit.t", "fine"), TestOutcome::Pass);
+    assert_eq!(outcome(&run, "t/pass.t", "two"), TestOutcome::Pass);
+    assert!(!problems.contains("beyond the plan"), "{problems}");
+}

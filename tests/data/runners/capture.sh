@@ -65,6 +65,10 @@ TMR_FIXTURE_HANG=1 timeout -s KILL 5 bats suite.bats >"$here/bats-hang-killed.ta
 cd "$suites/prove"
 prove -v t/ >"$here/prove.stdout" 2>"$here/prove.stderr"
 prove -v --merge t/ >"$here/prove-merged.txt" 2>&1
+cd "$suites/prove-files"
+prove -v --merge t/ >"$here/prove-passing.txt" 2>&1
+prove -v --merge --timer t/pass.t t/skip_all.t >"$here/prove-timer.txt" 2>&1
+TMR_FIXTURE_BAD_EXIT=1 TMR_FIXTURE_DIE=1 prove -v --merge t/ >"$here/prove-dubious.txt" 2>&1
 
 # go (Debian's golang-go, 1.19) when present.
 if command -v go >/dev/null; then
@@ -77,3 +81,8 @@ if command -v go >/dev/null; then
     go test -json -run '^TestGroup$/^second_case$' . >"$here/go-test-rerun.json" 2>&1
 fi
 exit 0
+
+# cargo-test-nocapture-warnings.{stdout,stderr}: captured once by hand in a scratch crate (src/lib.rs:
+# `pub fn unused_warning() { let x = 5; }` for a compiler warning, a passing test printing a line, and
+# `fails`: println!("computing the answer"); assert_eq!(41, 42, "expected 42, got 41")), with
+# RUST_BACKTRACE=1: `cargo test -- --nocapture >…stdout 2>…stderr`.

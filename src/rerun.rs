@@ -11,7 +11,7 @@ use crate::config::{Config, RerunMode};
 use crate::events::{Event, Reporter};
 use crate::fingerprint::{Fingerprint, Key, Outcome};
 use crate::replica::{BatchOpts, Control, Job, RunRecord, Runner};
-use crate::report::{ClassReport, OutcomeEntry, RunEntry, StreamEntry};
+use crate::report::{ClassReport, OutcomeEntry, RunClass, RunEntry, StreamEntry};
 
 pub struct Reruns {
     pub verdict: Verdict<Key>,
@@ -24,6 +24,8 @@ pub struct Reruns {
     pub time_budget: Duration,
     /// Why reruns were not run or stopped short, when it is not the classifier's doing.
     pub note: Option<String>,
+    /// tmr's own stop signal came: the class is `interrupted`, whatever the classifier had seen.
+    pub interrupted: bool,
 }
 
 /// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
@@ -42,15 +44,21 @@ pub fn settle(
     reporter: &mut dyn Reporter,
 ) -> Result<Reruns> {
     let c = &config.classify;
-    let keys = initial_keys.to_vec();
+    // A replica tmr's own stop signal ended says nothing about the command: it is left out, as hunt and
+    // `tmr test` leave theirs out.
+    let kept: Vec<usize> = (0..initial.len()).filter(|&i| !initial[i].stopped).collect();
+    let keys: Vec<Key> = kept.iter().map(|&i| initial_keys[i]).collect();
     let mut samples: Vec<(Key, Fingerprint)> = Vec::new();
-    for (k, r) in keys.iter().zip(initial) {
+    for (k, r) in keys.iter().zip(kept.iter().map(|&i| &initial[i])) {
         if !samples.iter().any(|(s, _)| s == k) {
             samples.push((*k, r.fingerprint()));
         }
     }
     let voted = crate::vote::vote(&keys);
-    let winner = voted.majority().map(|g| initial[representative(initial, &g.members)].outcome);
+    let winner = voted.majority().map(|g| {
+        let members: Vec<usize> = g.members.iter().map(|&m| kept[m]).collect();
+        initial[representative(initial, &members)].outcome
+    });
     let majority_failed = winner.is_some_and(|o| !o.is_success());
     let exec_failed = matches!(winner, Some(Outcome::FailedToStart { .. }));
     let mut classifier = Classifier::new(
@@ -95,6 +103,9 @@ pub fn settle(
             reporter.event(&Event::RerunRoundStarted { round, size })?;
             let round_began = harness.now();
             swept += harness.run_jobs(&mut jobs.into_iter(), &opts, &mut |rec| {
+                if rec.stopped {
+                    return Ok(Control::Stop);
+                }
                 let fp = rec.fingerprint();
                 let key = key_of(&rec);
                 if !samples.iter().any(|(s, _)| *s == key) {
@@ -119,6 +130,7 @@ pub fn settle(
         spent: harness.now().saturating_duration_since(began),
         time_budget,
         note,
+        interrupted: harness.interrupted().is_some(),
     })
 }
 
@@ -163,7 +175,7 @@ impl Reruns {
             })
             .collect();
         ClassReport {
-            class: v.class,
+            class: if self.interrupted { RunClass::Interrupted } else { v.class.into() },
             reruns: v.reruns,
             budget: v.budget,
             confidence: v.confidence,

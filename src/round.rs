@@ -90,7 +90,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
     }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
-    let voted = vote(&keys);
+    let voted = vote_finished(&keys, &records);
     tell_round(&mut reporters, &records, &voted)?;
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
@@ -171,12 +171,17 @@ pub fn execute(config: &Config) -> Result<i32> {
     });
     swept += reruns.swept;
     let slurm = cluster.map(|c| slurm_report(&c, &harness, config, &records, &voted, &reruns.runs));
-    let classification = reruns.report(config);
+    let mut classification = reruns.report(config);
 
     harness.check_stop();
+    if harness.interrupted.is_some() {
+        classification.class = report::RunClass::Interrupted;
+    }
+    let failing_class =
+        config.classify.fail_on.iter().any(|&c| report::RunClass::from(c) == classification.class);
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
-        None if config.classify.fail_on.contains(&classification.class) => exit::FAILING_CLASS,
+        None if failing_class => exit::FAILING_CLASS,
         None => choose_exit_code(config, &records, &voted),
     };
     let mut report = build_report(
@@ -447,6 +452,26 @@ fn build_report(
     }
 }
 
+/// The vote among the replicas that ended on their own: a replica that tmr's own stop signal ended is
+/// no evidence about the command, so it has no vote (as in hunt and `tmr test`). A majority must still
+/// be a strict majority of all N replicas.
+fn vote_finished(keys: &[Key], records: &[RunRecord]) -> Vote<Key> {
+    let kept: Vec<usize> = (0..keys.len()).filter(|&i| !records[i].stopped).collect();
+    if kept.len() == keys.len() {
+        return vote(keys);
+    }
+    let finished: Vec<Key> = kept.iter().map(|&i| keys[i]).collect();
+    let mut voted = vote(&finished);
+    for g in &mut voted.groups {
+        for m in &mut g.members {
+            *m = kept[*m];
+        }
+    }
+    voted.winner = voted.winner.filter(|&w| 2 * voted.groups[w].members.len() > keys.len());
+    voted.replicas = keys.len();
+    voted
+}
+
 /// The voted round as events: each replica as it is recorded, then the vote.
 fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<Key>) -> Result<()> {
     for r in records {
@@ -457,13 +482,16 @@ fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<K
 
 fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
     let replica_of = |i: &usize| records[*i].job.replica;
+    // Replicas ended by tmr's stop signal did not vote: the round was interrupted, whatever the rest said.
+    let interrupted = records.iter().any(|r| r.stopped);
     VoteEntry {
         result: match (voted.unanimous(), voted.majority().is_some()) {
+            _ if interrupted => "interrupted",
             (true, _) => "unanimous",
             (false, true) => "majority",
             (false, false) => "no-majority",
         },
-        unanimous: voted.unanimous(),
+        unanimous: voted.unanimous() && !interrupted,
         majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
         winner: voted
             .majority()

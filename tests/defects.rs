@@ -569,3 +569,52 @@ fn the_callers_stdin_offset_ends_where_the_winner_stopped_reading() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "line1\nline2\nline3\n");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// tmr's own stop signal is not the command's outcome
+// ---------------------------------------------------------------------------------------------------------
+
+/// Run `script` under tmr with every report (JSON, JUnit, GitHub), wait for `ready` (a file the script
+/// touches), send SIGINT to tmr and return its exit code and the three reports.
+fn interrupted_reports(script: &str, ready: &str) -> (Option<i32>, serde_json::Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit, md) = (dir.path().join("r.json"), dir.path().join("j.xml"), dir.path().join("s.md"));
+    let mut cmd = tmr_std();
+    cmd.env("D", dir.path()).env("GITHUB_STEP_SUMMARY", &md).arg("--github").arg("--junit").arg(&junit);
+    cmd.args(["--format", "json", "-o"]).arg(&json).args(["--", "sh", "-c", script]);
+    let mut running = spawn(&mut cmd, Input::Null);
+    wait_for_file_while(&dir.path().join(ready), &mut running);
+    send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(TIMEOUT);
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    (out.status.code(), v, fs::read_to_string(&junit).unwrap(), fs::read_to_string(&md).unwrap())
+}
+
+/// Ctrl-C during the reruns of a unanimous failure used to make SIGINT an outcome of the reruns and the
+/// run `nondeterministic`; Ctrl-C during the voted round made it `deterministic` or `transient`. Each is
+/// now `interrupted`, with no SIGINT outcome and no flaky or deterministic claim in any report.
+#[test]
+fn a_run_ended_by_ctrl_c_is_interrupted_in_every_report() {
+    for (script, ready) in [
+        // The voted round fails unanimously; the reruns wait to be interrupted.
+        (r#"if [ "$TMR_ROUND" != 0 ]; then touch "$D/up.$TMR_REPLICA"; exec sleep 30; fi; exit 3"#, "up.0"),
+        // Every replica of the voted round is interrupted.
+        (r#"touch "$D/up.$TMR_REPLICA"; exec sleep 30"#, "up.2"),
+        // Replica 0 passes; the two others are interrupted (they used to win the vote).
+        (r#"[ "$TMR_REPLICA" = 0 ] && exit 0; touch "$D/up.$TMR_REPLICA"; exec sleep 30"#, "up.2"),
+    ] {
+        let (code, v, junit, md) = interrupted_reports(script, ready);
+        assert_eq!(code, Some(130), "{script}: {v}");
+        assert_eq!(v["classification"]["class"], "interrupted", "{script}: {v}");
+        let outcomes = v["classification"]["outcomes"].to_string();
+        assert!(!outcomes.contains("SIGINT"), "{script}: SIGINT voted or classified: {outcomes}");
+        assert!(v["classification"]["rerun_runs"].to_string().find("SIGINT").is_none(), "{script}: {v}");
+        assert_ne!(v["vote"]["result"], "majority", "{script}: {v}");
+        for word in ["deterministic", "transient", "flaky"] {
+            assert!(!junit.contains(&format!("type=\"{word}")), "{script}: {junit}");
+            assert!(!md.contains(word), "{script}: {md}");
+        }
+        assert!(junit.contains("interrupted"), "{script}: {junit}");
+        assert!(md.contains("interrupted"), "{script}: {md}");
+    }
+}

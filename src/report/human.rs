@@ -2,8 +2,7 @@
 //! replicas agree; on disagreement, per dissenter what differed, the first differing line, and a hint.
 //! Pure: report in, text out.
 
-use super::{ClassReport, Dissent, RunEntry, RunReport};
-use crate::classify::Class;
+use super::{ClassReport, Dissent, RunClass, RunEntry, RunReport};
 use crate::fingerprint::Outcome;
 
 pub struct Style {
@@ -69,10 +68,10 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
     let class = r.classification.class;
     let label = match class {
-        Class::None => String::new(),
-        Class::Transient => format!("{} · ", style.paint(palette::WARN, "transient")),
-        Class::Nondeterministic => format!("{} · ", style.paint(palette::FLAKY, "nondeterministic")),
-        Class::Deterministic => format!("{} · ", style.paint(palette::BAD, "deterministic")),
+        RunClass::None | RunClass::Interrupted => String::new(),
+        RunClass::Transient => format!("{} · ", style.paint(palette::WARN, "transient")),
+        RunClass::Nondeterministic => format!("{} · ", style.paint(palette::FLAKY, "nondeterministic")),
+        RunClass::Deterministic => format!("{} · ", style.paint(palette::BAD, "deterministic")),
     };
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
@@ -295,22 +294,22 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
     }
     let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
     match c.class {
-        Class::None if r.vote.winner.is_none() => {
+        RunClass::None if r.vote.winner.is_none() => {
             out.push("  not rerun: why the replicas differ is unsettled (raise --reruns/--rerun-budget)".into())
         }
-        Class::None => {}
-        Class::Transient if c.reruns == 0 => out.push(
+        RunClass::None | RunClass::Interrupted => {}
+        RunClass::Transient if c.reruns == 0 => out.push(
             "  not rerun: the odd outcome is taken for a one-off fault, unconfirmed (raise --reruns/--rerun-budget)"
                 .into(),
         ),
-        Class::Transient if r.vote.winner.is_none() => {
+        RunClass::Transient if r.vote.winner.is_none() => {
             let emerged = c.emerged.and_then(|i| c.outcomes.get(i)).map(|o| o.describe());
             out.push(format!(
                 "  the reruns all gave one outcome{}: the voted round's others never came back ({spent})",
                 emerged.map(|e| format!(" ({e})")).unwrap_or_default()
             ));
         }
-        Class::Transient => {
+        RunClass::Transient => {
             let mut s = format!(
                 "  the odd outcome never came back in {} rerun(s): a one-off fault, masked by the vote; \
                  if it is a flake, its rate is below {bound} ({conf} confidence; {spent})",
@@ -325,15 +324,15 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
             }
             out.push(s);
         }
-        Class::Deterministic if c.exec_failed => out.push(
+        RunClass::Deterministic if c.exec_failed => out.push(
             "  the command could not be executed: no rerun can change that, so none was spent".into(),
         ),
-        Class::Deterministic => out.push(format!(
+        RunClass::Deterministic => out.push(format!(
             "  failed the same way in all {} runs: a deterministic bug; if it ever passes, it does so in \
              under {bound} of runs ({conf} confidence; {spent}; --reruns/--rerun-budget buy a stronger claim)",
             c.observations
         )),
-        Class::Nondeterministic => {
+        RunClass::Nondeterministic => {
             if c.unstable {
                 out.push(format!(
                     "  every run differed from every other ({spent}): unstable output: consider --mask/--compare"

@@ -118,10 +118,47 @@ pub struct RegionEntry {
     pub blake3: String,
 }
 
+/// A run's class: the classifier's, or `interrupted` when tmr's own stop signal (Ctrl-C, SIGTERM, a
+/// closed stdout) ended it. Runs cut short by that signal say nothing about the command, so an
+/// interrupted run makes no flaky or deterministic claim. Kept apart from `classify::Class`, which
+/// `tmr test` shares, because only a whole run is interrupted, never one test's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunClass {
+    None,
+    Transient,
+    Nondeterministic,
+    Deterministic,
+    Interrupted,
+}
+
+impl RunClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunClass::Interrupted => "interrupted",
+            RunClass::None => Class::None.name(),
+            RunClass::Transient => Class::Transient.name(),
+            RunClass::Nondeterministic => Class::Nondeterministic.name(),
+            RunClass::Deterministic => Class::Deterministic.name(),
+        }
+    }
+}
+
+impl From<Class> for RunClass {
+    fn from(c: Class) -> Self {
+        match c {
+            Class::None => RunClass::None,
+            Class::Transient => RunClass::Transient,
+            Class::Nondeterministic => RunClass::Nondeterministic,
+            Class::Deterministic => RunClass::Deterministic,
+        }
+    }
+}
+
 /// The class of the run and the rerun evidence behind it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassReport {
-    pub class: Class,
+    pub class: RunClass,
     pub reruns: usize,
     pub budget: usize,
     pub confidence: f64,
@@ -459,7 +496,7 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         delivered: true,
         output: OutputReport::spooled(),
         classification: ClassReport {
-            class: Class::None,
+            class: RunClass::None,
             reruns: 0,
             budget: 0,
             confidence: 0.95,

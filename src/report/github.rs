@@ -105,4 +105,29 @@ mod tests {
         assert_eq!(first, "### ✅ tmr: `sh -c x\\n\\n<img src=x onerror=alert(1)>\\n# pwned\\r\\n'`", "{md}");
         assert!(md.lines().skip(1).all(|l| !l.contains("img") && !l.contains("pwned")), "{md}");
     }
+
+    /// A unanimous failure used to get the transient sentence ("the odd outcome did not come back"), and
+    /// the table's header said 95% whatever `--confidence` was.
+    #[test]
+    fn a_unanimous_failure_states_its_own_bound_at_the_given_confidence() {
+        let mut r = crate::report::sample_report(&["false"]);
+        r.exit_code = 1;
+        let c = &mut r.classification;
+        (c.class, c.reruns, c.observations, c.confidence) = (RunClass::Deterministic, 29, 32, 0.99);
+        c.odd_rate_bound = Some(0.089);
+        c.outcomes.push(crate::report::OutcomeEntry {
+            outcome: crate::fingerprint::Outcome::Exited { code: 1 },
+            stdout: r.runs[0].stdout.clone(),
+            stderr: r.runs[0].stderr.clone(),
+            initial: 3,
+            reruns: 29,
+            rate: Some(1.0),
+            interval: Some(crate::stats::Interval { lo: 0.9, hi: 1.0 }),
+            majority: true,
+        });
+        let md = render(&r);
+        assert!(!md.contains("odd outcome"), "{md}");
+        assert!(md.contains("failed the same way in all 32 runs"), "{md}");
+        assert!(md.contains("rate (99% CI)") && md.contains("(99% confidence)"), "{md}");
+    }
 }

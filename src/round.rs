@@ -27,7 +27,16 @@ pub fn execute(config: &Config) -> Result<i32> {
     let started = std::time::Instant::now();
     // Checked before any replica starts, so a typo in a report path wastes no run.
     let mut reporters = reporters(config)?;
-    let path = crate::resolve::resolve(&config.command[0])?;
+    let path = match crate::resolve::resolve(&config.command[0]) {
+        Ok(path) => path,
+        Err(err) => {
+            // The report files are still written: a stale report from an earlier run must not stay in
+            // place claiming its result (CI would upload it). They say the command could not start.
+            let report = not_started_report(config, &err, started.elapsed());
+            reporters.event(&Event::RunFinished { report: &report })?;
+            return Err(err.into());
+        }
+    };
     // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
     let checkpoint_dir = config
         .checkpoint
@@ -470,6 +479,33 @@ fn vote_finished(keys: &[Key], records: &[RunRecord]) -> Vote<Key> {
     voted.winner = voted.winner.filter(|&w| 2 * voted.groups[w].members.len() > keys.len());
     voted.replicas = keys.len();
     voted
+}
+
+/// The report of a run whose command could not start (not found: 127, not executable: 126): no replica
+/// ran, and no rerun could change that.
+fn not_started_report(config: &Config, err: &ExitError, wall: std::time::Duration) -> RunReport {
+    let classification = report::ClassReport {
+        class: report::RunClass::Deterministic,
+        reruns: 0,
+        budget: 0,
+        confidence: config.classify.confidence,
+        rerun_mode: "none",
+        settled_early: false,
+        odd_rate_bound: None,
+        observations: 0,
+        exec_failed: true,
+        time_budget_ms: 0.0,
+        spent_ms: 0.0,
+        note: Some(err.message.strip_prefix("tmr: ").unwrap_or(&err.message).to_string()),
+        unstable: false,
+        emerged: None,
+        outcomes: Vec::new(),
+        rerun_runs: Vec::new(),
+    };
+    let mut r = build_report(config, &[], &vote(&[]), Vec::new(), 0, None, classification, err.code);
+    r.vote.result = "not-started";
+    r.wall_ms = wall.as_secs_f64() * 1e3;
+    r
 }
 
 /// The voted round as events: each replica as it is recorded, then the vote.

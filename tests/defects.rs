@@ -618,3 +618,30 @@ fn a_run_ended_by_ctrl_c_is_interrupted_in_every_report() {
         assert!(md.contains("interrupted"), "{script}: {md}");
     }
 }
+
+/// A command that cannot start (127, 126) used to leave the previous run's report files in place, still
+/// saying the run passed: CI uploaded a stale result. They are replaced by a report that says so.
+#[test]
+fn a_command_that_cannot_start_replaces_the_report_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit) = (dir.path().join("s.json"), dir.path().join("s.xml"));
+    let report_args = |cmd: &mut assert_cmd::Command| {
+        cmd.arg("--junit").arg(&junit).args(["--format", "json", "-o"]).arg(&json);
+    };
+    let mut first = tmr();
+    report_args(&mut first);
+    first.args(["-q", "--", "true"]).assert().code(0);
+    for (program, code) in [("tmr-no-such-command", 127), ("/", 126)] {
+        let mut second = tmr();
+        report_args(&mut second);
+        let out = second.args(["--", program]).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert_tmr_error(&out.stderr);
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["exit_code"], code, "{v}");
+        assert_eq!(v["vote"]["result"], "not-started", "{v}");
+        assert_eq!(v["classification"]["exec_failed"], true, "{v}");
+        let xml = fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains("errors=\"1\"") && xml.contains("not-started"), "{xml}");
+    }
+}

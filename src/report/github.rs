@@ -35,6 +35,10 @@ pub fn render(r: &RunReport) -> String {
         ));
     }
     md.push_str("\n\n");
+    if let (true, Some(note)) = (r.runs.is_empty(), &c.note) {
+        md.push_str(&format!("The command could not start: {}\n\n", super::one_line(note).replace('`', "'")));
+        return md;
+    }
     if c.class == RunClass::Interrupted {
         // The runs tmr's own signal ended are no evidence about the command: no table, no claim.
         md.push_str("tmr was stopped before the run could be classified: the runs it cut short say nothing about the command.\n\n");

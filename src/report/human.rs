@@ -37,6 +37,15 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         out.push_str(&s);
         out.push('\n');
     };
+    if r.runs.is_empty() && r.classification.exec_failed {
+        let why = r.classification.note.as_deref().unwrap_or("the command could not be started");
+        line(format!(
+            "{}: {why}: no replica ran, exit {}",
+            style.paint(palette::BAD, "not started"),
+            r.exit_code
+        ));
+        return out;
+    }
     if r.interrupted_by.as_deref() == Some("SIGPIPE") {
         let ended = match r.stopped_replicas {
             0 => "the replicas had finished".to_string(),

@@ -15,6 +15,11 @@ pub fn render(r: &RunReport) -> String {
     let class = r.classification.class;
     let mut status = if r.exit_code == 0 {
         TestCaseStatus::success()
+    } else if let (true, Some(note)) = (r.runs.is_empty(), &r.classification.note) {
+        // The command could not start: an error of the setup, not a failure of the command.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(format!("could not start: {note}: exit {}", r.exit_code)).set_type("not-started");
+        s
     } else if class == RunClass::Interrupted {
         // Not the command's failure: tmr was stopped. An error, not a failure, and no rerun records.
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);

@@ -309,6 +309,16 @@ pub use crate::monitored::{monitor_launcher, monitor_launcher_with};
 /// The report files are checked before any replica starts, so a typo in a path wastes no run.
 fn reporters(config: &Config) -> Result<Reporters> {
     let mut all = Reporters::new();
+    let summary_path = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|_| config.classify.github);
+    let named: Vec<(&str, &std::path::Path)> = [
+        ("-o", config.output.as_deref()),
+        ("--junit", config.classify.junit.as_deref()),
+        ("the GitHub summary ($GITHUB_STEP_SUMMARY)", summary_path.as_deref().map(std::path::Path::new)),
+    ]
+    .into_iter()
+    .filter_map(|(name, p)| Some((name, p?)))
+    .collect();
+    report::check_distinct(&named)?;
     let file = config.output.as_deref().map(report::create_file).transpose()?;
     all.add(Summary::new(config.format, file, config.quiet));
     if let Some(f) = config.classify.junit.as_deref().map(report::create_file).transpose()? {

@@ -645,3 +645,32 @@ fn a_command_that_cannot_start_replaces_the_report_files() {
         assert!(xml.contains("errors=\"1\"") && xml.contains("not-started"), "{xml}");
     }
 }
+
+/// `-o X --junit X` (or either the GitHub summary's file) used to lose one report silently, and `-o -`
+/// created a file named `-`. Both are usage errors now, before anything runs.
+#[test]
+fn two_reports_into_one_file_or_into_dash_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("r.out");
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}", marker.display());
+    let same_s = same.to_str().unwrap();
+    for args in [
+        &["-o", same_s, "--junit", same_s][..],
+        &["--github", "--junit", same_s],
+        &["-o", "-"],
+        &["--junit", "-"],
+    ] {
+        let out = tmr()
+            .current_dir(dir.path())
+            .env("GITHUB_STEP_SUMMARY", &same)
+            .args(args)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", text(&out.stderr));
+        assert_tmr_error(&out.stderr);
+        assert!(!marker.exists(), "{args:?}: the command ran");
+        assert!(!dir.path().join("-").exists(), "{args:?}: a file named - was made");
+    }
+}

@@ -374,8 +374,61 @@ fn cannot_write(path: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Er
     .into()
 }
 
+/// `-` as a report path: a usage error. tmr's stdout carries the command's output, so a report there
+/// would be mixed into it; and a file literally named `-` is never what was meant.
+fn refuse_dash(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        return Err(crate::exit::ExitError {
+            code: crate::exit::TMR_ERROR,
+            message:
+                "tmr: a report cannot go to '-': tmr's stdout carries the command's output (name a file, \
+                      or /dev/stderr)"
+                    .into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The file `path` names, for telling two report paths apart: symlinks and `..` resolved as far as
+/// the file or its directory exists.
+fn identity(path: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Two reports named the same file (`-o X --junit X`, or either the GitHub summary's): one would be lost
+/// under the other, so it is a usage error. `named` pairs each path with the option that gave it.
+pub fn check_distinct(named: &[(&str, &std::path::Path)]) -> anyhow::Result<()> {
+    for (i, (a, pa)) in named.iter().enumerate() {
+        for (b, pb) in &named[..i] {
+            if identity(pa) == identity(pb) {
+                return Err(crate::exit::ExitError {
+                    code: crate::exit::TMR_ERROR,
+                    message: format!(
+                        "tmr: {b} and {a} name the same file ({}): one report would be lost; name two files",
+                        pa.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Check that `path` can be written, without touching what it holds now (see [`ReportFile`]).
 pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
+    refuse_dash(path)?;
     use std::os::unix::fs::PermissionsExt;
     // A symlink is followed, as File::create would: its target is what gets replaced.
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

@@ -125,6 +125,9 @@ pub fn execute(config: &Config) -> Result<i32> {
             out.stderr.bytes = rec.stderr.summary.len.max(err_at);
         }
         out.buffered = config.buffered;
+        // `streamed` means delivered while the replicas ran (README, JSON reports): `--buffered` output
+        // waits for the vote.
+        out.streamed = !config.buffered;
         out
     } else {
         let mut out = report::OutputReport::spooled();

@@ -364,6 +364,9 @@ fn buffered_output_that_no_majority_won_counts_as_not_delivered() {
     assert!(r.stdout.is_empty(), "nothing delivered");
     assert_eq!(r.report["output"]["stdout"]["bytes"], 0, "{}", r.report["output"]);
     assert!(!r.stderr.contains("were delivered"), "{}", r.stderr);
+    // `streamed` is delivery while the replicas ran: --buffered output waits for the vote.
+    assert_eq!(r.report["output"]["streamed"], false, "{}", r.report["output"]);
+    assert_eq!(r.report["output"]["buffered"], true, "{}", r.report["output"]);
 }
 
 /// tmr in a session of its own whose controlling terminal is a fresh pty: a replica that opens /dev/tty

@@ -498,9 +498,34 @@ pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+    let style = ProgressStyle::with_template(template).expect("a valid template").with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate_text(state.per_sec()));
+        },
+    );
+    bar.set_style(style);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// A rate per second in two or three significant digits (`19/s`, `2.4/s`, `0.35/s`): indicatif's
+/// `{per_sec}` prints four decimals (`19.5327/s`), which only flicker.
+pub fn rate_text(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "0/s".into();
+    }
+    let digits = if per_sec >= 100.0 {
+        0
+    } else {
+        // Three significant digits below 100: 19.5, 2.44, 0.353.
+        (2 - per_sec.log10().floor() as i32).clamp(0, 6) as usize
+    };
+    let mut text = format!("{per_sec:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    text + "/s"
 }
 
 pub fn to_json(report: &RunReport) -> String {

@@ -314,8 +314,10 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
         RunClass::Transient if r.vote.winner.is_none() => {
             let emerged = c.emerged.and_then(|i| c.outcomes.get(i)).map(|o| o.describe());
             out.push(format!(
-                "  the reruns all gave one outcome{}: the voted round's others never came back ({spent})",
-                emerged.map(|e| format!(" ({e})")).unwrap_or_default()
+                "  the reruns all gave one outcome{}: the voted round's others never came back in {} rerun(s); \
+                 if they are a flake, its rate is below {bound} ({conf} confidence; {spent})",
+                emerged.map(|e| format!(" ({e})")).unwrap_or_default(),
+                c.observations
             ));
         }
         RunClass::Transient => {
@@ -626,5 +628,24 @@ mod tests {
         assert!(text.contains("no majority: exit 120"), "{text}");
         assert!(text.contains("--mask"), "{text}");
         assert!(text.contains('\x1b'));
+    }
+
+    /// With no majority, an outcome that won a few reruns made the others `transient` on a bound nobody
+    /// was told (52.7% after the 4 reruns of `-n 2`): the bound is stated.
+    #[test]
+    fn a_transient_split_states_the_bound_its_reruns_bought() {
+        let mut r = crate::report::sample_report(&["x"]);
+        (r.replicas, r.exit_code) = (2, 120);
+        r.vote.winner = None;
+        r.vote.unanimous = false;
+        r.vote.majority = None;
+        r.vote.groups = vec![vec![0], vec![1]];
+        let c = &mut r.classification;
+        (c.class, c.reruns, c.observations, c.odd_rate_bound) = (RunClass::Transient, 4, 4, Some(0.527));
+        let text = render(&r, &Style { color: false });
+        assert!(
+            text.contains("in 4 rerun(s); if they are a flake, its rate is below 52.7% (95.0% confidence"),
+            "{text}"
+        );
     }
 }

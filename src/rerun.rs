@@ -1,6 +1,7 @@
 //! Settling a run's class by re-running it: drives the pure [`Classifier`] with fresh executions from the
 //! harness until it is settled or the budget is spent, telling each round and execution as events, and
-//! turns its verdict into report data.
+//! turns its verdict into report data. Executions that tmr's own stop signal ended are no evidence: they
+//! are not recorded, and the verdict becomes `interrupted` in the report.
 
 use std::time::Duration;
 
@@ -327,5 +328,65 @@ mod tests {
                 "replica-finished round 2 replica 0: exit 0",
             ]
         );
+    }
+
+    /// tmr's own stop signal during the first round of reruns: each execution it ends is `stopped`.
+    struct StoppedInReruns(Fake);
+
+    impl Runner for StoppedInReruns {
+        fn run_jobs(
+            &mut self,
+            jobs: &mut dyn Iterator<Item = Job>,
+            opts: &BatchOpts,
+            sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
+        ) -> Result<usize> {
+            self.0.interrupted = Some(libc::SIGINT);
+            self.0.run_jobs(jobs, opts, &mut |mut rec| {
+                rec.stopped = true;
+                rec.outcome = crate::fingerprint::Outcome::Signaled { signal: libc::SIGINT };
+                sink(rec)
+            })
+        }
+        fn interrupted(&self) -> Option<i32> {
+            self.0.interrupted
+        }
+        fn stdin_replayable(&self) -> bool {
+            true
+        }
+        fn now(&self) -> std::time::Instant {
+            self.0.now()
+        }
+        fn clock(&self) -> crate::replica::Clock {
+            self.0.clock()
+        }
+    }
+
+    /// Reruns ended by tmr's Ctrl-C used to be counted as a SIGINT outcome that "came back", making a
+    /// unanimous failure `nondeterministic`. They are not recorded, and the class is `interrupted`.
+    #[test]
+    fn reruns_ended_by_tmrs_stop_signal_are_no_evidence() {
+        let config = config(&[]);
+        let records: Vec<RunRecord> =
+            (0..3).map(|i| record(Job { replica: i, replicas: 3, round: 0 }, 3)).collect();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let mut runner = StoppedInReruns(Fake::new(1, |_| 3));
+        let opts = crate::round::batch_opts(&config);
+        let mut nobody = crate::events::Nobody;
+        let r = settle(
+            &config,
+            &mut runner,
+            &keys,
+            &records,
+            Duration::from_millis(1),
+            opts,
+            &key_of,
+            &mut nobody,
+        )
+        .unwrap();
+        assert!(r.runs.is_empty(), "{:?}", r.runs);
+        let report = r.report(&config);
+        assert_eq!(report.class, RunClass::Interrupted);
+        assert!(report.outcomes.iter().all(|o| o.outcome == crate::fingerprint::Outcome::Exited { code: 3 }));
     }
 }

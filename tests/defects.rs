@@ -157,9 +157,11 @@ fn a_closed_stderr_changes_no_exit_code() {
     assert_eq!(out.status.code(), Some(127));
 }
 
-/// `-o` and `--junit` used to truncate both files before the command was even found.
+/// `-o` and `--junit` used to truncate both files before the command was even found; then they were left
+/// alone, still holding the previous run's result for CI to upload. Now a run whose command cannot start
+/// replaces them whole (never truncated half-way) with a report that says so, keeping each file's mode.
 #[test]
-fn a_run_that_never_starts_leaves_existing_reports_alone() {
+fn a_run_that_never_starts_replaces_existing_reports_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (json, xml) = (dir.path().join("keep.json"), dir.path().join("keep.xml"));
     fs::write(&json, "old json\n").unwrap();
@@ -170,11 +172,12 @@ fn a_run_that_never_starts_leaves_existing_reports_alone() {
         .arg(&json)
         .arg("--junit")
         .arg(&xml)
-        .args(["--", "no-such-cmd-tmr-test"])
+        .args(["--format", "json", "--", "no-such-cmd-tmr-test"])
         .assert()
         .code(127);
-    assert_eq!(fs::read_to_string(&json).unwrap(), "old json\n");
-    assert_eq!(fs::read_to_string(&xml).unwrap(), "old xml\n");
+    assert!(fs::read_to_string(&json).unwrap().contains("\"not-started\""));
+    assert!(fs::read_to_string(&xml).unwrap().contains("not-started"));
+    assert_eq!(fs::metadata(&json).unwrap().permissions().mode() & 0o777, 0o640);
     let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temporary file is left behind: {leftovers:?}");
 

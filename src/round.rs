@@ -99,7 +99,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
     }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
-    let voted = vote_finished(&keys, &records);
+    let voted = vote_finished(&keys, &records, config.replicas);
     tell_round(&mut reporters, &records, &voted)?;
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
@@ -476,8 +476,8 @@ fn build_report(
 
 /// The vote among the replicas that ended on their own: a replica that tmr's own stop signal ended is
 /// no evidence about the command, so it has no vote (as in hunt and `tmr test`). A majority must still
-/// be a strict majority of all N replicas.
-fn vote_finished(keys: &[Key], records: &[RunRecord]) -> Vote<Key> {
+/// be a strict majority of all `n` replicas (sequential replicas after the signal never started).
+fn vote_finished(keys: &[Key], records: &[RunRecord], n: usize) -> Vote<Key> {
     let kept: Vec<usize> = (0..keys.len()).filter(|&i| !records[i].stopped).collect();
     if kept.len() == keys.len() {
         return vote(keys);
@@ -489,7 +489,8 @@ fn vote_finished(keys: &[Key], records: &[RunRecord]) -> Vote<Key> {
             *m = kept[*m];
         }
     }
-    voted.winner = voted.winner.filter(|&w| 2 * voted.groups[w].members.len() > keys.len());
+    let n = n.max(keys.len());
+    voted.winner = voted.winner.filter(|&w| 2 * voted.groups[w].members.len() > n);
     voted.replicas = keys.len();
     voted
 }
@@ -604,5 +605,28 @@ mod tests {
                 "run-finished exit 0",
             ]
         );
+    }
+
+    /// Replicas tmr's own stop signal ended have no vote: two of three stopped used to win it as a
+    /// majority; the one that finished is no majority of three either.
+    #[test]
+    fn replicas_stopped_by_tmr_have_no_vote() {
+        let mut records: Vec<RunRecord> = (0..3)
+            .map(|i| {
+                crate::replica::fake::record(
+                    Job { replica: i, replicas: 3, round: 0 },
+                    i32::from(i > 0) * 130,
+                )
+            })
+            .collect();
+        records[1].stopped = true;
+        records[2].stopped = true;
+        let compare = crate::fingerprint::Compare { exit: true, stdout: true, stderr: false, mem: false };
+        let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(compare)).collect();
+        let voted = vote_finished(&keys, &records, 3);
+        assert!(voted.majority().is_none());
+        assert_eq!(voted.groups.iter().map(|g| g.members.clone()).collect::<Vec<_>>(), [vec![0]]);
+        let entry = vote_entry(&records, &voted);
+        assert_eq!((entry.result, entry.unanimous), ("interrupted", false));
     }
 }

@@ -105,6 +105,12 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     if harness.interrupted.is_some() {
         return Ok(exit::for_signal(harness.interrupted.unwrap_or(libc::SIGINT)));
     }
+    if !golden.outcome.is_success() {
+        crate::text::say(&format!(
+            "tmr campaign: {}",
+            crate::report::campaign::golden_failed_warning(&golden.outcome)
+        ));
+    }
     let golden_fp = golden.fingerprint();
     let golden_key = Compare { mem: false, ..compare };
     let golden_entry = GoldenEntry {
@@ -456,5 +462,36 @@ mod tests {
         assert_eq!(categorize(&f), Category::DetectedCorrected);
         f.injected = false;
         assert_eq!(categorize(&f), Category::NotInjected);
+    }
+
+    /// A campaign with no fault injected used to conclude "none escaped: every fault was masked or
+    /// corrected", and a golden run that failed went unremarked.
+    #[test]
+    fn a_campaign_without_injected_faults_claims_nothing_and_a_failing_golden_run_is_flagged() {
+        let argv = ["tmr", "campaign", "--trials", "1", "true"].map(std::ffi::OsString::from);
+        let crate::cli::Parsed::Campaign(cfg) = crate::cli::parse(argv) else { panic!("bad arguments") };
+        let golden = GoldenEntry {
+            outcome: Outcome::Exited { code: 3 },
+            stdout_bytes: 0,
+            stdout_xxh128: "0".repeat(32),
+            wall_ms: 1.0,
+        };
+        let trial = TrialEntry {
+            trial: 0,
+            category: Category::NotInjected,
+            spec: String::new(),
+            replica: 0,
+            injected: None,
+            error: Some("the run ended before the fault".into()),
+            faulty_outcome: Outcome::Exited { code: 3 },
+        };
+        let report = build(&cfg, golden, vec![trial], "completed".into(), Duration::from_secs(1), 0);
+        let text = crate::report::campaign::render(&report);
+        assert!(!text.contains("none escaped"), "{text}");
+        assert!(text.contains("no fault was injected in 1 trial:"), "{text}");
+        assert!(
+            text.contains("1 trial of") && text.contains("warning: the golden run failed (exit 3)"),
+            "{text}"
+        );
     }
 }

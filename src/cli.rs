@@ -875,7 +875,7 @@ EXAMPLES
   tmr hunt --runs 1000 --compare exit,stdout --mask 'took [0-9.]+s' -- ./job
 
 A run fails when it does not exit 0 (or, with --compare including stdout/stderr, when its output \
-differs from the first passing run's).
+differs from the lowest-numbered passing run's).
 Exit status: 0 when every run passed, 1 when any failed, 125 on tmr's own errors, 130/143/129 when \
 stopped by a signal.
 ";
@@ -909,8 +909,16 @@ struct HuntArgs {
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
 
-    /// Which results define an outcome, comma-separated; outputs are compared with the first run's.
-    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit")]
+    /// Which results define an outcome, comma-separated (exit, stdout, stderr); outputs are compared
+    /// with the lowest-numbered passing run's. (`mem` is refused: hunt runs are not traced.)
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "exit",
+        hide_possible_values = true
+    )]
     compare: Vec<Field>,
 
     /// Regex blanked out of each compared line (repeatable).
@@ -1061,8 +1069,15 @@ classified: rerun it with `tmr hunt` on the dissenting machine.\n\n{}", exit::VO
     override_usage = "tmr vote [OPTIONS] RECORD RECORD...",
 )]
 struct VoteArgs {
-    /// What defines an outcome, comma-separated.
-    #[arg(long, value_name = "FIELDS", value_enum, value_delimiter = ',', default_value = "exit,stdout")]
+    /// What defines an outcome, comma-separated (exit, stdout, stderr; records hold no memory).
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "exit,stdout",
+        hide_possible_values = true
+    )]
     compare: Vec<Field>,
 
     /// Exit 121 when any record disagreed with the majority.

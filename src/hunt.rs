@@ -20,9 +20,14 @@ use crate::stats::{majority_failure_probability, rule_of_three, wilson};
 pub const FOUND_FAILURES: i32 = 1;
 
 struct Tally {
+    /// Each distinct outcome: its key, a sample, its count, its lowest run index, and whether it passed.
     outcomes: Vec<(Key, Fingerprint, usize, usize, bool)>,
-    /// The first passing run's key: with outputs compared, a run that differs from it fails.
-    reference: Option<Key>,
+    /// The lowest-numbered passing run (its index and key): with outputs compared, a run that differs
+    /// from it fails. The lowest-numbered, not the first to finish: with -j > 1 runs finish in any order,
+    /// and the hunt's answer must not depend on it.
+    reference: Option<(usize, Key)>,
+    /// Outputs are compared (`--compare` names stdout or stderr).
+    compares_output: bool,
     runs: usize,
     failures: usize,
     /// `--launcher slurm`: runs and failing runs per node.
@@ -95,8 +100,14 @@ fn hunt(
     let mut jobs = (0..cfg.runs).map(|i| Job { replica: 0, replicas: 1, round: i });
     let clock = runner.clock();
     let started = clock();
-    let mut tally =
-        Tally { outcomes: Vec::new(), reference: None, runs: 0, failures: 0, per_node: Vec::new() };
+    let mut tally = Tally {
+        outcomes: Vec::new(),
+        reference: None,
+        compares_output: cfg.compare.stdout || cfg.compare.stderr,
+        runs: 0,
+        failures: 0,
+        per_node: Vec::new(),
+    };
     let mut stopped = "completed".to_string();
     let swept = runner.run_jobs(&mut jobs, opts, &mut |rec| {
         // A run that tmr's own Ctrl-C ended says nothing about the command.
@@ -105,7 +116,8 @@ fn hunt(
         }
         let failing = tally.add(&rec, cfg);
         reporter.event(&Event::HuntRunFinished { record: &rec, failing })?;
-        if failing && cfg.until_fail {
+        // A lower-numbered run that finished late can make an earlier-told run a failing one.
+        if (failing || tally.failures > 0) && cfg.until_fail {
             stopped = "until-fail".into();
             return Ok(Control::Stop);
         }
@@ -132,30 +144,42 @@ fn exit_code(interrupted: Option<i32>, failures: usize) -> i32 {
 }
 
 impl Tally {
-    /// Count one run; returns whether it failed.
+    /// Count one run; returns whether it fails against the reference known so far.
     fn add(&mut self, rec: &RunRecord, cfg: &HuntConfig) -> bool {
         let fp = rec.fingerprint();
         let key = fp.key(cfg.compare);
         let passed = rec.outcome.is_success();
-        if passed && self.reference.is_none() {
-            self.reference = Some(key);
+        let round = rec.job.round;
+        let moved = passed && self.reference.is_none_or(|(r, _)| round < r);
+        let changed = moved && self.reference.is_some_and(|(_, k)| k != key);
+        if moved {
+            self.reference = Some((round, key));
         }
-        let compares_output = cfg.compare.stdout || cfg.compare.stderr;
-        let failing = !passed || (compares_output && self.reference.is_some_and(|r| r != key));
         self.runs += 1;
-        self.failures += failing as usize;
-        if let Some(node) = &rec.node {
-            crate::launch::tally(&mut self.per_node, node, failing);
-        }
         match self.outcomes.iter_mut().find(|o| o.0 == key) {
             Some(o) => {
                 o.2 += 1;
                 // Runs finish out of order with -j > 1: keep the lowest run index.
-                o.3 = o.3.min(rec.job.round);
+                o.3 = o.3.min(round);
             }
-            None => self.outcomes.push((key, fp, 1, rec.job.round, failing)),
+            None => self.outcomes.push((key, fp, 1, round, passed)),
+        }
+        let failing = self.fails(&key, passed);
+        if changed {
+            // Rare (a lower-numbered run finished after a higher one and differs): count afresh.
+            self.failures = self.outcomes.iter().filter(|o| self.fails(&o.0, o.4)).map(|o| o.2).sum();
+        } else {
+            self.failures += failing as usize;
+        }
+        if let Some(node) = &rec.node {
+            crate::launch::tally(&mut self.per_node, node, failing);
         }
         failing
+    }
+
+    /// A run fails when it did not pass or, with outputs compared, differs from the reference run.
+    fn fails(&self, key: &Key, passed: bool) -> bool {
+        !passed || (self.compares_output && self.reference.is_some_and(|(_, r)| r != *key))
     }
 
     fn report(
@@ -172,13 +196,13 @@ impl Tally {
         let mut outcomes: Vec<HuntOutcome> = self
             .outcomes
             .iter()
-            .map(|(_, fp, count, first, failing)| HuntOutcome {
+            .map(|(key, fp, count, first, passed)| HuntOutcome {
                 outcome: fp.outcome,
                 stdout: fp.stdout.into(),
                 stderr: fp.stderr.into(),
                 count: *count,
                 rate: *count as f64 / n.max(1) as f64,
-                failing: *failing,
+                failing: self.fails(key, *passed),
                 first_run: *first,
             })
             .collect();
@@ -309,5 +333,68 @@ mod tests {
         let report = h.tally.report(&cfg, h.stopped, Duration::from_secs(1), h.swept, h.exit_code);
         seen.event(&Event::HuntFinished { report: &report }).unwrap();
         assert_eq!(seen.lines.last().unwrap(), "hunt-finished 1 of 3 failing: until-fail");
+    }
+
+    /// Runs that finish in another order than they started (run 1 before run 0), each printing its
+    /// index modulo 3.
+    struct Swapped(Fake);
+
+    impl Runner for Swapped {
+        fn run_jobs(
+            &mut self,
+            jobs: &mut dyn Iterator<Item = Job>,
+            _opts: &BatchOpts,
+            sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
+        ) -> Result<usize> {
+            let mut all: Vec<Job> = jobs.collect();
+            all.swap(0, 1);
+            for job in all {
+                let mut rec = crate::replica::fake::record(job, 0);
+                let digest = [(job.round % 3) as u8; 16];
+                rec.stdout = crate::replica::Captured::summarised(crate::fingerprint::StreamSummary {
+                    len: 2,
+                    digest,
+                });
+                if sink(rec)? == Control::Stop {
+                    break;
+                }
+            }
+            Ok(0)
+        }
+        fn interrupted(&self) -> Option<i32> {
+            None
+        }
+        fn stdin_replayable(&self) -> bool {
+            true
+        }
+        fn now(&self) -> Instant {
+            self.0.now()
+        }
+        fn clock(&self) -> crate::replica::Clock {
+            self.0.clock()
+        }
+    }
+
+    /// `--compare stdout` used to take the first run to finish as the reference: 70% instead of 60%
+    /// when run 1 finished before run 0. The reference is the lowest-numbered passing run.
+    #[test]
+    fn the_reference_output_is_the_lowest_numbered_runs_whatever_finishes_first() {
+        let cfg = config(&["--runs", "10", "--compare", "stdout"]);
+        let opts = BatchOpts {
+            parallel: 2,
+            timeout: None,
+            stdout_masks: Vec::new(),
+            stderr_masks: Vec::new(),
+            setup: ChildSetup::default(),
+            mem: false,
+            reference_wall: None,
+            keep: false,
+        };
+        let mut runner = Swapped(Fake::new(1, |_| 0));
+        let h = hunt(&mut runner, &cfg, &opts, &mut crate::events::Nobody).unwrap();
+        assert_eq!((h.tally.runs, h.tally.failures), (10, 6));
+        let report = h.tally.report(&cfg, h.stopped, Duration::from_secs(1), h.swept, h.exit_code);
+        let failing: Vec<(usize, bool)> = report.outcomes.iter().map(|o| (o.first_run, o.failing)).collect();
+        assert_eq!(failing, [(0, false), (1, true), (2, true)]);
     }
 }

@@ -1,6 +1,7 @@
 //! Settling a run's class by re-running it: drives the pure [`Classifier`] with fresh executions from the
 //! harness until it is settled or the budget is spent, telling each round and execution as events, and
-//! turns its verdict into report data.
+//! turns its verdict into report data. Executions that tmr's own stop signal ended are no evidence: they
+//! are not recorded, and the verdict becomes `interrupted` in the report.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::config::{Config, RerunMode};
 use crate::events::{Event, Reporter};
 use crate::fingerprint::{Fingerprint, Key, Outcome};
 use crate::replica::{BatchOpts, Control, Job, RunRecord, Runner};
-use crate::report::{ClassReport, OutcomeEntry, RunEntry, StreamEntry};
+use crate::report::{ClassReport, OutcomeEntry, RunClass, RunEntry, StreamEntry};
 
 pub struct Reruns {
     pub verdict: Verdict<Key>,
@@ -24,6 +25,8 @@ pub struct Reruns {
     pub time_budget: Duration,
     /// Why reruns were not run or stopped short, when it is not the classifier's doing.
     pub note: Option<String>,
+    /// tmr's own stop signal came: the class is `interrupted`, whatever the classifier had seen.
+    pub interrupted: bool,
 }
 
 /// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
@@ -42,15 +45,21 @@ pub fn settle(
     reporter: &mut dyn Reporter,
 ) -> Result<Reruns> {
     let c = &config.classify;
-    let keys = initial_keys.to_vec();
+    // A replica tmr's own stop signal ended says nothing about the command: it is left out, as hunt and
+    // `tmr test` leave theirs out.
+    let kept: Vec<usize> = (0..initial.len()).filter(|&i| !initial[i].stopped).collect();
+    let keys: Vec<Key> = kept.iter().map(|&i| initial_keys[i]).collect();
     let mut samples: Vec<(Key, Fingerprint)> = Vec::new();
-    for (k, r) in keys.iter().zip(initial) {
+    for (k, r) in keys.iter().zip(kept.iter().map(|&i| &initial[i])) {
         if !samples.iter().any(|(s, _)| s == k) {
             samples.push((*k, r.fingerprint()));
         }
     }
     let voted = crate::vote::vote(&keys);
-    let winner = voted.majority().map(|g| initial[representative(initial, &g.members)].outcome);
+    let winner = voted.majority().map(|g| {
+        let members: Vec<usize> = g.members.iter().map(|&m| kept[m]).collect();
+        initial[representative(initial, &members)].outcome
+    });
     let majority_failed = winner.is_some_and(|o| !o.is_success());
     let exec_failed = matches!(winner, Some(Outcome::FailedToStart { .. }));
     let mut classifier = Classifier::new(
@@ -95,6 +104,9 @@ pub fn settle(
             reporter.event(&Event::RerunRoundStarted { round, size })?;
             let round_began = harness.now();
             swept += harness.run_jobs(&mut jobs.into_iter(), &opts, &mut |rec| {
+                if rec.stopped {
+                    return Ok(Control::Stop);
+                }
                 let fp = rec.fingerprint();
                 let key = key_of(&rec);
                 if !samples.iter().any(|(s, _)| *s == key) {
@@ -119,6 +131,7 @@ pub fn settle(
         spent: harness.now().saturating_duration_since(began),
         time_budget,
         note,
+        interrupted: harness.interrupted().is_some(),
     })
 }
 
@@ -163,7 +176,7 @@ impl Reruns {
             })
             .collect();
         ClassReport {
-            class: v.class,
+            class: if self.interrupted { RunClass::Interrupted } else { v.class.into() },
             reruns: v.reruns,
             budget: v.budget,
             confidence: v.confidence,
@@ -315,5 +328,65 @@ mod tests {
                 "replica-finished round 2 replica 0: exit 0",
             ]
         );
+    }
+
+    /// tmr's own stop signal during the first round of reruns: each execution it ends is `stopped`.
+    struct StoppedInReruns(Fake);
+
+    impl Runner for StoppedInReruns {
+        fn run_jobs(
+            &mut self,
+            jobs: &mut dyn Iterator<Item = Job>,
+            opts: &BatchOpts,
+            sink: &mut dyn FnMut(RunRecord) -> Result<Control>,
+        ) -> Result<usize> {
+            self.0.interrupted = Some(libc::SIGINT);
+            self.0.run_jobs(jobs, opts, &mut |mut rec| {
+                rec.stopped = true;
+                rec.outcome = crate::fingerprint::Outcome::Signaled { signal: libc::SIGINT };
+                sink(rec)
+            })
+        }
+        fn interrupted(&self) -> Option<i32> {
+            self.0.interrupted
+        }
+        fn stdin_replayable(&self) -> bool {
+            true
+        }
+        fn now(&self) -> std::time::Instant {
+            self.0.now()
+        }
+        fn clock(&self) -> crate::replica::Clock {
+            self.0.clock()
+        }
+    }
+
+    /// Reruns ended by tmr's Ctrl-C used to be counted as a SIGINT outcome that "came back", making a
+    /// unanimous failure `nondeterministic`. They are not recorded, and the class is `interrupted`.
+    #[test]
+    fn reruns_ended_by_tmrs_stop_signal_are_no_evidence() {
+        let config = config(&[]);
+        let records: Vec<RunRecord> =
+            (0..3).map(|i| record(Job { replica: i, replicas: 3, round: 0 }, 3)).collect();
+        let key_of = |r: &RunRecord| r.fingerprint().key(config.compare);
+        let keys: Vec<Key> = records.iter().map(key_of).collect();
+        let mut runner = StoppedInReruns(Fake::new(1, |_| 3));
+        let opts = crate::round::batch_opts(&config);
+        let mut nobody = crate::events::Nobody;
+        let r = settle(
+            &config,
+            &mut runner,
+            &keys,
+            &records,
+            Duration::from_millis(1),
+            opts,
+            &key_of,
+            &mut nobody,
+        )
+        .unwrap();
+        assert!(r.runs.is_empty(), "{:?}", r.runs);
+        let report = r.report(&config);
+        assert_eq!(report.class, RunClass::Interrupted);
+        assert!(report.outcomes.iter().all(|o| o.outcome == crate::fingerprint::Outcome::Exited { code: 3 }));
     }
 }

@@ -27,7 +27,16 @@ pub fn execute(config: &Config) -> Result<i32> {
     let started = std::time::Instant::now();
     // Checked before any replica starts, so a typo in a report path wastes no run.
     let mut reporters = reporters(config)?;
-    let path = crate::resolve::resolve(&config.command[0])?;
+    let path = match crate::resolve::resolve(&config.command[0]) {
+        Ok(path) => path,
+        Err(err) => {
+            // The report files are still written: a stale report from an earlier run must not stay in
+            // place claiming its result (CI would upload it). They say the command could not start.
+            let report = not_started_report(config, &err, started.elapsed());
+            reporters.event(&Event::RunFinished { report: &report })?;
+            return Err(err.into());
+        }
+    };
     // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
     let checkpoint_dir = config
         .checkpoint
@@ -95,7 +104,7 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
     }
     let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(config.compare)).collect();
-    let voted = vote(&keys);
+    let voted = vote_finished(&keys, &records, config.replicas);
     tell_round(&mut reporters, &records, &voted)?;
 
     // Finish delivering the voted output before any rerun: reruns may take a while, and the answer is
@@ -121,6 +130,9 @@ pub fn execute(config: &Config) -> Result<i32> {
             out.stderr.bytes = rec.stderr.summary.len.max(err_at);
         }
         out.buffered = config.buffered;
+        // `streamed` means delivered while the replicas ran (README, JSON reports): `--buffered` output
+        // waits for the vote.
+        out.streamed = !config.buffered;
         out
     } else {
         let mut out = report::OutputReport::spooled();
@@ -176,12 +188,17 @@ pub fn execute(config: &Config) -> Result<i32> {
     });
     swept += reruns.swept;
     let slurm = cluster.map(|c| slurm_report(&c, &harness, config, &records, &voted, &reruns.runs));
-    let classification = reruns.report(config);
+    let mut classification = reruns.report(config);
 
     harness.check_stop();
+    if harness.interrupted.is_some() {
+        classification.class = report::RunClass::Interrupted;
+    }
+    let failing_class =
+        config.classify.fail_on.iter().any(|&c| report::RunClass::from(c) == classification.class);
     let exit_code = match harness.interrupted {
         Some(sig) => exit::for_signal(sig),
-        None if config.classify.fail_on.contains(&classification.class) => exit::FAILING_CLASS,
+        None if failing_class => exit::FAILING_CLASS,
         None => choose_exit_code(config, &records, &voted),
     };
     let mut report = build_report(
@@ -300,6 +317,16 @@ pub use crate::monitored::{monitor_launcher, monitor_launcher_with};
 /// The report files are checked before any replica starts, so a typo in a path wastes no run.
 fn reporters(config: &Config) -> Result<Reporters> {
     let mut all = Reporters::new();
+    let summary_path = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|_| config.classify.github);
+    let named: Vec<(&str, &std::path::Path)> = [
+        ("-o", config.output.as_deref()),
+        ("--junit", config.classify.junit.as_deref()),
+        ("the GitHub summary ($GITHUB_STEP_SUMMARY)", summary_path.as_deref().map(std::path::Path::new)),
+    ]
+    .into_iter()
+    .filter_map(|(name, p)| Some((name, p?)))
+    .collect();
+    report::check_distinct(&named)?;
     let file = config.output.as_deref().map(report::create_file).transpose()?;
     all.add(Summary::new(config.format, file, config.quiet));
     if let Some(f) = config.classify.junit.as_deref().map(report::create_file).transpose()? {
@@ -452,6 +479,54 @@ fn build_report(
     }
 }
 
+/// The vote among the replicas that ended on their own: a replica that tmr's own stop signal ended is
+/// no evidence about the command, so it has no vote (as in hunt and `tmr test`). A majority must still
+/// be a strict majority of all `n` replicas (sequential replicas after the signal never started).
+fn vote_finished(keys: &[Key], records: &[RunRecord], n: usize) -> Vote<Key> {
+    let kept: Vec<usize> = (0..keys.len()).filter(|&i| !records[i].stopped).collect();
+    if kept.len() == keys.len() {
+        return vote(keys);
+    }
+    let finished: Vec<Key> = kept.iter().map(|&i| keys[i]).collect();
+    let mut voted = vote(&finished);
+    for g in &mut voted.groups {
+        for m in &mut g.members {
+            *m = kept[*m];
+        }
+    }
+    let n = n.max(keys.len());
+    voted.winner = voted.winner.filter(|&w| 2 * voted.groups[w].members.len() > n);
+    voted.replicas = keys.len();
+    voted
+}
+
+/// The report of a run whose command could not start (not found: 127, not executable: 126): no replica
+/// ran, and no rerun could change that.
+fn not_started_report(config: &Config, err: &ExitError, wall: std::time::Duration) -> RunReport {
+    let classification = report::ClassReport {
+        class: report::RunClass::Deterministic,
+        reruns: 0,
+        budget: 0,
+        confidence: config.classify.confidence,
+        rerun_mode: "none",
+        settled_early: false,
+        odd_rate_bound: None,
+        observations: 0,
+        exec_failed: true,
+        time_budget_ms: 0.0,
+        spent_ms: 0.0,
+        note: Some(err.message.strip_prefix("tmr: ").unwrap_or(&err.message).to_string()),
+        unstable: false,
+        emerged: None,
+        outcomes: Vec::new(),
+        rerun_runs: Vec::new(),
+    };
+    let mut r = build_report(config, &[], &vote(&[]), Vec::new(), 0, None, classification, err.code);
+    r.vote.result = "not-started";
+    r.wall_ms = wall.as_secs_f64() * 1e3;
+    r
+}
+
 /// The voted round as events: each replica as it is recorded, then the vote.
 fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<Key>) -> Result<()> {
     for r in records {
@@ -462,13 +537,16 @@ fn tell_round(reporter: &mut dyn Reporter, records: &[RunRecord], voted: &Vote<K
 
 fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
     let replica_of = |i: &usize| records[*i].job.replica;
+    // Replicas ended by tmr's stop signal did not vote: the round was interrupted, whatever the rest said.
+    let interrupted = records.iter().any(|r| r.stopped);
     VoteEntry {
         result: match (voted.unanimous(), voted.majority().is_some()) {
+            _ if interrupted => "interrupted",
             (true, _) => "unanimous",
             (false, true) => "majority",
             (false, false) => "no-majority",
         },
-        unanimous: voted.unanimous(),
+        unanimous: voted.unanimous() && !interrupted,
         majority: voted.majority().map(|g| g.members.iter().map(replica_of).collect()),
         winner: voted
             .majority()
@@ -532,5 +610,28 @@ mod tests {
                 "run-finished exit 0",
             ]
         );
+    }
+
+    /// Replicas tmr's own stop signal ended have no vote: two of three stopped used to win it as a
+    /// majority; the one that finished is no majority of three either.
+    #[test]
+    fn replicas_stopped_by_tmr_have_no_vote() {
+        let mut records: Vec<RunRecord> = (0..3)
+            .map(|i| {
+                crate::replica::fake::record(
+                    Job { replica: i, replicas: 3, round: 0 },
+                    i32::from(i > 0) * 130,
+                )
+            })
+            .collect();
+        records[1].stopped = true;
+        records[2].stopped = true;
+        let compare = crate::fingerprint::Compare { exit: true, stdout: true, stderr: false, mem: false };
+        let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(compare)).collect();
+        let voted = vote_finished(&keys, &records, 3);
+        assert!(voted.majority().is_none());
+        assert_eq!(voted.groups.iter().map(|g| g.members.clone()).collect::<Vec<_>>(), [vec![0]]);
+        let entry = vote_entry(&records, &voted);
+        assert_eq!((entry.result, entry.unanimous), ("interrupted", false));
     }
 }

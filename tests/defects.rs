@@ -157,9 +157,11 @@ fn a_closed_stderr_changes_no_exit_code() {
     assert_eq!(out.status.code(), Some(127));
 }
 
-/// `-o` and `--junit` used to truncate both files before the command was even found.
+/// `-o` and `--junit` used to truncate both files before the command was even found; then they were left
+/// alone, still holding the previous run's result for CI to upload. Now a run whose command cannot start
+/// replaces them whole (never truncated half-way) with a report that says so, keeping each file's mode.
 #[test]
-fn a_run_that_never_starts_leaves_existing_reports_alone() {
+fn a_run_that_never_starts_replaces_existing_reports_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (json, xml) = (dir.path().join("keep.json"), dir.path().join("keep.xml"));
     fs::write(&json, "old json\n").unwrap();
@@ -170,11 +172,12 @@ fn a_run_that_never_starts_leaves_existing_reports_alone() {
         .arg(&json)
         .arg("--junit")
         .arg(&xml)
-        .args(["--", "no-such-cmd-tmr-test"])
+        .args(["--format", "json", "--", "no-such-cmd-tmr-test"])
         .assert()
         .code(127);
-    assert_eq!(fs::read_to_string(&json).unwrap(), "old json\n");
-    assert_eq!(fs::read_to_string(&xml).unwrap(), "old xml\n");
+    assert!(fs::read_to_string(&json).unwrap().contains("\"not-started\""));
+    assert!(fs::read_to_string(&xml).unwrap().contains("not-started"));
+    assert_eq!(fs::metadata(&json).unwrap().permissions().mode() & 0o777, 0o640);
     let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temporary file is left behind: {leftovers:?}");
 
@@ -364,6 +367,9 @@ fn buffered_output_that_no_majority_won_counts_as_not_delivered() {
     assert!(r.stdout.is_empty(), "nothing delivered");
     assert_eq!(r.report["output"]["stdout"]["bytes"], 0, "{}", r.report["output"]);
     assert!(!r.stderr.contains("were delivered"), "{}", r.stderr);
+    // `streamed` is delivery while the replicas ran: --buffered output waits for the vote.
+    assert_eq!(r.report["output"]["streamed"], false, "{}", r.report["output"]);
+    assert_eq!(r.report["output"]["buffered"], true, "{}", r.report["output"]);
 }
 
 /// tmr in a session of its own whose controlling terminal is a fresh pty: a replica that opens /dev/tty
@@ -568,4 +574,109 @@ fn the_callers_stdin_offset_ends_where_the_winner_stopped_reading() {
     let out = run(std::process::Command::new("sh").args(["-c", &script]), Input::Null);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "line1\nline2\nline3\n");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// tmr's own stop signal is not the command's outcome
+// ---------------------------------------------------------------------------------------------------------
+
+/// Run `script` under tmr with every report (JSON, JUnit, GitHub), wait for `ready` (a file the script
+/// touches), send SIGINT to tmr and return its exit code and the three reports.
+fn interrupted_reports(script: &str, ready: &str) -> (Option<i32>, serde_json::Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit, md) = (dir.path().join("r.json"), dir.path().join("j.xml"), dir.path().join("s.md"));
+    let mut cmd = tmr_std();
+    cmd.env("D", dir.path()).env("GITHUB_STEP_SUMMARY", &md).arg("--github").arg("--junit").arg(&junit);
+    cmd.args(["--format", "json", "-o"]).arg(&json).args(["--", "sh", "-c", script]);
+    let mut running = spawn(&mut cmd, Input::Null);
+    wait_for_file_while(&dir.path().join(ready), &mut running);
+    send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(TIMEOUT);
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    (out.status.code(), v, fs::read_to_string(&junit).unwrap(), fs::read_to_string(&md).unwrap())
+}
+
+/// Ctrl-C during the reruns of a unanimous failure used to make SIGINT an outcome of the reruns and the
+/// run `nondeterministic`; Ctrl-C during the voted round made it `deterministic` or `transient`. Each is
+/// now `interrupted`, with no SIGINT outcome and no flaky or deterministic claim in any report.
+#[test]
+fn a_run_ended_by_ctrl_c_is_interrupted_in_every_report() {
+    for (script, ready) in [
+        // The voted round fails unanimously; the reruns wait to be interrupted.
+        (r#"if [ "$TMR_ROUND" != 0 ]; then touch "$D/up.$TMR_REPLICA"; exec sleep 30; fi; exit 3"#, "up.0"),
+        // Every replica of the voted round is interrupted.
+        (r#"touch "$D/up.$TMR_REPLICA"; exec sleep 30"#, "up.2"),
+        // Replica 0 passes; the two others are interrupted (they used to win the vote).
+        (r#"[ "$TMR_REPLICA" = 0 ] && exit 0; touch "$D/up.$TMR_REPLICA"; exec sleep 30"#, "up.2"),
+    ] {
+        let (code, v, junit, md) = interrupted_reports(script, ready);
+        assert_eq!(code, Some(130), "{script}: {v}");
+        assert_eq!(v["classification"]["class"], "interrupted", "{script}: {v}");
+        let outcomes = v["classification"]["outcomes"].to_string();
+        assert!(!outcomes.contains("SIGINT"), "{script}: SIGINT voted or classified: {outcomes}");
+        assert!(v["classification"]["rerun_runs"].to_string().find("SIGINT").is_none(), "{script}: {v}");
+        assert_ne!(v["vote"]["result"], "majority", "{script}: {v}");
+        for word in ["deterministic", "transient", "flaky"] {
+            assert!(!junit.contains(&format!("type=\"{word}")), "{script}: {junit}");
+            assert!(!md.contains(word), "{script}: {md}");
+        }
+        assert!(junit.contains("interrupted"), "{script}: {junit}");
+        assert!(md.contains("interrupted"), "{script}: {md}");
+    }
+}
+
+/// A command that cannot start (127, 126) used to leave the previous run's report files in place, still
+/// saying the run passed: CI uploaded a stale result. They are replaced by a report that says so.
+#[test]
+fn a_command_that_cannot_start_replaces_the_report_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit) = (dir.path().join("s.json"), dir.path().join("s.xml"));
+    let report_args = |cmd: &mut assert_cmd::Command| {
+        cmd.arg("--junit").arg(&junit).args(["--format", "json", "-o"]).arg(&json);
+    };
+    let mut first = tmr();
+    report_args(&mut first);
+    first.args(["-q", "--", "true"]).assert().code(0);
+    for (program, code) in [("tmr-no-such-command", 127), ("/", 126)] {
+        let mut second = tmr();
+        report_args(&mut second);
+        let out = second.args(["--", program]).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert_tmr_error(&out.stderr);
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["exit_code"], code, "{v}");
+        assert_eq!(v["vote"]["result"], "not-started", "{v}");
+        assert_eq!(v["classification"]["exec_failed"], true, "{v}");
+        let xml = fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains("errors=\"1\"") && xml.contains("not-started"), "{xml}");
+    }
+}
+
+/// `-o X --junit X` (or either the GitHub summary's file) used to lose one report silently, and `-o -`
+/// created a file named `-`. Both are usage errors now, before anything runs.
+#[test]
+fn two_reports_into_one_file_or_into_dash_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("r.out");
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}", marker.display());
+    let same_s = same.to_str().unwrap();
+    for args in [
+        &["-o", same_s, "--junit", same_s][..],
+        &["--github", "--junit", same_s],
+        &["-o", "-"],
+        &["--junit", "-"],
+    ] {
+        let out = tmr()
+            .current_dir(dir.path())
+            .env("GITHUB_STEP_SUMMARY", &same)
+            .args(args)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", text(&out.stderr));
+        assert_tmr_error(&out.stderr);
+        assert!(!marker.exists(), "{args:?}: the command ran");
+        assert!(!dir.path().join("-").exists(), "{args:?}: a file named - was made");
+    }
 }

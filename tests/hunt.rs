@@ -407,3 +407,15 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
         .ok_or(())
 }
+
+/// `tmr hunt --help` and `tmr vote --help` used to list `mem` as a `--compare` value, which both refuse.
+#[test]
+fn help_lists_only_the_compare_values_hunt_and_vote_accept() {
+    for sub in ["hunt", "vote"] {
+        let out = tmr().args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let compare: String = help.split("--compare").nth(1).unwrap_or("").chars().take(300).collect();
+        assert!(compare.contains("stderr"), "{sub}: {compare}");
+        assert!(!compare.contains("possible values") && !compare.contains(", mem"), "{sub}: {compare}");
+    }
+}

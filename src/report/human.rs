@@ -2,8 +2,7 @@
 //! replicas agree; on disagreement, per dissenter what differed, the first differing line, and a hint.
 //! Pure: report in, text out.
 
-use super::{ClassReport, Dissent, RunEntry, RunReport};
-use crate::classify::Class;
+use super::{ClassReport, Dissent, RunClass, RunEntry, RunReport};
 use crate::fingerprint::Outcome;
 
 pub struct Style {
@@ -38,6 +37,15 @@ pub fn render(r: &RunReport, style: &Style) -> String {
         out.push_str(&s);
         out.push('\n');
     };
+    if r.runs.is_empty() && r.classification.exec_failed {
+        let why = r.classification.note.as_deref().unwrap_or("the command could not be started");
+        line(format!(
+            "{}: {why}: no replica ran, exit {}",
+            style.paint(palette::BAD, "not started"),
+            r.exit_code
+        ));
+        return out;
+    }
     if r.interrupted_by.as_deref() == Some("SIGPIPE") {
         let ended = match r.stopped_replicas {
             0 => "the replicas had finished".to_string(),
@@ -69,10 +77,10 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     let winner = r.vote.winner.and_then(|w| r.runs.iter().find(|e| e.replica == w));
     let class = r.classification.class;
     let label = match class {
-        Class::None => String::new(),
-        Class::Transient => format!("{} · ", style.paint(palette::WARN, "transient")),
-        Class::Nondeterministic => format!("{} · ", style.paint(palette::FLAKY, "nondeterministic")),
-        Class::Deterministic => format!("{} · ", style.paint(palette::BAD, "deterministic")),
+        RunClass::None | RunClass::Interrupted => String::new(),
+        RunClass::Transient => format!("{} · ", style.paint(palette::WARN, "transient")),
+        RunClass::Nondeterministic => format!("{} · ", style.paint(palette::FLAKY, "nondeterministic")),
+        RunClass::Deterministic => format!("{} · ", style.paint(palette::BAD, "deterministic")),
     };
     match (winner, r.vote.unanimous) {
         (Some(w), true) => line(format!(
@@ -295,22 +303,24 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
     }
     let bound = c.odd_rate_bound.map(pct).unwrap_or_default();
     match c.class {
-        Class::None if r.vote.winner.is_none() => {
+        RunClass::None if r.vote.winner.is_none() => {
             out.push("  not rerun: why the replicas differ is unsettled (raise --reruns/--rerun-budget)".into())
         }
-        Class::None => {}
-        Class::Transient if c.reruns == 0 => out.push(
+        RunClass::None | RunClass::Interrupted => {}
+        RunClass::Transient if c.reruns == 0 => out.push(
             "  not rerun: the odd outcome is taken for a one-off fault, unconfirmed (raise --reruns/--rerun-budget)"
                 .into(),
         ),
-        Class::Transient if r.vote.winner.is_none() => {
+        RunClass::Transient if r.vote.winner.is_none() => {
             let emerged = c.emerged.and_then(|i| c.outcomes.get(i)).map(|o| o.describe());
             out.push(format!(
-                "  the reruns all gave one outcome{}: the voted round's others never came back ({spent})",
-                emerged.map(|e| format!(" ({e})")).unwrap_or_default()
+                "  the reruns all gave one outcome{}: the voted round's others never came back in {} rerun(s); \
+                 if they are a flake, its rate is below {bound} ({conf} confidence; {spent})",
+                emerged.map(|e| format!(" ({e})")).unwrap_or_default(),
+                c.observations
             ));
         }
-        Class::Transient => {
+        RunClass::Transient => {
             let mut s = format!(
                 "  the odd outcome never came back in {} rerun(s): a one-off fault, masked by the vote; \
                  if it is a flake, its rate is below {bound} ({conf} confidence; {spent})",
@@ -325,15 +335,15 @@ fn evidence(r: &RunReport, c: &ClassReport) -> Vec<String> {
             }
             out.push(s);
         }
-        Class::Deterministic if c.exec_failed => out.push(
+        RunClass::Deterministic if c.exec_failed => out.push(
             "  the command could not be executed: no rerun can change that, so none was spent".into(),
         ),
-        Class::Deterministic => out.push(format!(
+        RunClass::Deterministic => out.push(format!(
             "  failed the same way in all {} runs: a deterministic bug; if it ever passes, it does so in \
              under {bound} of runs ({conf} confidence; {spent}; --reruns/--rerun-budget buy a stronger claim)",
             c.observations
         )),
-        Class::Nondeterministic => {
+        RunClass::Nondeterministic => {
             if c.unstable {
                 out.push(format!(
                     "  every run differed from every other ({spent}): unstable output: consider --mask/--compare"
@@ -618,5 +628,24 @@ mod tests {
         assert!(text.contains("no majority: exit 120"), "{text}");
         assert!(text.contains("--mask"), "{text}");
         assert!(text.contains('\x1b'));
+    }
+
+    /// With no majority, an outcome that won a few reruns made the others `transient` on a bound nobody
+    /// was told (52.7% after the 4 reruns of `-n 2`): the bound is stated.
+    #[test]
+    fn a_transient_split_states_the_bound_its_reruns_bought() {
+        let mut r = crate::report::sample_report(&["x"]);
+        (r.replicas, r.exit_code) = (2, 120);
+        r.vote.winner = None;
+        r.vote.unanimous = false;
+        r.vote.majority = None;
+        r.vote.groups = vec![vec![0], vec![1]];
+        let c = &mut r.classification;
+        (c.class, c.reruns, c.observations, c.odd_rate_bound) = (RunClass::Transient, 4, 4, Some(0.527));
+        let text = render(&r, &Style { color: false });
+        assert!(
+            text.contains("in 4 rerun(s); if they are a flake, its rate is below 52.7% (95.0% confidence"),
+            "{text}"
+        );
     }
 }

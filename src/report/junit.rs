@@ -4,8 +4,8 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
+use super::RunClass;
 use super::{human, RunEntry, RunReport};
-use crate::classify::Class;
 
 pub fn render(r: &RunReport) -> String {
     let name = r.command.join(" ");
@@ -15,14 +15,27 @@ pub fn render(r: &RunReport) -> String {
     let class = r.classification.class;
     let mut status = if r.exit_code == 0 {
         TestCaseStatus::success()
+    } else if let (true, Some(note)) = (r.runs.is_empty(), &r.classification.note) {
+        // The command could not start: an error of the setup, not a failure of the command.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(format!("could not start: {note}: exit {}", r.exit_code)).set_type("not-started");
+        s
+    } else if class == RunClass::Interrupted {
+        // Not the command's failure: tmr was stopped. An error, not a failure, and no rerun records.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        let by = r.interrupted_by.as_deref().unwrap_or("a signal");
+        s.set_message(format!("interrupted by {by}: exit {}", r.exit_code)).set_type(class.name());
+        s
     } else {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
         s.set_message(format!("{}: exit {}", class.name(), r.exit_code)).set_type(class.name());
         s
     };
     // A unanimous failure is the test case's own failure, not a rerun of it.
-    let counted_as_reruns = !(class == Class::None || class == Class::Deterministic && r.exit_code != 0);
-    if counted_as_reruns || r.exit_code == 0 {
+    let counted_as_reruns = !(class == RunClass::None
+        || class == RunClass::Interrupted
+        || class == RunClass::Deterministic && r.exit_code != 0);
+    if counted_as_reruns || (r.exit_code == 0 && class != RunClass::Interrupted) {
         for e in failing_runs {
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
             rerun

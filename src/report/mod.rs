@@ -118,10 +118,47 @@ pub struct RegionEntry {
     pub blake3: String,
 }
 
+/// A run's class: the classifier's, or `interrupted` when tmr's own stop signal (Ctrl-C, SIGTERM, a
+/// closed stdout) ended it. Runs cut short by that signal say nothing about the command, so an
+/// interrupted run makes no flaky or deterministic claim. Kept apart from `classify::Class`, which
+/// `tmr test` shares, because only a whole run is interrupted, never one test's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunClass {
+    None,
+    Transient,
+    Nondeterministic,
+    Deterministic,
+    Interrupted,
+}
+
+impl RunClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunClass::Interrupted => "interrupted",
+            RunClass::None => Class::None.name(),
+            RunClass::Transient => Class::Transient.name(),
+            RunClass::Nondeterministic => Class::Nondeterministic.name(),
+            RunClass::Deterministic => Class::Deterministic.name(),
+        }
+    }
+}
+
+impl From<Class> for RunClass {
+    fn from(c: Class) -> Self {
+        match c {
+            Class::None => RunClass::None,
+            Class::Transient => RunClass::Transient,
+            Class::Nondeterministic => RunClass::Nondeterministic,
+            Class::Deterministic => RunClass::Deterministic,
+        }
+    }
+}
+
 /// The class of the run and the rerun evidence behind it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassReport {
-    pub class: Class,
+    pub class: RunClass,
     pub reruns: usize,
     pub budget: usize,
     pub confidence: f64,
@@ -337,8 +374,61 @@ fn cannot_write(path: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Er
     .into()
 }
 
+/// `-` as a report path: a usage error. tmr's stdout carries the command's output, so a report there
+/// would be mixed into it; and a file literally named `-` is never what was meant.
+fn refuse_dash(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        return Err(crate::exit::ExitError {
+            code: crate::exit::TMR_ERROR,
+            message:
+                "tmr: a report cannot go to '-': tmr's stdout carries the command's output (name a file, \
+                      or /dev/stderr)"
+                    .into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The file `path` names, for telling two report paths apart: symlinks and `..` resolved as far as
+/// the file or its directory exists.
+fn identity(path: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Two reports named the same file (`-o X --junit X`, or either the GitHub summary's): one would be lost
+/// under the other, so it is a usage error. `named` pairs each path with the option that gave it.
+pub fn check_distinct(named: &[(&str, &std::path::Path)]) -> anyhow::Result<()> {
+    for (i, (a, pa)) in named.iter().enumerate() {
+        for (b, pb) in &named[..i] {
+            if identity(pa) == identity(pb) {
+                return Err(crate::exit::ExitError {
+                    code: crate::exit::TMR_ERROR,
+                    message: format!(
+                        "tmr: {b} and {a} name the same file ({}): one report would be lost; name two files",
+                        pa.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Check that `path` can be written, without touching what it holds now (see [`ReportFile`]).
 pub fn create_file(path: &std::path::Path) -> anyhow::Result<ReportFile> {
+    refuse_dash(path)?;
     use std::os::unix::fs::PermissionsExt;
     // A symlink is followed, as File::create would: its target is what gets replaced.
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -408,9 +498,34 @@ pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+    let style = ProgressStyle::with_template(template).expect("a valid template").with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate_text(state.per_sec()));
+        },
+    );
+    bar.set_style(style);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// A rate per second in two or three significant digits (`19/s`, `2.4/s`, `0.35/s`): indicatif's
+/// `{per_sec}` prints four decimals (`19.5327/s`), which only flicker.
+pub fn rate_text(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "0/s".into();
+    }
+    let digits = if per_sec >= 100.0 {
+        0
+    } else {
+        // Three significant digits below 100: 19.5, 2.44, 0.353.
+        (2 - per_sec.log10().floor() as i32).clamp(0, 6) as usize
+    };
+    let mut text = format!("{per_sec:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    text + "/s"
 }
 
 pub fn to_json(report: &RunReport) -> String {
@@ -459,7 +574,7 @@ pub(crate) fn sample_report(command: &[&str]) -> RunReport {
         delivered: true,
         output: OutputReport::spooled(),
         classification: ClassReport {
-            class: Class::None,
+            class: RunClass::None,
             reruns: 0,
             budget: 0,
             confidence: 0.95,

@@ -108,6 +108,8 @@ impl Reporter for Summary {
         let text = match self.format {
             Format::Json => report::to_json(r),
             Format::Human if self.out.is_file() => human::render(r, &human::Style { color: false }),
+            // The command could not start: tmr's error line on stderr has said so already.
+            Format::Human if r.runs.is_empty() => return Ok(()),
             Format::Human if self.quiet && r.vote.unanimous && r.interrupted_by.is_none() => return Ok(()),
             Format::Human => human::render(r, &human::Style { color: self.color }),
         };

@@ -19,10 +19,12 @@ pub struct Progress {
 impl Progress {
     /// A hunt of `runs` runs.
     pub fn hunt(runs: usize) -> Self {
-        Self::with(crate::report::progress_bar(
+        let p = Self::with(crate::report::progress_bar(
             runs as u64,
-            "tmr hunt: {pos}/{len} runs · {msg} · {per_sec} · ETA {eta}",
-        ))
+            "tmr hunt: {pos}/{len} runs · {msg} · {rate} · ETA {eta}",
+        ));
+        p.bar.set_message(p.first_message(true));
+        p
     }
 
     /// A campaign of `trials` trials, each run in `modes` (recovery on/off) when they are K-fault ones.
@@ -31,11 +33,24 @@ impl Progress {
             trials as u64,
             "tmr campaign: {pos}/{len} trials · {msg} · ETA {eta}",
         );
-        Progress { modes: modes.to_vec(), ..Self::with(bar) }
+        let p = Progress { modes: modes.to_vec(), ..Self::with(bar) };
+        p.bar.set_message(p.first_message(false));
+        p
     }
 
     fn with(bar: indicatif::ProgressBar) -> Self {
         Progress { bar, runs: 0, failures: 0, escaped: 0, bad: [0; 2], modes: Vec::new() }
+    }
+
+    /// What the line says before the first run or trial ends (the field used to be empty:
+    /// `0/20 runs ·  · 0/s`).
+    fn first_message(&self, hunt: bool) -> String {
+        match (hunt, self.modes.as_slice()) {
+            (true, _) => "0 failing".into(),
+            (false, []) => "0 escaped".into(),
+            (false, [true, false]) => "no majority or escaped: 0 with recovery, 0 without".into(),
+            (false, _) => "0 no majority or escaped".into(),
+        }
     }
 
     /// What the line says after an event, or `None` when the line is done with (or unchanged).
@@ -101,6 +116,18 @@ mod tests {
     /// The line is counted from the events alone: a hunt's failing share, a campaign's bad runs per mode.
     #[test]
     fn the_line_counts_what_the_events_tell() {
+        assert_eq!(hidden(&[]).first_message(true), "0 failing");
+        assert_eq!(hidden(&[]).first_message(false), "0 escaped");
+        assert_eq!(
+            hidden(&[true, false]).first_message(false),
+            "no majority or escaped: 0 with recovery, 0 without"
+        );
+        assert_eq!(crate::report::rate_text(19.5327), "19.5/s");
+        assert_eq!(crate::report::rate_text(2.4444), "2.44/s");
+        assert_eq!(crate::report::rate_text(0.35291), "0.353/s");
+        assert_eq!(crate::report::rate_text(1234.7), "1235/s");
+        assert_eq!(crate::report::rate_text(20.0), "20/s");
+        assert_eq!(crate::report::rate_text(f64::NAN), "0/s");
         let mut p = hidden(&[]);
         let rec = crate::replica::fake::record(crate::replica::Job { replica: 0, replicas: 1, round: 0 }, 1);
         assert_eq!(

@@ -98,11 +98,24 @@ pub struct GoldenEntry {
     pub wall_ms: f64,
 }
 
+/// `1 trial`, `3 trials`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Said before the trials run and in the summary: a failing golden run is a dubious reference.
+pub fn golden_failed_warning(outcome: &crate::fingerprint::Outcome) -> String {
+    format!(
+        "warning: the golden run failed ({}): every trial is judged against a failing result",
+        outcome.describe()
+    )
+}
+
 pub fn render(r: &CampaignReport) -> String {
     let pct = |p: f64| format!("{:.1}%", p * 100.0);
     let mut out = format!(
-        "tmr campaign: {} trials of `{}` with {} replicas, one fault each (seed {}), in {:.1}s{}\n",
-        r.trials,
+        "tmr campaign: {} of `{}` with {} replicas, one fault each (seed {}), in {:.1}s{}\n",
+        plural(r.trials, "trial"),
         r.command.join(" "),
         r.replicas,
         r.seed,
@@ -116,6 +129,9 @@ pub fn render(r: &CampaignReport) -> String {
         &r.golden.stdout_xxh128[..8],
         r.golden.wall_ms
     ));
+    if !r.golden.outcome.is_success() {
+        out.push_str(&format!("{}\n\n", golden_failed_warning(&r.golden.outcome)));
+    }
     out.push_str(&format!("  {:<20} {:>7} {:>8}   95% interval\n", "outcome", "trials", "share"));
     for c in &r.table {
         out.push_str(&format!(
@@ -126,6 +142,15 @@ pub fn render(r: &CampaignReport) -> String {
             pct(c.interval.lo),
             pct(c.interval.hi)
         ));
+    }
+    if r.injected == 0 {
+        // Nothing was measured: claiming "none escaped" would credit the vote with faults never made.
+        out.push_str(&format!(
+            "\nno fault was injected in {}: nothing was measured about fault tolerance \
+             (the trial log of --format json says why for each).\n",
+            plural(r.trials, "trial")
+        ));
+        return out;
     }
     out.push_str(&format!(
         "\nwithout TMR, {} of the {} injected faults ({} [{}, {}]) would have crashed, hung or corrupted a \

@@ -189,9 +189,9 @@ pub fn render(r: &MultiReport) -> String {
         format!("{:>4} {:>6} [{}, {}]", row.count, pct(row.rate), pct(row.interval.lo), pct(row.interval.hi))
     };
     let mut out = format!(
-        "tmr campaign: {} trials of `{}` with {} replicas, {} fault(s) each in different replicas (seed {}), \
+        "tmr campaign: {} of `{}` with {} replicas, {} fault(s) each in different replicas (seed {}), \
          in {:.1}s{}\n",
-        r.trials,
+        super::plural(r.trials, "trial"),
         r.command.join(" "),
         r.replicas,
         r.faults,

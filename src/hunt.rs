@@ -251,9 +251,9 @@ mod tests {
         }
     }
 
-    fn run(args: &[&str], fake: &mut Fake) -> Hunted {
-        let cfg = config(args);
-        let opts = BatchOpts {
+    /// One run at a time, as `--jobs 1` does.
+    fn opts() -> BatchOpts {
+        BatchOpts {
             parallel: 1,
             timeout: None,
             stdout_masks: Vec::new(),
@@ -262,8 +262,12 @@ mod tests {
             mem: false,
             reference_wall: None,
             keep: false,
-        };
-        hunt(fake, &cfg, &opts, &mut crate::events::Nobody).unwrap()
+        }
+    }
+
+    fn run(args: &[&str], fake: &mut Fake) -> Hunted {
+        let cfg = config(args);
+        hunt(fake, &cfg, &opts(), &mut crate::events::Nobody).unwrap()
     }
 
     #[test]
@@ -310,16 +314,7 @@ mod tests {
     fn a_hunt_tells_each_run_until_the_first_failure() {
         let cfg = config(&["--runs", "10", "--until-fail"]);
         let mut fake = Fake::new(10, |j| (j.round == 2) as i32 * 3);
-        let opts = BatchOpts {
-            parallel: 1,
-            timeout: None,
-            stdout_masks: Vec::new(),
-            stderr_masks: Vec::new(),
-            setup: ChildSetup::default(),
-            mem: false,
-            reference_wall: None,
-            keep: false,
-        };
+        let opts = opts();
         let mut seen = crate::events::Recorder::default();
         let h = hunt(&mut fake, &cfg, &opts, &mut seen).unwrap();
         assert_eq!(

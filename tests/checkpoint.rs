@@ -15,21 +15,6 @@ use std::ffi::OsString;
 use common::*;
 use serde_json::Value;
 
-fn checkpointee(args: &[&str]) -> Vec<OsString> {
-    let mut v = vec![fixture("checkpointee").into_os_string()];
-    v.extend(args.iter().map(OsString::from));
-    v
-}
-
-fn checkpoint_logs(report: &Value) -> Vec<Value> {
-    report["memory"]["replicas"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no memory replicas in {report}"))
-        .iter()
-        .map(|r| r["checkpoints"].clone())
-        .collect()
-}
-
 fn rollbacks(log: &Value) -> Vec<Value> {
     log["rollbacks"].as_array().cloned().unwrap_or_default()
 }
@@ -59,17 +44,6 @@ fn divergent_epochs(logs: &[Value]) -> Vec<Vec<u64>> {
         .collect()
 }
 
-/// The sum the fixture prints when nothing crashes: run alone (no TMR_REPLICA), it does not fault.
-fn plain_sum() -> String {
-    let out = std::process::Command::new(fixture("checkpointee"))
-        .args(["crash-once", "/nonexistent/marker"])
-        .env_remove("TMR_REPLICA")
-        .output()
-        .expect("running checkpointee");
-    assert!(out.status.success(), "{out:?}");
-    text(&out.stdout)
-}
-
 #[test]
 fn a_replica_that_crashes_once_is_rolled_back_and_the_vote_is_unanimous() {
     require_ptrace!();
@@ -83,7 +57,7 @@ fn a_replica_that_crashes_once_is_rolled_back_and_the_vote_is_unanimous() {
     assert!(marker.exists(), "one replica crashed (it created the marker)");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum(), "the resumed replica computed the same result");
+    assert_eq!(run.stdout, checkpointee_sum(), "the resumed replica computed the same result");
     let logs = checkpoint_logs(&run.report);
     assert_eq!(logs.len(), 3);
     assert_one_replica_rolled_back(&logs, "SIGSEGV");
@@ -168,7 +142,7 @@ fn a_hung_replica_is_rolled_back_and_completes() {
     assert!(marker.exists(), "one replica hung (it created the marker)");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum());
+    assert_eq!(run.stdout, checkpointee_sum());
     let rolled: Vec<Value> = checkpoint_logs(&run.report).iter().flat_map(rollbacks).collect();
     // No checkpoint is taken during the hang (none is voted good there).
     assert!((1..=2).contains(&rolled.len()), "{rolled:?}");
@@ -214,7 +188,7 @@ fn a_silent_memory_fault_is_found_at_the_next_epoch_and_rolled_back() {
     assert!(marker.exists(), "one replica flipped a bit (it created the marker)");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum(), "the flipped bit never reaches the output");
+    assert_eq!(run.stdout, checkpointee_sum(), "the flipped bit never reaches the output");
     let logs = checkpoint_logs(&run.report);
     let divergent = divergent_epochs(&logs);
     let faulty: Vec<usize> = (0..3).filter(|&i| !divergent[i].is_empty()).collect();
@@ -246,7 +220,7 @@ fn a_replica_that_diverges_again_from_the_same_checkpoint_is_reported_and_left_o
     );
     let run = tmr_json_report(None, &[], &args, "tmr-report");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum());
+    assert_eq!(run.stdout, checkpointee_sum());
     // Replica 1 flips its bit from every checkpoint: it keeps its memory fault to the end, where the
     // exit vote finds it too.
     let at_exit = run.report["memory"]["divergent"].as_array().cloned().unwrap_or_default();

@@ -9,38 +9,11 @@
 #[macro_use]
 mod common;
 
-use std::ffi::OsString;
-
 use common::*;
 use serde_json::Value;
 
-fn checkpointee(args: &[&str]) -> Vec<OsString> {
-    let mut v = vec![fixture("checkpointee").into_os_string()];
-    v.extend(args.iter().map(OsString::from));
-    v
-}
-
-fn logs(report: &Value) -> Vec<Value> {
-    report["memory"]["replicas"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no memory replicas in {report}"))
-        .iter()
-        .map(|r| r["checkpoints"].clone())
-        .collect()
-}
-
 fn list(log: &Value, key: &str) -> Vec<Value> {
     log[key].as_array().cloned().unwrap_or_default()
-}
-
-fn plain_sum() -> String {
-    let out = std::process::Command::new(fixture("checkpointee"))
-        .args(["crash-once", "/nonexistent/marker"])
-        .env_remove("TMR_REPLICA")
-        .output()
-        .expect("running checkpointee");
-    assert!(out.status.success(), "{out:?}");
-    text(&out.stdout)
 }
 
 const SCRUB: [&str; 7] = ["--checkpoint", "20ms", "--epoch-vote", "--recover", "scrub", "--reruns", "0"];
@@ -62,10 +35,10 @@ fn a_silent_flip_is_repaired_in_place_and_the_run_ends_unanimous() {
     assert!(marker.exists(), "one replica flipped a bit (it created the marker)");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum());
+    assert_eq!(run.stdout, checkpointee_sum());
     let at_exit = run.report["memory"]["divergent"].as_array().cloned().unwrap_or_default();
     assert!(at_exit.is_empty(), "repaired memory equals the majority's at exit: {at_exit:?}");
-    let logs = logs(&run.report);
+    let logs = checkpoint_logs(&run.report);
     let faulty: Vec<usize> = (0..3).filter(|&i| !list(&logs[i], "divergent_epochs").is_empty()).collect();
     assert_eq!(faulty.len(), 1, "one replica diverged: {logs:?}");
     let f = faulty[0];
@@ -90,10 +63,10 @@ fn a_fault_that_recurs_on_re_execution_is_repaired_once() {
     let run = tmr_json_report(None, &[], &with(&SCRUB, checkpointee(&["flip-always"])), "tmr-report");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum());
+    assert_eq!(run.stdout, checkpointee_sum());
     let at_exit = run.report["memory"]["divergent"].as_array().cloned().unwrap_or_default();
     assert!(at_exit.is_empty(), "{at_exit:?}");
-    let logs = logs(&run.report);
+    let logs = checkpoint_logs(&run.report);
     let repairs = list(&logs[1], "repairs");
     assert_eq!(repairs.len(), 1, "{repairs:?}");
     assert!(repairs[0]["pages"].as_u64().is_some(), "{repairs:?}");
@@ -121,8 +94,8 @@ fn under_scrub_a_hang_still_falls_back_to_rollback_and_completes() {
     assert!(marker.exists(), "one replica hung (it created the marker)");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report["vote"]["result"], "unanimous", "{}", run.stderr);
-    assert_eq!(run.stdout, plain_sum());
-    let logs = logs(&run.report);
+    assert_eq!(run.stdout, checkpointee_sum());
+    let logs = checkpoint_logs(&run.report);
     let rolled: Vec<usize> = (0..3).filter(|&i| !list(&logs[i], "rollbacks").is_empty()).collect();
     assert_eq!(rolled.len(), 1, "{logs:?}");
     let f = rolled[0];
@@ -156,7 +129,7 @@ fn a_timed_fault_lands_at_its_time_under_epoch_votes() {
     assert_eq!(run.code, 0, "a majority ends well either way: {}", run.stderr);
     let injection = &run.report["injection"];
     assert!(injection["injected"].is_object(), "{injection}");
-    let logs = logs(&run.report);
+    let logs = checkpoint_logs(&run.report);
     // Crashed and rolled back, or (when it landed at the stop of an epoch vote) outvoted there on its
     // instruction pointer first and rolled back.
     let rolled: Vec<Value> = list(&logs[1], "rollbacks")

@@ -438,3 +438,31 @@ pub fn skip_without_ptrace(test: &str) {
         f.write_all(format!("{test}\n").as_bytes()).expect("appending to TMR_TEST_SKIP_LOG");
     }
 }
+
+/// The `checkpointee` fixture's argv (tests/checkpoint.rs, tests/scrub.rs).
+pub fn checkpointee(args: &[&str]) -> Vec<OsString> {
+    let mut v = vec![fixture("checkpointee").into_os_string()];
+    v.extend(args.iter().map(OsString::from));
+    v
+}
+
+/// Each replica's checkpoint log in a JSON report.
+pub fn checkpoint_logs(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["memory"]["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no memory replicas in {report}"))
+        .iter()
+        .map(|r| r["checkpoints"].clone())
+        .collect()
+}
+
+/// The sum `checkpointee` prints when nothing crashes: run alone (no TMR_REPLICA), it does not fault.
+pub fn checkpointee_sum() -> String {
+    let out = Command::new(fixture("checkpointee"))
+        .args(["crash-once", "/nonexistent/marker"])
+        .env_remove("TMR_REPLICA")
+        .output()
+        .expect("running checkpointee");
+    assert!(out.status.success(), "{out:?}");
+    text(&out.stdout)
+}

@@ -215,8 +215,12 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
     };
     LineDiff {
         line: d.line,
-        majority: side(&d.majority, d.majority_ended || !d.majority.is_empty(), d.replica_ended),
-        replica: side(&d.replica, true, d.majority_ended),
+        majority: side(
+            &d.majority,
+            d.majority_ended || !d.majority.is_empty(),
+            d.replica_ended && !d.replica.contains(&b'\n'),
+        ),
+        replica: side(&d.replica, true, d.majority_ended && !d.majority.contains(&b'\n')),
     }
 }
 
@@ -246,6 +250,9 @@ mod tests {
         // Neither ended there: the newline ends the shown line as before.
         let d = ended(b"\nmore", b"X\n", false, false);
         assert_eq!((d.majority.as_deref(), d.replica.as_deref()), (Some("tail"), Some("tailX")));
+        // Both ended, each after a newline of its own: nothing ended within the line.
+        let d = ended(b"0\n", b"1\n", true, true);
+        assert_eq!((d.majority.as_deref(), d.replica.as_deref()), (Some("tail0"), Some("tail1")));
     }
 
     #[test]

@@ -112,8 +112,9 @@ pub fn execute(config: &Config) -> Result<i32> {
     // A replica rerun after a node failure has no lane in the stream hub: deliver another member of the
     // majority when there is one, else the rerun's spool past what was already delivered.
     let winner = voted.majority().map(|g| crate::rerun::representative(&records, &g.members));
-    if let (true, Some(w)) = (streamed, winner) {
-        harness.note_tail_divergences(&mut records, w);
+    if streamed {
+        // Dissents are shown against the winner, or against replica 0 when there is none.
+        harness.note_tail_divergences(&mut records, winner.unwrap_or(0));
     }
     let output = if streamed {
         let rescheduled = winner.filter(|&w| records[w].rescheduled_from.is_some());

@@ -144,7 +144,8 @@ fn a_split_keeps_the_delivered_prefix() {
 }
 
 /// A replica that stopped short of the majority, or differs only in a final newline, still gets the
-/// line where it differs, with the newline shown where it is the difference.
+/// line where it differs, with the newline shown where it is the difference; so does each replica of a
+/// split with no majority, against replica 0.
 #[test]
 fn a_replica_that_stops_short_gets_its_differing_line() {
     let dissent = |script: &str| -> serde_json::Value {
@@ -156,7 +157,6 @@ fn a_replica_that_stops_short_gets_its_differing_line() {
                 .args(["--", "sh", "-c", script]),
             Input::Null,
         );
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
         r["dissents"][0]["stdout_diff"].clone()
@@ -170,6 +170,12 @@ fn a_replica_that_stops_short_gets_its_differing_line() {
     assert_eq!(
         (d["line"].as_u64(), d["majority"].as_str(), d["replica"].as_str()),
         (Some(2), Some("tail\n"), Some("tail"))
+    );
+    // No majority at all: each dissent is shown against replica 0.
+    let d = dissent(r#"echo same; echo "x $TMR_REPLICA""#);
+    assert_eq!(
+        (d["line"].as_u64(), d["majority"].as_str(), d["replica"].as_str()),
+        (Some(2), Some("x 0"), Some("x 1"))
     );
 }
 

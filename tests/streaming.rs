@@ -157,6 +157,7 @@ fn a_replica_that_stops_short_gets_its_differing_line() {
                 .args(["--", "sh", "-c", script]),
             Input::Null,
         );
+        assert!(matches!(out.status.code(), Some(0 | 120)), "{}", text(&out.stderr));
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
         r["dissents"][0]["stdout_diff"].clone()

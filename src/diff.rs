@@ -194,8 +194,9 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
     let line_start = &d.before[start..];
     let cut_front = line_start.len() > BEFORE || (start == 0 && d.before.len() >= 256);
     let tail = &line_start[line_start.len().saturating_sub(BEFORE)..];
-    // When one side's output ended within the line, the other side's newline is part of the difference
-    // ("tail\n" against "tail"), so it is shown.
+    // When one side's output ended within the line (after some of it: at the line's very start it
+    // reads `<end of output>`), the other side's newline is part of the difference ("tail\n" against
+    // "tail"), so it is shown.
     let side = |from: &[u8], known: bool, other_ended: bool| -> Option<String> {
         if !known {
             return Some(show(tail, b"", cut_front, true));
@@ -218,9 +219,13 @@ pub fn from_divergence(d: &crate::stream::Divergence) -> LineDiff {
         majority: side(
             &d.majority,
             d.majority_ended || !d.majority.is_empty(),
-            d.replica_ended && !d.replica.contains(&b'\n'),
+            d.replica_ended && !d.replica.contains(&b'\n') && !(tail.is_empty() && d.replica.is_empty()),
         ),
-        replica: side(&d.replica, true, d.majority_ended && !d.majority.contains(&b'\n')),
+        replica: side(
+            &d.replica,
+            true,
+            d.majority_ended && !d.majority.contains(&b'\n') && !(tail.is_empty() && d.majority.is_empty()),
+        ),
     }
 }
 

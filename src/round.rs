@@ -139,15 +139,12 @@ pub fn execute(config: &Config) -> Result<i32> {
         let mut out = report::OutputReport::spooled();
         if let (Some(w), None) = (winner, harness.interrupted) {
             let rec = &mut records[w];
+            // What reached tmr's output, also when its reader left partway (`| head -1`).
             if rec.stdout.summary.len > 0 {
-                harness.deliver(rec.stdout.file()?, libc::STDOUT_FILENO)?;
+                out.stdout.bytes = harness.deliver(rec.stdout.file()?, libc::STDOUT_FILENO)?;
             }
             if rec.stderr.summary.len > 0 && harness.interrupted.is_none() {
-                harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
-            }
-            if harness.interrupted.is_none() {
-                out.stdout.bytes = rec.stdout.summary.len;
-                out.stderr.bytes = rec.stderr.summary.len;
+                out.stderr.bytes = harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
             }
         }
         out

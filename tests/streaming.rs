@@ -63,6 +63,32 @@ fn a_reader_that_closes_ends_the_run_with_sigpipe() {
     }
 }
 
+/// `tmr --sequential -- seq N | head -1`: the spooled winner's output is cut by the reader, and the
+/// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
+#[test]
+fn a_reader_that_closes_during_spooled_delivery_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" --sequential --format json -o "$1/r.json" -- seq 1000000 2>/dev/null | head -n 1"#,
+            ])
+            .arg(tmr_path())
+            .arg(dir.path()),
+        Input::Null,
+    );
+    assert_eq!(text(&out.stdout), "1\n");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["interrupted_by"], "SIGPIPE", "{r}");
+    let bytes = r["output"]["stdout"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes >= 2 && bytes < 6_888_896,
+        "delivered {bytes} of seq's 6,888,896 bytes before the reader left"
+    );
+}
+
 /// The flood: bytes agreed by all are delivered byte-exact, and nothing is spooled (no file in
 /// $TMPDIR, and tmr's own memory stays far below the output's size).
 #[test]

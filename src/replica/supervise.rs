@@ -1066,25 +1066,30 @@ impl Harness {
 
     /// Copy `spool` from its start to `fd` (tmr's stdout or stderr), watching for stop signals the whole
     /// time: a reader that stops reading must not make tmr deaf to SIGINT/SIGTERM. A reader that goes
-    /// away (EPIPE) ends the copy quietly.
-    pub fn deliver(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd) -> Result<()> {
+    /// away (EPIPE) ends the copy quietly. Returns the spool offset delivered up to.
+    pub fn deliver(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd) -> Result<u64> {
         self.deliver_from(spool, fd, 0)
     }
 
     /// [`Harness::deliver`] from offset `at` of the spool.
-    pub fn deliver_from(&mut self, spool: &std::fs::File, fd: std::os::fd::RawFd, mut at: u64) -> Result<()> {
+    pub fn deliver_from(
+        &mut self,
+        spool: &std::fs::File,
+        fd: std::os::fd::RawFd,
+        mut at: u64,
+    ) -> Result<u64> {
         let mut out = super::deliver::Output::new(fd);
         loop {
             self.check_stop();
             if self.interrupted.is_some() {
-                return Ok(());
+                return Ok(at);
             }
             match out.send(spool, &mut at, self.signals.fd())? {
                 super::deliver::Sent::More => {}
-                super::deliver::Sent::Done => return Ok(()),
+                super::deliver::Sent::Done => return Ok(at),
                 super::deliver::Sent::ReaderGone => {
                     self.interrupted.get_or_insert(libc::SIGPIPE);
-                    return Ok(());
+                    return Ok(at);
                 }
             }
             self.signals.drain();

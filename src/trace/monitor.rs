@@ -312,7 +312,7 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
         if let Some(dir) = peers {
             c = c.with_peers(dir, vote);
         }
-        match interposed.map(|i| i.in_tracer()) {
+        match interposed.map(|i| i.in_tracer(super::checkpoint::timer_signal())) {
             Some(Ok(hold)) => {
                 copying = true;
                 c.with_hold(hold)

@@ -65,7 +65,7 @@ fn trace_options() -> Options {
         // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
         | Options::PTRACE_O_TRACESYSGOOD
 }
-/// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`): see `replica::no_tracer`.
+/// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`): see `trace::no_tracer`.
 pub const SUPPORTED: bool = true;
 /// The fd on which the monitor writes its snapshot.
 pub const SNAPSHOT_FD: i32 = 3;

@@ -75,7 +75,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     if let Some(dir) = &checkpoint_dir {
         // Campaigns roll back on crash and hang, with unaligned checkpoints: aligned epochs (tmr
         // --epoch-vote) checkpoint CPU-bound code only at its next system call.
-        std::fs::write(dir.path().join(crate::replica::CHECKPOINT_SOLO), b"")
+        std::fs::write(dir.path().join(crate::trace::CHECKPOINT_SOLO), b"")
             .context("marking the checkpoint directory")?;
     }
     let argv_on = match (cfg.checkpoint, &checkpoint_dir) {

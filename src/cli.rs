@@ -539,7 +539,7 @@ impl RunArgs {
 
 /// Why `--fork` cannot be combined with what else was asked, if it cannot.
 fn fork_refusal(args: &RunArgs) -> Result<(), clap::Error> {
-    let why = if !crate::replica::monitor::SUPPORTED {
+    let why = if !crate::trace::monitor::SUPPORTED {
         Some("--fork needs an x86-64 build of tmr".to_string())
     } else if args.inject.is_some() || args.checkpoint.is_some() {
         Some("--fork does not combine with --inject or --checkpoint yet".into())

@@ -48,7 +48,7 @@ pub struct Config {
     pub epoch_vote: bool,
     /// `--recover`: how an outvoted replica recovers at an epoch vote (the tracer's default when `None`).
     pub recover: Option<crate::epoch::Recover>,
-    /// `--fork`: exec once, fork the other replicas after the loader (`replica/forkrun.rs`).
+    /// `--fork`: exec once, fork the other replicas after the loader (`trace/forkrun.rs`).
     pub fork: bool,
     pub classify: ClassifyConfig,
     /// Where replicas run (`--launcher`, `--spread`, `--slurm-opt`).

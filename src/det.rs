@@ -12,7 +12,7 @@ pub struct Det {
     pub tid: bool,
     pub stack: bool,
     pub tsc: bool,
-    /// Input replication (`replica::inputs`): the clock and /dev/urandom answered alike in every replica.
+    /// Input replication (`trace::inputs`): the clock and /dev/urandom answered alike in every replica.
     pub clock: bool,
     pub urandom: bool,
     /// Vote the memory of a multithreaded replica too. Not a determinization step but a policy, spelled

@@ -1,8 +1,8 @@
 //! Checkpoint policy for `--checkpoint` (pure: times are arguments, no processes). The tracer in
-//! `replica::checkpoint` asks it when the next checkpoint is due and what to do when its replica fails;
+//! `trace::checkpoint` asks it when the next checkpoint is due and what to do when its replica fails;
 //! the log it fills travels to tmr in the memory snapshot and into the report.
 //!
-//! With parallel replicas, checkpoints are aligned across replicas (`replica::epochvote`) and voted:
+//! With parallel replicas, checkpoints are aligned across replicas (`trace::epochvote`) and voted:
 //! a checkpoint is good once the replica's digest is in the strict majority ([`epoch_verdict`]); only
 //! the last good one is kept. A replica in the minority is rolled back to it ("epoch-divergence").
 //! When fewer than a majority of replicas are left to vote (the others exited), a checkpoint is kept

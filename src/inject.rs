@@ -1,6 +1,6 @@
 //! Fault injection specs: what to corrupt, where and when, with every open choice drawn from a seeded
 //! generator so a trial replays exactly. Pure: parsing, drawing and choosing a target from a memory map;
-//! the monitor (`replica::monitor`) does the stopping and writing.
+//! the monitor (`trace::monitor`) does the stopping and writing.
 //!
 //! Syntax: `flip:replica=R,after=DUR|exit,region=heap|stack|data|anon|any,bits=K,page=P,offset=O,bit=B,seed=S`
 //! or `reg:replica=R,after=DUR|exit,reg=NAME|any,bit=B,seed=S`. Every key is optional; `after` defaults to

@@ -33,5 +33,6 @@ pub mod suite;
 pub mod supervisor;
 pub mod testrun;
 pub mod text;
+pub mod trace;
 pub mod units;
 pub mod vote;

@@ -7,8 +7,8 @@ use tmr::report::say;
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // tmr re-executes itself as the per-replica memory monitor (`--mem`).
-    if args.get(1).is_some_and(|a| a == tmr::replica::monitor::ARG) {
-        std::process::exit(tmr::replica::monitor::main(&args[2..]));
+    if args.get(1).is_some_and(|a| a == tmr::trace::monitor::ARG) {
+        std::process::exit(tmr::trace::monitor::main(&args[2..]));
     }
     if tmr::replica::stdout_was_closed() {
         say("tmr: stdout is closed (>&-): the voted output would have nowhere to go (discard it with >/dev/null)");

@@ -2,7 +2,7 @@
 //! with one digest per 4 KiB page; pages are voted address by address. A page where a strict majority
 //! agrees and a minority differs is a *divergence* of that minority (latent corruption that may never
 //! reach the output); a page with no majority is *noise* — counted and listed, because every noise page
-//! is a blind spot. No processes here: snapshots come from the per-replica monitor (`replica::monitor`).
+//! is a blind spot. No processes here: snapshots come from the per-replica monitor (`trace::monitor`).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ pub use crate::units::PAGE;
 
 /// What one replica's monitor saw at its exit stop.
 ///
-/// It travels from the monitor to tmr as a binary file (`replica::snapfile`): the regions' digests and
+/// It travels from the monitor to tmr as a binary file (`trace::snapfile`): the regions' digests and
 /// the pid pages as raw bytes, the rest (small and structured) as JSON, hence the `skip`s.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemSnapshot {
@@ -165,8 +165,8 @@ const RUN_UNREADABLE: u64 = 1;
 /// A region's page digests, 16 bytes per unit: a unit is one page's digest, or, when its index is listed
 /// in `runs`, a run of pages that read as zeros or could not be read (its count, then its kind, as two
 /// little-endian u64). A never-touched page of a 16 GiB `MAP_NORESERVE` mapping costs nothing to read
-/// (the monitor skips it, see `replica::memsnap`), and must cost nothing to ship, parse and vote either.
-/// This is also the layout of the snapshot file (`replica::snapfile`), so reading one is a copy.
+/// (the monitor skips it, see `trace::memsnap`), and must cost nothing to ship, parse and vote either.
+/// This is also the layout of the snapshot file (`trace::snapfile`), so reading one is a copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageDigests {
     units: Vec<PageDigest>,
@@ -225,7 +225,7 @@ impl PageDigests {
         })
     }
 
-    /// Pages covered, saturating (a checked file cannot overflow: see `replica::snapfile`).
+    /// Pages covered, saturating (a checked file cannot overflow: see `trace::snapfile`).
     pub fn page_count(&self) -> u64 {
         let runs: u64 =
             self.runs.iter().map(|&r| run_of(&self.units[r as usize]).0).fold(0, u64::saturating_add);

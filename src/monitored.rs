@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 
 use crate::det::Det;
-use crate::replica::monitor;
 use crate::replica::Launcher;
+use crate::trace::monitor;
 
 /// Replicas run under tmr's own monitor (`tmr __tmr-monitor`), which traces the real command.
 pub fn monitor_launcher(
@@ -53,7 +53,7 @@ pub fn monitor_launcher_with(
             .tempdir_in("/dev/shm")
             .or_else(|_| tempfile::Builder::new().prefix("tmr-replog-").tempdir())
             .context("creating the answer log's directory")?;
-        launcher.set_env(crate::replica::inputs::ENV, &dir.path().to_string_lossy())?;
+        launcher.set_env(crate::trace::inputs::ENV, &dir.path().to_string_lossy())?;
         launcher.scratch = Some(dir);
     }
     if det.rseq {

@@ -44,10 +44,10 @@ pub fn execute(config: &Config) -> Result<i32> {
         .transpose()
         .context("creating the directory where replicas report to each other")?;
     // Aligned, voted epochs only with --epoch-vote, and only when the replicas run together (one at a
-    // time they cannot meet): otherwise each replica checkpoints on its own timer (replica::checkpoint).
+    // time they cannot meet): otherwise each replica checkpoints on its own timer (trace::checkpoint).
     let solo = !config.epoch_vote || (config.sequential && config.replicas > 1);
     if let Some(dir) = checkpoint_dir.as_ref().filter(|_| solo) {
-        std::fs::write(dir.path().join(crate::replica::CHECKPOINT_SOLO), b"")
+        std::fs::write(dir.path().join(crate::trace::CHECKPOINT_SOLO), b"")
             .context("marking the checkpoint directory")?;
     }
     let mut launcher = match config.mem {

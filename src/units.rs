@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// The page size the memory vote, the injector and the checkpoints work in: x86-64's 4 KiB (the tracer
-/// is built for x86-64 only, see `replica::no_tracer`).
+/// is built for x86-64 only, see `trace::no_tracer`).
 pub const PAGE: u64 = 4096;
 
 /// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.

@@ -103,7 +103,7 @@ impl Trials for Live<'_> {
             // The previous trial's walls would make this trial's replicas look hung, or not.
             for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
                 let path = e?.path();
-                if path.file_name().is_some_and(|n| n == crate::replica::CHECKPOINT_SOLO) {
+                if path.file_name().is_some_and(|n| n == crate::trace::CHECKPOINT_SOLO) {
                     continue;
                 }
                 std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;

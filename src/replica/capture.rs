@@ -2,6 +2,7 @@
 //! `--sequential` replicas): hashed as it arrives (masked when asked), and kept in a private spool file
 //! only when someone will need the bytes afterwards (the sequential voted round's winner and its diffs,
 //! `hunt --keep`). The voted round of parallel replicas is streamed instead (`hub.rs`).
+//! Also where tmr's private files are made: spools, and the snapshot file each memory monitor fills.
 
 use std::fs::File;
 use std::io::Write;
@@ -97,6 +98,15 @@ pub fn private_tempfile() -> std::io::Result<File> {
         .custom_flags(libc::O_TMPFILE)
         .open(&dir)
         .or_else(|_| tempfile::tempfile_in(&dir))
+}
+
+/// A new, empty snapshot file for one replica's monitor (`trace::snapfile`): a memfd (close-on-exec; the
+/// spawn code dups it to fd 3), or where memfds are unavailable an unlinked temporary file.
+pub fn snapshot_file() -> Result<File> {
+    match nix::sys::memfd::memfd_create(c"tmr-snapshot", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(_) => private_tempfile().context("creating a snapshot file"),
+    }
 }
 
 #[cfg(test)]

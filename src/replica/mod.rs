@@ -1,46 +1,21 @@
 //! Running replicas: spawning them, feeding their stdin, capturing their output, enforcing timeouts and
-//! signals, reaping them and whatever they leave behind. All of tmr's `unsafe` and process plumbing lives
-//! under this module; what comes out is plain data (`RunRecord`) for the vote and the reports.
+//! signals, reaping them and whatever they leave behind. tmr's own process plumbing and its `unsafe` live
+//! under this module (the monitor's, ptrace's, live under `trace`, which this module imports and which
+//! imports nothing of it); what comes out is plain data (`RunRecord`) for the vote and the reports.
 
 pub mod capture;
-#[cfg(target_arch = "x86_64")]
-mod checkpoint;
 mod deliver;
-#[cfg(target_arch = "x86_64")]
-mod epochvote;
 #[cfg(test)]
 pub mod fake;
-#[cfg(target_arch = "x86_64")]
-mod forkrun;
-#[cfg(target_arch = "x86_64")]
-mod hold;
 pub mod hub;
-#[cfg(target_arch = "x86_64")]
-pub mod inputs;
-pub mod memsnap;
-#[cfg(target_arch = "x86_64")]
-pub mod monitor;
-#[cfg(not(target_arch = "x86_64"))]
-mod no_tracer;
 pub mod placement;
-#[cfg(target_arch = "x86_64")]
-mod remote;
-#[cfg(not(target_arch = "x86_64"))]
-pub use no_tracer::{inputs, monitor};
 mod reap;
-#[cfg(target_arch = "x86_64")]
-mod replog;
-#[cfg(target_arch = "x86_64")]
-mod scrub;
 mod signals;
-pub mod snapfile;
 pub mod spawn;
 mod stdin;
 mod supervise;
 
 pub use capture::Captured;
-/// The file in a run's checkpoint directory that turns aligned epochs and their vote off.
-pub const CHECKPOINT_SOLO: &str = "solo";
 pub use deliver::stdout_was_closed;
 pub use spawn::ChildSetup;
 pub use supervise::{Batch, BatchOpts, Control, Harness, Job, Launcher, RunRecord};

@@ -28,6 +28,7 @@ use crate::fingerprint::{Fingerprint, Outcome, StreamSummary};
 use crate::memvote::MemSnapshot;
 use crate::stream::Divergence;
 use crate::supervisor::{Action, Event, Limits, Supervisor};
+use crate::trace::snapfile;
 use crate::units::Timeout;
 
 /// One read per ready pipe per wake-up, of this size. Reading a pipe again at once, while its writer
@@ -517,7 +518,7 @@ impl Harness {
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let stdio = [stdin_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        let mem_file = if opts.mem { Some(super::snapfile::create()?) } else { None };
+        let mem_file = if opts.mem { Some(super::capture::snapshot_file()?) } else { None };
         let setup =
             ChildSetup { fd3: mem_file.as_ref().map(|f| f.as_raw_fd()), trace_me: false, ..opts.setup };
         let started = Instant::now();
@@ -564,12 +565,12 @@ impl Harness {
     }
 
     /// `--fork`: exec the group's first job, and fork the others from it after its loader
-    /// (`forkrun.rs`); each gets its own pipes, made here like any replica's. A command that ends
+    /// (`trace/forkrun.rs`); each gets its own pipes, made here like any replica's. A command that ends
     /// before its entry point (an exec error) is a replica like any other, and the rest of the group
     /// is then started the ordinary way.
     #[cfg(target_arch = "x86_64")]
     fn launch_group(&mut self, group: &[Job], first_slot: usize, opts: &BatchOpts) -> Result<Vec<Running>> {
-        use super::forkrun::{fork_after_load, Extra, ForkPlan, Forked, ENV as FORK_ENV};
+        use crate::trace::forkrun::{fork_after_load, Extra, ForkPlan, Forked, ENV as FORK_ENV};
         if group.len() == 1 {
             return Ok(vec![self.launch(group[0], first_slot, opts, None)?]);
         }
@@ -580,7 +581,7 @@ impl Harness {
             let (out_r, out_w) = output_pipe()?;
             let (err_r, err_w) = output_pipe()?;
             let mem_file = match opts.mem {
-                true => Some(super::snapfile::create()?),
+                true => Some(super::capture::snapshot_file()?),
                 false => None,
             };
             ends.push(([stdin_child, out_w, err_w], out_r, err_r, feed, mem_file));
@@ -1200,10 +1201,10 @@ fn check_exec(r: &mut Running) {
     }
 }
 
-/// The monitor's snapshot (`super::snapfile`); a monitor that died mid-write leaves a damaged file, which
+/// The monitor's snapshot (`trace::snapfile`); a monitor that died mid-write leaves a damaged file, which
 /// makes this replica's memory unavailable, saying why, rather than an error of tmr's.
 fn read_snapshot(f: std::fs::File) -> Option<MemSnapshot> {
-    super::snapfile::read(&f).unwrap_or_else(|e| Some(super::snapfile::unreadable(&e)))
+    snapfile::read(&f).unwrap_or_else(|e| Some(snapfile::unreadable(&e)))
 }
 
 /// Reap `pid` and get its own resource usage. nix does not wrap wait4; getrusage(RUSAGE_CHILDREN) would
@@ -1243,7 +1244,7 @@ fn open_null() -> Result<OwnedFd> {
 /// `forkrun::DEADLINE`.
 #[cfg(target_arch = "x86_64")]
 fn read_fork_report(r: &OwnedFd, wake: std::os::fd::BorrowedFd, drain: &dyn Fn()) -> Result<Vec<(Pid, u64)>> {
-    let deadline = Instant::now() + super::forkrun::DEADLINE;
+    let deadline = Instant::now() + crate::trace::forkrun::DEADLINE;
     let mut text = Vec::new();
     let mut buf = [0u8; 512];
     loop {

@@ -58,8 +58,10 @@ impl Interposed {
         }
     }
 
-    /// In the tracer: start copying. The replica's ends are closed here.
-    pub fn in_tracer(self) -> Result<Hold> {
+    /// In the tracer: start copying. The replica's ends are closed here. `full_signal` is what the copier
+    /// sends the trace loop when the held bytes reach the limit: the checkpoint timer's signal, passed in
+    /// so that this module needs nothing of `checkpoint.rs`, which holds a [`Hold`].
+    pub fn in_tracer(self, full_signal: i32) -> Result<Hold> {
         let Interposed { src, dst, sink } = self;
         drop(sink);
         for fd in src.iter().chain(&dst) {
@@ -78,7 +80,7 @@ impl Interposed {
         let shared = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("tmr-hold".into())
-            .spawn(move || copier(shared, wake_r, main_tid))
+            .spawn(move || copier(shared, wake_r, main_tid, full_signal))
             .context("starting the output thread")?;
         Ok(Hold { state, wake: wake_w, thread: Some(thread) })
     }
@@ -233,7 +235,7 @@ impl Hold {
 /// Set by the copier when the held bytes reach the limit: the trace loop then checkpoints at once.
 pub static FULL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn copier(state: Arc<Mutex<State>>, wake: OwnedFd, main_tid: i32) {
+fn copier(state: Arc<Mutex<State>>, wake: OwnedFd, main_tid: i32, full_signal: i32) {
     // Signals for the trace loop (its timers) must reach the main thread, not this one.
     let mut all = nix::sys::signal::SigSet::all();
     all.remove(nix::sys::signal::Signal::SIGSEGV);
@@ -250,14 +252,7 @@ fn copier(state: Arc<Mutex<State>>, wake: OwnedFd, main_tid: i32) {
             }
             if full && !FULL.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 // SAFETY: tgkill with plain integers; the handler of that signal is async-signal-safe.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_tgkill,
-                        libc::getpid(),
-                        main_tid,
-                        super::checkpoint::timer_signal(),
-                    )
-                };
+                unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), main_tid, full_signal) };
             }
             let done = s.closing && s.streams.iter().all(|st| st.out.is_empty() || st.dead);
             let mut fds: Vec<(i32, i16)> = vec![(wake.as_raw_fd(), libc::POLLIN)];

@@ -1,10 +1,10 @@
-//! The snapshot file a memory monitor hands tmr: its binary format, the memfd it lives in, and the
-//! mapped read. The page digests (25,600 for a 100 MiB heap) and the pages that hold the pid travel as
-//! raw bytes, so tmr copies them out instead of parsing hex. The rest of a `MemSnapshot` (notes, inputs,
-//! the injection, checkpoints) is small, structured and still changing, so it travels as one JSON
-//! section. tmr creates the file (a memfd: it never touches a disk, and nothing needs unlinking) and
-//! passes it to the monitor as fd 3; the monitor rewrites it whole while the replica is held in a
-//! ptrace stop, and tmr reads it once, after the replica has been reaped.
+//! The snapshot file a memory monitor hands tmr: its binary format and the mapped read. The page
+//! digests (25,600 for a 100 MiB heap) and the pages that hold the pid travel as raw bytes, so tmr copies
+//! them out instead of parsing hex. The rest of a `MemSnapshot` (notes, inputs, the injection,
+//! checkpoints) is small, structured and still changing, so it travels as one JSON section. tmr creates
+//! the file (`replica::capture::snapshot_file`: a memfd, it never touches a disk, and nothing needs
+//! unlinking) and passes it to the monitor as fd 3; the monitor rewrites it whole while the replica is
+//! held in a ptrace stop, and tmr reads it once, after the replica has been reaped.
 //!
 //! Layout, every integer a little-endian u64 unless said otherwise:
 //! - header: `MAGIC` (8 bytes), version (u32) and zero (u32), then for each of the sections regions,
@@ -44,15 +44,6 @@ const S_STRINGS: usize = 4;
 const S_META: usize = 5;
 const NAMES: [&str; SECTIONS] = ["regions", "units", "runs", "pid pages", "strings", "meta"];
 const SIZES: [usize; SECTIONS] = [REGION, UNIT, RUN, PID_PAGE, 1, 1];
-
-/// A new, empty snapshot file for one replica's monitor: a memfd (close-on-exec; the spawn code dups it
-/// to fd 3), or where memfds are unavailable an unlinked temporary file.
-pub fn create() -> Result<File> {
-    match nix::sys::memfd::memfd_create(c"tmr-snapshot", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC) {
-        Ok(fd) => Ok(File::from(fd)),
-        Err(_) => super::capture::private_tempfile().context("creating a snapshot file"),
-    }
-}
 
 /// Replace the file's contents with `snap`.
 pub fn write(file: &mut File, snap: &MemSnapshot) -> std::io::Result<()> {
@@ -357,7 +348,7 @@ mod tests {
 
     #[test]
     fn the_file_is_a_memfd_and_reads_back_what_was_written() {
-        let mut f = create().unwrap();
+        let mut f = crate::replica::capture::snapshot_file().unwrap();
         assert_eq!(read(&f).unwrap(), None, "an empty file is no snapshot");
         let snap = MemSnapshot {
             regions: vec![region("[stack]".into(), 0x7000, &[Page::Data(9), Page::Zero])],

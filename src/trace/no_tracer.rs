@@ -1,6 +1,6 @@
 //! What stands in for the tracer on architectures it does not support (its register and system-call code
 //! is x86-64's): the names the rest of tmr refers to, and a clear refusal. `--mem`, `--inject` and
-//! `--checkpoint` are refused before any replica starts (`round::monitor_launcher_with`); a monitor
+//! `--checkpoint` are refused before any replica starts (`monitored::monitor_launcher_with`); a monitor
 //! started anyway says why and exits 125.
 
 /// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`).

@@ -65,7 +65,7 @@ fn trace_options() -> Options {
         // Syscall stops (only while a checkpoint is due) report as such, not as SIGTRAP.
         | Options::PTRACE_O_TRACESYSGOOD
 }
-/// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`): see `replica::no_tracer`.
+/// Whether this build can trace replicas (`--mem`, `--inject`, `--checkpoint`): see `trace::no_tracer`.
 pub const SUPPORTED: bool = true;
 /// The fd on which the monitor writes its snapshot.
 pub const SNAPSHOT_FD: i32 = 3;
@@ -312,7 +312,7 @@ fn tracer_main(replica: i32, tmr: i32, plan: Plan, go: OwnedFd) -> ! {
         if let Some(dir) = peers {
             c = c.with_peers(dir, vote);
         }
-        match interposed.map(|i| i.in_tracer()) {
+        match interposed.map(|i| i.in_tracer(super::checkpoint::timer_signal())) {
             Some(Ok(hold)) => {
                 copying = true;
                 c.with_hold(hold)

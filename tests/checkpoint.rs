@@ -75,7 +75,7 @@ fn a_replica_that_fails_again_after_its_rollbacks_is_reported_deterministic() {
         let r = rollbacks(&log);
         // Rolled back to the last good checkpoint (again if a newer one was voted good meanwhile),
         // and once the same fault comes back from the checkpoint it resumed, left to stand.
-        assert!((2..=4).contains(&r.len()), "{r:?}");
+        assert!((2..=4).contains(&r.len()), "{r:?} in the log {log}\n{}", run.stderr);
         let (last, before) = r.split_last().expect("not empty");
         assert!(before.iter().all(|b| b["resumed_epoch"].as_u64().is_some()), "{r:?}");
         assert!(last["resumed_epoch"].is_null());

@@ -375,16 +375,7 @@ mod tests {
     #[test]
     fn the_reference_output_is_the_lowest_numbered_runs_whatever_finishes_first() {
         let cfg = config(&["--runs", "10", "--compare", "stdout"]);
-        let opts = BatchOpts {
-            parallel: 2,
-            timeout: None,
-            stdout_masks: Vec::new(),
-            stderr_masks: Vec::new(),
-            setup: ChildSetup::default(),
-            mem: false,
-            reference_wall: None,
-            keep: false,
-        };
+        let opts = BatchOpts { parallel: 2, ..opts() };
         let mut runner = Swapped(Fake::new(1, |_| 0));
         let h = hunt(&mut runner, &cfg, &opts, &mut crate::events::Nobody).unwrap();
         assert_eq!((h.tally.runs, h.tally.failures), (10, 6));

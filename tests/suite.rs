@@ -345,6 +345,22 @@ fn a_hang_is_killed_by_the_timeout_and_named_bats() {
     assert_eq!(r.code, 1);
 }
 
+/// Start `cmd` (a `tmr test` of a suite whose hanging test touches `hanging-R` in `ready` in each
+/// replica R), send SIGINT once all three hang, and return its output and stderr.
+fn interrupt_once_all_hang(
+    cmd: &mut std::process::Command,
+    ready: &std::path::Path,
+) -> (std::process::Output, String) {
+    let mut running = common::spawn(cmd, common::Input::Null);
+    for r in 0..3 {
+        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
+    }
+    common::send_signal(running.pid(), libc::SIGINT);
+    let out = running.finish(Duration::from_secs(120));
+    let stderr = text(&out.stderr);
+    (out, stderr)
+}
+
 /// Ctrl-C while every replica is in a hanging test: tmr forwards it, the runs it cut are not evidence
 /// (the hanging test is not reported failed, no nameless case), the tests that finished still count,
 /// and tmr exits 130 with what it had.
@@ -362,13 +378,7 @@ fn ctrl_c_reports_what_finished_and_exits_130() {
         .args(["test", "--reruns", "3", "--json"])
         .arg(&json)
         .args(["--", "pytest", "-q", "-p", "no:cacheprovider", "test_suite.py"]);
-    let mut running = common::spawn(&mut cmd, common::Input::Null);
-    for r in 0..3 {
-        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
-    }
-    common::send_signal(running.pid(), libc::SIGINT);
-    let out = running.finish(Duration::from_secs(120));
-    let stderr = text(&out.stderr);
+    let (out, stderr) = interrupt_once_all_hang(&mut cmd, &ready);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(!stderr.contains("test_hang_on_request —"), "the interrupted test is not reported:\n{stderr}");
     assert!(!stderr.contains("without a name"), "{stderr}");
@@ -408,13 +418,7 @@ fn ctrl_c_before_any_test_finished_says_so() {
         "no:cacheprovider",
         "test_first_hangs.py",
     ]);
-    let mut running = common::spawn(&mut cmd, common::Input::Null);
-    for r in 0..3 {
-        common::wait_for_file_while(&ready.join(format!("hanging-{r}")), &mut running);
-    }
-    common::send_signal(running.pid(), libc::SIGINT);
-    let out = running.finish(Duration::from_secs(120));
-    let stderr = text(&out.stderr);
+    let (out, stderr) = interrupt_once_all_hang(&mut cmd, &ready);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("no replica finished a test before tmr was stopped"), "{stderr}");
     assert!(!stderr.contains("last output above"), "{stderr}");

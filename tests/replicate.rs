@@ -87,10 +87,14 @@ fn clock_readings_in_the_heap_are_no_noise() {
     let replicated: u64 = counts.iter().map(|c| c.1).sum();
     let first: u64 = counts.iter().map(|c| c.2).sum();
     assert_eq!((replicated, first), (512, 256), "each answer was got once and replicated twice: {counts:?}");
-    // The control: the same program without the clock step has its readings as noise.
-    let off = run_mem(&all_but("clock"), &[], vec![fixture("clock-heap").into()]);
+    // The control: the same program without the clock step has its readings as noise. The tsc step is
+    // off too: with it, the vDSO's clock reads the shared rdtsc counter and returns the kernel's last
+    // tick time, so two replicas within one tick store the same readings (a landing CI run saw 2 of 3
+    // agree: divergent, not noise).
+    let off = run_mem(&all_but("clock").replace(",tsc", ""), &[], vec![fixture("clock-heap").into()]);
     assert_eq!(off.code, 0, "{}", summary(&off));
-    assert!(noise(&off) > 0, "without the clock step the heap is noise: {}", summary(&off));
+    let heap_noise = mem(&off)["noise"].as_array().expect("a list").iter().any(|p| p["region"] == "[heap]");
+    assert!(heap_noise, "without the clock step the heap is noise: {}", summary(&off));
 }
 
 #[test]

@@ -417,11 +417,17 @@ impl Checkpointer {
     /// A syscall stop of the running process: take the checkpoint at an entry stop if one is wanted.
     /// Returns the resumed checkpoint's pid when an epoch vote rolled the running process back (the
     /// caller must not resume `running` then).
-    pub fn at_syscall_stop(&mut self, running: Pid) -> Option<Pid> {
+    ///
+    /// `may_take` is false at the stop where a fault was just injected: a checkpoint taken there would
+    /// keep the fault, and a rollback to it would fail again (aligned epochs still count the stop; their
+    /// vote judges the checkpoint before it is kept as good).
+    pub fn at_syscall_stop(&mut self, running: Pid, may_take: bool) -> Option<Pid> {
         if self.aligned() && self.counting {
             return self.aligned_stop(running);
         }
-        self.unaligned_stop(running);
+        if may_take {
+            self.unaligned_stop(running);
+        }
         None
     }
 
@@ -785,8 +791,9 @@ impl Checkpointer {
     /// An interrupt stop of the running process (the timer's): if it is in user space, not inside a
     /// system call, take the checkpoint right here through a `syscall` instruction of its vDSO, so that
     /// code computing without system calls is checkpointed on time too.
-    pub fn at_interrupt(&mut self, running: Pid) {
-        if !self.want || self.off || self.aligned() {
+    /// Never at the stop where a fault was just injected (`may_take` false: see [`Self::at_syscall_stop`]).
+    pub fn at_interrupt(&mut self, running: Pid, may_take: bool) {
+        if !may_take || !self.want || self.off || self.aligned() {
             return;
         }
         let Ok(regs) = ptrace::getregs(running) else { return };
@@ -877,8 +884,16 @@ impl Checkpointer {
                 }
                 WaitStatus::PtraceSyscall(_) => break,
                 other => {
-                    // Killed meanwhile (SIGKILL from tmr): hand the status back to the trace loop.
+                    // Stopped before the clone ran (an interrupt or a signal caught it at the gadget):
+                    // put the replica's own registers back, or the trace loop would resume it into a
+                    // clone of its own (seen as "started a thread"), and a checkpoint taken at that
+                    // stop would copy the call's registers as the replica's.
+                    // Killed meanwhile (SIGKILL from tmr), or stopped as above: the trace loop gets
+                    // the status.
                     self.pending = Some(other);
+                    if entry && matches!(other, WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..)) {
+                        ptrace::setregs(r, regs).context("restoring the replica's registers")?;
+                    }
                     return Ok(None);
                 }
             }
@@ -1332,5 +1347,54 @@ mod tests {
         assert!(skip(libc::SYS_execve));
         assert!(!skip(libc::SYS_write));
         assert!(!skip(libc::SYS_getppid));
+    }
+
+    /// A stop that catches the replica at the vDSO gadget, before the clone ran (the injection's
+    /// interrupt, already pending here), leaves the replica's own registers in place and hands the stop
+    /// to the trace loop. Before the fix, the replica was left with the clone's registers, and the
+    /// trace loop resumed it into a clone of its own.
+    #[test]
+    fn a_stop_before_the_remote_clone_gives_the_replica_its_registers_back() {
+        // SAFETY: the child only spins (no allocation, no lock) until it is killed.
+        let child = match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => loop {
+                std::hint::spin_loop();
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        struct Reap(Pid);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+                let _ = waitpid(self.0, Some(WaitPidFlag::__WALL));
+            }
+        }
+        let _reap = Reap(child);
+        let options = ptrace::Options::PTRACE_O_TRACECLONE | ptrace::Options::PTRACE_O_TRACESYSGOOD;
+        if let Err(e) = ptrace::seize(child, options) {
+            // As the integration tests' `require_ptrace!`: a skip fails unless asked for.
+            assert!(std::env::var_os("TMR_TEST_ALLOW_SKIP").is_some_and(|v| v == "1"), "ptrace refused: {e}");
+            return;
+        }
+        ptrace::interrupt(child).expect("interrupt");
+        assert!(matches!(wait(child), Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_STOP))));
+        // A second interrupt, pending while the replica is stopped: it stops again as soon as it runs.
+        ptrace::interrupt(child).expect("interrupt");
+        let regs = ptrace::getregs(child).expect("registers");
+        let gadget = vdso_syscall(child).expect("a syscall instruction in the vDSO");
+        let mut c = Checkpointer::new(Duration::from_secs(1), Instant::now());
+        let forked = c.fork_at(child, regs, Some(gadget)).expect("no error");
+        assert_eq!(forked, None, "no checkpoint: the clone never ran");
+        assert!(
+            matches!(c.pending, Some(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_STOP))),
+            "{:?}",
+            c.pending
+        );
+        let after = ptrace::getregs(child).expect("registers");
+        assert_eq!(
+            (after.rip, after.rax, after.rdi),
+            (regs.rip, regs.rax, regs.rdi),
+            "the replica's own registers"
+        );
     }
 }

@@ -548,6 +548,7 @@ impl Tracer {
             // with aligned epochs the running process stops at every system call, and the alarm's
             // interrupt may come while it is in such a stop already (then no other stop follows until
             // its exit: the fault would land there, not at its time).
+            let mut injected_here = false;
             if self.stop_requested && status.pid() == Some(self.pid) {
                 if let WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) | WaitStatus::PtraceSyscall(..) =
                     status
@@ -556,6 +557,7 @@ impl Tracer {
                     if let Some(spec) = self.inject.take() {
                         self.inject_now(&spec);
                         self.publish();
+                        injected_here = true;
                     }
                 }
             }
@@ -582,7 +584,7 @@ impl Tracer {
                 }
                 WaitStatus::PtraceSyscall(tid) => {
                     if let Some(c) = self.ckpt.as_mut().filter(|_| tid == self.pid) {
-                        if let Some(resumed) = c.at_syscall_stop(tid) {
+                        if let Some(resumed) = c.at_syscall_stop(tid, !injected_here) {
                             // An epoch vote found it in the minority: its last good checkpoint runs on.
                             self.pid = resumed;
                             TRACEE.store(resumed.as_raw(), Ordering::SeqCst);
@@ -648,7 +650,7 @@ impl Tracer {
                             if tid == self.pid && sig == Signal::SIGTRAP && self.ckpt.is_some() =>
                         {
                             if let Some(c) = &mut self.ckpt {
-                                c.at_interrupt(tid);
+                                c.at_interrupt(tid, !injected_here);
                                 if c.pending.is_some() {
                                     continue;
                                 }

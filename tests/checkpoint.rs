@@ -289,3 +289,23 @@ fn a_fast_writers_output_stays_in_order_under_checkpoints() {
         assert!(run.stdout == want, "the delivered output is seq's");
     }
 }
+
+/// A writer faster than the interval: each 8 MiB held forces a checkpoint, and none is missed. Before
+/// the fix, a forced checkpoint asked for while the previous one was being taken interrupted nobody:
+/// the replica, blocked in write(2) on its full hold, waited for it forever (about one run in two of
+/// `seq 4000000` hung here). Bounded by `tmr_json_report`'s timeout, never by a sleep.
+#[test]
+fn a_writer_that_fills_the_hold_within_one_interval_is_never_left_blocked() {
+    require_ptrace!();
+    let n = 4_000_000u64;
+    let want = (1..=n).map(|i| i.to_string().len() as u64 + 1).sum::<u64>();
+    for _ in 0..2 {
+        let args = with(&["--checkpoint", "1h", "--reruns", "0"], vec!["seq".into(), n.to_string().into()]);
+        let run = tmr_json_report(None, &[], &args, "tmr-report");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout.len() as u64, want, "all of seq's output");
+        let logs = checkpoint_logs(&run.report);
+        // 31 MB through 8 MiB holds: at least three forced checkpoints per replica.
+        assert!(logs.iter().all(|l| l["epochs"].as_array().is_some_and(|e| e.len() >= 3)), "{logs:?}");
+    }
+}

@@ -79,12 +79,17 @@ static WANTED: AtomicBool = AtomicBool::new(false);
 /// blocking call restarts, and counts one more entry in this replica only).
 static ALIGNED: AtomicBool = AtomicBool::new(false);
 
+/// The timer's handler interrupted the running process since the last [`Checkpointer::poll`].
+static SENT: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_timer(_: libc::c_int) {
     DUE.store(true, Ordering::SeqCst);
     let pid = RUNNING.load(Ordering::SeqCst);
     if pid > 0 && !WANTED.load(Ordering::SeqCst) && !ALIGNED.load(Ordering::SeqCst) {
         // SAFETY: ptrace(2) is a plain system call, async-signal-safe; no pointers.
-        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
+        if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) } == 0 {
+            SENT.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -359,7 +364,14 @@ impl Checkpointer {
             return;
         }
         let full = super::hold::FULL.swap(false, Ordering::SeqCst);
+        let sent = SENT.swap(false, Ordering::SeqCst);
         if !self.off && (full || self.schedule.due(self.now())) && !self.judge(true) {
+            // A tick that came while a checkpoint was being taken (WANTED) interrupted nobody, and the
+            // process was resumed without syscall stops since: stop it now, or a replica blocked in
+            // write(2) on a full hold would wait for a checkpoint that never comes.
+            if !self.want && !sent && !self.aligned() {
+                let _ = ptrace::interrupt(Pid::from_raw(RUNNING.load(Ordering::SeqCst)));
+            }
             self.set_want(true);
         }
         if !self.hang_pending && self.judge(false) {
@@ -811,9 +823,11 @@ impl Checkpointer {
         let at_ms = self.now().as_secs_f64() * 1e3;
         let dirty = written_pages(running).unwrap_or(0);
         let scanned = t0.elapsed();
-        if dirty == 0 && !self.kept.is_empty() {
+        if dirty == 0 && !self.kept.is_empty() && self.hold.as_ref().is_none_or(|h| h.held() == 0) {
             // Nothing written since the newest checkpoint: its memory is this one's. A process spinning
-            // in a hang writes nothing, and must not fill the kept checkpoints with its hang.
+            // in a hang writes nothing, and must not fill the kept checkpoints with its hang. Output
+            // held since then is not covered by it (a rollback would write it again): a real checkpoint
+            // then, or the hold, full, would never be committed.
             self.set_want(false);
             self.schedule.taken(self.now());
             self.arm();

@@ -8,8 +8,9 @@
 //! `multi`: K faults in K different replicas, recovery on, off, or both, each trial tallied by what the
 //! vote delivered (corrected, failed, no-majority, escaped), after three golden runs of each kind.
 //!
-//! Both loops tell each trial and the final report as events to their reporters (the progress line, the
-//! summary); the reports and their rendering are `report::campaign`.
+//! Both loops run their trials through `multi::Trials` (processes in `multi::Live`, a scripted fake in
+//! the unit tests) and tell each trial and the final report as events to their reporters (the progress
+//! line, the summary); the reports and their rendering are `report::campaign`.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -22,12 +23,10 @@ use crate::events::{Event, Reporter, Reporters};
 use crate::exit;
 use crate::fingerprint::{signal_name, Compare, Key, Outcome};
 use crate::inject::{InjectSpec, Rng, When};
-use crate::memvote::{vote_pages, MemSnapshot};
 use crate::replica::{BatchOpts, ChildSetup, Harness, Job, RunRecord};
 pub use crate::report::campaign::{render, CampaignReport, Category, CategoryCount, GoldenEntry, TrialEntry};
 use crate::reporters::{Progress, Summary};
 use crate::stats::wilson;
-use crate::vote::vote;
 
 pub mod multi;
 
@@ -261,60 +260,87 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
         reporters.event(&Event::MultiCampaignFinished { report: &report })?;
         return Ok(exit_code);
     }
-    let mut log = Vec::new();
-    let mut stopped = "completed".to_string();
-    for trial in 0..cfg.trials {
-        let spec = trial_spec(cfg, trial, golden.wall);
-        let replica = spec.replica.unwrap_or(0);
-        harness.set_env(crate::inject::ENV, &spec.to_text())?;
-        let jobs: Vec<Job> =
-            (0..cfg.replicas).map(|r| Job { replica: r, replicas: cfg.replicas, round: 0 }).collect();
-        let mut records = harness.run_batch(&jobs, &opts)?.records;
-        if harness.interrupted.is_some() || records.len() < cfg.replicas {
-            stopped = signal_name(harness.interrupted.unwrap_or(libc::SIGINT));
-            break;
-        }
-        let snaps: Vec<Option<&MemSnapshot>> =
-            records.iter().map(|r| r.mem.as_ref().filter(|s| s.unavailable.is_none())).collect();
-        let pages = vote_pages(&snaps);
-        let diverged = pages.divergent.iter().any(|d| d.replica == replica);
-        for (r, k) in records.iter_mut().zip(&pages.keys) {
-            r.mem_key = Some(*k);
-        }
-        let keys: Vec<Key> = records.iter().map(|r| r.fingerprint().key(golden_key)).collect();
-        let voted = vote(&keys);
-        let faulty: &RunRecord = &records[replica];
-        let snap = faulty.mem.as_ref();
-        let injected = snap.and_then(|s| s.injected.clone());
-        let facts = TrialFacts {
-            injected: injected.is_some(),
-            golden: golden_fp.key(golden_key),
-            faulty: keys[replica],
-            faulty_outcome: faulty.outcome,
-            faulty_memory_diverged: cfg.mem && diverged,
-            voted: voted.majority().map(|g| g.key),
-        };
-        let category = categorize(&facts);
-        log.push(TrialEntry {
-            trial,
-            category,
-            spec: spec.to_text(),
-            replica,
-            injected,
-            error: snap.map_or(Some("the monitor reported nothing".into()), |s| s.inject_error.clone()),
-            faulty_outcome: faulty.outcome,
-        });
-        reporters.event(&Event::CampaignTrialFinished { trial: log.last().expect("just pushed") })?;
-    }
-    let escaped = log.iter().filter(|t| t.category == Category::Escaped).count();
-    let exit_code = match harness.interrupted {
-        Some(sig) => exit::for_signal(sig),
-        None if escaped > 0 => 1,
-        None => 0,
+    let mut live = multi::Live {
+        harness: &mut harness,
+        opts_on: &opts,
+        opts_off: &opts,
+        replicas: cfg.replicas,
+        golden: golden_fp.key(golden_key),
+        compare: golden_key,
+        mem: cfg.mem,
+        exe,
+        argv_on: Vec::new(),
+        argv_off,
+        checkpoint_dir: None,
+        current: Some(false),
     };
+    let spec_of = |t: usize| trial_spec(cfg, t, golden.wall);
+    let (log, stopped) = run_single(&mut live, cfg.trials, &spec_of, &mut reporters)?;
+    let exit_code = single_exit_code(harness.interrupted, &log);
     let report = build(cfg, golden_entry, log, stopped, started.elapsed(), exit_code);
     reporters.event(&Event::CampaignFinished { report: &report })?;
     Ok(exit_code)
+}
+
+/// The single-fault loop: trial `t` injects `spec_of(t)` into the replica it names, recovery off, and
+/// is told to `reporter` as it ends. Pure but for `trials` (the same process seam as the multi-fault
+/// loop's), so the categories and the stop are unit-tested on a scripted fake. Returns the trials and
+/// how the loop ended ("completed", or the stop signal's name).
+pub fn run_single(
+    trials: &mut dyn multi::Trials,
+    n: usize,
+    spec_of: &dyn Fn(usize) -> InjectSpec,
+    reporter: &mut dyn Reporter,
+) -> Result<(Vec<TrialEntry>, String)> {
+    let mut log = Vec::new();
+    for trial in 0..n {
+        let spec = spec_of(trial);
+        let replica = spec.replica.unwrap_or(0);
+        let Some(run) = trials.run(&spec.to_text(), false)? else {
+            return Ok((log, signal_name(trials.interrupted().unwrap_or(libc::SIGINT))));
+        };
+        let faulty = run
+            .replicas
+            .get(replica)
+            .with_context(|| format!("trial {trial}: no record of replica {replica}, the faulty one"))?;
+        // Keys reduced to "is it golden": the categories only compare with golden.
+        let facts = TrialFacts {
+            injected: faulty.injected.is_some(),
+            golden: true,
+            faulty: faulty.golden,
+            faulty_outcome: faulty.outcome,
+            faulty_memory_diverged: faulty.mem_diverged,
+            voted: match run.voted {
+                multi::Voted::Golden => Some(true),
+                multi::Voted::Wrong | multi::Voted::Failed => Some(false),
+                multi::Voted::None => None,
+            },
+        };
+        log.push(TrialEntry {
+            trial,
+            category: categorize(&facts),
+            spec: spec.to_text(),
+            replica,
+            injected: faulty.injected.clone(),
+            error: match (&faulty.injected, &faulty.inject_error) {
+                (Some(_), _) => None,
+                (None, Some(e)) => Some(e.clone()),
+                (None, None) => Some("the monitor reported nothing".into()),
+            },
+            faulty_outcome: faulty.outcome,
+        });
+        reporter.event(&Event::CampaignTrialFinished { trial: log.last().expect("just pushed") })?;
+    }
+    Ok((log, "completed".into()))
+}
+
+/// The single-fault campaign's exit code: the stop signal's, else 1 when a wrong answer escaped the vote.
+pub fn single_exit_code(interrupted: Option<i32>, log: &[TrialEntry]) -> i32 {
+    match interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if log.iter().any(|t| t.category == Category::Escaped) => 1,
+        None => 0,
+    }
 }
 
 /// Golden runs of one kind: their shortest and longest walls, whether each computed the expected
@@ -493,5 +519,121 @@ mod tests {
             text.contains("1 trial of") && text.contains("warning: the golden run failed (exit 3)"),
             "{text}"
         );
+    }
+
+    /// A scripted trial runner: each trial's replicas (golden?, outcome, injected?), then a stop.
+    struct Scripted {
+        runs: std::collections::VecDeque<multi::TrialRun>,
+        specs: Vec<String>,
+        interrupted: Option<i32>,
+    }
+
+    impl multi::Trials for Scripted {
+        fn run(&mut self, specs: &str, recovery: bool) -> Result<Option<multi::TrialRun>> {
+            assert!(!recovery, "single-fault trials run without recovery");
+            self.specs.push(specs.to_string());
+            let run = self.runs.pop_front();
+            if run.is_none() {
+                self.interrupted = Some(libc::SIGINT);
+            }
+            Ok(run)
+        }
+        fn interrupted(&self) -> Option<i32> {
+            self.interrupted
+        }
+    }
+
+    fn trial_run(voted: multi::Voted, replicas: [(bool, Outcome, bool); 3]) -> multi::TrialRun {
+        let replicas = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, &(golden, outcome, injected))| multi::ReplicaRun {
+                golden,
+                outcome,
+                mem_diverged: false,
+                injected: injected.then(|| crate::inject::Injected {
+                    replica: i,
+                    at_ms: 1.0,
+                    seed: 0,
+                    what: crate::inject::InjectedWhat::Register {
+                        reg: "rax".into(),
+                        bit: 3,
+                        before: 0,
+                        after: 8,
+                    },
+                }),
+                inject_error: (!injected).then(|| "the run ended before the fault".to_string()),
+                rollbacks: Vec::new(),
+                checkpoint_stopped: None,
+            })
+            .collect();
+        multi::TrialRun { voted, replicas }
+    }
+
+    /// The single-fault loop on a fake: each trial's category comes from its faulty replica (the one its
+    /// spec names) and the vote; a stop signal ends the loop with what ran so far, and its code.
+    #[test]
+    fn the_single_fault_loop_categorizes_each_trial_and_stops_on_a_signal() {
+        use multi::Voted;
+        let segv = Outcome::Signaled { signal: libc::SIGSEGV };
+        let spec_of = |t: usize| {
+            let mut spec = InjectSpec::parse("reg:reg=rax,bit=3").unwrap();
+            spec.replica = Some([1, 0, 2, 1][t]);
+            spec
+        };
+        let mut fake = Scripted {
+            runs: std::collections::VecDeque::from(vec![
+                // Replica 1 crashed, the other two won: crash (corrected).
+                trial_run(Voted::Golden, [(true, OK, false), (false, segv, true), (true, OK, false)]),
+                // Replica 0's result was golden anyway: masked.
+                trial_run(Voted::Golden, [(true, OK, true), (true, OK, false), (true, OK, false)]),
+                // Replica 2 never got its fault.
+                trial_run(Voted::Golden, [(true, OK, false), (true, OK, false), (true, OK, false)]),
+            ]),
+            specs: Vec::new(),
+            interrupted: None,
+        };
+        let mut seen = crate::events::Recorder::default();
+        let (log, stopped) = run_single(&mut fake, 4, &spec_of, &mut seen).unwrap();
+        assert_eq!(stopped, "SIGINT");
+        assert_eq!(
+            log.iter().map(|t| (t.replica, t.category)).collect::<Vec<_>>(),
+            [(1, Category::Crash), (0, Category::Masked), (2, Category::NotInjected)]
+        );
+        assert_eq!(log[2].error.as_deref(), Some("the run ended before the fault"));
+        assert_eq!(log[0].error, None);
+        assert_eq!(fake.specs.len(), 4, "the fourth trial was started and stopped");
+        assert_eq!(
+            seen.lines,
+            [
+                "campaign-trial-finished trial 0: crash",
+                "campaign-trial-finished trial 1: masked",
+                "campaign-trial-finished trial 2: not-injected"
+            ]
+        );
+        assert_eq!(single_exit_code(fake.interrupted, &log), 130);
+    }
+
+    /// A wrong answer that won the vote, or no majority at all, is an escape: exit 1.
+    #[test]
+    fn an_escape_ends_the_single_fault_campaign_with_1() {
+        use multi::Voted;
+        let spec_of = |_| {
+            let mut spec = InjectSpec::parse("reg:reg=rax,bit=3").unwrap();
+            spec.replica = Some(0);
+            spec
+        };
+        for voted in [Voted::Wrong, Voted::None, Voted::Failed] {
+            let mut fake = Scripted {
+                runs: vec![trial_run(voted, [(false, OK, true), (false, OK, false), (true, OK, false)])]
+                    .into(),
+                specs: Vec::new(),
+                interrupted: None,
+            };
+            let (log, stopped) =
+                run_single(&mut fake, 1, &spec_of, &mut crate::events::Recorder::default()).unwrap();
+            assert_eq!((stopped.as_str(), log[0].category), ("completed", Category::Escaped), "{voted:?}");
+            assert_eq!(single_exit_code(None, &log), 1);
+        }
     }
 }

@@ -71,7 +71,7 @@ pub trait Trials {
 }
 
 /// The real process layer: N replicas under the monitor, its argv switched between recovery on
-/// (`--checkpoint-ms`) and off between trials.
+/// (`--checkpoint-ms`) and off between trials. The single-fault loop uses it too, recovery off only.
 pub struct Live<'a> {
     pub harness: &'a mut Harness,
     /// Recovery on and off: each with its hang limit, from its own golden run.

@@ -194,11 +194,14 @@ pub fn execute(config: &Config) -> Result<i32> {
     }
     let failing_class =
         config.classify.fail_on.iter().any(|&c| report::RunClass::from(c) == classification.class);
-    let exit_code = match harness.interrupted {
-        Some(sig) => exit::for_signal(sig),
-        None if failing_class => exit::FAILING_CLASS,
-        None => choose_exit_code(config, &records, &voted),
-    };
+    let injection =
+        config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted, harness.interrupted));
+    // An interrupted run ends with the signal's code: the injection did not fail, tmr was stopped.
+    let inject_failed =
+        harness.interrupted.is_none() && injection.as_ref().is_some_and(|i| i.error.is_some());
+    let exit_code = run_exit_code(harness.interrupted, inject_failed, failing_class, || {
+        choose_exit_code(config, &records, &voted)
+    });
     let mut report = build_report(
         config,
         &records,
@@ -215,14 +218,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     report.output = output;
     report.memory = memory;
     report.wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    report.injection =
-        config.inject.as_ref().map(|spec| injection_report(spec, &records, &voted, harness.interrupted));
-    // An interrupted run ends with the signal's code: the injection did not fail, tmr was stopped.
-    let inject_failed =
-        harness.interrupted.is_none() && report.injection.as_ref().is_some_and(|i| i.error.is_some());
-    if inject_failed {
-        report.exit_code = exit::TMR_ERROR;
-    }
+    report.injection = injection;
     reporters.event(&Event::RunFinished { report: &report })?;
     if let Some(err) = report.injection.as_ref().and_then(|i| i.error.clone()).filter(|_| inject_failed) {
         return Err(
@@ -379,6 +375,22 @@ fn majority_median(records: &[RunRecord], voted: &Vote<Key>) -> Option<f64> {
     let mut walls: Vec<f64> =
         voted.majority()?.members.iter().map(|&i| records[i].wall.as_secs_f64()).collect();
     crate::stats::median(&mut walls)
+}
+
+/// The run's exit code, first match wins: tmr's own stop signal (the run was cut short: 128+N), a
+/// failed `--inject` (the experiment did not happen: 125), a `--fail-on` class (122), then the vote's.
+fn run_exit_code(
+    interrupted: Option<i32>,
+    inject_failed: bool,
+    failing_class: bool,
+    voted: impl FnOnce() -> i32,
+) -> i32 {
+    match interrupted {
+        Some(sig) => exit::for_signal(sig),
+        None if inject_failed => exit::TMR_ERROR,
+        None if failing_class => exit::FAILING_CLASS,
+        None => voted(),
+    }
 }
 
 fn choose_exit_code(config: &Config, records: &[RunRecord], voted: &Vote<Key>) -> i32 {
@@ -556,6 +568,25 @@ fn vote_entry(records: &[RunRecord], voted: &Vote<Key>) -> VoteEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exit-code policy's order, every combination (the vote's code is 7 here).
+    #[test]
+    fn a_stop_signal_beats_a_failed_injection_which_beats_fail_on_which_beats_the_vote() {
+        for interrupted in [None, Some(libc::SIGTERM)] {
+            for inject_failed in [false, true] {
+                for failing_class in [false, true] {
+                    let code = run_exit_code(interrupted, inject_failed, failing_class, || 7);
+                    let want = match (interrupted, inject_failed, failing_class) {
+                        (Some(_), _, _) => 143,
+                        (None, true, _) => 125,
+                        (None, false, true) => 122,
+                        (None, false, false) => 7,
+                    };
+                    assert_eq!(code, want, "{interrupted:?} {inject_failed} {failing_class}");
+                }
+            }
+        }
+    }
     use crate::replica::fake::Fake;
     use crate::replica::{Control, Runner};
 

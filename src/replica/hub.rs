@@ -341,8 +341,11 @@ impl Sink {
         }
     }
 
+    /// A sink whose reader has gone is never full: what is queued will never leave, and the replicas'
+    /// pipes must still be read to their end (or tmr waits out the leak window for an EOF it stopped
+    /// reading towards).
     fn is_full(&self) -> bool {
-        self.backlog() >= SINK_LIMIT
+        !self.gone && self.backlog() >= SINK_LIMIT
     }
 
     fn has_queued(&self) -> bool {

@@ -694,3 +694,26 @@ fn two_reports_into_one_file_or_into_dash_are_usage_errors() {
         assert!(!dir.path().join("-").exists(), "{args:?}: a file named - was made");
     }
 }
+
+/// A child the shell had before it exec'd tmr (`sleep 60 & exec tmr …`) is not a leftover of a replica:
+/// tmr's sweep used to kill it (and, in a nested `tmr --mem`, the outer tracer). It is still running
+/// when tmr has exited; the test ends it.
+#[test]
+fn a_child_tmr_inherited_from_the_shell_is_left_alone() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let pidfile = dir.path().join("pid");
+    let out = run(
+        std::process::Command::new("sh")
+            .args(["-c", r#"sleep 60 </dev/null >/dev/null 2>&1 & echo $! > "$1"; exec "$0" -q -- true"#])
+            .arg(tmr_path())
+            .arg(&pidfile),
+        Input::Null,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pid: i32 = fs::read_to_string(&pidfile).expect("the pid file").trim().parse().expect("a pid");
+    let pid = nix::unistd::Pid::from_raw(pid);
+    // Still there (a zombie would be reaped by init, not by tmr, which has exited).
+    let alive = nix::sys::signal::kill(pid, None).is_ok();
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    assert!(alive, "tmr killed a child it did not start");
+}

@@ -954,3 +954,19 @@ fn mem_cost_follows_populated_pages_not_virtual_size() {
     }
     assert!(usage.ru_maxrss < 200 << 10, "peak RSS {} KiB", usage.ru_maxrss);
 }
+
+/// `tmr --mem -- tmr -- true`: the outer tracer is a child of the process that becomes the inner tmr,
+/// and the inner tmr's sweep of leftovers used to kill it. Left untraced in a seccomp stop, the inner
+/// tmr's next clock read failed with ENOSYS and `Instant::now()` panicked (exit 101). Now the inner tmr
+/// leaves alone the children it had before it started.
+#[test]
+fn a_nested_tmr_under_mem_runs_to_its_end() {
+    require_ptrace!();
+    let out = run(
+        tmr_std().args(["-q", "--reruns", "0", "--mem", "--"]).arg(tmr_path()).args(["-q", "--", "true"]),
+        Input::Null,
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -73,6 +73,32 @@ fn a_reader_closes_once() {
     }
 }
 
+/// A program that ignores SIGPIPE (Python does) gets EPIPE on its next write once tmr's reader has
+/// left, as in a shell pipeline: tmr closes the replicas' pipes of that stream. Before, it wrote on into
+/// pipes tmr drained for nobody until the grace period's SIGKILL (2 s later: killed, not exited 1).
+#[test]
+fn a_replica_that_ignores_sigpipe_gets_epipe_when_the_reader_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" --format json -o "$1/r.json" -- python3 -c "while True: print('x' * 100)" 2>/dev/null | head -c 100"#,
+            ])
+            .arg(tmr_path())
+            .arg(dir.path()),
+        Input::Null,
+    );
+    assert_eq!(out.stdout.len(), 100);
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!((r["exit_code"].as_i64(), r["interrupted_by"].as_str()), (Some(141), Some("SIGPIPE")), "{r}");
+    for run in r["runs"].as_array().unwrap() {
+        // BrokenPipeError: Python's exit code 1, as at the end of `python3 … | head -c 100`.
+        assert_eq!(run["outcome"], serde_json::json!({"kind": "exited", "code": 1}), "{run}");
+    }
+}
+
 /// `tmr --sequential -- seq N | head -1`: the spooled winner's output is cut by the reader, and the
 /// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
 #[test]

@@ -237,6 +237,11 @@ impl StreamHub {
         self.streams.iter().any(|h| h.sink.gone)
     }
 
+    /// tmr's `stream` (0: stdout, 1: stderr) was closed by its reader.
+    pub fn sink_gone(&self, stream: usize) -> bool {
+        self.streams[stream].sink.gone
+    }
+
     /// After the vote: queue what is left of the winner's compared streams (the bytes past the last
     /// commit, when the winner's group ended together there are none), and hand back the spools to
     /// deliver: with `--buffered`, the winner's streams (nothing without a winner); for an uncompared

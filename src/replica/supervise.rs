@@ -430,6 +430,9 @@ impl Harness {
             }
         }
         let gone = self.hub.as_ref().is_some_and(|h| h.reader_gone()) && self.interrupted.is_none();
+        if gone {
+            self.close_gone_streams(running);
+        }
         let signal = if gone { Some(libc::SIGPIPE) } else { self.signals.take_stop() };
         if let Some(signal) = signal {
             if self.interrupted.is_none() {
@@ -441,6 +444,26 @@ impl Harness {
             self.interrupted.get_or_insert(signal);
             let actions = sup.handle(Event::Stop { signal }, Instant::now());
             self.act(actions, running);
+        }
+    }
+
+    /// tmr's reader left: close the replicas' pipes of that stream, so that their next write fails
+    /// with EPIPE as in a shell pipeline. A program that ignores SIGPIPE (Python does) would otherwise
+    /// write on into pipes tmr drains for nobody, until the grace period's SIGKILL, 2 s later.
+    fn close_gone_streams(&mut self, running: &mut [Running]) {
+        let Some(hub) = self.hub.as_mut() else { return };
+        for k in 0..2 {
+            if !hub.sink_gone(k) {
+                continue;
+            }
+            for r in running.iter_mut() {
+                let lane = r.job.replica;
+                let s = &mut r.streams[k];
+                if s.fd.take().is_some() {
+                    // Ends the lane in the hub (a stream without capture); its record says what was read.
+                    let _ = end_stream(s, lane, k, Some(&mut *hub));
+                }
+            }
         }
     }
 

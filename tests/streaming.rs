@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -38,6 +38,18 @@ fn a_line_a_majority_wrote_is_delivered_before_the_replicas_go_on() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `sh -c SCRIPT` with `$0` tmr and `$1` a temp dir (tmr's JSON report goes to `$1/r.json`): what the
+/// pipeline printed, and the report.
+fn pipeline(script: &str) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        std::process::Command::new("sh").args(["-c", script]).arg(tmr_path()).arg(dir.path()),
+        Input::Null,
+    );
+    let r = serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    (out, r)
+}
+
 /// `tmr -- yes | head -1`: `y`, then tmr ends the replicas with SIGPIPE and exits 141, having read
 /// their pipes to the end. It once stopped reading them once its queue for the gone reader was full,
 /// and then waited out the leak window for an EOF (every run marked `leaked`, 500 ms late): about one
@@ -50,20 +62,10 @@ fn a_reader_that_closes_ends_the_run_with_sigpipe() {
 }
 
 fn a_reader_closes_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#""$0" --format json -o "$1/r.json" -- yes 2>/dev/null | head -n 1; echo "${PIPESTATUS:-}""#,
-            ])
-            .arg(tmr_path())
-            .arg(dir.path()),
-        Input::Null,
+    let (out, r) = pipeline(
+        r#""$0" --format json -o "$1/r.json" -- yes 2>/dev/null | head -n 1; echo "${PIPESTATUS:-}""#,
     );
     assert_eq!(text(&out.stdout).lines().next(), Some("y"));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(r["exit_code"], 141, "{r}");
     assert_eq!(r["interrupted_by"], "SIGPIPE");
     assert_eq!(r["output"]["streamed"], true);
@@ -78,20 +80,10 @@ fn a_reader_closes_once() {
 /// pipes tmr drained for nobody until the grace period's SIGKILL (2 s later: killed, not exited 1).
 #[test]
 fn a_replica_that_ignores_sigpipe_gets_epipe_when_the_reader_leaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#""$0" --format json -o "$1/r.json" -- python3 -c "while True: print('x' * 100)" 2>/dev/null | head -c 100"#,
-            ])
-            .arg(tmr_path())
-            .arg(dir.path()),
-        Input::Null,
+    let (out, r) = pipeline(
+        r#""$0" --format json -o "$1/r.json" -- python3 -c "while True: print('x' * 100)" 2>/dev/null | head -c 100"#,
     );
     assert_eq!(out.stdout.len(), 100);
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!((r["exit_code"].as_i64(), r["interrupted_by"].as_str()), (Some(141), Some("SIGPIPE")), "{r}");
     for run in r["runs"].as_array().unwrap() {
         // BrokenPipeError: Python's exit code 1, as at the end of `python3 … | head -c 100`.
@@ -103,20 +95,9 @@ fn a_replica_that_ignores_sigpipe_gets_epipe_when_the_reader_leaves() {
 /// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
 #[test]
 fn a_reader_that_closes_during_spooled_delivery_is_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#""$0" --sequential --format json -o "$1/r.json" -- seq 1000000 2>/dev/null | head -n 1"#,
-            ])
-            .arg(tmr_path())
-            .arg(dir.path()),
-        Input::Null,
-    );
+    let (out, r) =
+        pipeline(r#""$0" --sequential --format json -o "$1/r.json" -- seq 1000000 2>/dev/null | head -n 1"#);
     assert_eq!(text(&out.stdout), "1\n");
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(r["interrupted_by"], "SIGPIPE", "{r}");
     let bytes = r["output"]["stdout"]["bytes"].as_u64().unwrap();
     assert!(

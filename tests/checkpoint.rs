@@ -309,3 +309,36 @@ fn a_writer_that_fills_the_hold_within_one_interval_is_never_left_blocked() {
         assert!(logs.iter().all(|l| l["epochs"].as_array().is_some_and(|e| e.len() >= 3)), "{logs:?}");
     }
 }
+
+/// The same, when the writer is the last replica still running: its siblings finished first, so it is
+/// overdue, and overdue replicas get no timed checkpoints. A full hold was refused its checkpoint too,
+/// and the replica stayed blocked in write(2) for good (the release build hung in 4 runs of 10 of
+/// `seq 4000000` under `--checkpoint 30s`; an outside trial found it). Replica 1 starts writing only
+/// once the other two have written all and left a marker (python: no fork, so it is checkpointed); the
+/// short pause after that gives their tracers time to report their walls. The assertion holds without
+/// it; the pause only makes the old bug show.
+#[test]
+fn a_last_replica_that_fills_its_hold_still_gets_its_checkpoint() {
+    require_ptrace!();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let script = "import os, sys, time\n\
+                  d, me = sys.argv[1], os.environ['TMR_REPLICA']\n\
+                  if me == '1':\n    while not all(os.path.exists(f'{d}/done.{r}') for r in '02'):\n        time.sleep(0.01)\n    time.sleep(0.2)\n\
+                  line = b'x' * 99 + b'\\n'\n\
+                  for _ in range(100_000):\n    sys.stdout.buffer.write(line)\n\
+                  sys.stdout.flush()\n\
+                  open(f'{d}/done.{me}', 'w').close()\n";
+    let args = with(
+        &["--checkpoint", "1h", "--reruns", "0", "--timeout", "100s"],
+        vec!["/usr/bin/python3".into(), "-c".into(), script.into(), dir.path().into()],
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.len(), 10_000_000, "all of the output");
+    let logs = checkpoint_logs(&run.report);
+    assert!(
+        logs[1]["epochs"].as_array().is_some_and(|e| !e.is_empty()),
+        "replica 1 was checkpointed: {}",
+        logs[1]
+    );
+}

@@ -229,6 +229,11 @@ pub struct Harness {
     pub stopped: usize,
     /// Streams the next batch's output to the user (the voted round), when set.
     hub: Option<StreamHub>,
+    /// tmr's stdout is a pipe or socket, watched for its reader leaving while nothing is written to it
+    /// yet (`--buffered`, `--sequential`): POLLERR on its write end.
+    watch_stdout: bool,
+    /// That reader has left.
+    stdout_gone: bool,
     /// Slots the supervisor said are done, waiting to be finalized by the loop.
     done: Vec<(usize, bool)>,
     /// Jobs whose node failed under them (`--launcher slurm`), each rerun on another node.
@@ -288,6 +293,8 @@ enum Ready {
     Feed(usize),
     Exec(usize),
     Deliver(usize),
+    /// tmr's stdout reported POLLERR: its reader has left.
+    StdoutGone,
 }
 
 impl Harness {
@@ -304,6 +311,10 @@ impl Harness {
             launcher,
             buf: vec![0; READ_BUF],
             interrupted: None,
+            watch_stdout: nix::sys::stat::fstat(libc::STDOUT_FILENO)
+                .map(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
+                .unwrap_or(false),
+            stdout_gone: false,
             stopped: 0,
             hub: None,
             done: Vec::new(),
@@ -429,7 +440,8 @@ impl Harness {
                 let _ = killpg(pid, Signal::SIGCONT);
             }
         }
-        let gone = self.hub.as_ref().is_some_and(|h| h.reader_gone()) && self.interrupted.is_none();
+        let gone = (self.stdout_gone || self.hub.as_ref().is_some_and(|h| h.reader_gone()))
+            && self.interrupted.is_none();
         if gone {
             self.close_gone_streams(running);
         }
@@ -451,9 +463,9 @@ impl Harness {
     /// with EPIPE as in a shell pipeline. A program that ignores SIGPIPE (Python does) would otherwise
     /// write on into pipes tmr drains for nobody, until the grace period's SIGKILL, 2 s later.
     fn close_gone_streams(&mut self, running: &mut [Running]) {
-        let Some(hub) = self.hub.as_mut() else { return };
         for k in 0..2 {
-            if !hub.sink_gone(k) {
+            let hub_gone = self.hub.as_ref().is_some_and(|h| h.sink_gone(k));
+            if !(hub_gone || (k == 0 && self.stdout_gone)) {
                 continue;
             }
             for r in running.iter_mut() {
@@ -461,7 +473,7 @@ impl Harness {
                 let s = &mut r.streams[k];
                 if s.fd.take().is_some() {
                     // Ends the lane in the hub (a stream without capture); its record says what was read.
-                    let _ = end_stream(s, lane, k, Some(&mut *hub));
+                    let _ = end_stream(s, lane, k, self.hub.as_mut());
                 }
             }
         }
@@ -769,6 +781,12 @@ impl Harness {
                 fds.push(PollFd::new(out, PollFlags::POLLOUT));
                 slots.push(Ready::Deliver(stream));
             }
+            if self.watch_stdout && !self.stdout_gone {
+                // SAFETY: fd 1 is open for tmr's whole life (`ensure_standard_fds`).
+                let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::STDOUT_FILENO) };
+                fds.push(PollFd::new(out, PollFlags::empty()));
+                slots.push(Ready::StdoutGone);
+            }
             for (i, r) in running.iter().enumerate() {
                 for (k, s) in r.streams.iter().enumerate() {
                     if let Some(fd) = &s.fd {
@@ -836,6 +854,7 @@ impl Harness {
                         h.flush(stream)?;
                     }
                 }
+                Ready::StdoutGone => self.stdout_gone = true,
             }
         }
         self.take_signals(sup, running);

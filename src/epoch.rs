@@ -312,7 +312,7 @@ impl Lineage {
             return Decision::Stand(if io == u64::MAX {
                 format!("its I/O since checkpoint {k} is unknown")
             } else {
-                format!("it read or wrote {io} bytes since checkpoint {k} (besides stdout/stderr); those cannot be taken back")
+                format!("it read or wrote {io} bytes since checkpoint {k} that a rollback cannot take back (reads, writes other than its output still held, or output already delivered)")
             });
         }
         self.rollbacks += 1;
@@ -327,7 +327,8 @@ impl Lineage {
 pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
     let Some(log) = log else { return Vec::new() };
     let pages: u64 = log.epochs.iter().map(|e| e.dirty_pages).sum();
-    let cost: f64 = log.epochs.iter().map(|e| e.cost_ms).sum();
+    // Folded from +0.0: an empty f64 sum is -0.0, which printed as "-0.0 ms held".
+    let cost: f64 = log.epochs.iter().fold(0.0, |a, e| a + e.cost_ms);
     let mut out = vec![format!(
         "  replica {replica}: {} checkpoint(s) every {:.0} ms · {pages} pages written · {cost:.1} ms held",
         log.epochs.len(),
@@ -529,6 +530,8 @@ mod tests {
         assert!(lines[1].contains("SIGSEGV at 30 ms: rolled back to checkpoint 1"), "{lines:?}");
         assert!(lines[2].contains("not rolled back: failed again"), "{lines:?}");
         assert!(describe(0, None).is_empty());
+        let none = CheckpointLog { interval_ms: 20.0, ..Default::default() };
+        assert!(describe(0, Some(&none))[0].ends_with("· 0.0 ms held"), "{:?}", describe(0, Some(&none)));
         let repaired = CheckpointLog {
             repairs: vec![
                 Repair { epoch: 4, at_ms: 1.0, pages: Some(3), note: String::new() },

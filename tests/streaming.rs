@@ -187,12 +187,9 @@ fn masked_lines_deliver_the_lowest_replica_of_the_majority() {
     assert_eq!(text(&out.stdout), "took 10ms\n");
 }
 
-/// A split partway: the agreed prefix is delivered, nothing after it, exit 120, and the report says
-/// how much was delivered before the split and shows where the replicas differ.
-#[test]
-fn a_split_keeps_the_delivered_prefix() {
+/// `tmr --reruns 0 --format json -o R -- sh -c SCRIPT`: what tmr printed, and its report.
+fn sh_json(script: &str) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    let script = r#"printf 'common line\n'; echo "then $TMR_REPLICA""#;
     let out = run(
         tmr_std()
             .args(["--reruns", "0", "--format", "json", "-o"])
@@ -200,10 +197,17 @@ fn a_split_keeps_the_delivered_prefix() {
             .args(["--", "sh", "-c", script]),
         Input::Null,
     );
+    let r = serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    (out, r)
+}
+
+/// A split partway: the agreed prefix is delivered, nothing after it, exit 120, and the report says
+/// how much was delivered before the split and shows where the replicas differ.
+#[test]
+fn a_split_keeps_the_delivered_prefix() {
+    let (out, r) = sh_json(r#"printf 'common line\n'; echo "then $TMR_REPLICA""#);
     assert_eq!(out.status.code(), Some(120));
     assert_eq!(text(&out.stdout), "common line\nthen ");
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(r["output"]["stdout"]["bytes"], 17);
     assert_eq!(r["vote"]["result"], "no-majority");
 }
@@ -214,17 +218,8 @@ fn a_split_keeps_the_delivered_prefix() {
 #[test]
 fn a_replica_that_stops_short_gets_its_differing_line() {
     let dissent = |script: &str| -> serde_json::Value {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run(
-            tmr_std()
-                .args(["--reruns", "0", "--format", "json", "-o"])
-                .arg(dir.path().join("r.json"))
-                .args(["--", "sh", "-c", script]),
-            Input::Null,
-        );
+        let (out, r) = sh_json(script);
         assert!(matches!(out.status.code(), Some(0 | 120)), "{}", text(&out.stderr));
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
         r["dissents"][0]["stdout_diff"].clone()
     };
     let d = dissent(r#"seq 10; [ "$TMR_REPLICA" = 1 ] || seq 11 12"#);

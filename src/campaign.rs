@@ -386,7 +386,7 @@ fn golden_opts_again(cfg: &CampaignConfig) -> BatchOpts {
         setup: ChildSetup::default(),
         mem: true,
         reference_wall: None,
-        keep: false,
+        keep: None,
     }
 }
 

@@ -95,6 +95,12 @@ struct RunArgs {
     #[arg(long)]
     buffered: bool,
 
+    /// With --buffered or --sequential: the most output tmr keeps on disk until the vote, per stream
+    /// (K, M, G, T). Past it the run stops, nothing is delivered, and tmr exits 125: output held back
+    /// until the vote cannot be cut short, and an endless command would otherwise fill the disk.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_buffer_limit)]
+    buffer_limit: u64,
+
     /// No summary when all replicas agree.
     #[arg(short, long)]
     quiet: bool,
@@ -508,6 +514,7 @@ impl RunArgs {
             timeout: self.timeout,
             strict: self.strict,
             buffered: self.buffered,
+            buffer_limit: self.buffer_limit,
             quiet: self.quiet,
             output: self.output,
             format: format(self.format),
@@ -1111,20 +1118,31 @@ impl VoteArgs {
 
 /// A byte count with an optional K, M or G suffix (powers of 1024), at most 1 GiB.
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (digits, shift) = match s.strip_suffix(['K', 'k']) {
-        Some(d) => (d, 10),
-        None => match s.strip_suffix(['M', 'm']) {
-            Some(d) => (d, 20),
-            None => match s.strip_suffix(['G', 'g']) {
-                Some(d) => (d, 30),
-                None => (s, 0),
-            },
-        },
+    parse_size_upto(s, 1 << 30)
+}
+
+/// `--buffer-limit`: at least 1 byte, at most 1T.
+fn parse_buffer_limit(s: &str) -> Result<u64, String> {
+    match parse_size_upto(s, 1 << 40)? {
+        0 => Err("the limit must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
+/// A byte count with an optional K, M, G or T suffix (powers of 1024), at most `max`.
+fn parse_size_upto(s: &str, max: u64) -> Result<u64, String> {
+    let shift = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => 10,
+        Some('M') => 20,
+        Some('G') => 30,
+        Some('T') => 40,
+        _ => 0,
     };
+    let digits = if shift == 0 { s } else { &s[..s.len() - 1] };
     let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?} (e.g. 512K, 16M)"))?;
     n.checked_shl(shift)
-        .filter(|v| *v <= 1 << 30 && v >> shift == n)
-        .ok_or_else(|| format!("{s}: at most 1G"))
+        .filter(|v| *v <= max && v >> shift == n)
+        .ok_or_else(|| format!("{s}: at most {}", crate::units::size(max)))
 }
 
 #[cfg(test)]
@@ -1142,6 +1160,18 @@ mod tests {
                 panic!("unexpected subcommand")
             }
             Parsed::Exit { text, .. } => panic!("unexpected exit: {text}"),
+        }
+    }
+
+    #[test]
+    fn the_buffer_limit_is_a_size_of_at_least_a_byte_and_at_most_1t() {
+        assert_eq!(parse_ok(&["tmr", "true"]).buffer_limit, 1 << 30);
+        assert_eq!(parse_ok(&["tmr", "--buffer-limit", "1t", "--", "true"]).buffer_limit, 1 << 40);
+        assert_eq!(parse_ok(&["tmr", "--buffer-limit", "1500", "true"]).buffer_limit, 1500);
+        for bad in ["0", "2T", "1.5G", "G", "x"] {
+            let (msg, code) = parse_err(&["tmr", "--buffer-limit", bad, "true"]);
+            assert_eq!(code, crate::exit::TMR_ERROR, "{bad}: {msg}");
+            assert!(msg.contains("--buffer-limit"), "{bad}: {msg}");
         }
     }
 

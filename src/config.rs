@@ -35,6 +35,8 @@ pub struct Config {
     pub strict: bool,
     /// `--buffered`: deliver nothing until the vote, then the winner's output whole (or nothing).
     pub buffered: bool,
+    /// `--buffer-limit`: the most output kept on disk until the vote (`--buffered`, `--sequential`).
+    pub buffer_limit: u64,
     pub quiet: bool,
     pub output: Option<PathBuf>,
     pub format: Format,

@@ -25,7 +25,8 @@ EXIT STATUS
   122      --fail-on: the disagreement was classified as a failing class
            (tmr test: a test's class is one --fail-on names)
   124      the voted outcome is a timeout (--timeout)
-  125      tmr's own error: bad usage, I/O error, unwritable report file
+  125      tmr's own error: bad usage, I/O error, unwritable report file,
+           held-back output past --buffer-limit
   126      command found but not executable
   127      command not found
   129/130/143  tmr was stopped by SIGHUP/SIGINT/SIGTERM (forwarded to every replica)";

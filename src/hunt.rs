@@ -54,7 +54,7 @@ pub fn execute(cfg: &HuntConfig) -> Result<i32> {
         setup: ChildSetup::default(),
         mem: false,
         reference_wall: None,
-        keep: cfg.keep.is_some(),
+        keep: cfg.keep.is_some().then_some(u64::MAX),
     };
     // The progress line first: it is cleared before the summary is written under it.
     let mut reporters = Reporters::new();
@@ -261,7 +261,7 @@ mod tests {
             setup: ChildSetup::default(),
             mem: false,
             reference_wall: None,
-            keep: false,
+            keep: None,
         }
     }
 

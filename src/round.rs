@@ -349,7 +349,7 @@ pub fn batch_opts(config: &Config) -> BatchOpts {
         mem: config.mem.is_some(),
         reference_wall: None,
         // Sequential replicas keep their output for the winner's delivery and the dissenters' diffs.
-        keep: config.sequential && config.replicas > 1,
+        keep: (config.sequential && config.replicas > 1).then_some(config.buffer_limit),
     }
 }
 
@@ -367,6 +367,7 @@ fn stream_plan(config: &Config) -> StreamPlan {
         stdout: treat(config.compare.stdout),
         stderr: treat(config.compare.stderr),
         buffered: config.buffered,
+        limit: config.buffer_limit,
     }
 }
 

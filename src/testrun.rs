@@ -133,7 +133,7 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
         setup: ChildSetup::default(),
         mem: false,
         reference_wall: None,
-        keep: true,
+        keep: Some(u64::MAX),
     };
     let progress =
         crate::report::progress_bar(n as u64, "tmr test: {pos}/{len} replicas done · {msg} {elapsed}");

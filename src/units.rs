@@ -8,6 +8,16 @@ use std::time::Duration;
 /// is built for x86-64 only, see `trace::no_tracer`).
 pub const PAGE: u64 = 4096;
 
+/// A byte count as a user would write it (`1G`, `512M`), or in bytes when no suffix divides it.
+pub fn size(n: u64) -> String {
+    for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
 /// `--timeout`: a fixed limit per replica, or a multiple of the finished majority's median wall time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Timeout {
@@ -63,4 +73,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration '{shown}': at most {MAX_DURATION_TEXT}"));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_typed() {
+        assert_eq!(
+            [size(1 << 30), size(512 << 20), size(3 << 10), size(1 << 40), size(1000)],
+            ["1G", "512M", "3K", "1T", "1000 bytes"].map(String::from)
+        );
+        assert_eq!(size(u64::MAX), format!("{} bytes", u64::MAX));
+    }
 }

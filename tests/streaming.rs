@@ -113,6 +113,27 @@ fn a_reader_that_leaves_before_buffered_delivery_ends_the_run() {
     }
 }
 
+/// `--buffered` and `--sequential` hold output back until the vote, so an endless command (`yes`) filled
+/// $TMPDIR until tmr was killed. Past `--buffer-limit` the run stops: nothing delivered, exit 125, no
+/// spool left behind. Under the limit, the output is delivered whole.
+#[test]
+fn held_back_output_stops_at_the_buffer_limit() {
+    for mode in ["--buffered", "--sequential"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = run(
+            tmr_std().env("TMPDIR", tmp.path()).args([mode, "--buffer-limit", "1M", "--", "yes"]),
+            Input::Null,
+        );
+        assert_eq!(out.status.code(), Some(125), "{mode}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "{mode}: nothing is delivered without the whole output");
+        let err = assert_tmr_error(&out.stderr);
+        assert!(err.contains("--buffer-limit (1M)"), "{mode}: {err}");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "{mode}: the spool is gone");
+        let out = run(tmr_std().args([mode, "--buffer-limit", "1M", "--", "seq", "100000"]), Input::Null);
+        assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 588_895), "{mode}: under the limit");
+    }
+}
+
 /// `tmr --sequential -- seq N | head -1`: the spooled winner's output is cut by the reader, and the
 /// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
 #[test]

@@ -16,7 +16,9 @@ use crate::mask::MaskedHasher;
 pub struct Capture {
     len: u64,
     hasher: MaskedHasher,
-    keep: bool,
+    /// Keep the bytes, up to this many: past it the run stops (`--buffer-limit`), since dropping them
+    /// would leave nothing to deliver and keeping them could fill the disk.
+    keep: Option<u64>,
     /// Created on the first byte: most streams of most commands (stderr, `true`) stay empty.
     spool: Option<File>,
 }
@@ -31,14 +33,21 @@ pub struct Captured {
 const SPOOL_ERROR: &str = "writing an output spool in $TMPDIR";
 
 impl Capture {
-    pub fn new(masks: Vec<Regex>, keep: bool) -> Self {
+    pub fn new(masks: Vec<Regex>, keep: Option<u64>) -> Self {
         Capture { len: 0, hasher: MaskedHasher::new(masks), keep, spool: None }
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
         self.len += chunk.len() as u64;
         self.hasher.update(chunk);
-        if self.keep && !chunk.is_empty() {
+        if let Some(limit) = self.keep.filter(|limit| self.len > *limit) {
+            anyhow::bail!(
+                "a replica's output passed --buffer-limit ({}) while kept on disk for the vote: the run \
+                 was stopped and nothing was delivered (raise --buffer-limit, or bound the command)",
+                crate::units::size(limit)
+            );
+        }
+        if self.keep.is_some() && !chunk.is_empty() {
             if self.spool.is_none() {
                 self.spool = Some(private_tempfile().context("creating an output spool file in $TMPDIR")?);
             }
@@ -49,7 +58,7 @@ impl Capture {
 
     /// Stop keeping the bytes (and drop those kept): only the digest goes on.
     pub fn forget(&mut self) {
-        self.keep = false;
+        self.keep = None;
         self.spool = None;
     }
 
@@ -117,7 +126,7 @@ mod tests {
     #[test]
     fn a_kept_stream_is_hashed_and_spooled_privately() {
         use std::os::unix::fs::MetadataExt;
-        let mut c = Capture::new(vec![], true);
+        let mut c = Capture::new(vec![], Some(u64::MAX));
         c.push(b"secret ").unwrap();
         c.push(b"bytes").unwrap();
         let mut done = c.finish();
@@ -133,7 +142,7 @@ mod tests {
 
     #[test]
     fn an_unkept_stream_keeps_nothing() {
-        let mut c = Capture::new(vec![Regex::new("[0-9]+").unwrap()], false);
+        let mut c = Capture::new(vec![Regex::new("[0-9]+").unwrap()], None);
         c.push(b"took 5ms\n").unwrap();
         let done = c.finish();
         assert!(done.kept().is_none());

@@ -44,6 +44,8 @@ pub struct StreamPlan {
     pub stderr: Treatment,
     /// `--buffered`: deliver nothing until the vote; then the winner's stream (if any).
     pub buffered: bool,
+    /// `--buffer-limit`: the most a `--buffered` spool may hold; past it the run stops.
+    pub limit: u64,
 }
 
 /// The replica whose uncompared streams are shown live.
@@ -86,14 +88,21 @@ impl StreamHub {
             let kind = match t {
                 Treatment::Compared(masks) => Kind::Compared(Committer::new(replicas, masks.clone())),
                 Treatment::Shown => Kind::Shown {
-                    caps: (0..replicas).map(|r| Some(Capture::new(Vec::new(), r != SHOWN))).collect(),
+                    caps: (0..replicas)
+                        .map(|r| Some(Capture::new(Vec::new(), (r != SHOWN).then_some(u64::MAX))))
+                        .collect(),
                     summaries: vec![None; replicas],
                     spools: (0..replicas).map(|_| None).collect(),
                 },
             };
             // A shown stream is never buffered: it is not voted, so there is nothing to wait for.
             let buffered = plan.buffered && matches!(t, Treatment::Compared(_));
-            Ok(Hubbed { kind, sink: Sink::new(fd, buffered)?, lens: vec![0; replicas], switched: None })
+            Ok(Hubbed {
+                kind,
+                sink: Sink::new(fd, buffered.then_some(plan.limit))?,
+                lens: vec![0; replicas],
+                switched: None,
+            })
         };
         Ok(StreamHub {
             streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?],
@@ -306,8 +315,8 @@ enum Mode {
     Pipe { read: OwnedFd, write: OwnedFd, queued: usize, overflow: Fifo },
     /// A file, a device, a terminal or a socket: written from a queue.
     Direct { queue: Fifo, socket: bool },
-    /// `--buffered`: kept in a spool until the vote.
-    Spool { file: Option<File> },
+    /// `--buffered`: kept in a spool until the vote, up to `limit` bytes.
+    Spool { file: Option<File>, limit: u64 },
 }
 
 struct Sink {
@@ -321,10 +330,11 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(fd: RawFd, buffered: bool) -> Result<Self> {
+    /// `buffered`: the spool's limit, with `--buffered`.
+    fn new(fd: RawFd, buffered: Option<u64>) -> Result<Self> {
         let kind = nix::sys::stat::fstat(fd).map(|m| m.st_mode & libc::S_IFMT).unwrap_or(0);
-        let mode = if buffered {
-            Mode::Spool { file: None }
+        let mode = if let Some(limit) = buffered {
+            Mode::Spool { file: None, limit }
         } else if kind == libc::S_IFIFO {
             let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
             let (read, write) = nix::unistd::pipe2(flags).context("creating the delivery pipe")?;
@@ -392,7 +402,15 @@ impl Sink {
                 queue.extend(bytes);
                 self.flush()
             }
-            Mode::Spool { file } => {
+            Mode::Spool { file, limit } => {
+                if self.delivered + bytes.len() as u64 > *limit {
+                    // Held back until the vote, the output cannot be cut short: stop before the disk fills.
+                    anyhow::bail!(
+                        "the --buffered output passed --buffer-limit ({}) before the vote: the run was \
+                         stopped and nothing was delivered (raise --buffer-limit, or bound the command)",
+                        crate::units::size(*limit)
+                    );
+                }
                 if file.is_none() {
                     *file = Some(private_tempfile().context("creating the --buffered spool")?);
                 }
@@ -528,7 +546,7 @@ impl Sink {
     /// The `--buffered` spool, to deliver if there is a winner (else it is dropped).
     fn take_spool(&mut self, deliver: bool) -> Option<File> {
         match &mut self.mode {
-            Mode::Spool { file } => {
+            Mode::Spool { file, .. } => {
                 let f = file.take().filter(|_| deliver);
                 self.handed |= f.is_some();
                 f

@@ -143,8 +143,9 @@ pub struct BatchOpts {
     /// have no siblings to take a median from, so they use the voted round's majority median; without
     /// it, a lone rerun of a hung replica would never time out.
     pub reference_wall: Option<f64>,
-    /// Keep every job's output in a spool (the sequential voted round, `hunt --keep`).
-    pub keep: bool,
+    /// Keep every job's output in a spool (the sequential voted round, `hunt --keep`), up to this many
+    /// bytes per stream (`--buffer-limit`).
+    pub keep: Option<u64>,
 }
 
 /// Everything known about one finished execution.
@@ -576,7 +577,7 @@ impl Harness {
         // A rerun after a node failure cannot join the hub's lane, which already ended: it is captured,
         // and kept, in case it must be delivered from its spool.
         let hubbed = self.hub.is_some() && from.is_none();
-        let keep = opts.keep || (self.hub.is_some() && from.is_some());
+        let keep = opts.keep.or((self.hub.is_some() && from.is_some()).then_some(u64::MAX));
         let cap = |masks: &Vec<Regex>| (!hubbed).then(|| Capture::new(masks.clone(), keep));
         Running {
             job,

@@ -342,3 +342,27 @@ fn a_last_replica_that_fills_its_hold_still_gets_its_checkpoint() {
         logs[1]
     );
 }
+
+/// A replica that hangs again after its rollback cannot be rolled back once more: it used to be left
+/// running, and tmr waited for it until its own `--timeout` (forever without one). Now it is ended, as
+/// a relative timeout would end it, and the majority's answer is delivered at once. `--timeout 100s`
+/// only bounds the test: without the fix, replica 2's outcome is that timeout, not SIGKILL.
+#[test]
+fn a_hang_that_fails_again_is_ended_and_the_majority_delivered() {
+    require_ptrace!();
+    let script = "import os, time\n\
+                  print('start', flush=True)\n\
+                  if os.environ['TMR_REPLICA'] == '2':\n    time.sleep(1000)\n\
+                  print('end')\n";
+    let args = with(
+        &["--checkpoint", "50ms", "--reruns", "0", "--timeout", "100s"],
+        vec!["/usr/bin/python3".into(), "-c".into(), script.into()],
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!((run.code, run.stdout.as_str()), (0, "start\nend\n"), "{}", run.stderr);
+    assert_eq!(run.report["runs"][2]["outcome"]["signal"], 9, "{}", run.report["runs"][2]);
+    let rolled = rollbacks(&checkpoint_logs(&run.report)[2]);
+    let last = rolled.last().unwrap_or_else(|| panic!("replica 2 was judged hung: {rolled:?}"));
+    assert_eq!(last["cause"], "hang", "{rolled:?}");
+    assert!(last["note"].as_str().is_some_and(|n| n.contains("ended with SIGKILL")), "{rolled:?}");
+}

@@ -161,6 +161,8 @@ pub struct Checkpointer {
     peers: Option<Peers>,
     /// The running process was found hung: roll back at its next stop.
     hang_pending: bool,
+    /// The running process was found hung, could not be rolled back, and was killed.
+    pub ended_hung: bool,
     /// Time lost to rollbacks (failure time minus checkpoint time, summed): not counted against the
     /// resumed process when judging a hang.
     lost: Duration,
@@ -204,6 +206,7 @@ impl Checkpointer {
             started,
             peers: None,
             hang_pending: false,
+            ended_hung: false,
             lost: Duration::ZERO,
             pending: None,
             sync: None,
@@ -263,8 +266,13 @@ impl Checkpointer {
         self
     }
 
-    /// Tell the siblings this replica finished (at its exit stop).
-    pub fn done(&self) {
+    /// Tell the siblings this replica finished (at its exit stop, with wait status `status`). A replica
+    /// killed by a signal (a crash left to stand) did not finish its work: its short wall must not make a
+    /// healthy sibling look hung.
+    pub fn done(&self, status: Option<i32>) {
+        if status.is_some_and(|s| libc::WIFSIGNALED(s)) {
+            return;
+        }
         if let Some(p) = &self.peers {
             let wall = self.now().saturating_sub(self.lost).as_secs_f64() * 1e3;
             let _ = std::fs::write(p.dir.join(format!("done.{}.{}", p.round, p.replica)), format!("{wall}"));
@@ -391,10 +399,24 @@ impl Checkpointer {
             return None;
         }
         self.hang_pending = false;
+        let had_checkpoint = !(self.kept.is_empty() && self.lineage.resumed_from.is_none());
         let resumed = self.roll(r, original, "hang".into());
         if resumed.is_none() {
-            // Left to stand: judged once; tmr's own timeout, if any, ends it.
+            // No rollback: end it, as a relative timeout would. A majority of its siblings finished long
+            // ago; waiting for a hang would only keep tmr from delivering their answer.
             self.peers = None;
+            self.ended_hung = true;
+            let ended = "ended with SIGKILL: hung, and no rollback was possible";
+            match self.log.rollbacks.last_mut().filter(|_| had_checkpoint) {
+                Some(last) => last.note = format!("{}; {ended}", last.note),
+                None => self.log.rollbacks.push(Rollback {
+                    at_ms: self.now().as_secs_f64() * 1e3,
+                    cause: "hang".into(),
+                    resumed_epoch: None,
+                    note: format!("no checkpoint to roll back to; {ended}"),
+                }),
+            }
+            let _ = nix::sys::signal::kill(r, Signal::SIGKILL);
         }
         resumed
     }
@@ -1356,6 +1378,21 @@ pub fn written_pages(pid: Pid) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sibling whose crash was left to stand ended early without finishing its work: counted as
+    /// finished, its short wall made a healthy, slower replica look hung (and, now that a hang with no
+    /// rollback is ended, would have had it killed).
+    #[test]
+    fn a_replica_killed_by_a_signal_does_not_report_itself_finished() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut c = Checkpointer::new(Duration::from_millis(50), Instant::now());
+        c.peers = Some(Peers { dir: dir.path().into(), replica: 1, replicas: 3, round: 0 });
+        let done = dir.path().join("done.0.1");
+        c.done(Some(libc::SIGSEGV));
+        assert!(!done.exists(), "killed by SIGSEGV: not finished");
+        c.done(Some(1 << 8));
+        assert!(done.exists(), "exit 1 is a finished run");
+    }
 
     #[test]
     fn rewinding_is_refused_for_calls_that_end_replace_or_clone() {

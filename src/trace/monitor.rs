@@ -574,6 +574,10 @@ impl Tracer {
                     self.last_fault = None;
                     continue;
                 }
+                if c.ended_hung {
+                    // Its memory is wherever the hang left it, not a result.
+                    self.stopped_by_tmr.get_or_insert(Signal::SIGKILL);
+                }
             }
             match status {
                 WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) if p == self.pid => {
@@ -636,9 +640,10 @@ impl Tracer {
                         libc::PTRACE_EVENT_EXIT if tid == self.pid => {
                             self.on_exit();
                             if let Some(c) = &mut self.ckpt {
-                                c.done();
+                                let status = ptrace::getevent(tid).ok().map(|s| s as i32);
+                                c.done(status);
                                 self.snap.checkpoints = Some(c.log.clone());
-                                c.finish(tid, ptrace::getevent(tid).ok().map(|s| s as i32));
+                                c.finish(tid, status);
                             }
                             self.publish();
                             // Leaving detaches every tracee: the replica finishes exiting, its children
@@ -801,7 +806,8 @@ impl Tracer {
         self.snap.notes.extend(self.inputs.notes().iter().cloned());
         if let Some(sig) = self.stopped_by_tmr {
             self.snap.unavailable = Some(format!(
-                "tmr stopped the replica with {} (timeout or interrupt); memory was not captured",
+                "tmr stopped the replica with {} (timeout, interrupt, or a hang it could not roll back); \
+                 memory was not captured",
                 crate::fingerprint::signal_name(sig as i32)
             ));
             return;

@@ -358,13 +358,19 @@ pub fn describe(replica: usize, log: Option<&CheckpointLog>) -> Vec<String> {
             ),
         });
     }
+    // Checkpoints are epochs only where epoch votes aligned them.
+    let epoch = |k: u32| if log.votes.is_empty() { String::new() } else { format!(" (epoch {k})") };
     for r in &log.rollbacks {
         out.push(match r.resumed_epoch {
             Some(k) => format!(
-                "  replica {replica}: {} at {:.0} ms: rolled back to checkpoint {k} (epoch {k}), which ran on",
-                r.cause, r.at_ms
+                "  replica {replica}: {} at {:.0} ms: rolled back to checkpoint {k}{}, which ran on",
+                r.cause,
+                r.at_ms,
+                epoch(k)
             ),
-            None => format!("  replica {replica}: {} at {:.0} ms: not rolled back: {}", r.cause, r.at_ms, r.note),
+            None => {
+                format!("  replica {replica}: {} at {:.0} ms: not rolled back: {}", r.cause, r.at_ms, r.note)
+            }
         });
     }
     if let Some(why) = &log.stopped {

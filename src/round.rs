@@ -297,6 +297,10 @@ fn injection_report(
             (None, None) => Some("the replica's monitor reported nothing".into()),
         },
         faulty_replica_agreed: agreed,
+        recovered: snap.and_then(|s| s.checkpoints.as_ref()).is_some_and(|c| {
+            c.rollbacks.iter().any(|r| r.resumed_epoch.is_some())
+                || c.repairs.iter().any(|r| r.pages.is_some())
+        }),
     }
 }
 

@@ -192,10 +192,13 @@ fn injection_line(i: &super::InjectionReport) -> String {
             format!("register {reg} bit {bit}: {before:#x} -> {after:#x}")
         }
     };
-    let effect = if i.faulty_replica_agreed {
-        "the faulty replica still agreed with the majority (the fault did not reach what is compared)"
-    } else {
-        "the vote outvoted the faulty replica"
+    let effect = match (i.faulty_replica_agreed, i.recovered) {
+        (true, true) => "the faulty replica was brought back from a checkpoint and agreed with the majority",
+        (true, false) => {
+            "the faulty replica still agreed with the majority (the fault did not reach what is compared)"
+        }
+        (false, true) => "the faulty replica was brought back from a checkpoint, and still outvoted",
+        (false, false) => "the vote outvoted the faulty replica",
     };
     format!(
         "injected into replica {} at {:.1} ms: {what}; {effect} (replay: --inject {})",
@@ -228,17 +231,39 @@ fn memory_lines(m: &super::MemReport) -> Vec<String> {
         ));
     }
     out.extend(input_lines(m));
-    let mut notes: Vec<String> = Vec::new();
-    for r in &m.replicas {
-        for n in r.notes.iter().chain(&r.unavailable) {
-            if !notes.contains(n) {
-                notes.push(n.clone());
+    let per =
+        m.replicas.iter().map(|r| (r.replica, r.notes.iter().chain(&r.unavailable).map(String::as_str)));
+    out.extend(note_lines(per, m.replicas.len()));
+    out.extend(m.replicas.iter().flat_map(|r| crate::epoch::describe(r.replica, r.checkpoints.as_ref())));
+    out
+}
+
+/// Each replica's memory notes, each text once: naming its replicas, unless it holds for all `replicas`
+/// (a count such as "answered 41 getrandom call(s)" differs per replica, and said nothing of whose).
+fn note_lines<'a, N: Iterator<Item = &'a str>>(
+    per: impl Iterator<Item = (usize, N)>,
+    replicas: usize,
+) -> Vec<String> {
+    let mut notes: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (replica, texts) in per {
+        for n in texts {
+            match notes.iter_mut().find(|(t, _)| *t == n) {
+                Some((_, who)) => who.push(replica),
+                None => notes.push((n, vec![replica])),
             }
         }
     }
-    out.extend(notes.into_iter().map(|n| format!("  memory: {n}")));
-    out.extend(m.replicas.iter().flat_map(|r| crate::epoch::describe(r.replica, r.checkpoints.as_ref())));
-    out
+    notes
+        .into_iter()
+        .map(|(n, who)| match who.len() {
+            k if k == replicas && k > 1 => format!("  memory: {n}"),
+            1 => format!("  memory: replica {}: {n}", who[0]),
+            _ => format!(
+                "  memory: replicas {}: {n}",
+                who.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        })
+        .collect()
 }
 
 /// Input replication: answers shared per kind (when any), and replicas that asked other questions.
@@ -510,6 +535,50 @@ fn kib(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_names_its_replicas_unless_it_holds_for_all() {
+        let per = [
+            (0, vec!["answered 41 getrandom call(s)", "x"]),
+            (1, vec!["answered 40 getrandom call(s)", "x"]),
+            (2, vec!["x", "answered 41 getrandom call(s)"]),
+        ];
+        assert_eq!(
+            note_lines(per.iter().map(|(r, n)| (*r, n.iter().copied())), 3),
+            [
+                "  memory: replicas 0, 2: answered 41 getrandom call(s)",
+                "  memory: x",
+                "  memory: replica 1: answered 40 getrandom call(s)"
+            ]
+        );
+    }
+
+    /// A replica that crashed on the fault and was rolled back agrees with the majority: the summary
+    /// said "the fault did not reach what is compared", which read as if the fault had changed nothing.
+    #[test]
+    fn an_injection_undone_by_a_rollback_says_so() {
+        let mut i = crate::report::InjectionReport {
+            spec: "reg:replica=1,reg=rip,bit=40,after=500ms,seed=1".into(),
+            replica: 1,
+            injected: Some(crate::inject::Injected {
+                replica: 1,
+                at_ms: 500.0,
+                seed: 1,
+                what: crate::inject::InjectedWhat::Register {
+                    reg: "rip".into(),
+                    bit: 40,
+                    before: 1,
+                    after: 2,
+                },
+            }),
+            error: None,
+            faulty_replica_agreed: true,
+            recovered: true,
+        };
+        assert!(injection_line(&i).contains("brought back from a checkpoint and agreed with the majority"));
+        i.recovered = false;
+        assert!(injection_line(&i).contains("the fault did not reach what is compared"));
+    }
     use crate::diff::LineDiff;
     use crate::report::{StreamEntry, VoteEntry};
 

@@ -70,8 +70,11 @@ pub struct InjectionReport {
     pub replica: usize,
     pub injected: Option<crate::inject::Injected>,
     pub error: Option<String>,
-    /// The faulty replica ended up in the majority: the fault did not change what is compared.
+    /// The faulty replica ended up in the majority: the fault did not change what is compared, or
+    /// (with `recovered`) its recovery undid the fault.
     pub faulty_replica_agreed: bool,
+    /// The faulty replica was rolled back or repaired in place after the fault (`--checkpoint`).
+    pub recovered: bool,
 }
 
 /// How many noise pages are listed in the report (all are counted).

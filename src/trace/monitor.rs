@@ -575,8 +575,16 @@ impl Tracer {
                     continue;
                 }
                 if c.ended_hung {
-                    // Its memory is wherever the hang left it, not a result.
+                    // Its memory is wherever the hang left it, not a result. A process killed with
+                    // SIGKILL may die without its exit stop, where the log is published: publish it now.
                     self.stopped_by_tmr.get_or_insert(Signal::SIGKILL);
+                    self.snap.checkpoints = Some(c.log.clone());
+                    self.snap.unavailable = Some(
+                        "tmr ended the replica with SIGKILL (hung, and no rollback was possible); memory \
+                         was not captured"
+                            .into(),
+                    );
+                    self.publish();
                 }
             }
             match status {

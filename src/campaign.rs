@@ -68,7 +68,7 @@ pub fn execute(cfg: &CampaignConfig) -> Result<i32> {
     // their walls to each other (the hang judgement), one for the whole campaign, emptied per trial.
     let checkpoint_dir = cfg
         .checkpoint
-        .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
+        .map(|_| crate::scratch::Scratch::new("tmr-checkpoint-", None))
         .transpose()
         .context("creating the directory where replicas report to each other")?;
     if let Some(dir) = &checkpoint_dir {

@@ -27,6 +27,7 @@ pub mod reporters;
 pub mod rerun;
 pub mod resolve;
 pub mod round;
+pub mod scratch;
 pub mod stats;
 pub mod stream;
 pub mod suite;

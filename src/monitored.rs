@@ -48,10 +48,8 @@ pub fn monitor_launcher_with(
         // Input replication: every replica of every round shares one answer log in this private directory.
         // In /dev/shm when there is one: the log is shared memory, and a directory made in $TMPDIR
         // would change what `ls -la $TMPDIR/...` shows the replicas of a concurrent run.
-        let dir = tempfile::Builder::new()
-            .prefix("tmr-replog-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::Builder::new().prefix("tmr-replog-").tempdir())
+        let dir = crate::scratch::Scratch::new("tmr-replog-", Some(std::path::Path::new("/dev/shm")))
+            .or_else(|_| crate::scratch::Scratch::new("tmr-replog-", None))
             .context("creating the answer log's directory")?;
         launcher.set_env(crate::trace::inputs::ENV, &dir.path().to_string_lossy())?;
         launcher.scratch = Some(dir);

@@ -40,7 +40,7 @@ pub fn execute(config: &Config) -> Result<i32> {
     // `--checkpoint`: where the replicas' tracers report their walls to each other (hang detection).
     let checkpoint_dir = config
         .checkpoint
-        .map(|_| tempfile::Builder::new().prefix("tmr-checkpoint-").tempdir())
+        .map(|_| crate::scratch::Scratch::new("tmr-checkpoint-", None))
         .transpose()
         .context("creating the directory where replicas report to each other")?;
     // Aligned, voted epochs only with --epoch-vote, and only when the replicas run together (one at a

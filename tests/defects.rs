@@ -5,10 +5,12 @@
 //! As everywhere in tmr's suite: no sleeps to synchronise, every wait bounded (tests/common), no
 //! assertion on elapsed time.
 
+#[macro_use]
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Stdio;
 
 use predicates::str::contains;
@@ -716,4 +718,72 @@ fn a_child_tmr_inherited_from_the_shell_is_left_alone() {
     let alive = nix::sys::signal::kill(pid, None).is_ok();
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     assert!(alive, "tmr killed a child it did not start");
+}
+
+/// A tmr killed with SIGKILL left its scratch directories behind for good: the answer log's in /dev/shm
+/// (memory) and the checkpoint peers' in $TMPDIR. The next run that makes one sweeps those whose tmr is
+/// gone (their lock is free), and leaves a running tmr's alone.
+#[test]
+fn scratch_directories_of_a_killed_tmr_are_swept_by_the_next_run() {
+    require_ptrace!();
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = |prefix: &str| -> BTreeSet<PathBuf> {
+        [Path::new("/dev/shm"), tmp.path()]
+            .iter()
+            .filter_map(|d| fs::read_dir(d).ok())
+            .flat_map(|d| d.flatten().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect()
+    };
+    let mine = |prefix: &str, before: &BTreeSet<PathBuf>| -> Vec<PathBuf> {
+        scratch(prefix).difference(before).cloned().collect()
+    };
+    let started = |ready: &Path| {
+        let mut r = spawn(
+            tmr_std()
+                .env("TMPDIR", tmp.path())
+                .args(["--checkpoint", "1s", "--", "sh", "-c", r#"touch "$1"; sleep 3"#, "sh"])
+                .arg(ready),
+            Input::Null,
+        );
+        wait_for_file_while(ready, &mut r);
+        r
+    };
+    let before = scratch("tmr-replog-");
+    let killed = started(&tmp.path().join("ready"));
+    // Made before the replicas started. Another test's run may have made one meanwhile: it is alive,
+    // and must survive the sweep as a running tmr's would.
+    let (replogs, checkpoints) = (mine("tmr-replog-", &before), mine("tmr-checkpoint-", &BTreeSet::new()));
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    assert!(!replogs.is_empty());
+    send_signal(killed.pid(), libc::SIGKILL);
+    killed.finish(std::time::Duration::from_secs(30));
+    let orphaned: Vec<&PathBuf> = replogs.iter().filter(|p| lock_is_free(p)).collect();
+    assert_eq!(orphaned.len(), 1, "the killed run's answer log is left, unlocked: {replogs:?}");
+    assert!(checkpoints[0].is_dir() && lock_is_free(&checkpoints[0]), "SIGKILL cleans nothing up");
+    let before_live = scratch("tmr-replog-");
+    let live = started(&tmp.path().join("ready2"));
+    let live_dirs = mine("tmr-replog-", &before_live);
+    let out =
+        run(tmr_std().env("TMPDIR", tmp.path()).args(["--checkpoint", "1s", "--", "true"]), Input::Null);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!orphaned[0].exists(), "the killed run's answer log is swept");
+    assert!(!checkpoints[0].exists(), "the killed run's checkpoint directory is swept");
+    assert!(live_dirs.iter().all(|d| d.is_dir()), "a running tmr's answer log is left alone");
+    assert_eq!(
+        mine("tmr-checkpoint-", &BTreeSet::new()).len(),
+        1,
+        "the running tmr's checkpoint directory is left"
+    );
+    assert!(live.finish(std::time::Duration::from_secs(60)).status.success());
+}
+
+/// Whether the scratch directory's `.lock` could be taken (its tmr is gone).
+fn lock_is_free(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(dir.join(".lock")) else { return false };
+    // SAFETY: flock on an fd `f` owns; released when `f` is dropped.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }

@@ -56,7 +56,7 @@ pub struct Launcher {
     /// node's health is checked when it ends (see `Harness::node_check`).
     pub placement: Option<std::rc::Rc<dyn super::placement::Placement>>,
     /// A private directory that lives as long as the launcher: the memory monitor's answer logs.
-    pub scratch: Option<tempfile::TempDir>,
+    pub scratch: Option<crate::scratch::Scratch>,
 }
 
 /// Digits of TMR_REPLICA, TMR_REPLICAS and TMR_ROUND plus TMR_PAD's value, whatever the numbers.

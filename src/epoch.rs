@@ -211,6 +211,23 @@ impl Schedule {
     }
 }
 
+/// At a checkpoint timer tick: is a checkpoint wanted? Not once checkpointing is `off`; always for a
+/// `full` output hold, overdue or not (the replica is blocked in write(2) until a checkpoint commits its
+/// output: refusing it, as an `overdue` replica is refused timed checkpoints, left it blocked for good,
+/// and that wait made it overdue); otherwise when one is `due` and the replica is not overdue (asked
+/// only then: it reads the siblings' reports).
+pub fn checkpoint_wanted(off: bool, full: bool, due: bool, overdue: impl FnOnce() -> bool) -> bool {
+    !off && (full || (due && !overdue()))
+}
+
+/// A wanted checkpoint needs the tracer to interrupt the replica itself when the timer's handler did
+/// not (`sent`): a tick that came while a checkpoint was already `wanted` (being taken) interrupted
+/// nobody, and the process was resumed without syscall stops since, so a replica blocked in write(2) on
+/// a full hold would wait for a checkpoint that never comes. Aligned epochs stop at every system call.
+pub fn must_interrupt(wanted: bool, sent: bool, aligned: bool) -> bool {
+    !wanted && !sent && !aligned
+}
+
 /// A replica still running is hung at this multiple of the median wall of its finished siblings.
 pub const HANG_FACTOR: f64 = 4.0;
 
@@ -384,6 +401,25 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_full_hold_gets_its_checkpoint_even_overdue_and_nothing_does_once_off() {
+        let never = || panic!("overdue is not asked");
+        assert!(checkpoint_wanted(false, true, false, never), "full: wanted, not due");
+        assert!(checkpoint_wanted(false, true, true, || true), "full: wanted, overdue");
+        assert!(checkpoint_wanted(false, false, true, || false), "due and on time");
+        assert!(!checkpoint_wanted(false, false, true, || true), "due but overdue: it may be hung");
+        assert!(!checkpoint_wanted(false, false, false, never), "neither due nor full");
+        assert!(!checkpoint_wanted(true, true, true, never), "checkpointing is off");
+    }
+
+    #[test]
+    fn the_tracer_interrupts_only_when_nobody_else_will_stop_the_replica() {
+        assert!(must_interrupt(false, false, false), "the tick's handler sent nothing");
+        assert!(!must_interrupt(true, false, false), "already wanted: the stop that takes it comes");
+        assert!(!must_interrupt(false, true, false), "the handler interrupted it");
+        assert!(!must_interrupt(false, false, true), "aligned epochs stop at every system call");
+    }
 
     #[test]
     fn a_checkpoint_is_due_one_interval_after_the_previous() {

@@ -373,14 +373,9 @@ impl Checkpointer {
         }
         let full = super::hold::FULL.swap(false, Ordering::SeqCst);
         let sent = SENT.swap(false, Ordering::SeqCst);
-        // A full hold always gets its checkpoint, overdue or not: the replica is blocked in write(2)
-        // until one commits its output, so refusing it (as a replica past its finished siblings' median
-        // is refused timed checkpoints) left it blocked for good, and that wait made it overdue.
-        if !self.off && (full || (self.schedule.due(self.now()) && !self.judge(true))) {
-            // A tick that came while a checkpoint was being taken (WANTED) interrupted nobody, and the
-            // process was resumed without syscall stops since: stop it now, or a replica blocked in
-            // write(2) on a full hold would wait for a checkpoint that never comes.
-            if !self.want && !sent && !self.aligned() {
+        let due = self.schedule.due(self.now());
+        if crate::epoch::checkpoint_wanted(self.off, full, due, || self.judge(true)) {
+            if crate::epoch::must_interrupt(self.want, sent, self.aligned()) {
                 let _ = ptrace::interrupt(Pid::from_raw(RUNNING.load(Ordering::SeqCst)));
             }
             self.set_want(true);

@@ -429,14 +429,22 @@ fn ctrl_z_suspends_the_replicas_and_continue_resumes_them() {
         })
         .collect();
     send_signal(running.pid(), libc::SIGTSTP);
-    wait_until(&format!("tmr ({}) stopped", running.pid()), || states_of(|p, _| p == running.pid()) == ["T"]);
+    let tmr_states = || states_of(|p, _| p == running.pid());
+    wait_until(&format!("tmr ({}) stopped", running.pid()), || tmr_states() == ["T"], tmr_states);
     for &pid in &pids {
         // Every process of the replica's group stopped; a shell caught in vfork waits (D) for its stopped
-        // child, so D counts when some member is stopped.
-        wait_until(&format!("replica group {pid} stopped"), || {
-            let st = states_of(|_, pgid| pgid == pid);
-            st.iter().any(|s| s == "T") && st.iter().all(|s| s == "T" || s == "D")
-        });
+        // child, so D counts when some member is stopped. So does a zombie: a `sleep` that exited just
+        // before its shell was stopped stays unreaped (Z) until the shell runs again (under load, this
+        // made the test fail one run in three).
+        let group = || states_of(|_, pgid| pgid == pid);
+        wait_until(
+            &format!("replica group {pid} stopped"),
+            || {
+                let st = group();
+                st.iter().any(|s| s == "T") && st.iter().all(|s| s == "T" || s == "D" || s == "Z")
+            },
+            group,
+        );
     }
     fs::write(dir.path().join("go"), "").unwrap();
     send_signal(running.pid(), libc::SIGCONT);
@@ -473,11 +481,15 @@ fn states_of(pick: impl Fn(i32, i32) -> bool) -> Vec<String> {
     v
 }
 
-/// Wait (bounded) until `cond` holds.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
+/// Wait (bounded) until `cond` holds; a failure shows the process `states` it saw last.
+fn wait_until(what: &str, cond: impl Fn() -> bool, states: impl Fn() -> Vec<String>) {
     let deadline = std::time::Instant::now() + READY_TIMEOUT;
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "{what}: not within {READY_TIMEOUT:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {READY_TIMEOUT:?} (states {:?})",
+            states()
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

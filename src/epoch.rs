@@ -238,6 +238,14 @@ pub fn hung(elapsed: Duration, finished: &[Duration], replicas: usize, floor: Du
     past(elapsed, finished, replicas, HANG_FACTOR).is_some_and(|limit| elapsed >= limit.max(floor))
 }
 
+/// The earliest a replica can be judged hung: two checkpoint intervals, and never under the relative
+/// timeout's floor (1 s). With only the intervals, a replica of a short command that was merely late
+/// (60 ms against its siblings' 15 ms, on a loaded machine) was judged hung at 40 ms and, with no
+/// checkpoint to roll back to, killed.
+pub fn hang_floor(interval: Duration) -> Duration {
+    (2 * interval).max(crate::units::RELATIVE_TIMEOUT_FLOOR)
+}
+
 /// Whether a replica is overdue: running longer than the median wall of a finished majority. It may be
 /// hung already, so it takes no more checkpoints (a rollback must not land in the hang).
 pub fn overdue(elapsed: Duration, finished: &[Duration], replicas: usize) -> bool {
@@ -401,6 +409,15 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_late_replica_of_a_short_command_is_not_hung_before_a_second() {
+        let walls = [15 * MS, 16 * MS];
+        let floor = hang_floor(20 * MS);
+        assert!(!hung(65 * MS, &walls, 3, floor), "4x the median, but under the 1 s floor");
+        assert!(hung(1000 * MS, &walls, 3, floor));
+        assert_eq!(hang_floor(Duration::from_secs(2)), Duration::from_secs(4), "two intervals when longer");
+    }
 
     #[test]
     fn a_full_hold_gets_its_checkpoint_even_overdue_and_nothing_does_once_off() {

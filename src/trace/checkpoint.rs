@@ -293,7 +293,7 @@ impl Checkpointer {
         if overdue_only {
             return crate::epoch::overdue(elapsed, &walls, p.replicas);
         }
-        crate::epoch::hung(elapsed, &walls, p.replicas, 2 * self.schedule.interval())
+        crate::epoch::hung(elapsed, &walls, p.replicas, crate::epoch::hang_floor(self.schedule.interval()))
     }
 
     fn set_want(&mut self, want: bool) {

@@ -69,6 +69,10 @@ fn trace_options() -> Options {
 pub const SUPPORTED: bool = true;
 /// The fd on which the monitor writes its snapshot.
 pub const SNAPSHOT_FD: i32 = 3;
+/// The memory note of a replica found hung that could not be rolled back, and so was killed.
+const ENDED_HUNG: &str =
+    "tmr ended the replica with SIGKILL (hung, and no rollback was possible); memory was not captured";
+
 const AT_RANDOM: u64 = 25;
 /// Bytes every replica sees as its AT_RANDOM (stack canary and pointer guard seed).
 const PINNED_RANDOM: [u8; 16] = *b"tmr-pinned-bytes";
@@ -579,11 +583,7 @@ impl Tracer {
                     // SIGKILL may die without its exit stop, where the log is published: publish it now.
                     self.stopped_by_tmr.get_or_insert(Signal::SIGKILL);
                     self.snap.checkpoints = Some(c.log.clone());
-                    self.snap.unavailable = Some(
-                        "tmr ended the replica with SIGKILL (hung, and no rollback was possible); memory \
-                         was not captured"
-                            .into(),
-                    );
+                    self.snap.unavailable = Some(ENDED_HUNG.into());
                     self.publish();
                 }
             }
@@ -812,10 +812,14 @@ impl Tracer {
     fn on_exit(&mut self) {
         self.snap.inputs = self.inputs.stats();
         self.snap.notes.extend(self.inputs.notes().iter().cloned());
+        if self.ckpt.as_ref().is_some_and(|c| c.ended_hung) {
+            // Whether or not its exit stop came before it died: one wording.
+            self.snap.unavailable = Some(ENDED_HUNG.into());
+            return;
+        }
         if let Some(sig) = self.stopped_by_tmr {
             self.snap.unavailable = Some(format!(
-                "tmr stopped the replica with {} (timeout, interrupt, or a hang it could not roll back); \
-                 memory was not captured",
+                "tmr stopped the replica with {} (timeout or interrupt); memory was not captured",
                 crate::fingerprint::signal_name(sig as i32)
             ));
             return;

@@ -34,6 +34,14 @@ pub struct Reruns {
 /// is the voted round's majority median, which a relative timeout multiplies for reruns. Each rerun round
 /// and execution is told to `reporter` as it happens.
 #[allow(clippy::too_many_arguments)]
+/// Reruns are tmr's own extra work, so they are bounded even without `--timeout`: a rerun still running
+/// at 4x the voted majority's median wall (and at least 1 s) is hung, as `--timeout 4x` judges. A rerun
+/// that hung kept tmr from ever ending, after the voted output had been delivered (an outside trial); a
+/// hang is an outcome like any other, and its rate classifies the run.
+pub fn rerun_timeout(given: Option<crate::units::Timeout>) -> Option<crate::units::Timeout> {
+    given.or(Some(crate::units::Timeout::Relative(crate::epoch::HANG_FACTOR)))
+}
+
 pub fn settle(
     config: &Config,
     harness: &mut dyn Runner,
@@ -246,6 +254,14 @@ mod tests {
         let mut nobody = crate::events::Nobody;
         settle(&config, fake, &keys, &records, Duration::from_millis(voted_ms), opts, &key_of, &mut nobody)
             .unwrap()
+    }
+
+    #[test]
+    fn reruns_are_bounded_without_a_timeout_and_keep_the_one_given() {
+        use crate::units::Timeout;
+        assert_eq!(rerun_timeout(None), Some(Timeout::Relative(crate::epoch::HANG_FACTOR)));
+        let given = Some(Timeout::Absolute(Duration::from_secs(5)));
+        assert_eq!(rerun_timeout(given), given);
     }
 
     #[test]

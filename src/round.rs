@@ -168,7 +168,11 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
         fp.key(config.compare)
     };
-    let rerun_opts = BatchOpts { reference_wall: majority_median(&records, &voted), ..batch_opts(config) };
+    let rerun_opts = BatchOpts {
+        reference_wall: majority_median(&records, &voted),
+        timeout: crate::rerun::rerun_timeout(config.timeout),
+        ..batch_opts(config)
+    };
     let reruns = crate::rerun::settle(
         config,
         &mut harness,

@@ -799,3 +799,16 @@ fn lock_is_free(dir: &Path) -> bool {
     // SAFETY: flock on an fd `f` owns; released when `f` is dropped.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
+
+/// A rerun that hangs kept tmr running for good after the voted output was delivered: reruns are
+/// tmr's own extra work, bounded even without `--timeout` (4x the voted majority's median, at least
+/// 1 s). The hang is an outcome of its own, and the run still ends with the voted exit code.
+#[test]
+fn a_rerun_that_hangs_does_not_keep_tmr_running() {
+    let script = r#"if [ "$TMR_ROUND" = 0 ] && [ "$TMR_REPLICA" = 2 ]; then echo bad; exit 1; fi
+                    if [ "$TMR_ROUND" = 1 ]; then exec sleep 1000; fi
+                    echo ok"#;
+    let out = run(tmr_std().args(["--reruns", "3", "--"]).args(sh(script)), Input::Null);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "ok\n"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("timeout"), "the hung reruns show as timeouts: {}", text(&out.stderr));
+}

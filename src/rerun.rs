@@ -29,11 +29,6 @@ pub struct Reruns {
     pub interrupted: bool,
 }
 
-/// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
-/// ([`next_round`]). `initial` are the voted round's records and `voted_wall` its wall time; `reference_wall`
-/// is the voted round's majority median, which a relative timeout multiplies for reruns. Each rerun round
-/// and execution is told to `reporter` as it happens.
-#[allow(clippy::too_many_arguments)]
 /// Reruns are tmr's own extra work, so they are bounded even without `--timeout`: a rerun still running
 /// at 4x the voted majority's median wall (and at least 1 s) is hung, as `--timeout 4x` judges. A rerun
 /// that hung kept tmr from ever ending, after the voted output had been delivered (an outside trial); a
@@ -42,6 +37,11 @@ pub fn rerun_timeout(given: Option<crate::units::Timeout>) -> Option<crate::unit
     given.or(Some(crate::units::Timeout::Relative(crate::epoch::HANG_FACTOR)))
 }
 
+/// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
+/// ([`next_round`]). `initial` are the voted round's records and `voted_wall` its wall time; `reference_wall`
+/// is the voted round's majority median, which a relative timeout multiplies for reruns. Each rerun round
+/// and execution is told to `reporter` as it happens.
+#[allow(clippy::too_many_arguments)]
 pub fn settle(
     config: &Config,
     harness: &mut dyn Runner,

@@ -134,6 +134,30 @@ fn held_back_output_stops_at_the_buffer_limit() {
     }
 }
 
+/// `--buffered` with a stdout that is not compared (`--compare exit`) showed replica 0's stdout live, and
+/// kept it there when no majority formed: the partial result `--buffered` exists to prevent. Now the
+/// winner's stdout is delivered whole after the vote, nothing without a majority, and nothing past
+/// `--buffer-limit`.
+#[test]
+fn buffered_holds_back_a_stdout_that_is_not_compared() {
+    let opts = ["--buffered", "--compare", "exit", "--reruns", "0", "--"];
+    let out = run(tmr_std().args(opts).args(["sh", "-c", "echo partial; exit $TMR_REPLICA"]), Input::Null);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(120), ""), "{}", text(&out.stderr));
+    let out = run(tmr_std().args(opts).args(["sh", "-c", "echo whole; echo $TMR_REPLICA"]), Input::Null);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        ["whole\n0\n", "whole\n1\n", "whole\n2\n"].contains(&stdout.as_str()),
+        "one replica's, whole: {stdout:?}"
+    );
+    let out = run(
+        tmr_std().args(["--buffer-limit", "1K"]).args(opts).args(["sh", "-c", "head -c 2000 /dev/zero"]),
+        Input::Null,
+    );
+    assert_eq!((out.status.code(), out.stdout.len()), (Some(125), 0), "{}", text(&out.stderr));
+    assert!(assert_tmr_error(&out.stderr).contains("--buffer-limit (1K)"));
+}
+
 /// `tmr --sequential -- seq N | head -1`: the spooled winner's output is cut by the reader, and the
 /// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
 #[test]

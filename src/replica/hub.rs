@@ -56,7 +56,14 @@ pub const SHOWN_SPOOL_LIMIT: u64 = 64 << 20;
 
 enum Kind {
     Compared(Committer),
-    Shown { caps: Vec<Option<Capture>>, summaries: Vec<Option<StreamSummary>>, spools: Vec<Option<File>> },
+    /// `held`: `--buffered` stdout that is not compared (`--compare exit`): nothing is shown live, every
+    /// replica's stream is kept (up to `--buffer-limit`), and the winner's is delivered after the vote.
+    Shown {
+        caps: Vec<Option<Capture>>,
+        summaries: Vec<Option<StreamSummary>>,
+        spools: Vec<Option<File>>,
+        held: Option<u64>,
+    },
 }
 
 struct Hubbed {
@@ -87,15 +94,26 @@ impl StreamHub {
         let make = |t: &Treatment, fd: RawFd| -> Result<Hubbed> {
             let kind = match t {
                 Treatment::Compared(masks) => Kind::Compared(Committer::new(replicas, masks.clone())),
-                Treatment::Shown => Kind::Shown {
-                    caps: (0..replicas)
-                        .map(|r| Some(Capture::new(Vec::new(), (r != SHOWN).then_some(u64::MAX))))
-                        .collect(),
-                    summaries: vec![None; replicas],
-                    spools: (0..replicas).map(|_| None).collect(),
-                },
+                Treatment::Shown => {
+                    // `--buffered` promises a stdout that never holds a partial result, compared or not.
+                    let held = (plan.buffered && fd == libc::STDOUT_FILENO).then_some(plan.limit);
+                    Kind::Shown {
+                        caps: (0..replicas)
+                            .map(|r| {
+                                Some(Capture::new(
+                                    Vec::new(),
+                                    (r != SHOWN || held.is_some()).then_some(u64::MAX),
+                                ))
+                            })
+                            .collect(),
+                        summaries: vec![None; replicas],
+                        spools: (0..replicas).map(|_| None).collect(),
+                        held,
+                    }
+                }
             };
-            // A shown stream is never buffered: it is not voted, so there is nothing to wait for.
+            // An uncompared stderr is shown live even with --buffered: it is not voted, so there is
+            // nothing to wait for (and it is where progress goes).
             let buffered = plan.buffered && matches!(t, Treatment::Compared(_));
             Ok(Hubbed {
                 kind,
@@ -156,14 +174,16 @@ impl StreamHub {
                     }
                 }
             }
-            Kind::Shown { caps, .. } => {
+            Kind::Shown { caps, held, .. } => {
                 if let Some(cap) = caps[lane].as_mut() {
-                    if lane != SHOWN && h.lens[lane] > SHOWN_SPOOL_LIMIT {
+                    // Past its limit a stream is only hashed: if it wins, nothing can be delivered.
+                    let limit = held.unwrap_or(SHOWN_SPOOL_LIMIT);
+                    if (lane != SHOWN || held.is_some()) && h.lens[lane] > limit {
                         cap.forget();
                     }
                     cap.push(chunk)?;
                 }
-                if lane == SHOWN {
+                if lane == SHOWN && held.is_none() {
                     h.sink.queue(chunk)?;
                 }
             }
@@ -179,7 +199,7 @@ impl StreamHub {
                 let committed = c.finish(lane);
                 h.sink.queue(&committed)?;
             }
-            Kind::Shown { caps, summaries, spools } => {
+            Kind::Shown { caps, summaries, spools, .. } => {
                 if let Some(cap) = caps[lane].take() {
                     let mut done = cap.finish();
                     summaries[lane] = Some(done.summary);
@@ -264,6 +284,25 @@ impl StreamHub {
                     h.sink.queue(&rest)?;
                 }
             }
+            if let (Kind::Shown { summaries, spools: kept, held: Some(limit), .. }, Some(w)) =
+                (&mut h.kind, winner)
+            {
+                // Held back for the vote: the winner's stream, whole, or an error if it was not kept.
+                let len = summaries[w].map_or(0, |s| s.len);
+                if len > 0 {
+                    let file = kept[w].take().with_context(|| {
+                        format!(
+                            "the --buffered stdout of replica {w} (the winner's) passed --buffer-limit ({}) \
+                             before the vote: nothing was delivered (raise --buffer-limit)",
+                            crate::units::size(*limit)
+                        )
+                    })?;
+                    h.sink.delivered += len;
+                    h.switched = Some(w);
+                    spools.push((file, h.sink.fd));
+                }
+                continue;
+            }
             if let (Kind::Shown { summaries, spools: kept, .. }, Some(w)) = (&mut h.kind, winner) {
                 let len = summaries[w].map_or(0, |s| s.len);
                 // Over SHOWN_SPOOL_LIMIT the winner's stream was not kept: nothing can follow.
@@ -287,7 +326,7 @@ impl StreamHub {
         let h = &self.streams[stream];
         Delivered {
             bytes: h.sink.reached(),
-            shown: matches!(h.kind, Kind::Shown { .. }).then_some(SHOWN),
+            shown: matches!(h.kind, Kind::Shown { held: None, .. }).then_some(SHOWN),
             switched: h.switched,
         }
     }

@@ -1021,7 +1021,9 @@ impl Harness {
         let spools = if self.interrupted.is_none() { hub.conclude(winner, shown_lost)? } else { Vec::new() };
         self.drain_hub()?;
         let hub = self.hub.take().expect("checked above");
-        let switched = |k: usize| hub.delivered(k).switched;
+        // A stream shown live that the majority's replaced (not a --buffered one, never shown).
+        let switched =
+            |k: usize| Some(hub.delivered(k)).filter(|d| d.shown.is_some()).and_then(|d| d.switched);
         for (file, fd) in &spools {
             let stream = if *fd == libc::STDOUT_FILENO { 0 } else { 1 };
             if let (Some(w), None) = (switched(stream), self.interrupted) {

@@ -96,8 +96,10 @@ struct RunArgs {
     buffered: bool,
 
     /// With --buffered or --sequential: the most output tmr keeps on disk until the vote, per stream
-    /// (K, M, G, T). Past it the run stops, nothing is delivered, and tmr exits 125: output held back
-    /// until the vote cannot be cut short, and an endless command would otherwise fill the disk.
+    /// (K, M, G, T). Output held back until the vote cannot be cut short, and an endless command would
+    /// otherwise fill the disk: past the limit, a majority's output stops the run; a single replica's is
+    /// only hashed, so it can still be outvoted. Either way, a winner's output that was not kept is not
+    /// delivered, and tmr exits 125.
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_buffer_limit)]
     buffer_limit: u64,
 

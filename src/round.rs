@@ -139,6 +139,15 @@ pub fn execute(config: &Config) -> Result<i32> {
         let mut out = report::OutputReport::spooled();
         if let (Some(w), None) = (winner, harness.interrupted) {
             let rec = &mut records[w];
+            for (name, s) in [("stdout", &rec.stdout), ("stderr", &rec.stderr)] {
+                if let Some(limit) = s.over_limit {
+                    anyhow::bail!(
+                        "the winner's {name} (replica {w}) passed --buffer-limit ({}) while kept for the vote \
+                         (--sequential): nothing was delivered (raise --buffer-limit)",
+                        crate::units::size(limit)
+                    );
+                }
+            }
             // What reached tmr's output, also when its reader left partway (`| head -1`).
             if rec.stdout.summary.len > 0 {
                 out.stdout.bytes = harness.deliver(rec.stdout.file()?, libc::STDOUT_FILENO)?;

@@ -114,16 +114,29 @@ fn a_reader_that_leaves_before_buffered_delivery_ends_the_run() {
 }
 
 /// `--buffered` and `--sequential` hold output back until the vote, so an endless command (`yes`) filled
-/// $TMPDIR until tmr was killed. Past `--buffer-limit` the run stops: nothing delivered, exit 125, no
-/// spool left behind. Under the limit, the output is delivered whole.
+/// $TMPDIR until tmr was killed. `--buffered` keeps the committed stream: past `--buffer-limit` the run
+/// stops, nothing delivered, exit 125, no spool left behind. `--sequential` keeps each replica's: past
+/// the limit one is only hashed, so a faulty replica's flood is outvoted (an outside trial: it stopped
+/// the run), and only a winner that was not kept is an error. Under the limit, output is delivered whole.
 #[test]
 fn held_back_output_stops_at_the_buffer_limit() {
-    for mode in ["--buffered", "--sequential"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = run(
-            tmr_std().env("TMPDIR", tmp.path()).args([mode, "--buffer-limit", "1M", "--", "yes"]),
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = |mode: &str, script: &str| {
+        run(
+            tmr_std().env("TMPDIR", tmp.path()).args([
+                mode,
+                "--buffer-limit",
+                "1M",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]),
             Input::Null,
-        );
+        )
+    };
+    for (mode, script) in [("--buffered", "yes"), ("--sequential", "head -c 2000000 /dev/zero")] {
+        let out = limited(mode, script);
         assert_eq!(out.status.code(), Some(125), "{mode}: {}", text(&out.stderr));
         assert!(out.stdout.is_empty(), "{mode}: nothing is delivered without the whole output");
         let err = assert_tmr_error(&out.stderr);
@@ -131,6 +144,16 @@ fn held_back_output_stops_at_the_buffer_limit() {
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "{mode}: the spool is gone");
         let out = run(tmr_std().args([mode, "--buffer-limit", "1M", "--", "seq", "100000"]), Input::Null);
         assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 588_895), "{mode}: under the limit");
+    }
+    let flood = r#"if [ "$TMR_REPLICA" = 2 ]; then head -c 2000000 /dev/zero; fi; echo ok"#;
+    for mode in ["--buffered", "--sequential"] {
+        let out = limited(mode, flood);
+        assert_eq!(
+            (out.status.code(), text(&out.stdout).as_str()),
+            (Some(0), "ok\n"),
+            "{mode}: {}",
+            text(&out.stderr)
+        );
     }
 }
 

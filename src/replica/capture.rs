@@ -16,9 +16,12 @@ use crate::mask::MaskedHasher;
 pub struct Capture {
     len: u64,
     hasher: MaskedHasher,
-    /// Keep the bytes, up to this many: past it the run stops (`--buffer-limit`), since dropping them
-    /// would leave nothing to deliver and keeping them could fill the disk.
+    /// Keep the bytes, up to this many (`--buffer-limit`): past it they are dropped and only hashed, so
+    /// that a faulty replica's flood cannot fill the disk, nor stop a run whose majority agrees without
+    /// it. Delivering a stream that was dropped is an error (see [`Captured::over_limit`]).
     keep: Option<u64>,
+    /// The limit this stream passed, if it did.
+    over: Option<u64>,
     /// Created on the first byte: most streams of most commands (stderr, `true`) stay empty.
     spool: Option<File>,
 }
@@ -28,24 +31,23 @@ pub struct Capture {
 pub struct Captured {
     pub summary: StreamSummary,
     spool: Option<File>,
+    /// The `--buffer-limit` this stream passed: its bytes were dropped, and it cannot be delivered.
+    pub over_limit: Option<u64>,
 }
 
 const SPOOL_ERROR: &str = "writing an output spool in $TMPDIR";
 
 impl Capture {
     pub fn new(masks: Vec<Regex>, keep: Option<u64>) -> Self {
-        Capture { len: 0, hasher: MaskedHasher::new(masks), keep, spool: None }
+        Capture { len: 0, hasher: MaskedHasher::new(masks), keep, over: None, spool: None }
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
         self.len += chunk.len() as u64;
         self.hasher.update(chunk);
         if let Some(limit) = self.keep.filter(|limit| self.len > *limit) {
-            anyhow::bail!(
-                "a replica's output passed --buffer-limit ({}) while kept on disk for the vote: the run \
-                 was stopped and nothing was delivered (raise --buffer-limit, or bound the command)",
-                crate::units::size(limit)
-            );
+            self.forget();
+            self.over = Some(limit);
         }
         if self.keep.is_some() && !chunk.is_empty() {
             if self.spool.is_none() {
@@ -66,6 +68,7 @@ impl Capture {
         Captured {
             summary: StreamSummary { len: self.len, digest: self.hasher.finalize() },
             spool: self.spool,
+            over_limit: self.over,
         }
     }
 }
@@ -78,7 +81,7 @@ impl Captured {
 
     /// A stream that was streamed (its bytes went to the user, or nowhere): only its summary remains.
     pub fn summarised(summary: StreamSummary) -> Self {
-        Captured { summary, spool: None }
+        Captured { summary, spool: None, over_limit: None }
     }
 
     /// The kept bytes, if they were kept.

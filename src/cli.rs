@@ -99,9 +99,9 @@ struct RunArgs {
     /// (K, M, G, T). Output held back until the vote cannot be cut short, and an endless command would
     /// otherwise fill the disk: past the limit, a majority's output stops the run; a single replica's is
     /// only hashed, so it can still be outvoted. Either way, a winner's output that was not kept is not
-    /// delivered, and tmr exits 125.
-    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_buffer_limit)]
-    buffer_limit: u64,
+    /// delivered, and tmr exits 125 [default: 1G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_buffer_limit)]
+    buffer_limit: Option<u64>,
 
     /// No summary when all replicas agree.
     #[arg(short, long)]
@@ -497,6 +497,13 @@ impl RunArgs {
         if self.fork {
             fork_refusal(&self)?;
         }
+        if self.buffer_limit.is_some() && !self.buffered && !self.sequential {
+            // Streamed output keeps nothing on disk: a limit there would silently mean nothing.
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--buffer-limit applies only with --buffered or --sequential (streamed output keeps nothing on disk)\n",
+            ));
+        }
         let mem = (self.mem || compare.mem || self.inject.is_some() || self.checkpoint.is_some())
             .then_some(self.mem_det);
         let inject = self.inject.map(|mut spec| {
@@ -516,7 +523,7 @@ impl RunArgs {
             timeout: self.timeout,
             strict: self.strict,
             buffered: self.buffered,
-            buffer_limit: self.buffer_limit,
+            buffer_limit: self.buffer_limit.unwrap_or(DEFAULT_BUFFER_LIMIT),
             quiet: self.quiet,
             output: self.output,
             format: format(self.format),
@@ -1123,6 +1130,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
     parse_size_upto(s, 1 << 30)
 }
 
+/// `--buffer-limit`'s default: 1G.
+const DEFAULT_BUFFER_LIMIT: u64 = 1 << 30;
+
 /// `--buffer-limit`: at least 1 byte, at most 1T.
 fn parse_buffer_limit(s: &str) -> Result<u64, String> {
     match parse_size_upto(s, 1 << 40)? {
@@ -1168,10 +1178,15 @@ mod tests {
     #[test]
     fn the_buffer_limit_is_a_size_of_at_least_a_byte_and_at_most_1t() {
         assert_eq!(parse_ok(&["tmr", "true"]).buffer_limit, 1 << 30);
-        assert_eq!(parse_ok(&["tmr", "--buffer-limit", "1t", "--", "true"]).buffer_limit, 1 << 40);
-        assert_eq!(parse_ok(&["tmr", "--buffer-limit", "1500", "true"]).buffer_limit, 1500);
+        assert_eq!(
+            parse_ok(&["tmr", "--buffer-limit", "1t", "--buffered", "--", "true"]).buffer_limit,
+            1 << 40
+        );
+        assert_eq!(parse_ok(&["tmr", "--buffer-limit", "1500", "--sequential", "true"]).buffer_limit, 1500);
+        let (msg, _) = parse_err(&["tmr", "--buffer-limit", "1M", "true"]);
+        assert!(msg.contains("only with --buffered or --sequential"), "{msg}");
         for bad in ["0", "2T", "1.5G", "G", "x"] {
-            let (msg, code) = parse_err(&["tmr", "--buffer-limit", bad, "true"]);
+            let (msg, code) = parse_err(&["tmr", "--buffer-limit", bad, "--buffered", "true"]);
             assert_eq!(code, crate::exit::TMR_ERROR, "{bad}: {msg}");
             assert!(msg.contains("--buffer-limit"), "{bad}: {msg}");
         }

@@ -30,12 +30,23 @@ pub struct Reruns {
 }
 
 /// Reruns are tmr's own extra work, so they are bounded even without `--timeout`: a rerun still running
-/// at 4x the voted majority's median wall (and at least 1 s) is hung, as `--timeout 4x` judges. A rerun
-/// that hung kept tmr from ever ending, after the voted output had been delivered (an outside trial); a
-/// hang is an outcome like any other, and its rate classifies the run.
-pub fn rerun_timeout(given: Option<crate::units::Timeout>) -> Option<crate::units::Timeout> {
-    given.or(Some(crate::units::Timeout::Relative(crate::epoch::HANG_FACTOR)))
+/// at [`RERUN_HANG_FACTOR`] times `reference` (the voted majority's median wall), and at least
+/// [`RERUN_HANG_FLOOR`], is hung. A rerun that hung kept tmr from ever ending, after the voted output had
+/// been delivered (an outside trial); a hang is an outcome like any other, and its rate classifies the
+/// run. The bound is loose on purpose: a rerun that is only slow (a loaded machine, a test waiting on a
+/// handshake) must not become a `timeout` that makes the run look flaky; `--timeout 4x` was too tight.
+pub fn rerun_timeout(
+    given: Option<crate::units::Timeout>,
+    reference: Duration,
+) -> Option<crate::units::Timeout> {
+    let own = crate::units::scale_duration(reference, RERUN_HANG_FACTOR).max(RERUN_HANG_FLOOR);
+    given.or(Some(crate::units::Timeout::Absolute(own)))
 }
+
+/// See [`rerun_timeout`].
+pub const RERUN_HANG_FACTOR: f64 = 10.0;
+/// See [`rerun_timeout`].
+pub const RERUN_HANG_FLOOR: Duration = Duration::from_secs(10);
 
 /// Rerun the command as the classifier asks, in rounds paced by the count and time budgets
 /// ([`next_round`]). `initial` are the voted round's records and `voted_wall` its wall time; `reference_wall`
@@ -259,9 +270,15 @@ mod tests {
     #[test]
     fn reruns_are_bounded_without_a_timeout_and_keep_the_one_given() {
         use crate::units::Timeout;
-        assert_eq!(rerun_timeout(None), Some(Timeout::Relative(crate::epoch::HANG_FACTOR)));
-        let given = Some(Timeout::Absolute(Duration::from_secs(5)));
-        assert_eq!(rerun_timeout(given), given);
+        let s = Duration::from_secs;
+        assert_eq!(
+            rerun_timeout(None, Duration::from_millis(5)),
+            Some(Timeout::Absolute(s(10))),
+            "the floor"
+        );
+        assert_eq!(rerun_timeout(None, s(60)), Some(Timeout::Absolute(s(600))), "10x the voted median");
+        let given = Some(Timeout::Relative(2.0));
+        assert_eq!(rerun_timeout(given, s(60)), given, "--timeout, as given");
     }
 
     #[test]

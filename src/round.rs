@@ -179,7 +179,10 @@ pub fn execute(config: &Config) -> Result<i32> {
     };
     let rerun_opts = BatchOpts {
         reference_wall: majority_median(&records, &voted),
-        timeout: crate::rerun::rerun_timeout(config.timeout),
+        timeout: crate::rerun::rerun_timeout(
+            config.timeout,
+            majority_median(&records, &voted).map_or(voted_wall, std::time::Duration::from_secs_f64),
+        ),
         ..batch_opts(config)
     };
     let reruns = crate::rerun::settle(

@@ -219,8 +219,12 @@ pub fn execute(cfg: &TestConfig) -> Result<i32> {
     let time_budget = cfg.time_budget.resolve(voted_wall);
     let median_wall =
         crate::stats::median(&mut parsed.iter().map(|p| p.wall.as_secs_f64()).collect::<Vec<_>>());
-    let rerun_opts =
-        BatchOpts { reference_wall: median_wall, timeout: crate::rerun::rerun_timeout(cfg.timeout), ..opts };
+    let reference = median_wall.map_or(voted_wall, Duration::from_secs_f64);
+    let rerun_opts = BatchOpts {
+        reference_wall: median_wall,
+        timeout: crate::rerun::rerun_timeout(cfg.timeout, reference),
+        ..opts
+    };
     let rerun_began = Instant::now();
     let mut round = 1;
     let mut total_reruns = 0;

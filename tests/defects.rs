@@ -801,8 +801,8 @@ fn lock_is_free(dir: &Path) -> bool {
 }
 
 /// A rerun that hangs kept tmr running for good after the voted output was delivered: reruns are
-/// tmr's own extra work, bounded even without `--timeout` (4x the voted majority's median, at least
-/// 1 s). The hang is an outcome of its own, and the run still ends with the voted exit code.
+/// tmr's own extra work, bounded even without `--timeout` (10x the voted majority's median, at least
+/// 10 s). The hang is an outcome of its own, and the run still ends with the voted exit code.
 #[test]
 fn a_rerun_that_hangs_does_not_keep_tmr_running() {
     let script = r#"if [ "$TMR_ROUND" = 0 ] && [ "$TMR_REPLICA" = 2 ]; then echo bad; exit 1; fi

@@ -177,11 +177,12 @@ pub fn execute(config: &Config) -> Result<i32> {
         }
         fp.key(config.compare)
     };
+    let median = majority_median(&records, &voted);
     let rerun_opts = BatchOpts {
-        reference_wall: majority_median(&records, &voted),
+        reference_wall: median,
         timeout: crate::rerun::rerun_timeout(
             config.timeout,
-            majority_median(&records, &voted).map_or(voted_wall, std::time::Duration::from_secs_f64),
+            median.map_or(voted_wall, std::time::Duration::from_secs_f64),
         ),
         ..batch_opts(config)
     };

@@ -97,15 +97,14 @@ impl StreamHub {
                 Treatment::Shown => {
                     // `--buffered` promises a stdout that never holds a partial result, compared or not.
                     let held = (plan.buffered && fd == libc::STDOUT_FILENO).then_some(plan.limit);
+                    // Past its limit a stream is only hashed (the capture forgets it): if it wins,
+                    // nothing can be delivered.
+                    let keep = |r: usize| match held {
+                        Some(limit) => Some(limit),
+                        None => (r != SHOWN).then_some(SHOWN_SPOOL_LIMIT),
+                    };
                     Kind::Shown {
-                        caps: (0..replicas)
-                            .map(|r| {
-                                Some(Capture::new(
-                                    Vec::new(),
-                                    (r != SHOWN || held.is_some()).then_some(u64::MAX),
-                                ))
-                            })
-                            .collect(),
+                        caps: (0..replicas).map(|r| Some(Capture::new(Vec::new(), keep(r)))).collect(),
                         summaries: vec![None; replicas],
                         spools: (0..replicas).map(|_| None).collect(),
                         held,
@@ -176,11 +175,6 @@ impl StreamHub {
             }
             Kind::Shown { caps, held, .. } => {
                 if let Some(cap) = caps[lane].as_mut() {
-                    // Past its limit a stream is only hashed: if it wins, nothing can be delivered.
-                    let limit = held.unwrap_or(SHOWN_SPOOL_LIMIT);
-                    if (lane != SHOWN || held.is_some()) && h.lens[lane] > limit {
-                        cap.forget();
-                    }
                     cap.push(chunk)?;
                 }
                 if lane == SHOWN && held.is_none() {
@@ -632,5 +626,36 @@ impl OutputReport {
     pub fn spooled() -> Self {
         let none = DeliveredEntry { bytes: 0, shown_replica: None, switched_to: None };
         OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--buffered --compare exit`: nothing of the uncompared stdout reaches tmr's output before the
+    /// vote; the winner's stream is handed out whole; a winner whose stream passed the limit (the
+    /// capture forgot it) is an error, not a silently empty delivery.
+    fn held_hub(limit: u64) -> StreamHub {
+        let plan = StreamPlan { stdout: Treatment::Shown, stderr: Treatment::Shown, buffered: true, limit };
+        let mut hub = StreamHub::new(&plan, 3).unwrap();
+        for (lane, bytes) in [(0, &b"ok\n"[..]), (1, &[b'x'; 20][..]), (2, &b"ok\n"[..])] {
+            hub.push(lane, 0, bytes).unwrap();
+            hub.finish(lane, 0).unwrap();
+            hub.finish(lane, 1).unwrap();
+        }
+        hub
+    }
+
+    #[test]
+    fn a_held_stdout_delivers_the_winners_whole_and_refuses_one_not_kept() {
+        let mut hub = held_hub(10);
+        assert_eq!(hub.delivered(0), Delivered { bytes: 0, shown: None, switched: None }, "nothing live");
+        let spools = hub.conclude(Some(2), false).unwrap();
+        assert_eq!(spools.len(), 1);
+        assert_eq!(spools[0].0.metadata().unwrap().len(), 3, "replica 2's stream, whole");
+        assert_eq!(hub.delivered(0), Delivered { bytes: 3, shown: None, switched: Some(2) });
+        let err = held_hub(10).conclude(Some(1), false).unwrap_err();
+        assert!(format!("{err:#}").contains("--buffer-limit (10 bytes)"), "{err:#}");
     }
 }

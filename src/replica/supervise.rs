@@ -31,13 +31,19 @@ use crate::supervisor::{Action, Event, Limits, Supervisor};
 use crate::trace::snapfile;
 use crate::units::Timeout;
 
-/// One read per ready pipe per wake-up, of up to this size: a whole pipe's worth ([`PIPE_SIZE`]).
-/// Reading a pipe again at once, while its writer refills it, makes reader and writer fight over the
-/// pipe's lock (draining each pipe to empty cost 1.45× a bare drain); reading only 64 KiB per wake-up
-/// woke the writers 16 times per pipe's worth: 50,000 context switches per 3 GiB flood against the bare
-/// drain's 4,000, and 1.28–1.33× its wall in three interleaved A/Bs, against 1.07–1.24× with one
-/// 1 MiB read (3,100 context switches).
+/// Up to a pipe's worth ([`PIPE_SIZE`]) is read from each ready pipe per wake-up. Reading a pipe again
+/// at once, while its writer refills it, makes reader and writer fight over the pipe's lock (draining each
+/// pipe to empty cost 1.45× a bare drain); reading only 64 KiB per wake-up woke the writers 16 times per
+/// pipe's worth: 50,000 context switches per 3 GiB flood against the bare drain's 4,000, and 1.28–1.33×
+/// its wall.
 const READ_BUF: usize = 1 << 20;
+/// That pipe's worth is read in turns of this size across the ready pipes ([`read_ready`]), so that the
+/// leader's bytes are still in cache when the other replicas' bytes are compared with them and when the
+/// committed stream is hashed: one 1 MiB read per pipe moved 3 MiB through a 2 MiB L2 between the
+/// leader's read and the last comparison. Measured on the 3 × 1 GiB flood (`/tmp`-free A/B, 12 and 15
+/// interleaved rounds): 1.04× and 1.05× a bare drain with 256 KiB turns, against 1.14× with one 1 MiB
+/// read; 128 and 512 KiB turns were in between (1.07–1.10×).
+const READ_TURN: usize = 256 << 10;
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// The command, resolved and converted for execve once, before any replica starts.
@@ -820,6 +826,14 @@ impl Harness {
                 .collect::<Vec<_>>()
         };
 
+        let outputs: Vec<(usize, usize)> = ready
+            .iter()
+            .filter_map(|s| match *s {
+                Ready::Output(i, k) => Some((i, k)),
+                _ => None,
+            })
+            .collect();
+        self.read_ready(running, &outputs)?;
         for &slot in &ready {
             match slot {
                 Ready::Signal => self.signals.drain(),
@@ -830,17 +844,7 @@ impl Harness {
                         spool.trim(slowest)?;
                     }
                 }
-                Ready::Output(i, k) => {
-                    let lane = running[i].job.replica;
-                    read_stream(
-                        &mut running[i].streams[k],
-                        lane,
-                        k,
-                        self.hub.as_mut(),
-                        &mut self.buf,
-                        READ_BUF,
-                    )?
-                }
+                Ready::Output(..) => {} // read above, in turns
                 Ready::Exec(i) => check_exec(&mut running[i]),
                 Ready::Feed(i) => {
                     if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut())
@@ -891,6 +895,26 @@ impl Harness {
             finished.push(self.finalize(r, leaked, timed_out, exited_at)?);
         }
         Ok(finished)
+    }
+
+    /// Read the ready output pipes (`(running index, stream)`, in replica order) in turns of
+    /// [`READ_TURN`], up to [`READ_BUF`] each: a pipe leaves the turns once a read leaves it empty.
+    fn read_ready(&mut self, running: &mut [Running], outputs: &[(usize, usize)]) -> Result<()> {
+        let mut left: Vec<(usize, usize, usize)> = outputs.iter().map(|&(i, k)| (i, k, READ_BUF)).collect();
+        while !left.is_empty() {
+            let mut next = Vec::with_capacity(left.len());
+            for (i, k, budget) in left {
+                let lane = running[i].job.replica;
+                let want = budget.min(READ_TURN);
+                let more =
+                    read_once(&mut running[i].streams[k], lane, k, self.hub.as_mut(), &mut self.buf[..want])?;
+                if more && budget > want {
+                    next.push((i, k, budget - want));
+                }
+            }
+            left = next;
+        }
+        Ok(())
     }
 
     /// A feed that delivered everything and saw EOF is closed, so the replica sees EOF too.
@@ -1171,10 +1195,9 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Read what the pipe holds, up to `budget` bytes (one read per wake-up while running, see
-/// [`READ_BUF`]; a pipe's worth when the replica has ended), so that one flooding replica
-/// cannot starve the others (or the signal pipe) of turns. The bytes go to the hub
-/// (streamed) or to the stream's capture.
+/// Read what the pipe holds, up to `budget` bytes, in reads of `buf`'s size (a pipe's worth when the
+/// replica has ended; see [`Harness::read_ready`] while it runs). The bytes go to the hub (streamed) or to
+/// the stream's capture.
 fn read_stream(
     s: &mut Stream,
     lane: usize,
@@ -1183,38 +1206,48 @@ fn read_stream(
     buf: &mut [u8],
     mut budget: usize,
 ) -> Result<()> {
-    while let Some(fd) = s.fd.as_ref().filter(|_| budget > 0) {
+    while budget > 0 {
         let want = budget.min(buf.len());
+        if !read_once(s, lane, stream, hub.as_deref_mut(), &mut buf[..want])? {
+            break;
+        }
+        budget -= want;
+    }
+    Ok(())
+}
+
+/// One read of up to `buf.len()` bytes from the stream's pipe. Returns whether it filled `buf`, so the
+/// pipe may hold more; at EOF or on an error the stream is closed and its end reported to the hub.
+fn read_once(
+    s: &mut Stream,
+    lane: usize,
+    stream: usize,
+    mut hub: Option<&mut StreamHub>,
+    buf: &mut [u8],
+) -> Result<bool> {
+    loop {
+        let Some(fd) = s.fd.as_ref() else { return Ok(false) };
         let got = match (s.cap.as_mut(), hub.as_deref_mut()) {
-            (None, Some(h)) => h.read(lane, stream, fd.as_raw_fd(), &mut buf[..want])?,
+            (None, Some(h)) => h.read(lane, stream, fd.as_raw_fd(), buf)?,
             (cap, _) => {
-                let got = nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]);
+                let got = nix::unistd::read(fd.as_raw_fd(), buf);
                 if let (Ok(n @ 1..), Some(cap)) = (got, cap) {
                     cap.push(&buf[..n])?;
                 }
                 got
             }
         };
-        match got {
-            Ok(0) => {
-                s.fd = None;
-                end_stream(s, lane, stream, hub.as_deref_mut())?;
-            }
-            Ok(n) => {
-                budget -= n;
-                if n < want {
-                    return Ok(());
-                }
-            }
+        return match got {
+            Ok(n @ 1..) => Ok(n == buf.len()),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Ok(()),
-            Err(_) => {
+            Err(Errno::EAGAIN) => Ok(false),
+            Ok(0) | Err(_) => {
                 s.fd = None;
-                end_stream(s, lane, stream, hub.as_deref_mut())?;
+                end_stream(s, lane, stream, hub)?;
+                Ok(false)
             }
-        }
+        };
     }
-    Ok(())
 }
 
 /// Tell the hub once that a streamed stream ended.

@@ -128,9 +128,6 @@ fn a_replica_with_a_socket_is_not_rolled_back() {
 }
 
 #[test]
-#[ignore = "timing-fragile since the merge of stop 17: the fixture sometimes ends before the 600 ms \
-            fault, and beside another traced run replicas 0 and 2 disagreed (no majority); run it alone \
-            with --ignored"]
 fn a_rolled_back_replica_that_reads_the_clock_is_outvoted_and_the_report_says_why() {
     require_ptrace!();
     let run = run_limits(&["clock", ITERS]);

@@ -833,7 +833,7 @@ impl Harness {
                 _ => None,
             })
             .collect();
-        self.read_ready(running, &outputs)?;
+        let mut outputs_read = false;
         for &slot in &ready {
             match slot {
                 Ready::Signal => self.signals.drain(),
@@ -844,7 +844,12 @@ impl Harness {
                         spool.trim(slowest)?;
                     }
                 }
-                Ready::Output(..) => {} // read above, in turns
+                // All of them at the first: in turns (after the signal pipe and tmr's own outputs).
+                Ready::Output(..) if !outputs_read => {
+                    outputs_read = true;
+                    self.read_ready(running, &outputs)?;
+                }
+                Ready::Output(..) => {}
                 Ready::Exec(i) => check_exec(&mut running[i]),
                 Ready::Feed(i) => {
                     if let (Some(spool), Some((fd, offset))) = (self.stdin.spool(), running[i].feed.as_mut())

@@ -107,6 +107,10 @@ pub struct CheckpointLog {
     /// With `--recover scrub`: each repair in place tried, in order.
     #[serde(default)]
     pub repairs: Vec<Repair>,
+    /// Found hung with no rollback possible, and ended by tmr with SIGKILL: its outcome is a timeout
+    /// (tmr's doing, as `--timeout` would), not a crash of the command's own.
+    #[serde(default)]
+    pub ended_hung: bool,
 }
 
 /// One epoch vote of this replica.

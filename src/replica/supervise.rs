@@ -974,9 +974,12 @@ impl Harness {
             let _ = nix::sys::wait::waitpid(helper, None);
         }
         let wall = exited_at.unwrap_or_else(Instant::now).saturating_duration_since(r.started);
+        let mem = r.mem_file.take().and_then(read_snapshot);
+        // A replica its tracer ended as hung (`--checkpoint`) was stopped by tmr, as a timeout would.
+        let ended_hung = mem.as_ref().and_then(|m| m.checkpoints.as_ref()).is_some_and(|c| c.ended_hung);
         let outcome = if let Some(errno) = r.exec_errno {
             Outcome::FailedToStart { errno }
-        } else if timed_out {
+        } else if timed_out || ended_hung {
             Outcome::TimedOut
         } else if libc::WIFSIGNALED(status) {
             Outcome::Signaled { signal: libc::WTERMSIG(status) }
@@ -996,7 +999,7 @@ impl Harness {
             sys: tv(usage.ru_stime),
             max_rss_kib: usage.ru_maxrss.max(0) as u64,
             leaked,
-            mem: r.mem_file.and_then(read_snapshot),
+            mem,
             mem_key: None,
             divergence: [None, None],
             node: r.node,

@@ -401,6 +401,7 @@ impl Checkpointer {
             // ago; waiting for a hang would only keep tmr from delivering their answer.
             self.peers = None;
             self.ended_hung = true;
+            self.log.ended_hung = true;
             let ended = "ended with SIGKILL: hung, and no rollback was possible";
             match self.log.rollbacks.last_mut().filter(|_| had_checkpoint) {
                 Some(last) => last.note = format!("{}; {ended}", last.note),

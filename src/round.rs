@@ -88,9 +88,13 @@ pub fn execute(config: &Config) -> Result<i32> {
     if streamed {
         harness.stream_next(&stream_plan(config), config.replicas)?;
     }
+    // Held-back output ends with a reader that left (nothing else would tell tmr); live output, as a
+    // pipeline does, when it is written; reruns deliver nothing.
+    harness.watch_reader(!streamed || config.buffered);
     reporters.event(&Event::RunStarted { replicas: config.replicas })?;
     let began = Instant::now();
     let Batch { mut records, mut swept } = harness.run_batch(&jobs, &batch_opts(config))?;
+    harness.watch_reader(false);
     let voted_wall = began.elapsed();
     harness.note_divergences(&mut records);
 

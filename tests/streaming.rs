@@ -97,6 +97,42 @@ fn a_replica_that_ignores_sigpipe_gets_epipe_when_the_reader_leaves() {
     assert!(exited > 0, "at least one replica was writing when the reader left: {r}");
 }
 
+/// As in a pipeline, a reader that left ends the run only when tmr has bytes to write to it. Replicas
+/// that wrote everything before it left finish as they would: `sh -c 'echo ready; <wait>; touch f' |
+/// grep -q ready` creates `f` and exits 0. An outside trial found tmr SIGPIPE'ing them as soon as the
+/// reader left (its stdout watch: exit 141, no `f`), and `tmr -- seq 100 | head -1` exiting 141 in one
+/// run in two. The replicas go on only once the test has closed tmr's stdout (a file handshake).
+#[test]
+fn a_reader_that_left_ends_only_replicas_that_write_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    let script = r#"echo ready; i=0; while [ ! -e "$1/gone" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done
+                    touch "$1/side.$TMR_REPLICA""#;
+    let mut child = tmr_std()
+        .args(["-q", "--reruns", "0", "--", "sh", "-c", script, "sh"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    drop(out);
+    std::fs::write(&gone, "").unwrap();
+    let status =
+        wait_until(&mut child, std::time::Instant::now() + Duration::from_secs(60)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("tmr did not end within 60 s")
+        });
+    assert_eq!(status.code(), Some(0), "nothing more was written: the vote's exit code");
+    for r in 0..3 {
+        assert!(dir.path().join(format!("side.{r}")).exists(), "replica {r} ran to its end");
+    }
+}
+
 /// `tmr --buffered -- yes | true` and `--sequential`: tmr writes nothing until the vote, so it cannot
 /// learn of the reader leaving from a write; it watches its stdout for POLLERR instead. Before, it ran
 /// on (spooling `yes` to disk at over 1 GB/s) until killed.

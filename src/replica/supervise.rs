@@ -236,9 +236,11 @@ pub struct Harness {
     pub stopped: usize,
     /// Streams the next batch's output to the user (the voted round), when set.
     hub: Option<StreamHub>,
-    /// tmr's stdout is a pipe or socket, watched for its reader leaving while nothing is written to it
-    /// yet (`--buffered`, `--sequential`): POLLERR on its write end.
+    /// tmr's stdout is a pipe or socket, so its reader can leave: POLLERR on its write end.
     watch_stdout: bool,
+    /// Watch for that now ([`Harness::watch_reader`]): while nothing is written to stdout yet
+    /// (`--buffered`, `--sequential`, `tmr test`), not while output flows to it.
+    watching: bool,
     /// That reader has left.
     stdout_gone: bool,
     /// Slots the supervisor said are done, waiting to be finalized by the loop.
@@ -321,6 +323,7 @@ impl Harness {
             watch_stdout: nix::sys::stat::fstat(libc::STDOUT_FILENO)
                 .map(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
                 .unwrap_or(false),
+            watching: true,
             stdout_gone: false,
             stopped: 0,
             hub: None,
@@ -333,6 +336,15 @@ impl Harness {
     pub fn stream_next(&mut self, plan: &StreamPlan, replicas: usize) -> Result<()> {
         self.hub = Some(StreamHub::new(plan, replicas)?);
         Ok(())
+    }
+
+    /// Whether the next batches end when tmr's reader leaves (on by default). Off where output flows to
+    /// tmr's stdout as the replicas run, or where none will: as in a shell pipeline, a reader that left
+    /// then ends a replica only when there is something to write (EPIPE on tmr's write). Watching there
+    /// SIGPIPE'd replicas that would never write again (`tmr -- sh -c 'echo ready; sleep 1; touch f' |
+    /// grep -q ready` lost `f` and exited 141; `tmr -- seq 100 | head -1` exited 141 in one run in two).
+    pub fn watch_reader(&mut self, on: bool) {
+        self.watching = on;
     }
 
     /// The stream hub of the last streamed batch, for its reports and the end of its delivery.
@@ -788,7 +800,7 @@ impl Harness {
                 fds.push(PollFd::new(out, PollFlags::POLLOUT));
                 slots.push(Ready::Deliver(stream));
             }
-            if self.watch_stdout && !self.stdout_gone {
+            if self.watch_stdout && self.watching && !self.stdout_gone {
                 // SAFETY: fd 1 is open for tmr's whole life (`ensure_standard_fds`).
                 let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::STDOUT_FILENO) };
                 fds.push(PollFd::new(out, PollFlags::empty()));

@@ -198,7 +198,8 @@ impl Running {
     }
 }
 
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// Wait for `child` to exit until `deadline` (None: still running).
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return Some(status);

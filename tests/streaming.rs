@@ -133,6 +133,44 @@ fn a_reader_that_left_ends_only_replicas_that_write_again() {
     }
 }
 
+/// Two replicas that write the same streams in another order, with both streams compared: the one far
+/// ahead on stdout was held for the other, itself held on stderr for the first, and tmr waited for good
+/// (an outside trial: two survivors of three, or two of two, over 3 MiB per stream; `run` bounds the
+/// wait, so the hang fails the test). Both orders are delivered whole.
+#[test]
+fn replicas_that_write_their_streams_in_another_order_do_not_wait_on_each_other() {
+    let expected: String = (1..=1_000_000).map(|i| format!("{i}\n")).collect();
+    let orders = r#"if [ $((TMR_REPLICA % 2)) = 0 ]; then seq 1000000; seq 1000000 >&2
+                    else seq 1000000 >&2; seq 1000000; fi"#;
+    let crashed = r#"case $TMR_REPLICA in 0) seq 1000000; seq 1000000 >&2;; 1) seq 1000000 >&2; seq 1000000;;
+                     *) kill -SEGV $$;; esac"#;
+    for (n, script) in [("2", orders), ("3", crashed), ("4", orders)] {
+        let out = run(
+            tmr_std().args([
+                "-q",
+                "-n",
+                n,
+                "--reruns",
+                "0",
+                "--compare",
+                "stdout,stderr",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]),
+            Input::Null,
+        );
+        assert_eq!(out.status.code(), Some(0), "-n {n}: {}", text(&out.stderr));
+        assert!(text(&out.stdout) == expected, "-n {n}: stdout whole ({} bytes)", out.stdout.len());
+        assert!(
+            text(&out.stderr).starts_with(&expected),
+            "-n {n}: stderr whole ({} bytes)",
+            out.stderr.len()
+        );
+    }
+}
+
 /// `tmr --buffered -- yes | true` and `--sequential`: tmr writes nothing until the vote, so it cannot
 /// learn of the reader leaving from a write; it watches its stdout for POLLERR instead. Before, it ran
 /// on (spooling `yes` to disk at over 1 GB/s) until killed.

@@ -239,9 +239,49 @@ impl StreamHub {
                 Kind::Shown { .. } => lane != SHOWN,
             };
         }
-        match &h.kind {
-            Kind::Compared(Committer::Bytes(b)) => !(b.ahead(lane) >= WINDOW && b.should_wait(lane)),
-            _ => true,
+        match self.holds(lane, stream) {
+            // Held, unless only replicas that are held themselves would catch up (see `stuck`).
+            Some(waits) => {
+                let stuck = self.stuck();
+                stuck[lane] && waits.iter().all(|&j| stuck[j])
+            }
+            None => true,
+        }
+    }
+
+    /// The replicas `lane` is held for on `stream`, if it is held: it runs a window ahead of replicas
+    /// that agree with it so far and still write.
+    fn holds(&self, lane: usize, stream: usize) -> Option<Vec<usize>> {
+        match &self.streams[stream].kind {
+            Kind::Compared(Committer::Bytes(b)) if b.ahead(lane) >= WINDOW => {
+                let waits: Vec<usize> = b.waits_for(lane).collect();
+                (!waits.is_empty()).then_some(waits)
+            }
+            _ => None,
+        }
+    }
+
+    /// Replicas held in a cycle: each held on a stream only for replicas that are held too. A held
+    /// replica soon blocks writing to the pipe tmr does not read, so none of them would ever move on:
+    /// with both streams compared, a replica that writes its stdout first waited for one that writes its
+    /// stderr first, held on stderr for the first (an outside trial: two survivors of three, over 3 MiB
+    /// per stream, hung for good). Reading them anyway costs memory for the difference in order; that is
+    /// what comparing them needs.
+    fn stuck(&self) -> Vec<bool> {
+        let n = self.streams[0].lens.len();
+        let holds: Vec<Vec<Vec<usize>>> =
+            (0..n).map(|l| (0..self.streams.len()).filter_map(|k| self.holds(l, k)).collect()).collect();
+        let mut stuck: Vec<bool> = holds.iter().map(|h| !h.is_empty()).collect();
+        loop {
+            let freed: Vec<usize> = (0..n)
+                .filter(|&l| stuck[l] && !holds[l].iter().any(|w| w.iter().all(|&j| stuck[j])))
+                .collect();
+            if freed.is_empty() {
+                return stuck;
+            }
+            for l in freed {
+                stuck[l] = false;
+            }
         }
     }
 

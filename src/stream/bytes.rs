@@ -402,15 +402,22 @@ impl ByteCommitter {
     /// that has not finished lags behind it and has so far written the same bytes. Waiting for a
     /// replica that may never catch up would only stall this one; see [`ByteCommitter::hopeless`].
     pub fn should_wait(&self, replica: usize) -> bool {
+        self.waits_for(replica).next().is_some()
+    }
+
+    /// The replicas that make holding `replica` pay off ([`ByteCommitter::should_wait`]).
+    pub fn waits_for(&self, replica: usize) -> impl Iterator<Item = usize> + '_ {
         let r = &self.lanes[replica];
-        r.follows()
-            && self.lanes.iter().enumerate().any(|(s, l)| {
-                s != replica
-                    && l.may_agree()
-                    && !l.finished
-                    && l.len < r.len
-                    && (l.behind.is_some() || self.agrees_so_far(s, replica))
-            })
+        let follows = r.follows();
+        self.lanes.iter().enumerate().filter_map(move |(s, l)| {
+            (follows
+                && s != replica
+                && l.may_agree()
+                && !l.finished
+                && l.len < r.len
+                && (l.behind.is_some() || self.agrees_so_far(s, replica)))
+            .then_some(s)
+        })
     }
 
     /// Whether `replica`'s bytes beyond the committed offset can never be committed: fewer than a

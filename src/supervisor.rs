@@ -23,6 +23,11 @@ pub enum Event {
     Exited { slot: usize },
     /// Both of its output pipes reached EOF.
     Closed { slot: usize },
+    /// tmr holds back reading one of its pipes for now (a replica far ahead of others that agree with it
+    /// so far): an EOF there cannot be seen, so the leak window starts again from now. Checks no
+    /// deadline: the loop tells every held slot first, so that one slot's deadline is not judged before
+    /// its own `Held` of the same turn.
+    Held { slot: usize },
     /// tmr received a stop signal (SIGINT, SIGTERM, SIGHUP).
     Stop { signal: i32 },
     /// Time passed: check the deadlines.
@@ -41,6 +46,8 @@ pub enum Action {
 struct Slot {
     started: Option<Instant>,
     exited: Option<Instant>,
+    /// Where the leak window starts: its exit, or the last time tmr held back reading its pipes since.
+    quiet_since: Option<Instant>,
     closed: bool,
     timed_out: bool,
     kill_at: Option<Instant>,
@@ -117,6 +124,7 @@ impl Supervisor {
                 let s = &mut self.slots[slot];
                 if s.exited.is_none() {
                     s.exited = Some(now);
+                    s.quiet_since = Some(now);
                     s.kill_at = None;
                     if let Some(started) = s.started {
                         self.walls.push(now.saturating_duration_since(started));
@@ -124,6 +132,13 @@ impl Supervisor {
                 }
             }
             Event::Closed { slot } => self.slots[slot].closed = true,
+            Event::Held { slot } => {
+                let s = &mut self.slots[slot];
+                if s.exited.is_some() {
+                    s.quiet_since = Some(now);
+                }
+                return actions;
+            }
             Event::Stop { signal } => {
                 let escalate = self.stopped_by.is_some();
                 self.stopped_by.get_or_insert(signal);
@@ -153,7 +168,7 @@ impl Supervisor {
                 if s.done {
                     return None;
                 }
-                [s.kill_at, s.exited.map(|e| e + self.limits.leak_window), self.timeout_deadline(i)]
+                [s.kill_at, s.quiet_since.map(|e| e + self.limits.leak_window), self.timeout_deadline(i)]
                     .into_iter()
                     .flatten()
                     .min()
@@ -170,8 +185,8 @@ impl Supervisor {
             let grace = self.limits.grace;
             let leak_window = self.limits.leak_window;
             let s = &mut self.slots[slot];
-            if let Some(exited) = s.exited {
-                let leaked = !s.closed && now >= exited + leak_window;
+            if let Some(quiet) = s.quiet_since {
+                let leaked = !s.closed && now >= quiet + leak_window;
                 if s.closed || leaked {
                     s.done = true;
                     actions.push(Action::Finalize { slot, leaked });
@@ -279,6 +294,27 @@ mod tests {
         // 3 x 10 ms is 30 ms, but a slow-to-schedule replica gets at least the floor (1 s).
         assert_eq!(s.next_deadline(), Some(c.t(1000)));
         assert_eq!(s.handle(Event::Tick, c.t(1000)), [Action::Signal { slot: 0, signal: libc::SIGTERM }]);
+    }
+
+    #[test]
+    fn a_replica_whose_pipes_tmr_holds_back_is_not_leaking_while_held() {
+        // An outside trial: replicas held back behind a slower sibling exited with output unread in their
+        // pipes, and were reported as leaking processes 500 ms later.
+        let (mut s, c) = start(Limits::new(None, None, 1), 1);
+        assert_eq!(s.handle(Event::Exited { slot: 0 }, c.t(100)), []);
+        assert_eq!(s.handle(Event::Held { slot: 0 }, c.t(500)), []);
+        assert_eq!(s.handle(Event::Held { slot: 0 }, c.t(900)), [], "held: no EOF can be seen");
+        assert_eq!(s.next_deadline(), Some(c.t(1400)));
+        assert_eq!(
+            s.handle(Event::Closed { slot: 0 }, c.t(1000)),
+            [Action::Finalize { slot: 0, leaked: false }]
+        );
+        // Released and still open a window later: a leak.
+        let (mut s, c) = start(Limits::new(None, None, 1), 1);
+        s.handle(Event::Exited { slot: 0 }, c.t(100));
+        s.handle(Event::Held { slot: 0 }, c.t(300));
+        assert_eq!(s.handle(Event::Tick, c.t(799)), []);
+        assert_eq!(s.handle(Event::Tick, c.t(800)), [Action::Finalize { slot: 0, leaked: true }]);
     }
 
     #[test]

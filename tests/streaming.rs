@@ -171,6 +171,36 @@ fn replicas_that_write_their_streams_in_another_order_do_not_wait_on_each_other(
     }
 }
 
+/// Replicas held back behind a slower sibling (far ahead of it, and agreeing with it so far) that exit
+/// with their last bytes unread in their pipes are not leaking: tmr cannot see an EOF it holds back.
+/// An outside trial saw them reported as "left processes holding their output open" and killed, once the
+/// 500 ms leak window had passed. Here replicas 0 and 1 (which differ from each other at byte 0, so
+/// nothing commits) write a window and a little more, and exit; replica 2 waits for both to be done,
+/// then a second more (twice the leak window: the condition under test), then writes replica 0's bytes.
+#[test]
+fn replicas_held_back_behind_a_slower_one_are_not_leaking() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"case $TMR_REPLICA in 1) p=b;; *) p=a;; esac
+        if [ "$TMR_REPLICA" = 2 ]; then
+          i=0; while { [ ! -e "$1/done.0" ] || [ ! -e "$1/done.1" ]; } && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done
+          sleep 1
+        fi
+        echo $p; yes 0123456789abcde | head -c 1081344
+        [ "$TMR_REPLICA" = 2 ] || touch "$1/done.$TMR_REPLICA""#;
+    let args = with(
+        &["--reruns", "0"],
+        vec!["sh".into(), "-c".into(), script.into(), "sh".into(), dir.path().into()],
+    );
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["vote"]["majority"], serde_json::json!([0, 2]), "{}", run.report["vote"]);
+    assert_eq!(run.stdout.len(), 2 + 1081344);
+    for r in run.report["runs"].as_array().unwrap() {
+        assert_eq!(r["leaked"], false, "{r}");
+    }
+    assert!(!run.stderr.contains("holding their output open"), "{}", run.stderr);
+}
+
 /// `tmr --buffered -- yes | true` and `--sequential`: tmr writes nothing until the vote, so it cannot
 /// learn of the reader leaving from a write; it watches its stdout for POLLERR instead. Before, it ran
 /// on (spooling `yes` to disk at over 1 GB/s) until killed.

@@ -781,6 +781,7 @@ impl Harness {
             .unwrap_or(1000);
 
         let stdin = std::io::stdin();
+        let mut held = Vec::new();
         let ready = {
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
             let mut slots = vec![Ready::Signal];
@@ -813,6 +814,8 @@ impl Harness {
                         if may {
                             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                             slots.push(Ready::Output(i, k));
+                        } else {
+                            held.push(r.slot);
                         }
                     }
                 }
@@ -882,7 +885,8 @@ impl Harness {
         self.take_signals(sup, running);
 
         let now = Instant::now();
-        let mut events = Vec::new();
+        // Held slots first: see `Event::Held`.
+        let mut events: Vec<Event> = held.into_iter().map(|slot| Event::Held { slot }).collect();
         for r in running.iter_mut() {
             if !r.exited && has_exited(r.pid) {
                 r.exited = true;

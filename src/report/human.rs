@@ -495,7 +495,11 @@ fn hint(r: &RunReport) -> Option<String> {
                 .to_string(),
         )
     } else if r.runs.iter().any(|e| e.outcome == Outcome::TimedOut) {
-        Some("a replica timed out: a hang, or a --timeout too tight for this machine".to_string())
+        // Without --timeout, tmr's own bounds ended it (a rerun's, or --checkpoint's hang detector).
+        Some(match r.timeout {
+            Some(_) => "a replica timed out: a hang, or a --timeout too tight for this machine".to_string(),
+            None => "a replica hung: tmr ended it as a timeout would (no --timeout was given)".to_string(),
+        })
     } else {
         None
     }
@@ -660,6 +664,29 @@ mod tests {
         assert!(text.contains("stdout line 1: replica 1 \"corrupted\""), "{text}");
         assert!(!text.contains("hint"), "exit codes differ: no mask hint\n{text}");
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn a_timeout_hint_names_timeout_only_when_one_was_given() {
+        let mut hung = run(2, 0, "");
+        hung.outcome = Outcome::TimedOut;
+        let vote = VoteEntry {
+            result: "majority",
+            unanimous: false,
+            majority: Some(vec![0, 1]),
+            winner: Some(0),
+            groups: vec![vec![0, 1], vec![2]],
+        };
+        let dissent =
+            Dissent { replica: 2, against: 0, fields: vec!["exit"], stdout_diff: None, stderr_diff: None };
+        let mut r = report(vec![run(0, 0, "ok"), run(1, 0, "ok"), hung], vote, vec![dissent], 0);
+        // An outside trial: a hang that --checkpoint's detector ended was blamed on a --timeout never given.
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("hint: a replica hung: tmr ended it as a timeout would"), "{text}");
+        assert!(!text.contains("--timeout too tight"), "{text}");
+        r.timeout = Some("5s".into());
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("a --timeout too tight for this machine"), "{text}");
     }
 
     #[test]

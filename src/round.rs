@@ -159,6 +159,13 @@ pub fn execute(config: &Config) -> Result<i32> {
             if rec.stderr.summary.len > 0 && harness.interrupted.is_none() {
                 out.stderr.bytes = harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
             }
+            // An uncompared stream is the winner's: say whose, as a streamed run says whose was shown.
+            if !config.compare.stdout {
+                out.stdout.shown_replica = Some(w);
+            }
+            if !config.compare.stderr {
+                out.stderr.shown_replica = Some(w);
+            }
         }
         out
     };

@@ -285,6 +285,34 @@ fn buffered_holds_back_a_stdout_that_is_not_compared() {
     assert!(assert_tmr_error(&out.stderr).contains("--buffer-limit (1K)"));
 }
 
+/// Whose uncompared stream was delivered, in the JSON report (an outside trial found
+/// `shown_replica` null with `--sequential`, a "switch" from no replica with `--buffered --compare exit`,
+/// and nothing said when the majority's stream could not follow a shown one that lost the vote).
+#[test]
+fn the_report_names_whose_uncompared_stream_was_delivered() {
+    let script = r#"echo out; echo "err from $TMR_REPLICA" >&2; [ $TMR_REPLICA = 0 ] && exit 1; exit 0"#;
+    let args = with(&["--sequential", "--reruns", "0"], vec!["sh".into(), "-c".into(), script.into()]);
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    let winner = run.report["vote"]["winner"].clone();
+    assert!(winner == 1 || winner == 2, "{}", run.report["vote"]);
+    assert_eq!(run.report["output"]["stderr"]["shown_replica"], winner, "{}", run.report["output"]);
+    assert!(run.stderr.contains(&format!("err from {winner}\n")), "{}", run.stderr);
+
+    let args = with(&["--buffered", "--compare", "exit", "--reruns", "0"], vec!["echo".into(), "hi".into()]);
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    let stdout = &run.report["output"]["stdout"];
+    assert!(stdout["shown_replica"].is_u64() && stdout["switched_to"].is_null(), "{stdout}");
+
+    // Replica 0's stderr is shown live and loses; the majority's is over the 64 MiB kept to follow it.
+    let script = r#"if [ $TMR_REPLICA = 0 ]; then echo lost >&2; exit 3; fi; exec "$0" 65M --stderr"#;
+    let args =
+        with(&["--reruns", "0"], vec!["sh".into(), "-c".into(), script.into(), fixture("flood").into()]);
+    let run = tmr_json_report(None, &[], &args, "tmr-report");
+    assert_eq!(run.code, 0);
+    assert_eq!(run.report["output"]["stderr"]["not_kept"], 1, "{}", run.report["output"]);
+    assert_eq!(run.stderr, "lost\n", "replica 0's was shown live, and nothing followed");
+}
+
 /// `tmr --sequential -- seq N | head -1`: the spooled winner's output is cut by the reader, and the
 /// report counts what reached tmr's output (it said 0 bytes, though `1` was delivered).
 #[test]

@@ -71,8 +71,11 @@ struct Hubbed {
     sink: Sink,
     lens: Vec<u64>,
     /// An uncompared stream whose shown replica ended outside the majority: the majority member whose
-    /// stream was delivered after it.
+    /// stream was delivered after it (or, held back with `--buffered`, the winner's, delivered whole).
     switched: Option<usize>,
+    /// The majority member whose stream should have followed but passed [`SHOWN_SPOOL_LIMIT`], so was
+    /// not kept: the report says so rather than nothing.
+    not_kept: Option<usize>,
 }
 
 pub struct StreamHub {
@@ -87,6 +90,8 @@ pub struct Delivered {
     pub shown: Option<usize>,
     /// The majority member whose uncompared output followed, when the shown one was not the winner's.
     pub switched: Option<usize>,
+    /// The majority member whose uncompared output should have followed but was past the spool limit.
+    pub not_kept: Option<usize>,
 }
 
 impl StreamHub {
@@ -119,6 +124,7 @@ impl StreamHub {
                 sink: Sink::new(fd, buffered.then_some(plan.limit))?,
                 lens: vec![0; replicas],
                 switched: None,
+                not_kept: None,
             })
         };
         Ok(StreamHub {
@@ -341,11 +347,15 @@ impl StreamHub {
                 let len = summaries[w].map_or(0, |s| s.len);
                 // Over SHOWN_SPOOL_LIMIT the winner's stream was not kept: nothing can follow.
                 let kept_all = kept[w].is_some() || len == 0;
-                if shown_lost && w != SHOWN && summaries[w] != summaries[SHOWN] && kept_all {
-                    h.switched = Some(w);
-                    h.sink.delivered += len;
-                    if let Some(file) = kept[w].take() {
-                        spools.push((file, h.sink.fd));
+                if shown_lost && w != SHOWN && summaries[w] != summaries[SHOWN] {
+                    if kept_all {
+                        h.switched = Some(w);
+                        h.sink.delivered += len;
+                        if let Some(file) = kept[w].take() {
+                            spools.push((file, h.sink.fd));
+                        }
+                    } else {
+                        h.not_kept = Some(w);
                     }
                 }
             }
@@ -358,10 +368,20 @@ impl StreamHub {
 
     pub fn delivered(&self, stream: usize) -> Delivered {
         let h = &self.streams[stream];
-        Delivered {
-            bytes: h.sink.reached(),
-            shown: matches!(h.kind, Kind::Shown { held: None, .. }).then_some(SHOWN),
-            switched: h.switched,
+        match h.kind {
+            // Held back (`--buffered`): only the winner's was delivered, whole, after the vote.
+            Kind::Shown { held: Some(_), .. } => {
+                Delivered { bytes: h.sink.reached(), shown: h.switched, switched: None, not_kept: None }
+            }
+            Kind::Shown { held: None, .. } => Delivered {
+                bytes: h.sink.reached(),
+                shown: Some(SHOWN),
+                switched: h.switched,
+                not_kept: h.not_kept,
+            },
+            Kind::Compared(_) => {
+                Delivered { bytes: h.sink.reached(), shown: None, switched: None, not_kept: None }
+            }
         }
     }
 
@@ -660,11 +680,15 @@ pub struct DeliveredEntry {
     /// majority member's stream was delivered after it, following a note on stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switched_to: Option<usize>,
+    /// The majority member whose stream should have followed the shown one's, but was past the 64 MiB
+    /// kept for that (not delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_kept: Option<usize>,
 }
 
 impl OutputReport {
     pub fn spooled() -> Self {
-        let none = DeliveredEntry { bytes: 0, shown_replica: None, switched_to: None };
+        let none = DeliveredEntry { bytes: 0, shown_replica: None, switched_to: None, not_kept: None };
         OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
     }
 }
@@ -690,11 +714,15 @@ mod tests {
     #[test]
     fn a_held_stdout_delivers_the_winners_whole_and_refuses_one_not_kept() {
         let mut hub = held_hub(10);
-        assert_eq!(hub.delivered(0), Delivered { bytes: 0, shown: None, switched: None }, "nothing live");
+        assert_eq!(
+            hub.delivered(0),
+            Delivered { bytes: 0, shown: None, switched: None, not_kept: None },
+            "nothing live"
+        );
         let spools = hub.conclude(Some(2), false).unwrap();
         assert_eq!(spools.len(), 1);
         assert_eq!(spools[0].0.metadata().unwrap().len(), 3, "replica 2's stream, whole");
-        assert_eq!(hub.delivered(0), Delivered { bytes: 3, shown: None, switched: Some(2) });
+        assert_eq!(hub.delivered(0), Delivered { bytes: 3, shown: Some(2), switched: None, not_kept: None });
         let err = held_hub(10).conclude(Some(1), false).unwrap_err();
         assert!(format!("{err:#}").contains("--buffer-limit (10 bytes)"), "{err:#}");
     }

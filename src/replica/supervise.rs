@@ -1089,7 +1089,12 @@ impl Harness {
         let buffered = hub.is_buffered();
         let entry = |k: usize| {
             let d = hub.delivered(k);
-            super::hub::DeliveredEntry { bytes: d.bytes, shown_replica: d.shown, switched_to: d.switched }
+            super::hub::DeliveredEntry {
+                bytes: d.bytes,
+                shown_replica: d.shown,
+                switched_to: d.switched,
+                not_kept: d.not_kept,
+            }
         };
         Ok(super::hub::OutputReport { streamed: true, buffered, stdout: entry(0), stderr: entry(1) })
     }

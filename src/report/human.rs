@@ -118,11 +118,21 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     }
     if !r.vote.unanimous {
         for (name, d) in [("stdout", &r.output.stdout), ("stderr", &r.output.stderr)] {
-            match (d.shown_replica, d.switched_to) {
-                (Some(shown), Some(w)) => line(format!(
+            // Held back (`--buffered` stdout, `--sequential`): the winner's, after the vote.
+            let held = r.output.buffered && name == "stdout" || !r.output.streamed;
+            match (d.shown_replica, d.switched_to, d.not_kept) {
+                (Some(shown), Some(w), _) => line(format!(
                     "  {name} is not compared: replica {shown}'s was shown live, then the majority's replica {w}'s"
                 )),
-                (Some(shown), None) if d.bytes > 0 => {
+                (Some(shown), None, Some(w)) => line(format!(
+                    "  {name} is not compared: replica {shown}'s was shown live; the majority's replica {w}'s \
+                     is not shown: it was over the {} tmr keeps to follow a shown stream",
+                    crate::units::size(crate::replica::hub::SHOWN_SPOOL_LIMIT)
+                )),
+                (Some(w), None, None) if held && d.bytes > 0 => {
+                    line(format!("  {name} is not compared: replica {w}'s (the winner's) was delivered after the vote"))
+                }
+                (Some(shown), None, None) if d.bytes > 0 => {
                     line(format!("  {name} is not compared: replica {shown}'s was shown live"))
                 }
                 _ => {}
@@ -584,6 +594,7 @@ mod tests {
         assert!(injection_line(&i).contains("the fault did not reach what is compared"));
     }
     use crate::diff::LineDiff;
+    use crate::replica::hub::DeliveredEntry;
     use crate::report::{StreamEntry, VoteEntry};
 
     fn run(replica: usize, code: i32, out: &str) -> RunEntry {
@@ -687,6 +698,33 @@ mod tests {
         r.timeout = Some("5s".into());
         let text = render(&r, &Style { color: false });
         assert!(text.contains("a --timeout too tight for this machine"), "{text}");
+    }
+
+    #[test]
+    fn the_summary_says_whose_uncompared_stream_was_delivered_or_could_not_follow() {
+        let vote = VoteEntry {
+            result: "majority",
+            unanimous: false,
+            majority: Some(vec![1, 2]),
+            winner: Some(1),
+            groups: vec![vec![1, 2], vec![0]],
+        };
+        let dissent =
+            Dissent { replica: 0, against: 1, fields: vec!["exit"], stdout_diff: None, stderr_diff: None };
+        let mut r = report(vec![run(0, 3, "a"), run(1, 0, "a"), run(2, 0, "a")], vote, vec![dissent], 0);
+        r.output.streamed = true;
+        r.output.stderr =
+            DeliveredEntry { bytes: 5, shown_replica: Some(0), switched_to: None, not_kept: Some(1) };
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("stderr is not compared: replica 0's was shown live; the majority's replica 1's is not shown: it was over the 64M"), "{text}");
+        r.output.streamed = false;
+        r.output.stderr =
+            DeliveredEntry { bytes: 5, shown_replica: Some(1), switched_to: None, not_kept: None };
+        let text = render(&r, &Style { color: false });
+        assert!(
+            text.contains("stderr is not compared: replica 1's (the winner's) was delivered after the vote"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Supervisor {
             }
             Event::Closed { slot } => self.slots[slot].closed = true,
             Event::Held { slot } => {
+                // After a stop signal nothing waits for output: the window runs from the exit.
                 let s = &mut self.slots[slot];
-                if s.exited.is_some() {
+                if s.exited.is_some() && self.stopped_by.is_none() {
                     s.quiet_since = Some(now);
                 }
                 return actions;
@@ -315,6 +316,12 @@ mod tests {
         s.handle(Event::Held { slot: 0 }, c.t(300));
         assert_eq!(s.handle(Event::Tick, c.t(799)), []);
         assert_eq!(s.handle(Event::Tick, c.t(800)), [Action::Finalize { slot: 0, leaked: true }]);
+        // After a stop signal a hold no longer postpones the end (tmr's reader may never read again).
+        let (mut s, c) = start(Limits::new(None, None, 1), 1);
+        s.handle(Event::Stop { signal: libc::SIGTERM }, c.t(50));
+        s.handle(Event::Exited { slot: 0 }, c.t(100));
+        s.handle(Event::Held { slot: 0 }, c.t(500));
+        assert_eq!(s.handle(Event::Tick, c.t(600)), [Action::Finalize { slot: 0, leaked: true }]);
     }
 
     #[test]

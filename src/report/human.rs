@@ -99,12 +99,22 @@ pub fn render(r: &RunReport, style: &Style) -> String {
                 resources(&r.runs)
             ));
         }
-        (None, _) => line(format!(
-            "{label}{} among {n} replicas ({} different results): nothing delivered · {}",
-            style.paint(palette::BAD, "no majority"),
-            r.vote.groups.len(),
-            resources(&r.runs)
-        )),
+        (None, _) => {
+            // A streamed split keeps what a majority agreed on before it (said below, with the count).
+            let o = &r.output;
+            let delivered =
+                if o.streamed && !o.buffered && o.stdout.shown_replica.is_none() && o.stdout.bytes > 0 {
+                    "only what they agreed on before the split delivered"
+                } else {
+                    "nothing delivered"
+                };
+            line(format!(
+                "{label}{} among {n} replicas ({} different results): {delivered} · {}",
+                style.paint(palette::BAD, "no majority"),
+                r.vote.groups.len(),
+                resources(&r.runs)
+            ))
+        }
     }
     for d in &r.dissents {
         for text in dissent_lines(r, d) {
@@ -762,6 +772,15 @@ mod tests {
         assert!(text.contains("no majority: exit 120"), "{text}");
         assert!(text.contains("--mask"), "{text}");
         assert!(text.contains('\x1b'));
+        // Streamed: what they agreed on before the split was delivered (an outside trial: the headline
+        // said "nothing delivered" over a line that said how many bytes were).
+        let mut r = r;
+        r.output.streamed = true;
+        r.output.stdout.bytes = 2;
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("only what they agreed on before the split delivered"), "{text}");
+        assert!(!text.contains("nothing delivered"), "{text}");
+        assert!(text.contains("2 byte(s) of stdout that a majority agreed on were delivered"), "{text}");
     }
 
     /// With no majority, an outcome that won a few reruns made the others `transient` on a bound nobody

@@ -201,6 +201,19 @@ fn replicas_held_back_behind_a_slower_one_are_not_leaking() {
     assert!(!run.stderr.contains("holding their output open"), "{}", run.stderr);
 }
 
+/// Reading replicas out of a cycle of holds keeps the difference in order in memory: bounded. Past 64 MiB
+/// ahead the run stops with an error naming the way out (an outside trial: `yes` against `yes >&2` grew
+/// tmr by 500 MB/s until killed). The shell stays the replica, so both streams stay open in both (with
+/// `exec yes >&2` replica 1's stdout would end, replica 0's be outvoted, and the run be `yes` forever).
+#[test]
+fn streams_written_in_endlessly_different_orders_stop_with_an_error() {
+    let script = "case $TMR_REPLICA in 0) yes;; 1) yes >&2;; *) exit 1;; esac";
+    let out = run(tmr_std().args(["--compare", "stdout,stderr", "--", "sh", "-c", script]), Input::Null);
+    assert_eq!(out.status.code(), Some(125));
+    let err = assert_tmr_error(&out.stderr);
+    assert!(err.contains("different orders") && err.contains("--compare stdout)"), "{err}");
+}
+
 /// `tmr --buffered -- yes | true` and `--sequential`: tmr writes nothing until the vote, so it cannot
 /// learn of the reader leaving from a write; it watches its stdout for POLLERR instead. Before, it ran
 /// on (spooling `yes` to disk at over 1 GB/s) until killed.

@@ -53,6 +53,25 @@ pub const SHOWN: usize = 0;
 /// Bytes of an uncompared stream kept per other replica, in case it must follow the shown one (disk
 /// beyond a small RAM buffer). Past this the stream is only hashed, and no switch can deliver it.
 pub const SHOWN_SPOOL_LIMIT: u64 = 64 << 20;
+/// The most a replica read out of a cycle of holds (see `StreamHub::stuck`) may run ahead of the
+/// committed offset: past it, comparing the replicas would keep unbounded memory (an outside trial: `yes`
+/// against `yes >&2` grew tmr by 500 MB/s), and the run stops with an error instead.
+pub const OUT_OF_ORDER_LIMIT: usize = 64 << 20;
+
+/// A replica ahead by more than [`OUT_OF_ORDER_LIMIT`]: only one read out of a cycle of holds gets
+/// there (a held one stops a window ahead, a hopeless one keeps nothing).
+fn out_of_order(ahead: usize, lane: usize, stream: usize) -> Result<()> {
+    if ahead > OUT_OF_ORDER_LIMIT {
+        anyhow::bail!(
+            "the replicas write stdout and stderr in different orders: over {} of replica {lane}'s {name} \
+             would have to be kept in memory to compare them (--compare stdout,stderr); compare one \
+             stream (--compare stdout)",
+            crate::units::size(OUT_OF_ORDER_LIMIT as u64),
+            name = ["stdout", "stderr"][stream],
+        );
+    }
+    Ok(())
+}
 
 enum Kind {
     Compared(Committer),
@@ -153,6 +172,7 @@ impl StreamHub {
                     if b.ahead(lane) >= WINDOW && b.hopeless(lane) {
                         b.give_up(lane);
                     }
+                    out_of_order(b.ahead(lane), lane, stream)?;
                 }
                 return Ok(got);
             }
@@ -177,6 +197,7 @@ impl StreamHub {
                     if b.ahead(lane) >= WINDOW && b.hopeless(lane) {
                         b.give_up(lane);
                     }
+                    out_of_order(b.ahead(lane), lane, stream)?;
                 }
             }
             Kind::Shown { caps, held, .. } => {

@@ -515,11 +515,21 @@ fn hint(r: &RunReport) -> Option<String> {
                 .to_string(),
         )
     } else if r.runs.iter().any(|e| e.outcome == Outcome::TimedOut) {
-        // Without --timeout, tmr's own bounds ended it (a rerun's, or --checkpoint's hang detector).
-        Some(match r.timeout {
-            Some(_) => "a replica timed out: a hang, or a --timeout too tight for this machine".to_string(),
-            None => "a replica hung: tmr ended it as a timeout would (no --timeout was given)".to_string(),
-        })
+        // --checkpoint's hang detector, or without --timeout tmr's own bound on reruns, ended it.
+        let detected = r
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.replicas.iter().any(|e| e.checkpoints.as_ref().is_some_and(|c| c.ended_hung)));
+        Some(
+            match (detected, &r.timeout) {
+                (true, _) => {
+                    "a replica hung: --checkpoint's hang detector ended it (it could not be rolled back)"
+                }
+                (false, Some(_)) => "a replica timed out: a hang, or a --timeout too tight for this machine",
+                (false, None) => "a replica hung: tmr ended it as a timeout would (no --timeout was given)",
+            }
+            .to_string(),
+        )
     } else {
         None
     }
@@ -708,6 +718,29 @@ mod tests {
         r.timeout = Some("5s".into());
         let text = render(&r, &Style { color: false });
         assert!(text.contains("a --timeout too tight for this machine"), "{text}");
+        // --checkpoint's detector ended it: that is the cause, --timeout or not.
+        let log = crate::epoch::CheckpointLog { ended_hung: true, ..Default::default() };
+        r.memory = Some(crate::report::MemReport {
+            determinization: String::new(),
+            pages_compared: 0,
+            divergent: vec![],
+            noise_pages: 0,
+            noise: vec![],
+            sequence_divergent: vec![],
+            replicas: vec![crate::report::MemReplicaEntry {
+                replica: 2,
+                regions: vec![],
+                threads: 1,
+                notes: vec![],
+                unavailable: None,
+                bytes: 0,
+                cost_ms: 0.0,
+                inputs: None,
+                checkpoints: Some(log),
+            }],
+        });
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("hint: a replica hung: --checkpoint's hang detector ended it"), "{text}");
     }
 
     #[test]

@@ -160,10 +160,10 @@ pub fn execute(config: &Config) -> Result<i32> {
                 out.stderr.bytes = harness.deliver(rec.stderr.file()?, libc::STDERR_FILENO)?;
             }
             // An uncompared stream is the winner's: say whose, as a streamed run says whose was shown.
-            if !config.compare.stdout {
+            if !config.compare.stdout && out.stdout.bytes > 0 {
                 out.stdout.shown_replica = Some(w);
             }
-            if !config.compare.stderr {
+            if !config.compare.stderr && out.stderr.bytes > 0 {
                 out.stderr.shown_replica = Some(w);
             }
         }

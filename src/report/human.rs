@@ -129,7 +129,7 @@ pub fn render(r: &RunReport, style: &Style) -> String {
     if !r.vote.unanimous {
         for (name, d) in [("stdout", &r.output.stdout), ("stderr", &r.output.stderr)] {
             // Held back (`--buffered` stdout, `--sequential`): the winner's, after the vote.
-            let held = r.output.buffered && name == "stdout" || !r.output.streamed;
+            let held = (name == "stdout" && r.output.buffered) || (!r.output.streamed && !r.output.buffered);
             match (d.shown_replica, d.switched_to, d.not_kept) {
                 (Some(shown), Some(w), _) => line(format!(
                     "  {name} is not compared: replica {shown}'s was shown live, then the majority's replica {w}'s"
@@ -768,6 +768,13 @@ mod tests {
             text.contains("stderr is not compared: replica 1's (the winner's) was delivered after the vote"),
             "{text}"
         );
+        // --buffered holds back only stdout: its uncompared stderr was shown live (a review caught it
+        // reported as the winner's, delivered after the vote).
+        r.output.buffered = true;
+        r.output.stderr =
+            DeliveredEntry { bytes: 5, shown_replica: Some(0), switched_to: None, not_kept: None };
+        let text = render(&r, &Style { color: false });
+        assert!(text.contains("stderr is not compared: replica 0's was shown live"), "{text}");
     }
 
     #[test]

@@ -99,6 +99,11 @@ struct Hubbed {
 
 pub struct StreamHub {
     streams: [Hubbed; 2],
+    /// Per replica, the bytes read from it (both streams) at the last [`StreamHub::plan_holds`].
+    seen: Vec<u64>,
+    /// Per replica and stream, a hold lifted because it was part of a cycle (latched until the replica no
+    /// longer runs a window ahead on that stream).
+    lifted: Vec<[bool; 2]>,
 }
 
 /// What a stream's report says about its delivery.
@@ -148,6 +153,8 @@ impl StreamHub {
         };
         Ok(StreamHub {
             streams: [make(&plan.stdout, libc::STDOUT_FILENO)?, make(&plan.stderr, libc::STDERR_FILENO)?],
+            seen: vec![0; replicas],
+            lifted: vec![[false; 2]; replicas],
         })
     }
 
@@ -266,14 +273,43 @@ impl StreamHub {
                 Kind::Shown { .. } => lane != SHOWN,
             };
         }
-        match self.holds(lane, stream) {
-            // Held, unless only replicas that are held themselves would catch up (see `stuck`).
-            Some(waits) => {
-                let stuck = self.stuck();
-                stuck[lane] && waits.iter().all(|&j| stuck[j])
+        // Held, unless the hold was lifted as part of a cycle (see `plan_holds`).
+        self.holds(lane, stream).is_none() || self.lifted[lane][stream]
+    }
+
+    /// Once per turn of the poll loop, before [`StreamHub::may_read`]: lift the holds of replicas held in
+    /// a cycle ([`StreamHub::stuck`]) of which nothing was read since the last turn, so each is blocked
+    /// on a pipe tmr does not read. A replica that still writes its other stream (another thread) is not
+    /// lifted: its hold throttles it, as it should (lifting it would let the skew grow up to
+    /// [`OUT_OF_ORDER_LIMIT`] and end the run for nothing). A lifted hold stays lifted until the replica
+    /// no longer runs a window ahead on that stream. Returns whether any replica is held: the loop then
+    /// wakes up soon to look again.
+    pub fn plan_holds(&mut self) -> bool {
+        let n = self.seen.len();
+        let read: Vec<u64> = (0..n).map(|l| self.streams.iter().map(|h| h.lens[l]).sum()).collect();
+        let idle: Vec<bool> = read.iter().zip(&self.seen).map(|(now, before)| now == before).collect();
+        self.seen = read;
+        let mut any = false;
+        for l in 0..n {
+            for k in 0..self.streams.len() {
+                if self.holds(l, k).is_some() {
+                    any = true;
+                } else {
+                    self.lifted[l][k] = false;
+                }
             }
-            None => true,
         }
+        let stuck = self.stuck(&idle);
+        for l in 0..n {
+            for k in 0..self.streams.len() {
+                if let Some(waits) = self.holds(l, k) {
+                    if stuck[l] && waits.iter().all(|&j| stuck[j]) {
+                        self.lifted[l][k] = true;
+                    }
+                }
+            }
+        }
+        any
     }
 
     /// The replicas `lane` is held for on `stream`, if it is held: it runs a window ahead of replicas
@@ -294,11 +330,12 @@ impl StreamHub {
     /// stderr first, held on stderr for the first (an outside trial: two survivors of three, over 3 MiB
     /// per stream, hung for good). Reading them anyway costs memory for the difference in order; that is
     /// what comparing them needs.
-    fn stuck(&self) -> Vec<bool> {
+    /// `idle`: per replica, nothing of it was read since the last turn (only those can be blocked).
+    fn stuck(&self, idle: &[bool]) -> Vec<bool> {
         let n = self.streams[0].lens.len();
         let holds: Vec<Vec<Vec<usize>>> =
             (0..n).map(|l| (0..self.streams.len()).filter_map(|k| self.holds(l, k)).collect()).collect();
-        let mut stuck: Vec<bool> = holds.iter().map(|h| !h.is_empty()).collect();
+        let mut stuck: Vec<bool> = holds.iter().zip(idle).map(|(h, &idle)| idle && !h.is_empty()).collect();
         loop {
             let freed: Vec<usize> = (0..n)
                 .filter(|&l| stuck[l] && !holds[l].iter().any(|w| w.iter().all(|&j| stuck[j])))

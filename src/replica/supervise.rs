@@ -44,6 +44,9 @@ const READ_BUF: usize = 1 << 20;
 /// interleaved rounds): 1.04× and 1.05× a bare drain with 256 KiB turns, against 1.14× with one 1 MiB
 /// read; 128 and 512 KiB turns were in between (1.07–1.10×).
 const READ_TURN: usize = 256 << 10;
+/// While a replica is held back, the poll loop looks again this often (milliseconds): a cycle of holds
+/// shows as a turn in which nothing was read (`StreamHub::plan_holds`).
+const HOLD_CHECK_MS: u16 = 20;
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// The command, resolved and converted for execve once, before any replica starts.
@@ -779,6 +782,11 @@ impl Harness {
             .next_deadline()
             .map(|d| d.saturating_duration_since(now).as_millis().min(1000) as u16 + 1)
             .unwrap_or(1000);
+        // A held replica may be part of a cycle of holds, which only a turn without progress shows.
+        let wait_ms = match self.hub.as_mut().is_some_and(|h| h.plan_holds()) {
+            true => wait_ms.min(HOLD_CHECK_MS),
+            false => wait_ms,
+        };
 
         let stdin = std::io::stdin();
         let mut held = Vec::new();

@@ -48,6 +48,8 @@ struct Slot {
     exited: Option<Instant>,
     /// Where the leak window starts: its exit, or the last time tmr held back reading its pipes since.
     quiet_since: Option<Instant>,
+    /// The last time tmr held back reading its pipes.
+    last_held: Option<Instant>,
     closed: bool,
     timed_out: bool,
     kill_at: Option<Instant>,
@@ -135,6 +137,7 @@ impl Supervisor {
             Event::Held { slot } => {
                 // After a stop signal nothing waits for output: the window runs from the exit.
                 let s = &mut self.slots[slot];
+                s.last_held = Some(now);
                 if s.exited.is_some() && self.stopped_by.is_none() {
                     s.quiet_since = Some(now);
                 }
@@ -187,10 +190,13 @@ impl Supervisor {
             let leak_window = self.limits.leak_window;
             let s = &mut self.slots[slot];
             if let Some(quiet) = s.quiet_since {
-                let leaked = !s.closed && now >= quiet + leak_window;
-                if s.closed || leaked {
+                let over = !s.closed && now >= quiet + leak_window;
+                if s.closed || over {
                     s.done = true;
-                    actions.push(Action::Finalize { slot, leaked });
+                    // Held back within the window (after a stop signal): its EOF could not be seen, so
+                    // it is no evidence of a leak.
+                    let held = s.last_held.is_some_and(|h| now < h + leak_window);
+                    actions.push(Action::Finalize { slot, leaked: over && !held });
                 }
                 continue;
             }
@@ -316,12 +322,13 @@ mod tests {
         s.handle(Event::Held { slot: 0 }, c.t(300));
         assert_eq!(s.handle(Event::Tick, c.t(799)), []);
         assert_eq!(s.handle(Event::Tick, c.t(800)), [Action::Finalize { slot: 0, leaked: true }]);
-        // After a stop signal a hold no longer postpones the end (tmr's reader may never read again).
+        // After a stop signal a hold no longer postpones the end (tmr's reader may never read again),
+        // and a replica held to the end is not called leaking: its EOF could not be seen.
         let (mut s, c) = start(Limits::new(None, None, 1), 1);
         s.handle(Event::Stop { signal: libc::SIGTERM }, c.t(50));
         s.handle(Event::Exited { slot: 0 }, c.t(100));
         s.handle(Event::Held { slot: 0 }, c.t(500));
-        assert_eq!(s.handle(Event::Tick, c.t(600)), [Action::Finalize { slot: 0, leaked: true }]);
+        assert_eq!(s.handle(Event::Tick, c.t(600)), [Action::Finalize { slot: 0, leaked: false }]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub const SHOWN: usize = 0;
 /// Bytes of an uncompared stream kept per other replica, in case it must follow the shown one (disk
 /// beyond a small RAM buffer). Past this the stream is only hashed, and no switch can deliver it.
 pub const SHOWN_SPOOL_LIMIT: u64 = 64 << 20;
-/// The most a replica read out of a cycle of holds (see `StreamHub::stuck`) may run ahead of the
+/// The most a replica read out of a cycle of holds (see `stuck`) may run ahead of the
 /// committed offset: past it, comparing the replicas would keep unbounded memory (an outside trial: `yes`
 /// against `yes >&2` grew tmr by 500 MB/s), and the run stops with an error instead.
 pub const OUT_OF_ORDER_LIMIT: usize = 64 << 20;
@@ -274,11 +274,11 @@ impl StreamHub {
             };
         }
         // Held, unless the hold was lifted as part of a cycle (see `plan_holds`).
-        self.holds(lane, stream).is_none() || self.lifted[lane][stream]
+        !self.is_held(lane, stream) || self.lifted[lane][stream]
     }
 
     /// Once per turn of the poll loop, before [`StreamHub::may_read`]: lift the holds of replicas held in
-    /// a cycle ([`StreamHub::stuck`]) of which nothing was read since the last turn, so each is blocked
+    /// a cycle ([`stuck`]) of which nothing was read since the last turn, so each is blocked
     /// on a pipe tmr does not read. A replica that still writes its other stream (another thread) is not
     /// lifted: its hold throttles it, as it should (lifting it would let the skew grow up to
     /// [`OUT_OF_ORDER_LIMIT`] and end the run for nothing). A lifted hold stays lifted until the replica
@@ -289,27 +289,28 @@ impl StreamHub {
         let read: Vec<u64> = (0..n).map(|l| self.streams.iter().map(|h| h.lens[l]).sum()).collect();
         let idle: Vec<bool> = read.iter().zip(&self.seen).map(|(now, before)| now == before).collect();
         self.seen = read;
-        let mut any = false;
-        for l in 0..n {
-            for k in 0..self.streams.len() {
-                if self.holds(l, k).is_some() {
-                    any = true;
-                } else {
-                    self.lifted[l][k] = false;
+        // The holds of this turn, once: per replica, per stream, the replicas it is held for.
+        let holds: Vec<Vec<Option<Vec<usize>>>> =
+            (0..n).map(|l| (0..self.streams.len()).map(|k| self.holds(l, k)).collect()).collect();
+        let stuck = stuck(&holds, &idle);
+        for (l, per_stream) in holds.iter().enumerate() {
+            for (k, waits) in per_stream.iter().enumerate() {
+                match waits {
+                    None => self.lifted[l][k] = false,
+                    Some(w) if stuck[l] && w.iter().all(|&j| stuck[j]) => self.lifted[l][k] = true,
+                    Some(_) => {}
                 }
             }
         }
-        let stuck = self.stuck(&idle);
-        for l in 0..n {
-            for k in 0..self.streams.len() {
-                if let Some(waits) = self.holds(l, k) {
-                    if stuck[l] && waits.iter().all(|&j| stuck[j]) {
-                        self.lifted[l][k] = true;
-                    }
-                }
-            }
+        holds.iter().flatten().any(Option::is_some)
+    }
+
+    /// `lane` is held on `stream` ([`StreamHub::holds`], without listing for whom).
+    fn is_held(&self, lane: usize, stream: usize) -> bool {
+        match &self.streams[stream].kind {
+            Kind::Compared(Committer::Bytes(b)) => b.ahead(lane) >= WINDOW && b.should_wait(lane),
+            _ => false,
         }
-        any
     }
 
     /// The replicas `lane` is held for on `stream`, if it is held: it runs a window ahead of replicas
@@ -321,31 +322,6 @@ impl StreamHub {
                 (!waits.is_empty()).then_some(waits)
             }
             _ => None,
-        }
-    }
-
-    /// Replicas held in a cycle: each held on a stream only for replicas that are held too. A held
-    /// replica soon blocks writing to the pipe tmr does not read, so none of them would ever move on:
-    /// with both streams compared, a replica that writes its stdout first waited for one that writes its
-    /// stderr first, held on stderr for the first (an outside trial: two survivors of three, over 3 MiB
-    /// per stream, hung for good). Reading them anyway costs memory for the difference in order; that is
-    /// what comparing them needs.
-    /// `idle`: per replica, nothing of it was read since the last turn (only those can be blocked).
-    fn stuck(&self, idle: &[bool]) -> Vec<bool> {
-        let n = self.streams[0].lens.len();
-        let holds: Vec<Vec<Vec<usize>>> =
-            (0..n).map(|l| (0..self.streams.len()).filter_map(|k| self.holds(l, k)).collect()).collect();
-        let mut stuck: Vec<bool> = holds.iter().zip(idle).map(|(h, &idle)| idle && !h.is_empty()).collect();
-        loop {
-            let freed: Vec<usize> = (0..n)
-                .filter(|&l| stuck[l] && !holds[l].iter().any(|w| w.iter().all(|&j| stuck[j])))
-                .collect();
-            if freed.is_empty() {
-                return stuck;
-            }
-            for l in freed {
-                stuck[l] = false;
-            }
         }
     }
 
@@ -748,6 +724,29 @@ impl OutputReport {
     pub fn spooled() -> Self {
         let none = DeliveredEntry { bytes: 0, shown_replica: None, switched_to: None, not_kept: None };
         OutputReport { streamed: false, buffered: false, stdout: none.clone(), stderr: none }
+    }
+}
+
+/// Replicas held in a cycle: each held on a stream only for replicas that are held too. A held replica
+/// soon blocks writing to the pipe tmr does not read, so none of them would ever move on: with both
+/// streams compared, a replica that writes its stdout first waited for one that writes its stderr first,
+/// held on stderr for the first (an outside trial: two survivors of three, over 3 MiB per stream, hung
+/// for good). Reading them anyway costs memory for the difference in order; that is what comparing them
+/// needs. `holds`: per replica and stream, the replicas it is held for; `idle`: per replica, nothing of
+/// it was read since the last turn (only those can be blocked).
+fn stuck(holds: &[Vec<Option<Vec<usize>>>], idle: &[bool]) -> Vec<bool> {
+    let mut stuck: Vec<bool> =
+        holds.iter().zip(idle).map(|(h, &idle)| idle && h.iter().any(Option::is_some)).collect();
+    loop {
+        let freed: Vec<usize> = (0..holds.len())
+            .filter(|&l| stuck[l] && !holds[l].iter().flatten().any(|w| w.iter().all(|&j| stuck[j])))
+            .collect();
+        if freed.is_empty() {
+            return stuck;
+        }
+        for l in freed {
+            stuck[l] = false;
+        }
     }
 }
 
